@@ -1,0 +1,27 @@
+# FedAudit: security audit of federated brain MRI -> synthetic CT translation (FedSynthCT-Brain).
+# Stages: demo data -> per-center preprocessing -> patient-level splits. Later stages (training,
+# evaluation, attacks, report) are included from workflow/rules/ as they land.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The demo config is the default; a --configfile on the command line replaces it (a deep merge of
+# a real-data config into the demo one would mix sources).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+rule all:
+    input:
+        rules.data_all.input,
+        rules.preprocess_all.input,
+    default_target: True

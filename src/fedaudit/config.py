@@ -1,0 +1,287 @@
+"""Load and validate the workflow config; derive centers, patients and their input files.
+
+The JSON schema in ``workflow/schemas/config.schema.yaml`` is the single description of every key
+(with defaults and descriptions). Validation happens before any job is planned, and errors name
+the key path (``preprocess.cube.size``) so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+RESULTS = "results"
+DEMO_ROOT = f"{RESULTS}/data/demo"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_VOLUME_NAMES = ("nii.gz", "nii", "mha", "mhd")
+
+
+class ConfigError(ValueError):
+    """A config (or a file it points to) that cannot be used; the message names key or file."""
+
+
+# --------------------------------------------------------------------------- schema validation
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Turn a jsonschema error into one line a user can act on."""
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = f"{where}." if error.absolute_path else ""
+        keys = ", ".join(f"'{prefix}{k}'" for k in unknown)
+        return f"unknown config key {keys} (allowed here: {', '.join(allowed)})"
+    if error.validator == "oneOf" and isinstance(error.instance, dict):
+        kind = error.instance.get("type")
+        branches = [b.get("properties", {}).get("type", {}).get("const") for b in error.validator_value]
+        if kind not in branches:
+            return f"config key '{where}.type' is {kind!r}; expected one of {branches}"
+        # Report the problem inside the branch the user meant (the one whose `type` matches).
+        for sub in sorted(error.context or [], key=lambda e: len(e.absolute_path)):
+            if sub.validator == "const":
+                continue
+            branch_schema = error.validator_value[sub.schema_path[0]]
+            if branch_schema.get("properties", {}).get("type", {}).get("const") == kind:
+                return _describe(sub)
+    if error.validator == "required":
+        return f"config key '{where}' is missing a required entry: {error.message}"
+    return f"config key '{where}': {error.message}"
+
+
+def _fill_defaults(schema: dict[str, Any], instance: Any, root: dict[str, Any]) -> None:
+    if "$ref" in schema:
+        ref = schema["$ref"].removeprefix("#/").split("/")
+        target: Any = root
+        for part in ref:
+            target = target[part]
+        _fill_defaults(target, instance, root)
+        return
+    if "oneOf" in schema:
+        for branch in schema["oneOf"]:
+            if jsonschema.Draft202012Validator(branch).is_valid(instance):
+                _fill_defaults(branch, instance, root)
+                return
+    if not isinstance(instance, dict):
+        return
+    props = schema.get("properties", {})
+    for key, sub in props.items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(sub, instance[key], root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in props:
+                _fill_defaults(extra, value, root)
+
+
+def validate_config(raw: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate ``raw`` against the schema and return a copy with defaults filled in.
+
+    Raises ConfigError listing every problem, one per line, each naming its key.
+    """
+    schema = schema or load_schema()
+    config = copy.deepcopy(dict(raw))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"invalid FedAudit config:\n{lines}")
+    _fill_defaults(schema, config, schema)
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict[str, Any]) -> None:
+    centers = config["centers"]
+    if not any(c["role"] == "train" for c in centers.values()):
+        raise ConfigError("invalid FedAudit config:\n  - config key 'centers': no center has "
+                          "role 'train'; federated training needs at least one")
+    s = config["splits"]
+    total = s["train"] + s["val"] + s["test"]
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(f"invalid FedAudit config:\n  - config key 'splits': train + val + test "
+                          f"= {total:g}, must be 1")
+    pct = config["preprocess"]["normalize"]["percentiles"]
+    if pct[0] >= pct[1]:
+        raise ConfigError("invalid FedAudit config:\n  - config key "
+                          f"'preprocess.normalize.percentiles': {pct} must be increasing")
+    demo_centers = [c for c, v in centers.items() if v["source"]["type"] == "demo"]
+    if demo_centers:
+        from fedaudit.data.demo import CENTER_PROFILES
+
+        unknown = [c for c in demo_centers if c not in CENTER_PROFILES]
+        if unknown:
+            raise ConfigError(
+                f"invalid FedAudit config:\n  - config key 'centers.{unknown[0]}.source': demo "
+                f"data exists for centers {', '.join(sorted(CENTER_PROFILES))} only")
+
+
+def load_config(raw_or_path: dict[str, Any] | str | Path) -> dict[str, Any]:
+    if isinstance(raw_or_path, (str, Path)):
+        with open(raw_or_path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    else:
+        raw = raw_or_path
+    return validate_config(raw)
+
+
+# --------------------------------------------------------------------------- patients and files
+
+
+@dataclass(frozen=True)
+class PatientSource:
+    """The raw files of one patient. Paths may not exist: the job that reads them says so."""
+
+    center: str
+    patient: str
+    mr: Path
+    ct: Path
+    mask: Path | None
+    demo: bool = False
+
+    def existing_inputs(self) -> list[str]:
+        files = [self.mr, self.ct] + ([self.mask] if self.mask else [])
+        return [str(f) for f in files if f.exists()]
+
+
+def _find_volume(folder: Path, stem: str) -> Path | None:
+    for ext in _VOLUME_NAMES:
+        candidate = folder / f"{stem}.{ext}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def discover_synthrad(center: str, root: str | Path) -> dict[str, PatientSource]:
+    """Patients in the SynthRAD2023 Task 1 layout ``<root>/<patient>/{mr,ct[,mask]}.<ext>``.
+
+    A folder counts as a patient when it holds an MR or a CT; a missing partner is reported by that
+    patient's job (so ``--keep-going`` still processes the others), not here.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"centers.{center}.source.root: folder {root} does not exist")
+    found: dict[str, PatientSource] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        mr, ct = _find_volume(folder, "mr"), _find_volume(folder, "ct")
+        if mr is None and ct is None:
+            continue
+        if not _SAFE_ID.match(folder.name):
+            raise ConfigError(f"{folder}: patient folder name must use letters, digits, '.', '-' "
+                              "or '_' (it becomes a path component)")
+        found[folder.name] = PatientSource(
+            center, folder.name, mr or folder / "mr.nii.gz", ct or folder / "ct.nii.gz",
+            _find_volume(folder, "mask"))
+    if not found:
+        raise ConfigError(f"centers.{center}.source.root: {root} holds no patient folder with "
+                          "mr.nii.gz / ct.nii.gz (SynthRAD2023 layout <root>/<patient>/mr.nii.gz)")
+    return found
+
+
+def discover_manifest(center: str, csv_path: str | Path) -> dict[str, PatientSource]:
+    """Patients of ``center`` listed in a CSV manifest (columns center, patient, mr, ct[, mask])."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ConfigError(f"centers.{center}.source.path: manifest {csv_path} does not exist")
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        missing = [c for c in ("center", "patient", "mr", "ct") if c not in columns]
+        if missing:
+            raise ConfigError(f"{csv_path}: manifest lacks column(s) {', '.join(missing)} "
+                              f"(found: {', '.join(columns) or 'none'})")
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    found: dict[str, PatientSource] = {}
+    base = csv_path.parent
+    for line, row in enumerate(rows, start=2):
+        if row["center"] != center:
+            continue
+        pid = row["patient"]
+        if not _SAFE_ID.match(pid):
+            raise ConfigError(f"{csv_path}:{line}: patient id {pid!r} must use letters, digits, "
+                              "'.', '-' or '_'")
+        if pid in found:
+            raise ConfigError(f"{csv_path}:{line}: patient {pid!r} of center {center} listed twice")
+        for col in ("mr", "ct"):
+            if not row[col]:
+                raise ConfigError(f"{csv_path}:{line}: empty '{col}' for patient {pid!r}")
+        mask = row.get("mask") or None
+        found[pid] = PatientSource(center, pid, base / row["mr"], base / row["ct"],
+                                   base / mask if mask else None)
+    if not found:
+        raise ConfigError(f"{csv_path}: no row has center {center!r}")
+    return found
+
+
+class Study:
+    """Centers, their roles and patients, derived once from a validated config."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    def centers(self, role: str | None = None) -> list[str]:
+        return [c for c, v in self.config["centers"].items() if role in (None, v["role"])]
+
+    def role(self, center: str) -> str:
+        return self.config["centers"][center]["role"]
+
+    @cached_property
+    def _sources(self) -> dict[str, dict[str, PatientSource]]:
+        out: dict[str, dict[str, PatientSource]] = {}
+        for center, spec in self.config["centers"].items():
+            src = spec["source"]
+            if src["type"] == "synthrad":
+                out[center] = discover_synthrad(center, src["root"])
+            elif src["type"] == "manifest":
+                out[center] = discover_manifest(center, src["path"])
+            else:
+                out[center] = self._demo_sources(center, int(src["patients"]))
+        return out
+
+    def _demo_sources(self, center: str, n: int) -> dict[str, PatientSource]:
+        from fedaudit.data.demo import CENTER_PROFILES, patient_id
+
+        ships_mask = CENTER_PROFILES[center].ships_mask
+        out = {}
+        for i in range(n):
+            pid = patient_id(center, i)
+            folder = Path(DEMO_ROOT) / center / pid
+            out[pid] = PatientSource(center, pid, folder / "mr.nii.gz", folder / "ct.nii.gz",
+                                     folder / "mask.nii.gz" if ships_mask else None, demo=True)
+        return out
+
+    def patients(self, center: str) -> list[str]:
+        return list(self._sources[center])
+
+    def source(self, center: str, patient: str) -> PatientSource:
+        return self._sources[center][patient]
+
+    def all_patients(self) -> list[tuple[str, str]]:
+        return [(c, p) for c in self.centers() for p in self.patients(c)]

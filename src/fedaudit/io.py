@@ -1,0 +1,120 @@
+"""Reading and writing volumes and small records; every error names the file.
+
+Volumes travel through the library as ``SimpleITK.Image`` so that geometry (origin, spacing,
+direction) is never separated from the voxels. NIfTI ``scl_slope``/``scl_inter`` are applied by
+SimpleITK's reader, so CT values arrive in HU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd")
+
+
+class VolumeError(ValueError):
+    """A volume that cannot be used; the message starts with the offending file."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def is_volume_path(path: str | os.PathLike[str]) -> bool:
+    name = str(path).lower()
+    return name.endswith(VOLUME_SUFFIXES)
+
+
+def read_volume(path: str | os.PathLike[str], role: str = "volume") -> sitk.Image:
+    """Read a 3-D scalar volume and reject what cannot be a medical image.
+
+    ``role`` ("MR", "CT", "mask") only shapes the message. Rejected: missing or unreadable
+    files (truncated gzip included), non-3-D or multi-component images, empty images, NaN or
+    infinite voxels, and images whose voxels are all the same value.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise VolumeError(p, f"{role} file does not exist")
+    if not is_volume_path(p):
+        raise VolumeError(p, f"{role} file is not NIfTI (.nii, .nii.gz) or MetaImage (.mha, .mhd)")
+    if p.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_voxels(p, role)
+    try:
+        img = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
+        raise VolumeError(p, f"{role} file cannot be read (corrupt or truncated?): {first}") from exc
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeError(p, f"{role} has {img.GetNumberOfComponentsPerPixel()} components per "
+                             "voxel; a scalar volume is required")
+    if img.GetDimension() != 3:
+        raise VolumeError(p, f"{role} is {img.GetDimension()}-D; a 3-D volume is required")
+    size = img.GetSize()
+    if min(size) < 2:
+        raise VolumeError(p, f"{role} has size {size}; every axis needs at least 2 voxels")
+    arr = sitk.GetArrayViewFromImage(img)
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise VolumeError(p, f"{role} contains {bad} NaN or infinite voxels")
+    if role.lower() != "mask" and float(arr.max()) == float(arr.min()):
+        raise VolumeError(p, f"{role} is empty: every voxel equals {float(arr.min())}")
+    if role.lower() == "mask" and not (arr > 0).any():
+        raise VolumeError(p, "mask is empty: no voxel is inside")
+    return img
+
+
+def _check_nifti_voxels(p: Path, role: str) -> None:
+    """Read the NIfTI voxels with nibabel: ITK's reader silently pads a truncated gzip stream and
+    turns NaN into 0, so neither problem would be visible in the SimpleITK image."""
+    import nibabel as nib
+
+    try:
+        data = np.asanyarray(nib.load(str(p)).dataobj)
+    except Exception as exc:  # nibabel raises many types (EOFError, zlib.error, ImageFileError)
+        raise VolumeError(p, f"{role} file cannot be read (corrupt or truncated?): "
+                             f"{type(exc).__name__}: {exc}") from exc
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise VolumeError(p, f"{role} contains {bad} NaN or infinite voxels")
+
+
+def write_volume(img: sitk.Image, path: str | os.PathLike[str]) -> None:
+    """Write atomically: a killed job never leaves a half-written output behind."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".tmp-{os.getpid()}-{p.name}")
+    sitk.WriteImage(img, str(tmp), useCompression=True)
+    os.replace(tmp, p)
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".tmp-{os.getpid()}-{p.name}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, p)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p}: cannot read JSON record: {exc}") from exc
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,137 @@
+"""The `conda:` plumbing: every rule names a pinned env file, and under --use-conda each job runs
+inside the env made from its rule's file.
+
+Conda cannot be installed here (no channel is reachable), so a fake `conda` on PATH stands in: it
+answers Snakemake's checks, "creates" an env by recording the env file it was given and linking
+this test's Python into the prefix, and its `activate` script logs which env each job entered.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, run_snakemake
+
+FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data"}  # others: preprocess
+
+
+def _rule_envs() -> dict[str, str]:
+    """rule name -> env file named in its `conda:` directive (parsed from the rule files)."""
+    envs: dict[str, str] = {}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        consts = dict(re.findall(r'^(\w+) = "(\.\./\.\./envs/\w+\.yaml)"', text, re.M))
+        for block in re.split(r"^rule ", text, flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            m = re.search(r"conda:\s*\n\s*(\S+)", block)
+            if m:
+                value = m.group(1).strip('"')
+                envs[name] = consts.get(value, value)
+    return envs
+
+
+def test_every_job_rule_has_a_pinned_env() -> None:
+    envs = _rule_envs()
+    aggregate = {"data_all", "preprocess_all"}
+    res_rules = set(re.findall(r"^rule (\w+):", "".join(
+        p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
+    assert res_rules - aggregate == set(envs), "a rule without conda:"
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for rule, rel in envs.items():
+        path = (REPO / "workflow" / "rules" / rel).resolve()
+        assert path.exists(), f"{rule}: {rel} missing"
+        spec = yaml.safe_load(path.read_text())
+        assert spec["channels"][0] == "conda-forge"
+        for dep in spec["dependencies"]:
+            if isinstance(dep, dict):
+                for pip_dep in dep["pip"]:
+                    name, _, version = pip_dep.partition("==")
+                    assert version, f"{path.name}: pip package {pip_dep} is not pinned"
+                    pinned = re.search(rf'"{re.escape(name)}(\[\w+\])?==([^"]+)"', pyproject)
+                    if pinned:
+                        assert pinned.group(2) == version, f"{path.name}: {name} differs"
+            else:
+                assert re.match(r"^[\w.-]+=[\w.]+$", dep), f"{path.name}: {dep} is not pinned"
+
+
+FAKE_CONDA = """#!{python}
+import json, os, sys
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+args = sys.argv[1:]
+if args == ["--version"]:
+    print("conda 24.11.3")
+elif args[:2] == ["info", "--json"]:
+    print(json.dumps({{"conda_prefix": root, "platform": "linux-64", "envs_dirs": []}}))
+elif args[:2] == ["config", "--get"]:
+    print(json.dumps({{"get": {{"channel_priority": "strict"}}}}))
+elif args[:2] == ["env", "create"]:
+    opts = {{a.split(" ")[0]: a for a in args}}
+    i = args.index("--file"); env_file = args[i + 1].strip('"')
+    i = args.index("--prefix"); prefix = args[i + 1].strip('"')
+    os.makedirs(os.path.join(prefix, "bin"), exist_ok=True)
+    wrapper = os.path.join(prefix, "bin", "python")
+    with open(wrapper, "w") as fh:
+        fh.write("#!/bin/sh\\n"
+                 'echo "$FAKE_CONDA_ENV $*" >> ' + os.path.join(root, "activations.log") + "\\n"
+                 'exec {python} "$@"\\n')
+    os.chmod(wrapper, 0o755)
+    with open(os.path.join(root, "created.log"), "a") as fh:
+        fh.write(prefix + " " + env_file + "\\n")
+else:
+    sys.exit("fake conda: unsupported " + " ".join(args))
+"""
+
+ACTIVATE = """# sourced by Snakemake as: source <conda_prefix>/bin/activate '<env prefix>'
+export FAKE_CONDA_ENV="$1"
+export PATH="$1/bin:$PATH"
+"""
+
+
+@pytest.mark.workflow
+def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
+    fake = workdir / "fakeconda"
+    (fake / "bin").mkdir(parents=True)
+    conda = fake / "bin" / "conda"
+    conda.write_text(FAKE_CONDA.format(python=sys.executable))
+    conda.chmod(conda.stat().st_mode | stat.S_IEXEC)
+    (fake / "bin" / "activate").write_text(ACTIVATE)
+    cfg = {"seed": 5, "demo": {"resolution_scale": 6.0},
+           "centers": {"A": {"role": "train", "source": {"type": "demo", "patients": 1}},
+                       "E": {"role": "external", "source": {"type": "demo", "patients": 1}}},
+           "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [10]},
+                          "cube": {"size": 24}}}
+    (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
+    env = {"PATH": f"{fake / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"}
+    res = run_snakemake(workdir, "--cores", "2", "--use-conda", "--conda-prefix",
+                        str(workdir / "envs"), "--configfile", str(workdir / "c.yaml"), env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    created = dict(line.split(" ", 1) for line in (fake / "created.log").read_text().splitlines())
+    env_of_prefix = {}
+    for prefix, env_file in created.items():
+        content = yaml.safe_load(Path(env_file).read_text())
+        matches = [p.stem for p in (REPO / "envs").glob("*.yaml")
+                   if yaml.safe_load(p.read_text()) == content]
+        assert len(matches) == 1, f"{env_file} is none of envs/*.yaml"
+        env_of_prefix[prefix] = matches[0]
+    assert set(env_of_prefix.values()) == {"data", "preprocess"}
+
+    runs = (fake / "activations.log").read_text().splitlines()
+    scripts_run = []
+    for line in runs:
+        if ".snakemake/scripts/" not in line:
+            continue  # Snakemake's own `python -c` version probe inside the env
+        prefix, script = line.split(" ")[0], line.split(" ")[-1]
+        name = re.sub(r"^tmp\w+\.", "", Path(script).stem)
+        scripts_run.append(name)
+        assert env_of_prefix[prefix] == FAMILY_OF_SCRIPT.get(name, "preprocess"), line
+    # Every rule that ran a job ran it inside its env.
+    assert sorted(set(scripts_run)) == sorted(
+        {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
+         "qc_table", "splits"})
+    assert (workdir / "results/splits/A.json").exists()

@@ -1,0 +1,182 @@
+"""The Snakemake DAG end to end: planning, lint, SLURM profile, a tiny run, caching, bad patients."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import yaml
+from conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+TINY = {
+    "seed": 3,
+    "centers": {
+        "A": {"role": "train", "source": {"type": "demo", "patients": 3}},
+        "E": {"role": "external", "source": {"type": "demo", "patients": 1}},
+    },
+    "demo": {"resolution_scale": 5.0},
+    "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [20, 20]},
+                   "cube": {"size": 32}},
+}
+
+
+def _write_config(workdir: Path, cfg: dict, name: str = "tiny.yaml") -> Path:
+    path = workdir / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    """Parse the 'Job stats' table Snakemake prints for a (dry) run."""
+    counts = {}
+    block = stdout.split("Job stats:")[-1]
+    for line in block.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)\s*$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def test_default_config_plans_every_job(workdir: Path) -> None:
+    res = run_snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
+    assert res.returncode == 0, res.stderr
+    counts = _job_counts(res.stdout)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    n_pat = sum(c["source"]["patients"] for c in cfg["centers"].values())
+    n_centers = len(cfg["centers"])
+    per_patient = ("demo_patient", "register", "head_mask", "n4", "finalize", "qc")
+    assert {r: counts.get(r) for r in per_patient} == dict.fromkeys(per_patient, n_pat)
+    assert counts["splits"] == n_centers and counts["data_montage"] == n_centers
+    assert counts["qc_table"] == 1 and counts["all"] == 1
+
+
+def test_lint_is_clean(workdir: Path) -> None:
+    res = run_snakemake(workdir, "--lint", "--configfile", str(REPO / "config" / "config.yaml"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Lints for" not in res.stdout + res.stderr
+
+
+def test_typo_in_config_stops_the_run(workdir: Path) -> None:
+    cfg = json.loads(json.dumps(TINY))
+    cfg["preprocess"]["cube"]["sise"] = 32
+    res = run_snakemake(workdir, "-n", "--configfile", str(_write_config(workdir, cfg)))
+    assert res.returncode != 0
+    assert "unknown config key 'preprocess.cube.sise'" in res.stderr + res.stdout
+
+
+def test_slurm_profile_dry_run(workdir: Path) -> None:
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    res = run_snakemake(workdir, "--list-rules")
+    rules = {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
+    job_rules = rules - {"all", "data_all", "preprocess_all"}
+    missing = job_rules - set(profile["set-resources"])
+    assert not missing, f"rules without SLURM resources: {missing}"
+    for rule in job_rules:
+        assert {"mem_mb", "runtime"} <= set(profile["set-resources"][rule]), rule
+    res = run_snakemake(workdir, "-n", "--profile", str(REPO / "profiles" / "slurm"),
+                        "--configfile", str(_write_config(workdir, TINY)))
+    assert res.returncode == 0, res.stderr
+    assert _job_counts(res.stdout)["register"] == 4
+
+
+def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
+    cfg = _write_config(workdir, TINY)
+    res = run_snakemake(workdir, "--cores", "2", "--configfile", str(cfg))
+    assert res.returncode == 0, res.stderr[-3000:]
+
+    patients = {"A": ["1BA001", "1BA002", "1BA003"], "E": ["1BE001"]}
+    for center, pids in patients.items():
+        assert (workdir / f"results/data/montage/{center}.png").stat().st_size > 10_000
+        for pid in pids:
+            base = workdir / f"results/preprocessed/{center}/{pid}"
+            mr = sitk.ReadImage(str(base / "mr.nii.gz"))
+            ct = sitk.GetArrayFromImage(sitk.ReadImage(str(base / "ct.nii.gz")))
+            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(base / "mask.nii.gz"))) > 0
+            assert mr.GetSize() == (32, 32, 32)
+            mr_a = sitk.GetArrayFromImage(mr)
+            assert mr_a.min() == 0.0 and mr_a.max() == pytest.approx(1.0, abs=1e-6)
+            assert np.all(ct[~mask] == -1000.0) and np.all(mr_a[~mask] == 0.0)
+            assert 0.05 < mask.mean() < 0.9, "head fills a sensible part of the cube"
+            qc = json.loads((base / "qc.json").read_text())
+            assert qc["mi_after"] < qc["mi_before"]
+            assert (base / "qc.png").exists()
+            assert (workdir / f"results/logs/register/{center}/{pid}.log").read_text()
+
+    split_a = json.loads((workdir / "results/splits/A.json").read_text())
+    assert sorted(split_a["train"] + split_a["val"] + split_a["test"]) == patients["A"]
+    assert json.loads((workdir / "results/splits/E.json").read_text())["train"] == []
+    table = (workdir / "results/preprocessed/qc.tsv").read_text().splitlines()
+    assert len(table) == 1 + 4
+
+    again = run_snakemake(workdir, "-n", "--configfile", str(cfg))
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
+
+
+def _demo_patient(tmp: Path, center: str, index: int) -> Path:
+    from fedaudit.data.demo import generate_patient
+
+    out = tmp / "src" / f"{center}{index}"
+    generate_patient(center, index, 11, out, resolution_scale=5.0)
+    return out
+
+
+def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
+    """A truncated CT, a missing CT, NaNs and an MR that cannot match its CT each fail only their
+    own patient, with a message naming the file; the good patients are completed."""
+    good = [_demo_patient(workdir, "A", i) for i in range(2)]
+    trunc, nan_mr, wrong = (_demo_patient(workdir, "A", i) for i in range(2, 5))
+    data = (trunc / "ct.nii.gz").read_bytes()
+    (trunc / "ct.nii.gz").write_bytes(data[: len(data) // 2])
+    mr = sitk.ReadImage(str(nan_mr / "mr.nii.gz"))
+    arr = sitk.GetArrayFromImage(mr)
+    arr[arr.shape[0] // 2, :3, :3] = np.nan
+    nan_img = sitk.GetImageFromArray(arr)
+    nan_img.CopyInformation(mr)
+    sitk.WriteImage(nan_img, str(nan_mr / "mr.nii.gz"))
+    # An MR of something else: a small blob instead of a head, so it cannot cover the head mask.
+    blob = np.zeros_like(sitk.GetArrayFromImage(sitk.ReadImage(str(wrong / "mr.nii.gz"))))
+    c = [s // 2 for s in blob.shape]
+    blob[c[0] - 2:c[0] + 2, c[1] - 2:c[1] + 2, c[2] - 2:c[2] + 2] = 100.0
+    ref = sitk.ReadImage(str(wrong / "mr.nii.gz"))
+    blob_img = sitk.GetImageFromArray(blob)
+    blob_img.CopyInformation(ref)
+    sitk.WriteImage(blob_img, str(wrong / "mr.nii.gz"))
+
+    rows = ["center,patient,mr,ct"]
+    for name, folder in [("good1", good[0]), ("good2", good[1]), ("trunc", trunc),
+                         ("nanmr", nan_mr), ("wrongmr", wrong)]:
+        rows.append(f"A,{name},{folder / 'mr.nii.gz'},{folder / 'ct.nii.gz'}")
+    (workdir / "manifest.csv").write_text("\n".join(rows) + "\n")
+    # A SynthRAD-layout external center with a patient whose CT is missing.
+    ext = workdir / "ext"
+    shutil.copytree(good[0], ext / "P1")
+    shutil.copytree(good[1], ext / "P2")
+    (ext / "P2" / "ct.nii.gz").unlink()
+
+    cfg = {**TINY, "centers": {
+        "A": {"role": "train", "source": {"type": "manifest", "path": str(workdir / "manifest.csv")}},
+        "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}}}
+    res = run_snakemake(workdir, "--cores", "2", "--keep-going", "--configfile",
+                        str(_write_config(workdir, cfg)))
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    for pid in ("good1", "good2"):
+        assert (workdir / f"results/preprocessed/A/{pid}/qc.json").exists(), out[-3000:]
+    assert (workdir / "results/preprocessed/E/P1/qc.json").exists()
+    for pid in ("trunc", "nanmr", "wrongmr"):
+        assert not (workdir / f"results/preprocessed/A/{pid}/qc.json").exists()
+    assert f"{trunc / 'ct.nii.gz'}: CT file cannot be read" in out
+    assert f"{nan_mr / 'mr.nii.gz'}: MR contains" in out and "NaN" in out
+    assert f"{ext / 'P2' / 'ct.nii.gz'}: CT file does not exist" in out
+    assert str(wrong / "mr.nii.gz") in out
+    wrong_log = (workdir / "results/logs/head_mask/A/wrongmr.log").read_text()
+    assert "mask" in wrong_log.lower() and str(wrong / "mr.nii.gz") in wrong_log

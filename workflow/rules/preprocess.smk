@@ -1,0 +1,189 @@
+# Per-center preprocessing (paper 000, "Datasets"), one rule per step, every step cached:
+# register MR -> CT, head mask, N4 on the MR, then mask + normalise + resample to the cube, QC.
+# Then patient-level splits per center.
+
+PRE_ENV = "../../envs/preprocess.yaml"
+
+
+rule register:
+    """Rigid mutual-information registration MR -> CT; the MR is resampled onto the CT grid."""
+    input:
+        raw_inputs,
+    output:
+        mr=keep("results/preprocessed/{center}/{patient}/steps/1_register/mr.nii.gz"),
+        transform="results/preprocessed/{center}/{patient}/steps/1_register/rigid.tfm",
+        record="results/preprocessed/{center}/{patient}/steps/1_register/registration.json",
+    log:
+        f"{LOGS}/register/{{center}}/{{patient}}.log",
+    params:
+        source=patient_source,
+        backend=config["preprocess"]["registration"]["backend"],
+        seed=config["seed"],
+    threads: PRE_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        PRE_ENV
+    script:
+        "../scripts/register.py"
+
+
+rule head_mask:
+    """The given head mask (resampled to the CT grid) or one computed from the CT, checked against the MR."""
+    input:
+        raw=raw_inputs,
+        mr=rules.register.output.mr,
+    output:
+        mask="results/preprocessed/{center}/{patient}/steps/2_mask/mask.nii.gz",
+        record="results/preprocessed/{center}/{patient}/steps/2_mask/mask.json",
+    log:
+        f"{LOGS}/head_mask/{{center}}/{{patient}}.log",
+    params:
+        source=patient_source,
+        threshold_hu=config["preprocess"]["mask"]["threshold_hu"],
+        min_coverage=config["preprocess"]["mask"]["min_coverage"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        PRE_ENV
+    script:
+        "../scripts/head_mask.py"
+
+
+rule n4:
+    """N4 bias-field correction of the registered MR within the head mask."""
+    input:
+        mr=rules.register.output.mr,
+        mask=rules.head_mask.output.mask,
+    output:
+        mr=keep("results/preprocessed/{center}/{patient}/steps/3_n4/mr.nii.gz"),
+        field=keep("results/preprocessed/{center}/{patient}/steps/3_n4/bias_field.nii.gz"),
+        record="results/preprocessed/{center}/{patient}/steps/3_n4/n4.json",
+    log:
+        f"{LOGS}/n4/{{center}}/{{patient}}.log",
+    params:
+        **config["preprocess"]["n4"],
+    threads: PRE_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        PRE_ENV
+    script:
+        "../scripts/n4.py"
+
+
+rule finalize:
+    """Mask (CT -1000 HU, MR 0 outside), normalise the MR to [0, 1], resample all three to the cube."""
+    input:
+        raw=raw_inputs,
+        mr=rules.n4.output.mr,
+        mask=rules.head_mask.output.mask,
+    output:
+        mr="results/preprocessed/{center}/{patient}/mr.nii.gz",
+        ct="results/preprocessed/{center}/{patient}/ct.nii.gz",
+        mask="results/preprocessed/{center}/{patient}/mask.nii.gz",
+        record="results/preprocessed/{center}/{patient}/steps/4_finalize/finalize.json",
+    log:
+        f"{LOGS}/finalize/{{center}}/{{patient}}.log",
+    params:
+        source=patient_source,
+        normalize=config["preprocess"]["normalize"],
+        cube=config["preprocess"]["cube"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        PRE_ENV
+    script:
+        "../scripts/finalize.py"
+
+
+rule qc:
+    """Per-patient QC record (registration metric, N4 field range, mask volume, shape) and PNG."""
+    input:
+        mr=rules.finalize.output.mr,
+        ct=rules.finalize.output.ct,
+        mask=rules.finalize.output.mask,
+        records=[
+            rules.register.output.record,
+            rules.head_mask.output.record,
+            rules.n4.output.record,
+            rules.finalize.output.record,
+        ],
+    output:
+        record="results/preprocessed/{center}/{patient}/qc.json",
+        png=report(
+            "results/preprocessed/{center}/{patient}/qc.png",
+            caption="../report/preprocess_qc.rst",
+            category="Data",
+            subcategory="Preprocessing QC",
+            labels={"center": "{center}", "patient": "{patient}"},
+        ),
+    log:
+        f"{LOGS}/qc/{{center}}/{{patient}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        PRE_ENV
+    script:
+        "../scripts/qc.py"
+
+
+rule qc_table:
+    """All patients' QC records in one table."""
+    input:
+        per_patient("results/preprocessed/{center}/{patient}/qc.json"),
+    output:
+        report(
+            "results/preprocessed/qc.tsv",
+            caption="../report/qc_table.rst",
+            category="Data",
+            subcategory="Preprocessing QC",
+        ),
+    log:
+        f"{LOGS}/qc_table.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        PRE_ENV
+    script:
+        "../scripts/qc_table.py"
+
+
+rule splits:
+    """Patient-level train/val/test split of one center (external centers: test only)."""
+    input:
+        lambda wc: per_patient("results/preprocessed/{center}/{patient}/qc.json", center=wc.center),
+    output:
+        "results/splits/{center}.json",
+    log:
+        f"{LOGS}/splits/{{center}}.log",
+    params:
+        patients=lambda wc: STUDY.patients(wc.center),
+        role=lambda wc: STUDY.role(wc.center),
+        seed=config["seed"],
+        fractions=[config["splits"][k] for k in ("train", "val", "test")],
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        PRE_ENV
+    script:
+        "../scripts/splits.py"
+
+
+rule preprocess_all:
+    input:
+        per_patient("results/preprocessed/{center}/{patient}/qc.png"),
+        "results/preprocessed/qc.tsv",
+        expand("results/splits/{center}.json", center=STUDY.centers()),

@@ -1,0 +1,10 @@
+"""Rule head_mask: given or CT-derived head mask, checked against the registered MR."""
+
+from _common import logged
+
+with logged(snakemake):
+    from fedaudit.preprocess.pipeline import mask_step
+
+    src, p = snakemake.params.source, snakemake.params
+    mask_step(src["ct"], snakemake.input.mr, src["mask"], snakemake.output.mask,
+              snakemake.output.record, threshold_hu=p.threshold_hu, min_coverage=p.min_coverage)

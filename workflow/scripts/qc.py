@@ -1,0 +1,15 @@
+"""Rule qc: per-patient QC record and PNG of the final cube."""
+
+from _common import logged
+
+with logged(snakemake):
+    from fedaudit.io import read_volume, write_json
+    from fedaudit.preprocess.pipeline import qc_record
+    from fedaudit.preprocess.qc import qc_png
+
+    wc, inp = snakemake.wildcards, snakemake.input
+    record = qc_record(wc.center, wc.patient, inp.mr, inp.ct, inp.mask, inp.records)
+    qc_png(read_volume(inp.mr, "final MR"), read_volume(inp.ct, "final CT"),
+           read_volume(inp.mask, "final mask"), snakemake.output.png,
+           title=f"{wc.center}/{wc.patient}: preprocessed cube")
+    write_json(record, snakemake.output.record)
