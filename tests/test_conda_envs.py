@@ -82,6 +82,8 @@ elif args[:2] == ["env", "create"]:
     os.chmod(wrapper, 0o755)
     with open(os.path.join(root, "created.log"), "a") as fh:
         fh.write(prefix + " " + env_file + "\\n")
+elif args[:1] == ["clean"]:
+    pass
 else:
     sys.exit("fake conda: unsupported " + " ".join(args))
 """

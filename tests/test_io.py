@@ -72,7 +72,8 @@ def test_not_3d(tmp_path: Path) -> None:
 
 
 def test_empty_volume_and_mask(tmp_path: Path) -> None:
-    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32)), str(tmp_path / "z.nii"))
+    zeros = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32))
+    sitk.WriteImage(zeros, str(tmp_path / "z.nii"))
     with pytest.raises(VolumeError, match=r"z.nii: MR is empty: every voxel equals 0.0"):
         read_volume(tmp_path / "z.nii", "MR")
     with pytest.raises(VolumeError, match=r"z.nii: mask is empty"):

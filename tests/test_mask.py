@@ -109,3 +109,12 @@ def test_empty_threshold_raises():
     img = sitk.Image(20, 20, 20, sitk.sitkFloat32) - 1000.0
     with pytest.raises(MaskError, match="HU"):
         head_mask_from_ct(img)
+
+
+def test_int16_ct_gives_the_same_mask(ct_case):
+    # Real and demo CTs are stored as int16 HU; the threshold must not depend on the pixel type.
+    ct, _, mask = ct_case
+    ct16 = sitk.Cast(sitk.Round(ct), sitk.sitkInt16)
+    m16 = _arr(head_mask_from_ct(ct16)) > 0
+    m = _arr(mask) > 0
+    assert 2 * (m16 & m).sum() / (m16.sum() + m.sum()) > 0.995

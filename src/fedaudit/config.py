@@ -54,7 +54,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"unknown config key {keys} (allowed here: {', '.join(allowed)})"
     if error.validator == "oneOf" and isinstance(error.instance, dict):
         kind = error.instance.get("type")
-        branches = [b.get("properties", {}).get("type", {}).get("const") for b in error.validator_value]
+        branches = [b.get("properties", {}).get("type", {}).get("const")
+                    for b in error.validator_value]
         if kind not in branches:
             return f"config key '{where}.type' is {kind!r}; expected one of {branches}"
         # Report the problem inside the branch the user meant (the one whose `type` matches).

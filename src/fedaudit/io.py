@@ -50,7 +50,8 @@ def read_volume(path: str | os.PathLike[str], role: str = "volume") -> sitk.Imag
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
-        raise VolumeError(p, f"{role} file cannot be read (corrupt or truncated?): {first}") from exc
+        raise VolumeError(p, f"{role} file cannot be read (corrupt or truncated?): "
+                             f"{first}") from exc
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeError(p, f"{role} has {img.GetNumberOfComponentsPerPixel()} components per "
                              "voxel; a scalar volume is required")

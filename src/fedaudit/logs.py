@@ -1,4 +1,4 @@
-"""Per-rule logging: everything a job prints goes to its ``log:`` file, errors also to the console."""
+"""Per-rule logging: what a job prints goes to its ``log:`` file, errors also to the console."""
 
 from __future__ import annotations
 

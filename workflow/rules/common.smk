@@ -1,5 +1,6 @@
 # Config validation, the study (centers, patients, sources) and shared helpers.
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -21,6 +22,21 @@ except ConfigError as _err:
     raise WorkflowError(str(_err)) from None
 
 LOGS = "results/logs"
+
+
+def _center_regex(names):
+    # A regex that matches no center when the list is empty.
+    return "|".join(names) if names else "(?!x)x"
+
+
+from fedaudit.data.demo import CENTER_PROFILES  # noqa: E402
+
+DEMO_CENTERS_WITH_MASK = _center_regex(
+    sorted(c for c, p in CENTER_PROFILES.items() if p.ships_mask)
+)
+DEMO_CENTERS_WITHOUT_MASK = _center_regex(
+    sorted(c for c, p in CENTER_PROFILES.items() if not p.ships_mask)
+)
 PRE_THREADS = config["preprocess"]["threads"]
 
 
@@ -43,8 +59,8 @@ def patient_source(wildcards):
 def raw_inputs(wildcards):
     """Raw MR/CT/mask that exist (or that a rule makes); a missing one fails its own job."""
     src = STUDY.source(wildcards.center, wildcards.patient)
-    if src.demo:
-        return [str(src.mr), str(src.ct)]
+    if src.demo:  # made by the demo rules, so they need not exist yet
+        return [str(f) for f in (src.mr, src.ct, src.mask) if f]
     return src.existing_inputs()
 
 
@@ -58,5 +74,14 @@ def montage_inputs(wildcards):
     files = []
     for p in patients:
         src = STUDY.source(wildcards.center, p)
-        files += [str(src.mr), str(src.ct)] if src.demo else src.existing_inputs()
+        files += raw_inputs(SimpleNamespace(center=wildcards.center, patient=p))
     return files
+
+
+def montage_patients(wildcards):
+    """Name and raw file paths (plain strings) of the patients shown in a center's montage."""
+    out = []
+    for p in STUDY.patients(wildcards.center)[:4]:
+        src = patient_source(SimpleNamespace(center=wildcards.center, patient=p))
+        out.append({"name": p, **src})
+    return out

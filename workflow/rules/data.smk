@@ -3,6 +3,8 @@
 
 rule demo_patient:
     """Synthetic paired MR/CT for one patient of one center, with ground truth beside it."""
+    wildcard_constraints:
+        center=DEMO_CENTERS_WITHOUT_MASK,
     output:
         mr="results/data/demo/{center}/{patient}/mr.nii.gz",
         ct="results/data/demo/{center}/{patient}/ct.nii.gz",
@@ -22,6 +24,17 @@ rule demo_patient:
         "../scripts/demo_patient.py"
 
 
+use rule demo_patient as demo_patient_with_mask with:
+    # Centers modelled on SynthRAD2023 (D, E) ship a head mask, like the real challenge data.
+    wildcard_constraints:
+        center=DEMO_CENTERS_WITH_MASK,
+    output:
+        mr="results/data/demo/{center}/{patient}/mr.nii.gz",
+        ct="results/data/demo/{center}/{patient}/ct.nii.gz",
+        mask="results/data/demo/{center}/{patient}/mask.nii.gz",
+        truth="results/data/demo/{center}/{patient}/truth/truth.json",
+
+
 rule data_montage:
     """Mid-slices of the raw MR | CT | mask of a few patients per center (report figure)."""
     input:
@@ -37,9 +50,7 @@ rule data_montage:
     log:
         f"{LOGS}/data_montage/{{center}}.log",
     params:
-        folders=lambda wc: [
-            str(STUDY.source(wc.center, p).mr.parent) for p in STUDY.patients(wc.center)[:4]
-        ],
+        patients=montage_patients,
     threads: 1
     resources:
         mem_mb=2000,

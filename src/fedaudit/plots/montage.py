@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from fedaudit.io import read_volume
+from fedaudit.io import VolumeError, read_volume
 from fedaudit.plots.style import apply_style, hu_limits, save
 
 MAX_ROWS = 4
@@ -21,9 +21,23 @@ MAX_ROWS = 4
 def _axial_mid(img: sitk.Image) -> tuple[np.ndarray, float]:
     """Middle axial slice (rows A->P, columns R->L in patient terms) and its pixel aspect."""
     lps = sitk.DICOMOrient(img, "LPS")
-    arr = sitk.GetArrayViewFromImage(lps)
+    # A copy, not a view: the reoriented image is freed when this function returns.
+    arr = sitk.GetArrayFromImage(lps)
     sx, sy, _ = lps.GetSpacing()
     return np.asarray(arr[arr.shape[0] // 2], dtype=np.float32), sy / sx
+
+
+def _try_mid(path: Path | None, role: str) -> tuple[tuple[np.ndarray, float] | None, str]:
+    """Mid-slice or the reason there is none: one bad file must not hide a center's montage."""
+    if path is None:
+        return None, f"{role} missing"
+    try:
+        return _axial_mid(read_volume(path, role)), ""
+    except VolumeError as exc:
+        return None, f"{role} unreadable:\n{exc.problem[:40]}"
+
+
+PatientFiles = tuple[str, Path | None, Path | None, Path | None]  # name, MR, CT, mask
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -34,7 +48,13 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def center_montage(patient_dirs: list[Path], out_png: Path, title: str,
+def folder_files(folder: Path) -> PatientFiles:
+    """The files of a patient folder in the SynthRAD2023 layout (absent ones are None)."""
+    folder = Path(folder)
+    return (folder.name, _find(folder, "mr"), _find(folder, "ct"), _find(folder, "mask"))
+
+
+def center_montage(patients: list[PatientFiles | Path], out_png: Path, title: str,
                    max_rows: int = MAX_ROWS) -> None:
     """Write a PNG with, per patient (up to ``max_rows``), the mid-axial MR (1st-99th percentile
     window), CT in the brain window (W80/L40) and a wide window (W2000/L0, shows skull and couch),
@@ -42,42 +62,44 @@ def center_montage(patient_dirs: list[Path], out_png: Path, title: str,
     import matplotlib.pyplot as plt
 
     apply_style()
-    dirs = [Path(d) for d in patient_dirs][:max_rows]
-    if not dirs:
+    rows = [p if isinstance(p, tuple) else folder_files(p) for p in patients][:max_rows]
+    if not rows:
         raise ValueError(f"{out_png}: no patient folders given for the montage")
     ncol = 4
-    fig, axes = plt.subplots(len(dirs), ncol, figsize=(2.4 * ncol, 2.5 * len(dirs) + 0.5),
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(2.4 * ncol, 2.5 * len(rows) + 0.5),
                              squeeze=False)
     headers = ["MR (T1w)", "CT brain window\nW80 L40 HU", "CT wide window\nW2000 L0 HU",
                "head mask"]
-    for r, folder in enumerate(dirs):
-        mr_path, ct_path, mask_path = (_find(folder, s) for s in ("mr", "ct", "mask"))
+    for r, (name, mr_path, ct_path, mask_path) in enumerate(rows):
         row = axes[r]
-        if mr_path is not None:
-            mr, aspect = _axial_mid(read_volume(mr_path, "MR"))
+        mr_mid, why_mr = _try_mid(mr_path, "MR")
+        ct_mid, why_ct = _try_mid(ct_path, "CT")
+        mask_mid, _ = _try_mid(mask_path, "mask")
+        if mr_mid is not None:
+            mr, aspect = mr_mid
             lo, hi = np.percentile(mr, [1, 99]) if mr.any() else (0.0, 1.0)
             row[0].imshow(mr, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6), aspect=aspect,
                           origin="upper")
         else:
-            row[0].text(0.5, 0.5, "MR missing", ha="center", va="center",
+            row[0].text(0.5, 0.5, why_mr, ha="center", va="center",
                         transform=row[0].transAxes)
-        if ct_path is not None:
-            ct, aspect = _axial_mid(read_volume(ct_path, "CT"))
+        if ct_mid is not None:
+            ct, aspect = ct_mid
             for c, window in ((1, "brain"), (2, "wide")):
                 vmin, vmax = hu_limits(window)
                 row[c].imshow(ct, cmap="gray", vmin=vmin, vmax=vmax, aspect=aspect,
                               origin="upper")
         else:
             for c in (1, 2):
-                row[c].text(0.5, 0.5, "CT missing", ha="center", va="center",
+                row[c].text(0.5, 0.5, why_ct, ha="center", va="center",
                             transform=row[c].transAxes)
-        if mask_path is not None:
-            mask, aspect = _axial_mid(read_volume(mask_path, "mask"))
+        if mask_mid is not None:
+            mask, aspect = mask_mid
             row[3].imshow(mask > 0, cmap="gray", vmin=0, vmax=1, aspect=aspect, origin="upper")
         else:
             row[3].text(0.5, 0.5, "no mask shipped:\ncomputed later\nfrom the CT", ha="center",
                         va="center", transform=row[3].transAxes)
-        row[0].set_ylabel(folder.name, fontsize=10)
+        row[0].set_ylabel(name, fontsize=10)
         for c, ax in enumerate(row):
             ax.set_xticks([])
             ax.set_yticks([])

@@ -30,7 +30,9 @@ def head_mask_from_ct(ct: sitk.Image, *, threshold_hu: float = -500.0) -> sitk.I
     hole filling plus slice-wise (axial) filling, because sinuses and airways are open to the
     outside in 3-D but enclosed in axial slices; a small (2 mm) closing.
     """
-    binary = sitk.Cast(sitk.BinaryThreshold(ct, lowerThreshold=float(threshold_hu),
+    # Float first: on an int16 CT an upper threshold of 1e30 overflows and rejects most voxels.
+    binary = sitk.Cast(sitk.BinaryThreshold(sitk.Cast(ct, sitk.sitkFloat32),
+                                            lowerThreshold=float(threshold_hu),
                                             upperThreshold=1e30, insideValue=1, outsideValue=0),
                        sitk.sitkUInt8)
     if not sitk.GetArrayViewFromImage(binary).any():

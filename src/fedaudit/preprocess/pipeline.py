@@ -71,7 +71,9 @@ def register_step(mr_path: PathLike, ct_path: PathLike, out_mr: PathLike, out_tr
 
 def mask_step(ct_path: PathLike, mr_registered: PathLike, given_mask: PathLike | None,
               out_mask: PathLike, out_record: PathLike, *, threshold_hu: float,
-              min_coverage: float) -> dict[str, Any]:
+              min_coverage: float, mr_source: PathLike | None = None) -> dict[str, Any]:
+    """``mr_source`` (the raw MR) is only named in errors: users know that file, not the
+    intermediate registered MR."""
     from fedaudit.preprocess.mask import check_mask, head_mask_from_ct, resample_mask_to
 
     t0 = time.perf_counter()
@@ -88,7 +90,7 @@ def mask_step(ct_path: PathLike, mr_registered: PathLike, given_mask: PathLike |
     try:
         check = check_mask(mask, mr, min_coverage=min_coverage)
     except ValueError as exc:
-        files = [ct_path, mr_registered] + ([given_mask] if given_mask else [])
+        files = [ct_path, mr_source or mr_registered] + ([given_mask] if given_mask else [])
         raise _fail(files, exc) from exc
     write_volume(sitk.Cast(mask > 0, sitk.sitkUInt8), out_mask)
     record = {"step": "mask", "source": source, "seconds": round(time.perf_counter() - t0, 3),
