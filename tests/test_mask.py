@@ -118,3 +118,19 @@ def test_int16_ct_gives_the_same_mask(ct_case):
     m16 = _arr(head_mask_from_ct(ct16)) > 0
     m = _arr(mask) > 0
     assert 2 * (m16 & m).sum() / (m16.sum() + m.sum()) > 0.995
+
+
+def test_check_mask_rejects_an_mr_that_does_not_show_the_head(ct_case):
+    # A small bright object wholly inside the head passes the coverage check (all of it is
+    # inside the mask) but fills almost none of the head: it cannot be this patient's MR.
+    ct, _, mask = ct_case
+    arr = np.zeros(sitk.GetArrayViewFromImage(ct).shape, np.float32)
+    c = [s // 2 for s in arr.shape]
+    arr[c[0] - 2:c[0] + 2, c[1] - 2:c[1] + 2, c[2] - 2:c[2] + 2] = 100.0
+    blob = sitk.GetImageFromArray(arr)
+    blob.CopyInformation(ct)
+    with pytest.raises(MaskError, match=r"fills only 0\.\d% of the head mask"):
+        check_mask(mask, blob)
+    mr = sitk.Resample(P.mr_phantom(2.7)[0], ct, sitk.Transform(), sitk.sitkLinear, 0.0,
+                       sitk.sitkFloat32)
+    assert check_mask(mask, mr)["mr_fill"] > 0.5

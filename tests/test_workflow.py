@@ -207,4 +207,4 @@ def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
     assert f"{ext / 'P2' / 'ct.nii.gz'}: CT file does not exist" in out
     assert str(wrong / "mr.nii.gz") in out
     wrong_log = (workdir / "results/logs/head_mask/A/wrongmr.log").read_text()
-    assert str(wrong / "mr.nii.gz") in wrong_log and "lies inside the head mask" in wrong_log
+    assert str(wrong / "mr.nii.gz") in wrong_log and "does not show this head" in wrong_log

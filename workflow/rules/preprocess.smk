@@ -45,6 +45,7 @@ rule head_mask:
         source=patient_source,
         threshold_hu=config["preprocess"]["mask"]["threshold_hu"],
         min_coverage=config["preprocess"]["mask"]["min_coverage"],
+        min_mr_fill=config["preprocess"]["mask"]["min_mr_fill"],
     threads: 1
     resources:
         mem_mb=4000,

@@ -50,9 +50,13 @@ def head_mask_from_ct(ct: sitk.Image, *, threshold_hu: float = -500.0) -> sitk.I
     return head
 
 
-def check_mask(mask: sitk.Image, mr_on_ct: sitk.Image, *, min_coverage: float = 0.9) -> dict:
+def check_mask(mask: sitk.Image, mr_on_ct: sitk.Image, *, min_coverage: float = 0.9,
+               min_mr_fill: float = 0.3) -> dict:
     """Fraction of the MR foreground (Otsu 1979 threshold) that lies inside the head mask, and the
-    mask volume in ml. Raises MaskError when coverage < ``min_coverage``: MR and CT of different
+    mask volume in ml, and the reverse: the fraction of the head mask that the MR foreground fills
+    (a T1 head fills ~0.8 of it; dark skull and CSF make up the rest). Raises MaskError when
+    coverage < ``min_coverage`` or fill < ``min_mr_fill`` (an MR that shows something small or
+    something else lies wholly inside the head yet cannot be this head): MR and CT of different
     patients, or a failed registration (the check the paper's per-client preprocessing implies
     but does not state; paper 000 "Datasets")."""
     _same_grid(mask, mr_on_ct, "mask", "MR")
@@ -66,8 +70,15 @@ def check_mask(mask: sitk.Image, mr_on_ct: sitk.Image, *, min_coverage: float = 
                         "does not overlap the CT")
     ml = float(np.prod(mask.GetSpacing())) / 1000.0
     coverage = float((fg & m).sum() / fg.sum())
-    info = {"coverage": coverage, "min_coverage": float(min_coverage),
+    fill = float((fg & m).sum() / m.sum())
+    info = {"coverage": coverage, "mr_fill": fill, "min_mr_fill": float(min_mr_fill),
+            "min_coverage": float(min_coverage),
             "mask_volume_ml": float(m.sum() * ml), "mr_foreground_ml": float(fg.sum() * ml)}
+    if fill < min_mr_fill:
+        raise MaskError(
+            f"the MR foreground fills only {100 * fill:.1f}% of the head mask (need "
+            f"{100 * min_mr_fill:.0f}%): the MR does not show this head (MR and CT of different "
+            "patients or body parts, or a failed registration)")
     if coverage < min_coverage:
         raise MaskError(
             f"only {100 * coverage:.1f}% of the MR foreground lies inside the head mask (need "

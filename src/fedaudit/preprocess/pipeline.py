@@ -71,7 +71,8 @@ def register_step(mr_path: PathLike, ct_path: PathLike, out_mr: PathLike, out_tr
 
 def mask_step(ct_path: PathLike, mr_registered: PathLike, given_mask: PathLike | None,
               out_mask: PathLike, out_record: PathLike, *, threshold_hu: float,
-              min_coverage: float, mr_source: PathLike | None = None) -> dict[str, Any]:
+              min_coverage: float, min_mr_fill: float = 0.3,
+              mr_source: PathLike | None = None) -> dict[str, Any]:
     """``mr_source`` (the raw MR) is only named in errors: users know that file, not the
     intermediate registered MR."""
     from fedaudit.preprocess.mask import check_mask, head_mask_from_ct, resample_mask_to
@@ -88,7 +89,7 @@ def mask_step(ct_path: PathLike, mr_registered: PathLike, given_mask: PathLike |
         mask = head_mask_from_ct(ct, threshold_hu=threshold_hu)
         source = f"computed from CT (threshold {threshold_hu} HU)"
     try:
-        check = check_mask(mask, mr, min_coverage=min_coverage)
+        check = check_mask(mask, mr, min_coverage=min_coverage, min_mr_fill=min_mr_fill)
     except ValueError as exc:
         files = [ct_path, mr_source or mr_registered] + ([given_mask] if given_mask else [])
         raise _fail(files, exc) from exc
@@ -162,6 +163,7 @@ def qc_record(center: str, patient: str, mr_path: PathLike, ct_path: PathLike,
         "translation_mm": reg["transform"]["translation_mm"],
         "n4_field_min": n4["field_min"], "n4_field_max": n4["field_max"],
         "mask_source": msk["source"], "mask_mr_coverage": msk.get("coverage"),
+        "mask_mr_fill": msk.get("mr_fill"),
         "mask_volume_ml": round(float(m.sum()) * voxel_ml, 2),
         "final_shape": list(mask_img.GetSize()),
         "final_spacing_mm": list(mask_img.GetSpacing()),
