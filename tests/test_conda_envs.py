@@ -137,3 +137,63 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
         {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
          "qc_table", "splits"})
     assert (workdir / "results/splits/A.json").exists()
+
+
+# import name -> package name as pinned in envs/*.yaml
+PACKAGE_OF = {"SimpleITK": "simpleitk", "skimage": "scikit-image", "sklearn": "scikit-learn",
+              "yaml": "pyyaml", "ants": "antspyx"}
+
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(third-party top-level imports, fedaudit modules imported) of one Python file."""
+    import ast
+
+    third, ours = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 and node.level == 0 else [])
+        for name in names:
+            top = name.split(".")[0]
+            if top == "fedaudit":
+                ours.add(name)
+            elif top not in sys.stdlib_module_names and top != "_common":
+                third.add(top)
+    return third, ours
+
+
+def _needed_packages(script: Path) -> set[str]:
+    """Third-party packages a rule script needs, following fedaudit imports transitively."""
+    src = REPO / "src"
+    needed, seen, todo = set(), set(), [script, REPO / "workflow" / "scripts" / "_common.py"]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        third, ours = _imports(path)
+        needed |= third
+        for mod in ours:
+            parts = mod.split(".")
+            for cand in (src.joinpath(*parts).with_suffix(".py"),
+                         src.joinpath(*parts, "__init__.py")):
+                if cand.exists():
+                    todo.append(cand)
+    return {PACKAGE_OF.get(n, n).lower() for n in needed}
+
+
+def test_each_env_provides_what_its_scripts_import() -> None:
+    envs = _rule_envs()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            rule = block.split(":", 1)[0].strip()
+            m = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+\.py)"', block)
+            if not m or rule not in envs:
+                continue
+            spec = yaml.safe_load((REPO / "workflow" / "rules" / envs[rule]).resolve().read_text())
+            provided = set()
+            for dep in spec["dependencies"]:
+                items = dep["pip"] if isinstance(dep, dict) else [dep]
+                provided |= {re.split(r"[=<>\[]", d)[0].lower() for d in items}
+            missing = _needed_packages(REPO / "workflow" / "scripts" / m.group(1)) - provided
+            assert not missing, f"rule {rule}: {envs[rule]} lacks {sorted(missing)}"

@@ -20,6 +20,21 @@ class MaskError(ValueError):
     """A mask that does not fit the images (wrong patient, failed registration, empty)."""
 
 
+def otsu_foreground(img: sitk.Image) -> sitk.Image:
+    """Voxels above Otsu's threshold (Otsu 1979, IEEE TSMC 9(1)) as uint8 on ``img``'s grid.
+
+    Computed with scikit-image on the array: ITK's OtsuThreshold gave a different threshold from
+    run to run on the same image (measured: 2582.1 vs 2582.8 ml of MR foreground), which broke
+    the bit-reproducibility of the QC records.
+    """
+    from skimage.filters import threshold_otsu
+
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    fg = sitk.GetImageFromArray((arr > threshold_otsu(arr)).astype(np.uint8))
+    fg.CopyInformation(img)
+    return fg
+
+
 def head_mask_from_ct(ct: sitk.Image, *, threshold_hu: float = -500.0) -> sitk.Image:
     """Head mask (uint8, CT grid) from a CT in HU.
 
@@ -63,8 +78,7 @@ def check_mask(mask: sitk.Image, mr_on_ct: sitk.Image, *, min_coverage: float = 
     m = sitk.GetArrayViewFromImage(mask) > 0
     if not m.any():
         raise MaskError("mask is empty")
-    fg = sitk.GetArrayViewFromImage(sitk.OtsuThreshold(sitk.Cast(mr_on_ct, sitk.sitkFloat32),
-                                                       0, 1)) > 0
+    fg = sitk.GetArrayFromImage(otsu_foreground(mr_on_ct)) > 0
     if not fg.any():
         raise MaskError("MR has no foreground on the CT grid: registration failed, or the MR "
                         "does not overlap the CT")

@@ -137,13 +137,13 @@ def initial_transform(fixed: sitk.Image, moving: sitk.Image, *,
     Intensity moments would be dominated by HU background (-1000) and the couch, hence binary
     images. Source: ITK CenteredTransformInitializer (Yoo et al., ITK Software Guide).
     """
-    from fedaudit.preprocess.mask import head_mask_from_ct
+    from fedaudit.preprocess.mask import head_mask_from_ct, otsu_foreground
 
     if fixed_mask is not None:
         fixed_fg = _coarse(fixed_mask, nearest=True)
     else:
         fixed_fg = head_mask_from_ct(_coarse(fixed))
-    moving_fg = _largest_component(sitk.OtsuThreshold(_coarse(moving), 0, 1))
+    moving_fg = _largest_component(otsu_foreground(_coarse(moving)))
     for name, fg in (("CT head", fixed_fg), ("MR foreground", moving_fg)):
         if not sitk.GetArrayViewFromImage(fg).any():
             raise RegistrationError(f"{name} is empty; cannot initialise MR->CT registration")
