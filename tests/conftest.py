@@ -29,11 +29,6 @@ def run_snakemake(workdir: Path, *args: str, env: dict | None = None,
 
 
 @pytest.fixture
-def repo() -> Path:
-    return REPO
-
-
-@pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A clean working directory holding a copy of the repo's profiles (the default profile is
     looked up relative to the working directory)."""

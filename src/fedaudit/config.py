@@ -19,12 +19,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fedaudit.io import find_volume
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 RESULTS = "results"
 DEMO_ROOT = f"{RESULTS}/data/demo"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-_VOLUME_NAMES = ("nii.gz", "nii", "mha", "mhd")
 
 
 class ConfigError(ValueError):
@@ -168,14 +169,6 @@ class PatientSource:
         return [str(f) for f in files if f.exists()]
 
 
-def _find_volume(folder: Path, stem: str) -> Path | None:
-    for ext in _VOLUME_NAMES:
-        candidate = folder / f"{stem}.{ext}"
-        if candidate.exists():
-            return candidate
-    return None
-
-
 def discover_synthrad(center: str, root: str | Path) -> dict[str, PatientSource]:
     """Patients in the SynthRAD2023 Task 1 layout ``<root>/<patient>/{mr,ct[,mask]}.<ext>``.
 
@@ -187,7 +180,7 @@ def discover_synthrad(center: str, root: str | Path) -> dict[str, PatientSource]
         raise ConfigError(f"centers.{center}.source.root: folder {root} does not exist")
     found: dict[str, PatientSource] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        mr, ct = _find_volume(folder, "mr"), _find_volume(folder, "ct")
+        mr, ct = find_volume(folder, "mr"), find_volume(folder, "ct")
         if mr is None and ct is None:
             continue
         if not _SAFE_ID.match(folder.name):
@@ -195,7 +188,7 @@ def discover_synthrad(center: str, root: str | Path) -> dict[str, PatientSource]
                               "or '_' (it becomes a path component)")
         found[folder.name] = PatientSource(
             center, folder.name, mr or folder / "mr.nii.gz", ct or folder / "ct.nii.gz",
-            _find_volume(folder, "mask"))
+            find_volume(folder, "mask"))
     if not found:
         raise ConfigError(f"centers.{center}.source.root: {root} holds no patient folder with "
                           "mr.nii.gz / ct.nii.gz (SynthRAD2023 layout <root>/<patient>/mr.nii.gz)")

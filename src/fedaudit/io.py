@@ -32,6 +32,15 @@ def is_volume_path(path: str | os.PathLike[str]) -> bool:
     return name.endswith(VOLUME_SUFFIXES)
 
 
+def find_volume(folder: str | os.PathLike[str], stem: str) -> Path | None:
+    """``folder/stem.<ext>`` for the first readable-volume suffix that exists, else None."""
+    for ext in VOLUME_SUFFIXES:
+        candidate = Path(folder) / f"{stem}{ext}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def read_volume(path: str | os.PathLike[str], role: str = "volume") -> sitk.Image:
     """Read a 3-D scalar volume and reject what cannot be a medical image.
 

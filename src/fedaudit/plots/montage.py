@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from fedaudit.io import VolumeError, read_volume
+from fedaudit.io import VolumeError, find_volume, read_volume
 from fedaudit.plots.style import apply_style, hu_limits, save
 
 MAX_ROWS = 4
@@ -40,18 +40,11 @@ def _try_mid(path: Path | None, role: str) -> tuple[tuple[np.ndarray, float] | N
 PatientFiles = tuple[str, Path | None, Path | None, Path | None]  # name, MR, CT, mask
 
 
-def _find(folder: Path, stem: str) -> Path | None:
-    for ext in (".nii.gz", ".nii", ".mha", ".mhd"):
-        p = folder / f"{stem}{ext}"
-        if p.exists():
-            return p
-    return None
-
-
 def folder_files(folder: Path) -> PatientFiles:
     """The files of a patient folder in the SynthRAD2023 layout (absent ones are None)."""
     folder = Path(folder)
-    return (folder.name, _find(folder, "mr"), _find(folder, "ct"), _find(folder, "mask"))
+    return (folder.name, find_volume(folder, "mr"), find_volume(folder, "ct"),
+            find_volume(folder, "mask"))
 
 
 def center_montage(patients: list[PatientFiles | Path], out_png: Path, title: str,

@@ -137,13 +137,13 @@ def initial_transform(fixed: sitk.Image, moving: sitk.Image, *,
     Intensity moments would be dominated by HU background (-1000) and the couch, hence binary
     images. Source: ITK CenteredTransformInitializer (Yoo et al., ITK Software Guide).
     """
-    from fedaudit.preprocess.mask import head_mask_from_ct, otsu_foreground
+    from fedaudit.preprocess.mask import head_mask_from_ct, largest_component, otsu_foreground
 
     if fixed_mask is not None:
         fixed_fg = _coarse(fixed_mask, nearest=True)
     else:
         fixed_fg = head_mask_from_ct(_coarse(fixed))
-    moving_fg = _largest_component(otsu_foreground(_coarse(moving)))
+    moving_fg = largest_component(otsu_foreground(_coarse(moving)))
     for name, fg in (("CT head", fixed_fg), ("MR foreground", moving_fg)):
         if not sitk.GetArrayViewFromImage(fg).any():
             raise RegistrationError(f"{name} is empty; cannot initialise MR->CT registration")
@@ -318,11 +318,6 @@ def _coarse(img: sitk.Image, *, nearest: bool = False, min_spacing: float = 4.0)
     if nearest:
         return sitk.Shrink(img, factors)
     return sitk.BinShrink(img, factors)
-
-
-def _largest_component(binary: sitk.Image) -> sitk.Image:
-    cc = sitk.RelabelComponent(sitk.ConnectedComponent(binary), sortByObjectSize=True)
-    return sitk.Cast(cc == 1, sitk.sitkUInt8)
 
 
 def _is_no_overlap(exc: RuntimeError) -> bool:
