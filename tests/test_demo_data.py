@@ -310,10 +310,11 @@ def test_patients_differ(demo: dict[str, Path]) -> None:
 
 
 def test_center_montage_writes_png(demo: dict[str, Path], tmp_path: Path) -> None:
-    from fedaudit.plots.montage import center_montage
+    from fedaudit.plots.montage import center_montage, folder_files
 
     out = tmp_path / "montage" / "A.png"
-    center_montage([demo["A0"], demo["A1"], demo["D0"]], out, "Center A: raw MR | CT | mask")
+    rows = [folder_files(demo[k]) for k in ("A0", "A1", "D0")]
+    center_montage(rows, out, "Center A: raw MR | CT | mask")
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     with pytest.raises(ValueError):

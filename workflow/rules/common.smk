@@ -69,19 +69,20 @@ def per_patient(pattern, center=None):
     return [pattern.format(center=c, patient=p) for c, p in pairs]
 
 
+MONTAGE_ROWS = 4  # patients shown per center in the raw-data montage
+
+
+def _montage_wildcards(wildcards):
+    return [
+        SimpleNamespace(center=wildcards.center, patient=p)
+        for p in STUDY.patients(wildcards.center)[:MONTAGE_ROWS]
+    ]
+
+
 def montage_inputs(wildcards):
-    patients = STUDY.patients(wildcards.center)[:4]
-    files = []
-    for p in patients:
-        src = STUDY.source(wildcards.center, p)
-        files += raw_inputs(SimpleNamespace(center=wildcards.center, patient=p))
-    return files
+    return [f for wc in _montage_wildcards(wildcards) for f in raw_inputs(wc)]
 
 
 def montage_patients(wildcards):
     """Name and raw file paths (plain strings) of the patients shown in a center's montage."""
-    out = []
-    for p in STUDY.patients(wildcards.center)[:4]:
-        src = patient_source(SimpleNamespace(center=wildcards.center, patient=p))
-        out.append({"name": p, **src})
-    return out
+    return [{"name": wc.patient, **patient_source(wc)} for wc in _montage_wildcards(wildcards)]

@@ -8,8 +8,9 @@ with logged(snakemake):
     from fedaudit.preprocess.qc import qc_png
 
     wc, inp = snakemake.wildcards, snakemake.input
-    record = qc_record(wc.center, wc.patient, inp.mr, inp.ct, inp.mask, inp.records)
-    qc_png(read_volume(inp.mr, "final MR"), read_volume(inp.ct, "final CT"),
-           read_volume(inp.mask, "final mask"), snakemake.output.png,
+    mr, ct, mask = (read_volume(inp.mr, "final MR"), read_volume(inp.ct, "final CT"),
+                    read_volume(inp.mask, "final mask"))
+    record = qc_record(wc.center, wc.patient, mr, ct, mask, inp.records)
+    qc_png(mr, ct, mask, snakemake.output.png,
            title=f"{wc.center}/{wc.patient}: preprocessed cube")
     write_json(record, snakemake.output.record)

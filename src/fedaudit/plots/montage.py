@@ -47,7 +47,7 @@ def folder_files(folder: Path) -> PatientFiles:
             find_volume(folder, "mask"))
 
 
-def center_montage(patients: list[PatientFiles | Path], out_png: Path, title: str,
+def center_montage(patients: list[PatientFiles], out_png: Path, title: str,
                    max_rows: int = MAX_ROWS) -> None:
     """Write a PNG with, per patient (up to ``max_rows``), the mid-axial MR (1st-99th percentile
     window), CT in the brain window (W80/L40) and a wide window (W2000/L0, shows skull and couch),
@@ -55,9 +55,9 @@ def center_montage(patients: list[PatientFiles | Path], out_png: Path, title: st
     import matplotlib.pyplot as plt
 
     apply_style()
-    rows = [p if isinstance(p, tuple) else folder_files(p) for p in patients][:max_rows]
+    rows = list(patients)[:max_rows]
     if not rows:
-        raise ValueError(f"{out_png}: no patient folders given for the montage")
+        raise ValueError(f"{out_png}: no patients given for the montage")
     ncol = 4
     fig, axes = plt.subplots(len(rows), ncol, figsize=(2.4 * ncol, 2.5 * len(rows) + 0.5),
                              squeeze=False)
@@ -67,7 +67,7 @@ def center_montage(patients: list[PatientFiles | Path], out_png: Path, title: st
         row = axes[r]
         mr_mid, why_mr = _try_mid(mr_path, "MR")
         ct_mid, why_ct = _try_mid(ct_path, "CT")
-        mask_mid, _ = _try_mid(mask_path, "mask")
+        mask_mid, why_mask = _try_mid(mask_path, "mask")
         if mr_mid is not None:
             mr, aspect = mr_mid
             lo, hi = np.percentile(mr, [1, 99]) if mr.any() else (0.0, 1.0)
@@ -90,7 +90,8 @@ def center_montage(patients: list[PatientFiles | Path], out_png: Path, title: st
             mask, aspect = mask_mid
             row[3].imshow(mask > 0, cmap="gray", vmin=0, vmax=1, aspect=aspect, origin="upper")
         else:
-            row[3].text(0.5, 0.5, "no mask shipped:\ncomputed later\nfrom the CT", ha="center",
+            note = why_mask if mask_path else "no mask shipped:\ncomputed later\nfrom the CT"
+            row[3].text(0.5, 0.5, note, ha="center",
                         va="center", transform=row[3].transAxes)
         row[0].set_ylabel(name, fontsize=10)
         for c, ax in enumerate(row):

@@ -145,13 +145,12 @@ def finalize_step(ct_path: PathLike, mr_n4: PathLike, mask_path: PathLike,
     return record
 
 
-def qc_record(center: str, patient: str, mr_path: PathLike, ct_path: PathLike,
-              mask_path: PathLike, step_records: Sequence[PathLike]) -> dict[str, Any]:
+def qc_record(center: str, patient: str, mr_img: sitk.Image, ct_img: sitk.Image,
+              mask_img: sitk.Image, step_records: Sequence[PathLike]) -> dict[str, Any]:
     """One flat record per patient: what a reviewer scans to spot a failed registration or N4."""
     steps = {r["step"]: r for r in (read_json(p) for p in step_records)}
-    mr = sitk.GetArrayFromImage(read_volume(mr_path, "final MR"))
-    ct = sitk.GetArrayFromImage(read_volume(ct_path, "final CT"))
-    mask_img = read_volume(mask_path, "final mask")
+    mr = sitk.GetArrayFromImage(mr_img)
+    ct = sitk.GetArrayFromImage(ct_img)
     m = sitk.GetArrayFromImage(mask_img) > 0
     voxel_ml = float(np.prod(mask_img.GetSpacing())) / 1000.0
     reg, n4, msk = steps["register"], steps["n4"], steps["mask"]
