@@ -1,6 +1,6 @@
 # FedAudit: security audit of federated brain MRI -> synthetic CT translation (FedSynthCT-Brain).
-# Stages: demo data -> per-center preprocessing -> patient-level splits. Later stages (training,
-# evaluation, attacks, report) are included from workflow/rules/ as they land.
+# Stages: demo data -> per-center preprocessing -> patient-level splits -> federated training per
+# scenario -> evaluation in HU. Later stages (attacks, report) are included as they land.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -18,10 +18,13 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     input:
         rules.data_all.input,
         rules.preprocess_all.input,
+        rules.evaluate_all.input,
     default_target: True

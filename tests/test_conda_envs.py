@@ -17,7 +17,8 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
-FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data"}  # others: preprocess
+FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "train",
+                    "evaluate": "train", "eval_summary": "train"}  # others: preprocess
 
 
 def _rule_envs() -> dict[str, str]:
@@ -37,7 +38,7 @@ def _rule_envs() -> dict[str, str]:
 
 def test_every_job_rule_has_a_pinned_env() -> None:
     envs = _rule_envs()
-    aggregate = {"data_all", "preprocess_all"}
+    aggregate = {"data_all", "preprocess_all", "train_all", "evaluate_all"}
     res_rules = set(re.findall(r"^rule (\w+):", "".join(
         p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
     assert res_rules - aggregate == set(envs), "a rule without conda:"
@@ -106,7 +107,11 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
            "centers": {"A": {"role": "train", "source": {"type": "demo", "patients": 1}},
                        "E": {"role": "external", "source": {"type": "demo", "patients": 1}}},
            "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [10]},
-                          "cube": {"size": 24}}}
+                          "cube": {"size": 32}},
+           "train": {"rounds": 1, "model": {"base": 2}, "max_slices_per_volume": 2,
+                     "val_max_slices": 2, "threads": 1, "device": "cpu"},
+           "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
+           "evaluate": {"threads": 1}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PATH": f"{fake / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"}
     res = run_snakemake(workdir, "--cores", "2", "--use-conda", "--conda-prefix",
@@ -121,7 +126,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
                    if yaml.safe_load(p.read_text()) == content]
         assert len(matches) == 1, f"{env_file} is none of envs/*.yaml"
         env_of_prefix[prefix] = matches[0]
-    assert set(env_of_prefix.values()) == {"data", "preprocess"}
+    assert set(env_of_prefix.values()) == {"data", "preprocess", "train"}
 
     runs = (fake / "activations.log").read_text().splitlines()
     scripts_run = []
@@ -135,7 +140,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
     # Every rule that ran a job ran it inside its env.
     assert sorted(set(scripts_run)) == sorted(
         {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
-         "qc_table", "splits"})
+         "qc_table", "splits", "train", "evaluate", "eval_summary"})
     assert (workdir / "results/splits/A.json").exists()
 
 

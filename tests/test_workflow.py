@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
@@ -24,6 +25,12 @@ TINY = {
     "demo": {"resolution_scale": 5.0},
     "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [20, 20]},
                    "cube": {"size": 32}},
+    # two rounds of a tiny network, one clean and one poisoned federation
+    "train": {"rounds": 2, "model": {"base": 2}, "max_slices_per_volume": 4,
+              "val_max_slices": 4, "threads": 1, "device": "cpu", "lr": 0.001},
+    "scenarios": {"unpoisoned": ["baseline"],
+                  "poisoning": {"gammas": [1.0], "aggregations": ["fedavg"]}},
+    "evaluate": {"threads": 1},
 }
 
 
@@ -56,6 +63,9 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     assert counts["demo_patient"] + counts["demo_patient_with_mask"] == n_pat
     assert counts["splits"] == n_centers and counts["data_montage"] == n_centers
     assert counts["qc_table"] == 1 and counts["all"] == 1
+    # 3 unpoisoned + 4 centers x 3 gammas x 2 aggregations, each trained and evaluated once
+    assert counts["train"] == counts["evaluate"] == 27
+    assert counts["eval_summary"] == 1
 
 
 def test_lint_is_clean(workdir: Path) -> None:
@@ -118,6 +128,29 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
     assert json.loads((workdir / "results/splits/E.json").read_text())["train"] == []
     table = (workdir / "results/preprocessed/qc.tsv").read_text().splitlines()
     assert len(table) == 1 + 4
+
+    # training and evaluation: two rounds per scenario, an sCT and metrics per test patient
+    tests = [("A", split_a["test"][0]), ("E", "1BE001")]
+    for scenario in ("baseline", "poison-A-g1.0-fedavg"):
+        hist = pd.read_csv(workdir / f"results/train/{scenario}/history.tsv", sep="\t")
+        assert sorted(hist["round"]) == [1, 2] and set(hist["center"]) == {"A"}
+        assert (workdir / f"results/train/{scenario}/server_log/round_002/update_A.npz").exists()
+        metrics = pd.read_csv(workdir / f"results/eval/{scenario}/metrics.csv")
+        assert list(zip(metrics["center"], metrics["patient"], strict=True)) == tests
+        assert np.isfinite(metrics[["mae", "psnr", "ssim"]].to_numpy()).all()
+        assert (metrics["mae"] > 0).all() and (metrics["ssim"] <= 1).all()
+        for center, pid in tests:
+            sct = sitk.GetArrayFromImage(sitk.ReadImage(
+                str(workdir / f"results/eval/{scenario}/sct/{center}/{pid}.nii.gz")))
+            mask = sitk.GetArrayFromImage(sitk.ReadImage(
+                str(workdir / f"results/preprocessed/{center}/{pid}/mask.nii.gz"))) > 0
+            assert np.all(sct[~mask] == -1000.0) and sct.shape == mask.shape
+    wil = pd.read_csv(workdir / "results/eval/wilcoxon.csv")
+    assert set(wil["scenario"]) == {"poison-A-g1.0-fedavg"}
+    assert set(wil["reference"]) == {"baseline"}
+    summary = pd.read_csv(workdir / "results/eval/summary.csv")
+    assert len(summary) == 2 * 2  # scenarios x evaluated centers
+    assert (workdir / "results/logs/train/baseline.log").read_text().count("round 2/2 done")
 
     again = run_snakemake(workdir, "-n", "--configfile", str(cfg))
     assert again.returncode == 0

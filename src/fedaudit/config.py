@@ -139,6 +139,17 @@ def _check_semantics(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"invalid FedAudit config:\n  - config key 'centers.{unknown[0]}.source': demo "
                 f"data exists for centers {', '.join(sorted(CENTER_PROFILES))} only")
+    size = config["preprocess"]["cube"]["size"]
+    if size % 16:
+        raise ConfigError("invalid FedAudit config:\n  - config key 'preprocess.cube.size': "
+                          f"{size} is not a multiple of 16, which the UNet's four 2x "
+                          "poolings need (paper: 256, demo: 64)")
+    from fedaudit.scenarios import ScenarioError, scenarios_from_config
+
+    try:
+        scenarios_from_config(config)
+    except ScenarioError as err:
+        raise ConfigError(f"invalid FedAudit config:\n  - {err}") from None
 
 
 def load_config(raw_or_path: dict[str, Any] | str | Path) -> dict[str, Any]:

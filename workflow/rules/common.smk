@@ -86,3 +86,52 @@ def montage_inputs(wildcards):
 def montage_patients(wildcards):
     """Name and raw file paths (plain strings) of the patients shown in a center's montage."""
     return [{"name": wc.patient, **patient_source(wc)} for wc in _montage_wildcards(wildcards)]
+
+
+# Splits are a pure function of (patients, seed, fractions): computing them here lets training
+# depend on exactly its train/val volumes; the splits rule writes the same records to disk.
+from fedaudit.splits import split_center  # noqa: E402
+from fedaudit.scenarios import scenarios_from_config  # noqa: E402
+
+SPLITS = {
+    c: split_center(
+        STUDY.patients(c),
+        center=c,
+        role=STUDY.role(c),
+        seed=config["seed"],
+        fractions=[config["splits"][k] for k in ("train", "val", "test")],
+    )
+    for c in STUDY.centers()
+}
+SCENARIOS = scenarios_from_config(config)
+TRAIN_CENTERS = STUDY.centers("train")
+
+
+def scenario_regex(names):
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def preprocessed(center, patient):
+    root = f"results/preprocessed/{center}/{patient}"
+    return [f"{root}/mr.nii.gz", f"{root}/ct.nii.gz", f"{root}/mask.nii.gz"]
+
+
+def training_volumes(wildcards=None):
+    """Preprocessed train and validation volumes of every training center."""
+    return [
+        f
+        for c in TRAIN_CENTERS
+        for p in SPLITS[c]["train"] + SPLITS[c]["val"]
+        for f in preprocessed(c, p)
+    ]
+
+
+def test_patients():
+    """(center, patient) of every test set: A-D test splits and all of the external centers."""
+    return [(c, p) for c in STUDY.centers() for p in SPLITS[c]["test"]]
+
+
+def sct_files(scenario):
+    return [f"results/eval/{scenario}/sct/{c}/{p}.nii.gz" for c, p in test_patients()]

@@ -1,0 +1,114 @@
+"""Everything one federated training run needs, as plain data (JSON-able, picklable for Ray)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedaudit.federation.local import LocalConfig
+from fedaudit.scenarios import Scenario
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """One training center: folders of its preprocessed train and validation patients."""
+
+    center: str
+    train: tuple[str, ...]
+    val: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecAggParams:
+    num_shares: int | None = None
+    reconstruction_threshold: int | None = None
+    max_weight: float | None = None
+    clipping_range: float = 8.0
+    quantization_range: int = 4194304
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    scenario: Scenario
+    clients: tuple[ClientData, ...]
+    out_dir: str
+    seed: int = 42
+    rounds: int = 20
+    model_base: int = 64
+    local: LocalConfig = field(default_factory=LocalConfig)
+    device: str = "auto"
+    amp: bool = True
+    threads: int = 1
+    backend: str = "inprocess"
+    ray_num_cpus: float = 1.0
+    ray_num_gpus: float = 0.0
+    log_rounds: str = "all"  # all | last
+    secagg: SecAggParams = field(default_factory=SecAggParams)
+    krum_f: int = 1
+    trim_beta: float = 0.25
+
+    @property
+    def centers(self) -> list[str]:
+        return [c.center for c in self.clients]
+
+    def client(self, center: str) -> ClientData:
+        for c in self.clients:
+            if c.center == center:
+                return c
+        raise KeyError(center)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """Identifies the run a checkpoint belongs to: every setting except where outputs go
+        and how the run executes, plus the size and mtime of every input volume (a re-made
+        input must not resume an old run)."""
+        d = self.to_json()
+        for k in ("out_dir", "backend", "ray_num_cpus", "ray_num_gpus", "threads"):
+            d.pop(k)
+        stamps = []
+        for c in self.clients:
+            for folder in (*c.train, *c.val):
+                for f in sorted(Path(folder).glob("*.nii.gz")):
+                    st = os.stat(f)
+                    stamps.append([str(f), st.st_size, st.st_mtime_ns])
+        d["inputs"] = stamps
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_from_config(config: dict[str, Any], scenario: Scenario, splits: dict[str, dict],
+                     preprocessed_root: str | Path, out_dir: str | Path) -> TrainPlan:
+    """Build a plan from a validated config and the per-center split records."""
+    t = config["train"]
+    root = Path(preprocessed_root)
+    clients = []
+    for center, spec in config["centers"].items():
+        if spec["role"] != "train":
+            continue
+        sp = splits[center]
+        clients.append(ClientData(
+            center,
+            tuple(str(root / center / p) for p in sp["train"]),
+            tuple(str(root / center / p) for p in sp["val"])))
+    local = LocalConfig(
+        lr=float(t["lr"]), batch_size=int(t["batch_size"]), local_epochs=int(t["local_epochs"]),
+        loss=t["loss"], proximal_mu=float(t["proximal_mu"]),
+        max_slices_per_volume=t["max_slices_per_volume"], augment=t["augment"]["enabled"],
+        rotate_deg=float(t["augment"]["rotate_deg"]),
+        translate_frac=float(t["augment"]["translate_frac"]), num_workers=int(t["num_workers"]),
+        val_max_slices=t["val_max_slices"])
+    sa = t["secagg"]
+    return TrainPlan(
+        scenario=scenario, clients=tuple(clients), out_dir=str(out_dir), seed=int(config["seed"]),
+        rounds=int(t["rounds"]), model_base=int(t["model"]["base"]), local=local,
+        device=t["device"], amp=bool(t["amp"]), threads=int(t["threads"]), backend=t["backend"],
+        ray_num_cpus=float(t["ray"]["num_cpus"]), ray_num_gpus=float(t["ray"]["num_gpus"]),
+        log_rounds=t["server_log"]["rounds"],
+        secagg=SecAggParams(sa["num_shares"], sa["reconstruction_threshold"], sa["max_weight"],
+                            float(sa["clipping_range"]), int(sa["quantization_range"])),
+        krum_f=int(t["krum_f"]), trim_beta=float(t["trim_beta"]))

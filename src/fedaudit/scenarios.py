@@ -1,0 +1,125 @@
+"""The federations a study trains, derived from the config's ``scenarios`` section.
+
+A scenario is one Snakemake wildcard value with a readable name (``baseline``, ``secagg``,
+``fedmedian``, ``poison-C-g1.0-fedmedian``, ...), so a user re-runs one by asking for its file,
+e.g. ``results/eval/poison-C-g1.0-fedmedian/metrics.csv``.
+
+Paper 000: the baseline is FedAvg + FedProx (μ = 3), SecAgg+ is the FedMIA defence, FedMedian
+the poisoning defence; the poisoning grid corrupts one training center at a time with
+γ ∈ {0.1, 0.5, 1.0} under FedAvg and FedMedian (Table 3), each compared with the unpoisoned
+federation that uses the same aggregation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+UNPOISONED = {  # built-in name -> (aggregation, secagg)
+    "baseline": ("fedavg", False),
+    "secagg": ("fedavg", True),
+    "fedmedian": ("fedmedian", False),
+    "krum": ("krum", False),
+    "trimmed_mean": ("trimmed_mean", False),
+}
+# SecAgg+ sums masked vectors: the server can only ever compute a (weighted) mean. A robust rule
+# "runs" on that single aggregate and silently returns it, so such combinations are refused.
+SECAGG_COMPATIBLE = ("fedavg",)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    aggregation: str = "fedavg"
+    secagg: bool = False
+    poison_center: str | None = None
+    gamma: float = 0.0
+    reference: str | None = None  # compared against this scenario (paired Wilcoxon)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def poison_name(center: str, gamma: float, aggregation: str) -> str:
+    return f"poison-{center}-g{float(gamma):.1f}-{aggregation}" if round(gamma, 1) == gamma \
+        else f"poison-{center}-g{float(gamma):g}-{aggregation}"
+
+
+def _unpoisoned_with(aggregation: str, secagg: bool, names: set[str]) -> str | None:
+    for name, (agg, sa) in UNPOISONED.items():
+        if agg == aggregation and sa == secagg and name in names:
+            return name
+    return None
+
+
+class ScenarioError(ValueError):
+    pass
+
+
+def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
+    """All scenarios of a validated config, in a stable order; raises ScenarioError if invalid."""
+    sc = config["scenarios"]
+    train_centers = [c for c, v in config["centers"].items() if v["role"] == "train"]
+    out: dict[str, Scenario] = {}
+    unpoisoned = sc["unpoisoned"]
+    if unpoisoned is None:  # the paper's three, SecAgg+ only where there is something to hide
+        unpoisoned = ["baseline", "secagg", "fedmedian"] if len(train_centers) >= 2 \
+            else ["baseline", "fedmedian"]
+    for name in unpoisoned:
+        agg, secagg = UNPOISONED[name]
+        out[name] = Scenario(name, agg, secagg)
+    grid = sc["poisoning"]
+    p_centers = train_centers if grid["centers"] is None else list(grid["centers"])
+    for c in p_centers:
+        if c not in train_centers:
+            raise ScenarioError(f"config key 'scenarios.poisoning.centers': {c!r} is not a train "
+                                f"center (train centers: {', '.join(train_centers)})")
+    for c in p_centers:
+        for gamma in grid["gammas"]:
+            for agg in grid["aggregations"]:
+                name = poison_name(c, gamma, agg)
+                out[name] = Scenario(name, agg, False, c, float(gamma))
+    for name, spec in sc["custom"].items():
+        if name in out:
+            raise ScenarioError(f"config key 'scenarios.custom.{name}': the name is already "
+                                "used by a built-in scenario")
+        pc = spec["poison_center"]
+        if pc is not None and pc not in train_centers:
+            raise ScenarioError(f"config key 'scenarios.custom.{name}.poison_center': {pc!r} "
+                                "is not a train center")
+        out[name] = Scenario(name, spec["aggregation"], spec["secagg"], pc, float(spec["gamma"]),
+                             spec["reference"])
+    for s in out.values():
+        if s.secagg and s.aggregation not in SECAGG_COMPATIBLE:
+            raise ScenarioError(
+                f"scenario {s.name!r}: SecAgg+ with {s.aggregation} is not possible: under "
+                "SecAgg+ the server only sees the sum of masked updates, so median/Krum/trimmed "
+                "mean would silently become the mean. Use aggregation fedavg with secagg.")
+        n_train = len(train_centers)
+        if s.secagg and n_train < 2:
+            raise ScenarioError(f"scenario {s.name!r}: SecAgg+ needs at least 2 train centers "
+                                f"(the study has {n_train}): one client's 'aggregate' is its "
+                                "own update")
+        if s.aggregation == "krum" and n_train <= config["train"]["krum_f"] + 2:
+            raise ScenarioError(
+                f"scenario {s.name!r}: Krum with f={config['train']['krum_f']} needs more than "
+                f"{config['train']['krum_f'] + 2} train centers, the study has {n_train}")
+    names = set(out)
+    for name, s in list(out.items()):
+        ref = s.reference
+        if ref is None and (s.poison_center is not None or s.secagg or name != "baseline"):
+            if s.poison_center is not None:
+                ref = _unpoisoned_with(s.aggregation, s.secagg, names)
+            ref = ref or ("baseline" if "baseline" in names and name != "baseline" else None)
+        if ref is not None and ref not in names:
+            raise ScenarioError(f"scenario {name!r}: reference {ref!r} is not a configured "
+                                "scenario")
+        out[name] = Scenario(s.name, s.aggregation, s.secagg, s.poison_center, s.gamma, ref)
+    only = sc["only"]
+    if only is not None:
+        unknown = [n for n in only if n not in out]
+        if unknown:
+            raise ScenarioError(f"config key 'scenarios.only': unknown scenario(s) "
+                                f"{', '.join(unknown)} (known: {', '.join(out)})")
+        out = {n: out[n] for n in out if n in only}
+    return out

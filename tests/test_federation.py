@@ -1,0 +1,286 @@
+"""Flower federation end to end on a tiny study: logs, FedProx, SecAgg+, determinism, resume."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fl_study import make_study, tiny_plan
+
+from fedaudit.federation import grid as grid_mod
+from fedaudit.federation import run as run_mod
+from fedaudit.federation.client import SCTClient
+from fedaudit.federation.local import proximal_term, train_local
+from fedaudit.federation.run import load_model, train_federation
+from fedaudit.federation.server_log import load_round, logged_rounds
+from fedaudit.federation.strategy import FederationError
+from fedaudit.federation.weights import get_arrays, set_arrays
+from fedaudit.models.unet import UNet2D
+from fedaudit.scenarios import Scenario
+
+TIMING = ("train_seconds", "slices_per_s", "round_seconds")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory):
+    return make_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="module")
+def baseline(study, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("baseline")
+    return out, train_federation(tiny_plan(study, out))
+
+
+def _model_arrays(path: Path) -> list[np.ndarray]:
+    return get_arrays(load_model(path))
+
+
+def test_proximal_term_matches_hand_computation() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    glob = [p.detach().clone() + 0.1 * torch.randn_like(p) for p in model.parameters()]
+    mu = 3.0
+    hand = 0.0
+    for p, g in zip(model.parameters(), glob, strict=True):
+        hand += float(((p.detach() - g) ** 2).sum())
+    term = proximal_term(model, glob, mu)
+    assert float(term) == pytest.approx(mu / 2 * hand, rel=1e-6)
+    term.backward()  # d/dw (mu/2)||w - g||^2 = mu (w - g)
+    for p, g in zip(model.parameters(), glob, strict=True):
+        torch.testing.assert_close(p.grad, mu * (p.detach() - g))
+
+
+def test_baseline_writes_model_history_and_server_log(baseline, study) -> None:
+    out, res = baseline
+    plan = tiny_plan(study, out)
+    hist = res["history"]
+    assert sorted(hist["round"].unique()) == [1, 2]
+    assert sorted(hist["center"].unique()) == ["A", "B", "C"]
+    assert np.isfinite(hist["val_mae"]).all() and (hist["val_mae"] > 0).all()
+    # FedAvg weight = slices seen: 4 per training volume (the cap) per epoch
+    r1rows = hist[hist["round"] == 1]
+    n = dict(zip(r1rows["center"], r1rows["num_examples"], strict=True))
+    assert n == {"A": 4, "B": 8, "C": 8}
+    assert logged_rounds(out / "server_log") == [1, 2]
+    r1, r2 = load_round(out / "server_log", 1), load_round(out / "server_log", 2)
+    assert r1.update_file == {c: f"update_{c}.npz" for c in "ABC"}
+    # the server's new global model is the old one plus the example-weighted mean of updates
+    total = sum(r1.num_examples.values())
+    for name in r1.names:
+        expect = r1.global_arrays[name] + sum(
+            r1.num_examples[c] / total * r1.updates[c][name] for c in "ABC")
+        np.testing.assert_allclose(r2.global_arrays[name], expect, atol=1e-6)
+    # and a logged update is exactly what that client computes: re-run client B's round 2
+    model = UNet2D(base=plan.model_base)
+    set_arrays(model, [r2.global_arrays[k] for k in r2.names])
+    update = SCTClient(plan, "B").fit([r2.global_arrays[k] for k in r2.names], {"round": 2})[0]
+    for name, arr in zip(r2.names, update, strict=True):
+        np.testing.assert_array_equal(arr, r2.updates["B"][name])
+
+
+def test_same_seed_same_model_and_history(baseline, study, tmp_path: Path) -> None:
+    out, res = baseline
+    again = train_federation(tiny_plan(study, tmp_path))
+    for a, b in zip(_model_arrays(out / "model.pt"), _model_arrays(tmp_path / "model.pt"),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    cols = [c for c in res["history"].columns if c not in TIMING]
+    assert res["history"][cols].equals(again["history"][cols])
+
+
+def test_fedprox_keeps_local_models_closer_to_the_global_one(study, tmp_path: Path) -> None:
+    plan = tiny_plan(study, tmp_path)
+    from fedaudit.data.slices import load_volume
+
+    vols = [load_volume(f) for f in plan.client("B").train]
+    dist = {}
+    for mu in (0.0, 1000.0):
+        torch.manual_seed(0)
+        model = UNet2D(base=2)
+        start = [p.detach().clone() for p in model.parameters()]
+        cfg = dataclasses.replace(plan.local, proximal_mu=mu, max_slices_per_volume=8)
+        train_local(model, vols, cfg, seed=1, device=torch.device("cpu"))
+        dist[mu] = sum(float(((p.detach() - s) ** 2).sum())
+                       for p, s in zip(model.parameters(), start, strict=True))
+    assert dist[1000.0] < 0.5 * dist[0.0]
+
+
+class RecordingGrid(grid_mod.InProcessGrid):
+    """Keeps every reply message the server code receives."""
+
+    seen: list = []
+
+    def pull_messages(self, message_ids):
+        msgs = list(super().pull_messages(message_ids))
+        # copies: Flower's workflows empty the records they have converted
+        RecordingGrid.seen.extend(copy.deepcopy(m) for m in msgs)
+        return msgs
+
+
+def _arrays_in(msg) -> list[np.ndarray]:
+    """Every array a message carries: array records and byte lists (masked vectors)."""
+    from flwr.common import bytes_to_ndarray
+
+    found = []
+    if not msg.has_content():
+        return found
+    for rec in msg.content.array_records.values():
+        found += [a.numpy() for a in rec.values()]
+    for rec in msg.content.config_records.values():
+        for v in rec.values():
+            if isinstance(v, list) and v and isinstance(v[0], bytes):
+                for b in v:
+                    try:
+                        found.append(bytes_to_ndarray(b))
+                    except Exception:  # noqa: BLE001 - keys and ciphertexts are not arrays
+                        pass
+    return found
+
+
+def _run_recorded(plan, monkeypatch) -> tuple[list, list[list[np.ndarray]]]:
+    RecordingGrid.seen = []
+    sent: list[list[np.ndarray]] = []
+    orig_fit = SCTClient.fit
+
+    def spy_fit(self, parameters, config):
+        res = orig_fit(self, parameters, config)
+        sent.append([a.copy() for a in res[0]])
+        return res
+
+    monkeypatch.setattr(run_mod, "InProcessGrid", RecordingGrid)
+    monkeypatch.setattr(SCTClient, "fit", spy_fit)
+    train_federation(plan)
+    return RecordingGrid.seen, sent
+
+
+def _leaks(messages, client_updates) -> int:
+    """Arrays seen by the server that match some client's true update (the largest tensor)."""
+    hits = 0
+    for upd in client_updates:
+        target = max(upd, key=lambda a: a.size)
+        for msg in messages:
+            for arr in _arrays_in(msg):
+                if arr.shape == target.shape and np.allclose(arr, target, atol=1e-7):
+                    hits += 1
+    return hits
+
+
+def test_secagg_aggregate_equals_fedavg_and_server_never_sees_an_update(
+        baseline, study, tmp_path: Path, monkeypatch) -> None:
+    out, _ = baseline
+    plan = tiny_plan(study, tmp_path / "sa", Scenario("secagg", "fedavg", secagg=True))
+    messages, updates = _run_recorded(plan, monkeypatch)
+    assert len(updates) == 3 * plan.rounds
+    assert _leaks(messages, updates) == 0
+    # positive control: the same search finds every update in a plain FedAvg run
+    plain_msgs, plain_updates = _run_recorded(tiny_plan(study, tmp_path / "plain"), monkeypatch)
+    assert _leaks(plain_msgs, plain_updates) >= len(plain_updates)
+
+    sa1, base1 = load_round(tmp_path / "sa" / "server_log", 1), load_round(
+        out / "server_log", 1)
+    # the server log holds only the aggregate under SecAgg+: no per-client file exists
+    files = {p.name for p in (tmp_path / "sa" / "server_log" / "round_001").iterdir()}
+    assert files == {"global.npz", "update_aggregate.npz", "round.json"}
+    assert set(sa1.update_file.values()) == {"update_aggregate.npz"}
+    # ... and it equals weighted FedAvg of the baseline's (identical) round-1 updates within the
+    # quantisation step: 2*clip/2^22 per weighted value, rescaled by max_weight / sum(n)
+    total = sum(base1.num_examples.values())
+    step = 2 * plan.secagg.clipping_range / plan.secagg.quantization_range
+    tol = 3 * step * run_mod.max_examples(plan) / total
+    worst = 0.0
+    for name in base1.names:
+        fedavg = sum(base1.num_examples[c] / total * base1.updates[c][name] for c in "ABC")
+        worst = max(worst, float(np.abs(sa1.updates["A"][name] - fedavg).max()))
+    assert worst < tol, (worst, tol)
+    assert worst > 0  # it really went through quantisation
+
+
+def test_poisoning_changes_only_the_poisoned_centers_training_data(study, tmp_path) -> None:
+    clean = tiny_plan(study, tmp_path)
+    poisoned = tiny_plan(study, tmp_path, Scenario("p", poison_center="B", gamma=1.0))
+    for c in "ABC":
+        a = SCTClient(clean, c)._train_volumes()
+        b = SCTClient(poisoned, c)._train_volumes()
+        same = all(np.array_equal(x.mr, y.mr) and np.array_equal(x.ct, y.ct)
+                   for x, y in zip(a, b, strict=True))
+        assert same == (c != "B"), c
+
+
+def test_a_failing_client_fails_the_run_with_its_error(study, tmp_path: Path) -> None:
+    broken = list(study)
+    bad = tmp_path / "C_bad"
+    bad.mkdir()
+    (bad / "mr.nii.gz").write_bytes(b"not a volume")
+    broken[2] = dataclasses.replace(study[2], train=(str(bad),))
+    with pytest.raises(FederationError, match="C_bad/mr.nii.gz"):
+        train_federation(tiny_plan(tuple(broken), tmp_path / "out"))
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
+RESUME_SCRIPT = """
+import sys, json
+sys.path.insert(0, {tests!r})
+from fl_study import tiny_plan
+from fedaudit.federation.plan import ClientData
+from fedaudit.federation.run import train_federation
+clients = tuple(ClientData(c["center"], tuple(c["train"]), tuple(c["val"]))
+                for c in json.loads({clients!r}))
+train_federation(tiny_plan(clients, {out!r}, rounds=4))
+"""
+
+
+def test_killed_run_resumes_and_matches_uninterrupted_run(study, tmp_path: Path) -> None:
+    clients = json.dumps([dataclasses.asdict(c) for c in study])
+    out = tmp_path / "killed"
+    script = RESUME_SCRIPT.format(tests=str(Path(__file__).parent), clients=clients, out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "checkpoints").glob("round_001.pt")):
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.pt").exists(), "killed too late to test resuming"
+    done = sorted(p.name for p in (out / "checkpoints").glob("round_*.pt"))
+    assert done and "round_004.pt" not in done
+
+    resumed = train_federation(tiny_plan(study, out, rounds=4))
+    assert resumed["resumed_from"] >= 1
+    full = train_federation(tiny_plan(study, tmp_path / "full", rounds=4))
+    assert full["resumed_from"] == 0
+    for a, b in zip(_model_arrays(out / "model.pt"), _model_arrays(tmp_path / "full" /
+                                                                   "model.pt"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    cols = [c for c in full["history"].columns if c not in TIMING]
+    assert resumed["history"][cols].equals(full["history"][cols])
+
+
+def test_checkpoint_of_another_configuration_is_not_resumed(study, tmp_path: Path) -> None:
+    train_federation(tiny_plan(study, tmp_path, rounds=1))
+    other = train_federation(tiny_plan(study, tmp_path, rounds=2, seed=8))
+    assert other["resumed_from"] == 0
+
+
+def test_ray_backend_runs_the_same_apps_to_the_same_model(baseline, study, tmp_path) -> None:
+    """Flower's simulation engine (Ray) gives the in-process backend's model: clients are
+    seeded per (seed, center, round), so scheduling cannot change the numbers."""
+    pytest.importorskip("ray")
+    out, _ = baseline
+    plan = tiny_plan(study, tmp_path, backend="ray", ray_num_cpus=1.0, threads=1)
+    train_federation(plan)
+    for a, b in zip(_model_arrays(out / "model.pt"), _model_arrays(tmp_path / "model.pt"),
+                    strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert logged_rounds(tmp_path / "server_log") == [1, 2]

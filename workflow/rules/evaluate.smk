@@ -1,0 +1,54 @@
+# Evaluation in HU (paper 000, "Evaluation Metrics"; SynthRAD2023 definitions): sCT per test
+# patient, per-patient MAE/PSNR/SSIM, per-center summaries and paired Wilcoxon tests.
+
+
+rule evaluate:
+    """sCT for every test patient (A-D test splits, all of E) and its metrics."""
+    input:
+        model=rules.train.output.model,
+        volumes=[f for c, p in test_patients() for f in preprocessed(c, p)],
+    output:
+        metrics="results/eval/{scenario}/metrics.csv",
+        sct=sct_files("{scenario}"),
+    log:
+        f"{LOGS}/evaluate/{{scenario}}.log",
+    params:
+        patients=[[c, p] for c, p in test_patients()],
+        fusion=config["evaluate"]["fusion"],
+        batch_size=config["evaluate"]["batch_size"],
+        device=config["train"]["device"],
+        amp=config["train"]["amp"],
+    threads: config["evaluate"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule eval_summary:
+    """Per-center mean and sd of every scenario, and each scenario's paired Wilcoxon tests."""
+    input:
+        expand("results/eval/{scenario}/metrics.csv", scenario=list(SCENARIOS)),
+    output:
+        summary="results/eval/summary.csv",
+        wilcoxon="results/eval/wilcoxon.csv",
+    log:
+        f"{LOGS}/eval_summary/eval_summary.log",
+    params:
+        references={s.name: s.reference for s in SCENARIOS.values() if s.reference in SCENARIOS},
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/eval_summary.py"
+
+
+rule evaluate_all:
+    input:
+        rules.eval_summary.output,

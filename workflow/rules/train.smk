@@ -1,0 +1,36 @@
+# Federated training per scenario (paper 000, "Federated Learning Framework"), Flower apps with an
+# in-process or Ray backend. Checkpoints live beside the outputs (not declared), so a killed job
+# resumes from its last round when re-run.
+
+
+wildcard_constraints:
+    scenario=scenario_regex(list(SCENARIOS)),
+
+
+rule train:
+    """Train one scenario's federation; write the global model, history and server log."""
+    input:
+        volumes=training_volumes,
+        splits=expand("results/splits/{center}.json", center=TRAIN_CENTERS),
+    output:
+        model="results/train/{scenario}/model.pt",
+        history="results/train/{scenario}/history.tsv",
+    log:
+        f"{LOGS}/train/{{scenario}}.log",
+    params:
+        scenario=lambda wc: SCENARIOS[wc.scenario].as_dict(),
+        out_dir=lambda wc: f"results/train/{wc.scenario}",
+    threads: config["train"]["threads"]
+    resources:
+        # MR + CT float32 and a mask per volume held in memory (16 B/voxel), plus the framework
+        mem_mb=3000 + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(training_volumes()) // 3 // 2**20,
+        runtime=lambda wc: max(10, config["train"]["rounds"] * 15),
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule train_all:
+    input:
+        expand("results/train/{scenario}/model.pt", scenario=list(SCENARIOS)),
