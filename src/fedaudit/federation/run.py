@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import SimpleITK as sitk
 import torch
+from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common import Context
 from flwr.common.constant import SUPERLINK_NODE_ID
@@ -54,8 +56,6 @@ def max_examples(plan: TrainPlan) -> float:
             if cap is not None:
                 n += cap
             else:  # at most every slice of the cube in its epoch orientation
-                import SimpleITK as sitk
-
                 reader = sitk.ImageFileReader()
                 reader.SetFileName(str(Path(folder) / "mr.nii.gz"))
                 reader.ReadImageInformation()
@@ -102,14 +102,12 @@ def _run_inprocess(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = grid.run.run_id
     TaskIdentity.node_id = SUPERLINK_NODE_ID
-    from flwr.app import RecordDict
-
     ctx = Context(run_id=grid.run.run_id, node_id=SUPERLINK_NODE_ID, node_config={},
                   state=RecordDict(), run_config={})
     try:
         server_app(grid, ctx)
     except FederationError:
-        pass  # the strategy recorded it; the client tracebacks below say why
+        pass  # the strategy recorded it; train_federation reports it with the client tracebacks
     return grid.errors
 
 
