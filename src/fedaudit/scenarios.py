@@ -41,8 +41,9 @@ class Scenario:
 
 
 def poison_name(center: str, gamma: float, aggregation: str) -> str:
-    return f"poison-{center}-g{float(gamma):.1f}-{aggregation}" if round(gamma, 1) == gamma \
-        else f"poison-{center}-g{float(gamma):g}-{aggregation}"
+    """e.g. ``poison-C-g1.0-fedmedian``: one decimal at least, more only when needed."""
+    g = f"{gamma:.1f}" if round(gamma, 1) == gamma else f"{gamma:g}"
+    return f"poison-{center}-g{g}-{aggregation}"
 
 
 def _unpoisoned_with(aggregation: str, secagg: bool, names: set[str]) -> str | None:
@@ -107,10 +108,10 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
     names = set(out)
     for name, s in list(out.items()):
         ref = s.reference
-        if ref is None and (s.poison_center is not None or s.secagg or name != "baseline"):
+        if ref is None and name != "baseline":
             if s.poison_center is not None:
                 ref = _unpoisoned_with(s.aggregation, s.secagg, names)
-            ref = ref or ("baseline" if "baseline" in names and name != "baseline" else None)
+            ref = ref or ("baseline" if "baseline" in names else None)
         if ref is not None and ref not in names:
             raise ScenarioError(f"scenario {name!r}: reference {ref!r} is not a configured "
                                 "scenario")

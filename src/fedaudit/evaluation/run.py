@@ -11,13 +11,26 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 
+from fedaudit.data.slices import load_volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import image_metrics
 from fedaudit.federation.local import resolve_device
 from fedaudit.federation.run import load_model
-from fedaudit.io import read_volume, write_volume
+from fedaudit.io import write_volume
 
 log = logging.getLogger(__name__)
+
+
+def _with_geometry_of(array: np.ndarray, reference: Path) -> sitk.Image:
+    """``array`` as an image on ``reference``'s grid (read from its header only)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(reference))
+    reader.ReadImageInformation()
+    img = sitk.GetImageFromArray(array)
+    img.SetOrigin(reader.GetOrigin())
+    img.SetSpacing(reader.GetSpacing())
+    img.SetDirection(reader.GetDirection())
+    return img
 
 
 def evaluate_scenario(*, model_path: str | Path, patients: Sequence[tuple[str, str]],
@@ -38,18 +51,13 @@ def evaluate_scenario(*, model_path: str | Path, patients: Sequence[tuple[str, s
     root = Path(preprocessed_root)
     for (center, patient), out in zip(patients, sct_paths, strict=True):
         folder = root / center / patient
-        ct_img = read_volume(folder / "ct.nii.gz", "CT")
-        mr = sitk.GetArrayFromImage(read_volume(folder / "mr.nii.gz", "MR")).astype(np.float32)
-        ct = sitk.GetArrayFromImage(ct_img).astype(np.float32)
-        mask = sitk.GetArrayFromImage(read_volume(folder / "mask.nii.gz", "mask")) > 0
+        vol = load_volume(folder)  # checks shapes, names the file at fault
         with torch.inference_mode():
-            sct = predict_volume(model, mr, mask, fusion=fusion, batch_size=batch_size,
+            sct = predict_volume(model, vol.mr, vol.mask, fusion=fusion, batch_size=batch_size,
                                  device=dev, amp=amp)
-        img = sitk.GetImageFromArray(sct)
-        img.CopyInformation(ct_img)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        write_volume(img, out)
-        m = image_metrics(ct, sct, mask)
+        write_volume(_with_geometry_of(sct, folder / "ct.nii.gz"), out)
+        m = image_metrics(vol.ct, sct, vol.mask)
         rows.append({"scenario": scenario, "center": center, "patient": patient, **m})
         log.info("%s/%s: MAE %.1f HU, PSNR %.2f dB, SSIM %.3f", center, patient, m["mae"],
                  m["psnr"], m["ssim"])

@@ -69,9 +69,6 @@ class SCTClient(NumPyClient):
         gamma = s.gamma if s.poison_center == self.center else 0.0
         return _volumes(self.data.train, gamma, self.plan.seed, self.center)
 
-    def get_parameters(self, config: Config) -> NDArrays:
-        return get_arrays(_model(self.plan.model_base))
-
     def fit(self, parameters: NDArrays, config: Config
             ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         rnd = int(config["round"])

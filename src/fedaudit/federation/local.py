@@ -132,11 +132,12 @@ def validate(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *,
     model.to(device).eval()
     abs_sum = torch.zeros((), device=device, dtype=torch.float64)
     n_vox = torch.zeros((), device=device, dtype=torch.int64)
+    step = cfg.batch_size * 4  # no gradients: larger batches fit
     for vol in volumes:
         mr, ct, mask = axial_slices(vol, cfg.val_max_slices)
         mr, ct, mask = mr.to(device), ct.to(device), mask.to(device).bool()
-        for i in range(0, mr.shape[0], max(cfg.batch_size, 1) * 4):
-            sl = slice(i, i + max(cfg.batch_size, 1) * 4)
+        for i in range(0, mr.shape[0], step):
+            sl = slice(i, i + step)
             with _autocast(device, amp):
                 pred = model(mr[sl]).float()
             err = (pred - ct[sl]).abs() * HU_RANGE

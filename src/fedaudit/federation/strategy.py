@@ -107,7 +107,7 @@ class AuditStrategy(Strategy):
             self._fail(f"round {rnd - 1} produced no aggregate (a client or the secure "
                        "aggregation protocol failed; see the log above)")
         self._t0 = time.perf_counter()
-        self.global_arrays = [a.astype(np.float32) for a in parameters_to_ndarrays(parameters)]
+        self.global_arrays = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(parameters)]
         ins = FitIns(parameters, {"round": rnd})
         return [(c, ins) for c in self._all_clients(client_manager)]
 
@@ -124,7 +124,8 @@ class AuditStrategy(Strategy):
             self._fail(f"round {rnd}: replies from {centers}, expected {self.centers}")
         received = [{"center": c, "num_examples": r.num_examples,
                      "metrics": {k: v for k, v in r.metrics.items() if k != "center"},
-                     "arrays": [a.astype(np.float32) for a in parameters_to_ndarrays(r.parameters)]}
+                     "arrays": [np.asarray(a, np.float32)  # no copy when already float32
+                                for a in parameters_to_ndarrays(r.parameters)]}
                     for c, r in got]
         for item in received:
             if any(not np.all(np.isfinite(a)) for a in item["arrays"]):
