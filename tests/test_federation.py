@@ -284,3 +284,30 @@ def test_ray_backend_runs_the_same_apps_to_the_same_model(baseline, study, tmp_p
                     strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert logged_rounds(tmp_path / "server_log") == [1, 2]
+
+
+class _LateClientManager:
+    """Client manager whose nodes appear only after a delay, as under the Ray engine."""
+
+    def __init__(self, n: int, after_s: float) -> None:
+        self.n, self.ready_at = n, time.monotonic() + after_s
+
+    def all(self) -> dict:
+        ready = time.monotonic() >= self.ready_at
+        return {str(i): type("Proxy", (), {"cid": str(i)})() for i in range(self.n if ready else 0)}
+
+
+def _strategy(**kw):
+    from fedaudit.federation.strategy import AuditStrategy
+    return AuditStrategy(centers=["A", "B"], names=["w"], initial=[np.zeros(2)],
+                         aggregation="fedavg", first_round=1, total_rounds=1, log_dir=None, **kw)
+
+
+def test_strategy_waits_for_clients_that_register_late() -> None:
+    clients = _strategy()._all_clients(_LateClientManager(2, after_s=0.5))
+    assert [c.cid for c in clients] == ["0", "1"]
+
+
+def test_strategy_names_the_missing_clients_after_its_timeout() -> None:
+    with pytest.raises(FederationError, match=r"expected 2 clients \(A, B\), 0 connected"):
+        _strategy(connect_timeout=0.3)._all_clients(_LateClientManager(2, after_s=60))

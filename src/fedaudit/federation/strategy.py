@@ -57,8 +57,9 @@ class AuditStrategy(Strategy):
                  log_dir: str | None, log_rounds: str = "all", krum_f: int = 1,
                  trim_beta: float = 0.25, history: list[dict[str, Any]] | None = None,
                  on_round_end: Callable[[int, list[np.ndarray], list[dict[str, Any]]], None]
-                 | None = None) -> None:
+                 | None = None, connect_timeout: float = 300.0) -> None:
         super().__init__()
+        self.connect_timeout = connect_timeout
         self.centers = sorted(centers)
         self.names = names
         self.global_arrays = [a.astype(np.float32) for a in initial]
@@ -86,10 +87,16 @@ class AuditStrategy(Strategy):
         raise FederationError(msg)
 
     def _all_clients(self, client_manager: ClientManager) -> list[ClientProxy]:
+        # Nodes register asynchronously (the Ray engine starts them after the ServerApp),
+        # and Flower's wrapped `all()` refreshes the node list on every call: poll it.
+        deadline = time.monotonic() + self.connect_timeout
         clients = list(client_manager.all().values())
+        while len(clients) < len(self.centers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            clients = list(client_manager.all().values())
         if len(clients) != len(self.centers):
             self._fail(f"expected {len(self.centers)} clients ({', '.join(self.centers)}), "
-                       f"{len(clients)} connected")
+                       f"{len(clients)} connected after {self.connect_timeout:.0f} s")
         return sorted(clients, key=lambda c: int(c.cid))
 
     def _should_log(self, rnd: int) -> bool:
