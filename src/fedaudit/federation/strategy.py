@@ -49,7 +49,8 @@ class AuditStrategy(Strategy):
     """Full-participation strategy with a pluggable aggregation rule and a server log.
 
     ``on_round_end(round, global_arrays, history)`` is called after each round's validation,
-    which is where the training driver checkpoints.
+    which is where the training driver checkpoints. Each round waits up to ``connect_timeout``
+    seconds for every center's node to register, then fails naming the centers.
     """
 
     def __init__(self, *, centers: list[str], names: list[str], initial: list[np.ndarray],
