@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from fedaudit.io import VolumeError, read_volume, write_volume
+from fedaudit.io import VolumeError, read_header, read_volume, write_volume
 
 
 def _vol(shape=(8, 9, 10)) -> sitk.Image:
@@ -84,3 +84,16 @@ def test_wrong_extension(tmp_path: Path) -> None:
     (tmp_path / "ct.dcm").write_bytes(b"x")
     with pytest.raises(VolumeError, match="not NIfTI"):
         read_volume(tmp_path / "ct.dcm", "CT")
+
+
+def test_header_gives_geometry_without_voxels_and_names_a_bad_file(tmp_path: Path) -> None:
+    img = _vol()
+    img.SetOrigin((1.0, -2.0, 3.0))
+    write_volume(img, tmp_path / "a.nii.gz")
+    header = read_header(tmp_path / "a.nii.gz", "CT")
+    assert header.GetSize() == img.GetSize()
+    assert header.GetSpacing() == pytest.approx(img.GetSpacing())
+    assert header.GetOrigin() == pytest.approx(img.GetOrigin(), abs=1e-4)
+    (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(VolumeError, match=r"bad\.nii\.gz.*CT header cannot be read"):
+        read_header(tmp_path / "bad.nii.gz", "CT")

@@ -80,6 +80,18 @@ def read_volume(path: str | os.PathLike[str], role: str = "volume") -> sitk.Imag
     return img
 
 
+def read_header(path: str | os.PathLike[str], role: str = "volume") -> sitk.ImageFileReader:
+    """A reader holding ``path``'s size and geometry, without reading the voxels."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise VolumeError(Path(path), f"{role} header cannot be read: "
+                                      f"{str(exc).strip().splitlines()[-1]}") from exc
+    return reader
+
+
 def _check_nifti_voxels(p: Path, role: str) -> None:
     """Read the NIfTI voxels with nibabel: ITK's reader silently pads a truncated gzip stream and
     turns NaN into 0, so neither problem would be visible in the SimpleITK image."""

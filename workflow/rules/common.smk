@@ -24,17 +24,19 @@ except ConfigError as _err:
 LOGS = "results/logs"
 
 
-def _center_regex(names):
-    # A regex that matches no center when the list is empty.
-    return "|".join(names) if names else "(?!x)x"
+def any_of(names):
+    """Wildcard constraint matching exactly these names (nothing when the list is empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
 from fedaudit.data.demo import CENTER_PROFILES  # noqa: E402
 
-DEMO_CENTERS_WITH_MASK = _center_regex(
+DEMO_CENTERS_WITH_MASK = any_of(
     sorted(c for c, p in CENTER_PROFILES.items() if p.ships_mask)
 )
-DEMO_CENTERS_WITHOUT_MASK = _center_regex(
+DEMO_CENTERS_WITHOUT_MASK = any_of(
     sorted(c for c, p in CENTER_PROFILES.items() if not p.ships_mask)
 )
 PRE_THREADS = config["preprocess"]["threads"]
@@ -107,25 +109,18 @@ SCENARIOS = scenarios_from_config(config)
 TRAIN_CENTERS = STUDY.centers("train")
 
 
-def scenario_regex(names):
-    import re
-
-    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
-
-
 def preprocessed(center, patient):
     root = f"results/preprocessed/{center}/{patient}"
     return [f"{root}/mr.nii.gz", f"{root}/ct.nii.gz", f"{root}/mask.nii.gz"]
 
 
+# (center, patient) of every training center's train and validation patients.
+TRAINING_PATIENTS = [(c, p) for c in TRAIN_CENTERS for p in SPLITS[c]["train"] + SPLITS[c]["val"]]
+
+
 def training_volumes(wildcards=None):
     """Preprocessed train and validation volumes of every training center."""
-    return [
-        f
-        for c in TRAIN_CENTERS
-        for p in SPLITS[c]["train"] + SPLITS[c]["val"]
-        for f in preprocessed(c, p)
-    ]
+    return [f for c, p in TRAINING_PATIENTS for f in preprocessed(c, p)]
 
 
 def test_patients():

@@ -4,7 +4,7 @@
 
 
 wildcard_constraints:
-    scenario=scenario_regex(list(SCENARIOS)),
+    scenario=any_of(list(SCENARIOS)),
 
 
 rule train:
@@ -22,8 +22,8 @@ rule train:
         out_dir=lambda wc: f"results/train/{wc.scenario}",
     threads: config["train"]["threads"]
     resources:
-        # MR + CT float32 and a mask per volume held in memory (16 B/voxel), plus the framework
-        mem_mb=3000 + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(training_volumes()) // 3 // 2**20,
+        # MR + CT float32 and a mask per patient held in memory (~9 B/voxel; 16 with headroom)
+        mem_mb=3000 + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAINING_PATIENTS) // 2**20,
         runtime=lambda wc: max(10, config["train"]["rounds"] * 15),
     conda:
         "../../envs/train.yaml"

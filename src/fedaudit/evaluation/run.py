@@ -9,23 +9,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-import torch
 
 from fedaudit.data.slices import load_volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import image_metrics
 from fedaudit.federation.local import resolve_device
 from fedaudit.federation.run import load_model
-from fedaudit.io import write_volume
+from fedaudit.io import read_header, write_volume
 
 log = logging.getLogger(__name__)
 
 
 def _with_geometry_of(array: np.ndarray, reference: Path) -> sitk.Image:
     """``array`` as an image on ``reference``'s grid (read from its header only)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(reference))
-    reader.ReadImageInformation()
+    reader = read_header(reference, "CT")
     img = sitk.GetImageFromArray(array)
     img.SetOrigin(reader.GetOrigin())
     img.SetSpacing(reader.GetSpacing())
@@ -52,9 +49,8 @@ def evaluate_scenario(*, model_path: str | Path, patients: Sequence[tuple[str, s
     for (center, patient), out in zip(patients, sct_paths, strict=True):
         folder = root / center / patient
         vol = load_volume(folder)  # checks shapes, names the file at fault
-        with torch.inference_mode():
-            sct = predict_volume(model, vol.mr, vol.mask, fusion=fusion, batch_size=batch_size,
-                                 device=dev, amp=amp)
+        sct = predict_volume(model, vol.mr, vol.mask, fusion=fusion, batch_size=batch_size,
+                             device=dev, amp=amp)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_volume(_with_geometry_of(sct, folder / "ct.nii.gz"), out)
         m = image_metrics(vol.ct, sct, vol.mask)

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 import torch
 from flwr.app import RecordDict
 from flwr.clientapp import ClientApp
@@ -32,6 +31,7 @@ from fedaudit.federation.grid import InProcessGrid
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
+from fedaudit.io import read_header
 from fedaudit.models.unet import UNet2D
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,7 @@ def max_examples(plan: TrainPlan) -> float:
             if cap is not None:
                 n += cap
             else:  # at most every slice of the cube in its epoch orientation
-                reader = sitk.ImageFileReader()
-                reader.SetFileName(str(Path(folder) / "mr.nii.gz"))
-                reader.ReadImageInformation()
-                n += max(reader.GetSize())
+                n += max(read_header(Path(folder) / "mr.nii.gz", "MR").GetSize())
         bound = max(bound, n * plan.local.local_epochs)
     return float(bound + 1)
 

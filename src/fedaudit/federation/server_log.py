@@ -38,7 +38,8 @@ def _digest(arrays: list[np.ndarray]) -> str:
 
 def _save_npz(path: Path, names: list[str], arrays: list[np.ndarray]) -> None:
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{n: a.astype(np.float32) for n, a in zip(names, arrays, strict=True)})
+    np.savez(tmp, **{n: a.astype(np.float32, copy=False)
+                     for n, a in zip(names, arrays, strict=True)})
     tmp.replace(path)
 
 

@@ -41,8 +41,8 @@ def set_arrays(model: nn.Module, arrays: list[np.ndarray]) -> None:
 
 
 def subtract(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
-    return [(x - y).astype(np.float32) for x, y in zip(a, b, strict=True)]
+    return [(x - y).astype(np.float32, copy=False) for x, y in zip(a, b, strict=True)]
 
 
 def add(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
-    return [(x + y).astype(np.float32) for x, y in zip(a, b, strict=True)]
+    return [(x + y).astype(np.float32, copy=False) for x, y in zip(a, b, strict=True)]
