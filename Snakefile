@@ -1,6 +1,7 @@
 # FedAudit: security audit of federated brain MRI -> synthetic CT translation (FedSynthCT-Brain).
 # Stages: demo data -> per-center preprocessing -> patient-level splits -> federated training per
-# scenario -> evaluation in HU. Later stages (attacks, report) are included as they land.
+# scenario -> evaluation in HU -> privacy attacks on the server log. The report stage is included
+# as it lands.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -20,6 +21,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/attacks.smk"
 
 
 rule all:
@@ -27,4 +29,5 @@ rule all:
         rules.data_all.input,
         rules.preprocess_all.input,
         rules.evaluate_all.input,
+        rules.attacks_all.input,
     default_target: True

@@ -18,7 +18,8 @@ import yaml
 from conftest import REPO, run_snakemake
 
 FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "train",
-                    "evaluate": "train", "eval_summary": "train"}  # others: preprocess
+                    "evaluate": "train", "eval_summary": "train", "dlg": "attacks",
+                    "dlg_summary": "attacks"}  # others: preprocess
 
 
 def _rule_envs() -> dict[str, str]:
@@ -38,7 +39,7 @@ def _rule_envs() -> dict[str, str]:
 
 def test_every_job_rule_has_a_pinned_env() -> None:
     envs = _rule_envs()
-    aggregate = {"data_all", "preprocess_all", "train_all", "evaluate_all"}
+    aggregate = {"data_all", "preprocess_all", "train_all", "evaluate_all", "attacks_all"}
     res_rules = set(re.findall(r"^rule (\w+):", "".join(
         p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
     assert res_rules - aggregate == set(envs), "a rule without conda:"
@@ -111,7 +112,11 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
            "train": {"rounds": 1, "model": {"base": 2}, "max_slices_per_volume": 2,
                      "val_max_slices": 2, "threads": 1, "device": "cpu"},
            "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
-           "evaluate": {"threads": 1}}
+           "evaluate": {"threads": 1},
+           # one train center: FedMIA needs two, DLG runs (briefly) in the attacks env
+           "attacks": {"device": "cpu", "threads": 1, "fedmia": {"enabled": False},
+                       "dlg": {"iterations": 2, "snapshots": 2, "optimizers": ["adam"],
+                               "control_hidden": 4}}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PATH": f"{fake / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"}
     res = run_snakemake(workdir, "--cores", "2", "--use-conda", "--conda-prefix",
@@ -126,7 +131,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
                    if yaml.safe_load(p.read_text()) == content]
         assert len(matches) == 1, f"{env_file} is none of envs/*.yaml"
         env_of_prefix[prefix] = matches[0]
-    assert set(env_of_prefix.values()) == {"data", "preprocess", "train"}
+    assert set(env_of_prefix.values()) == {"data", "preprocess", "train", "attacks"}
 
     runs = (fake / "activations.log").read_text().splitlines()
     scripts_run = []
@@ -140,7 +145,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
     # Every rule that ran a job ran it inside its env.
     assert sorted(set(scripts_run)) == sorted(
         {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
-         "qc_table", "splits", "train", "evaluate", "eval_summary"})
+         "qc_table", "splits", "train", "evaluate", "eval_summary", "dlg", "dlg_summary"})
     assert (workdir / "results/splits/A.json").exists()
 
 

@@ -37,6 +37,10 @@ def test_defaults_are_filled(demo_raw: dict) -> None:
     assert cfg["preprocess"]["registration"]["backend"] == "simpleitk"
     assert cfg["preprocess"]["n4"]["iterations"] == [50, 50, 50, 50]
     assert cfg["preprocess"]["cube"] == {"size": 64, "spacing_mm": None}
+    # attacks: FedMIA needs two train centers, so a one-center study has it off; DLG on baseline
+    assert cfg["attacks"]["fedmia"]["enabled"] is False
+    assert cfg["attacks"]["fedmia"]["scenarios"] == ["baseline"]
+    assert cfg["attacks"]["dlg"]["scenarios"] == ["baseline"]
     assert raw == {"centers": {"A": {"role": "train", "source": {"type": "demo"}}}}, "input mutated"
 
 
@@ -63,6 +67,20 @@ def test_defaults_are_filled(demo_raw: dict) -> None:
          "no center has role"),
         (lambda c: c["centers"].update(F={"role": "train", "source": {"type": "demo"}}),
          "'centers.F.source': demo data exists for centers A, B, C, D, E only"),
+        (lambda c: c.update(attacks={"fedmia": {"scenarios": ["baseline", "krum"]}}),
+         "'attacks.fedmia.scenarios': ['krum'] not among the trained scenarios"),
+        (lambda c: c.update(attacks={"dlg": {"round": 9}}),
+         "'attacks.dlg.round': round(s) [9] exceed train.rounds = 8"),
+        (lambda c: (c["train"].update(server_log={"rounds": "last"}),
+                    c.update(attacks={"fedmia": {"rounds": [2, 8]}})),
+         "[2, 8] but train.server_log.rounds is 'last', so only round 8 is logged"),
+        (lambda c: c.update(attacks={"dlg": {"optimizers": ["sgd"]}}),
+         "config key 'attacks.dlg.optimizers.0'"),
+        (lambda c: (c["centers"].update({k: {"role": "external", "source": {"type": "demo"}}
+                                         for k in "BCD"}),
+                    c.update(scenarios={"unpoisoned": ["baseline"]}),
+                    c.update(attacks={"fedmia": {"enabled": True}})),
+         "FedMIA needs at least 2 train centers"),
     ],
 )
 def test_bad_config_names_the_key(demo_raw: dict, edit, expected: str) -> None:

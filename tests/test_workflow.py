@@ -20,6 +20,7 @@ TINY = {
     "seed": 3,
     "centers": {
         "A": {"role": "train", "source": {"type": "demo", "patients": 3}},
+        "B": {"role": "train", "source": {"type": "demo", "patients": 3}},
         "E": {"role": "external", "source": {"type": "demo", "patients": 1}},
     },
     "demo": {"resolution_scale": 5.0},
@@ -28,9 +29,12 @@ TINY = {
     # two rounds of a tiny network, one clean and one poisoned federation
     "train": {"rounds": 2, "model": {"base": 2}, "max_slices_per_volume": 4,
               "val_max_slices": 4, "threads": 1, "device": "cpu", "lr": 0.001},
-    "scenarios": {"unpoisoned": ["baseline"],
-                  "poisoning": {"gammas": [1.0], "aggregations": ["fedavg"]}},
+    "scenarios": {"unpoisoned": ["baseline", "secagg"],
+                  "poisoning": {"centers": ["A"], "gammas": [1.0], "aggregations": ["fedavg"]}},
     "evaluate": {"threads": 1},
+    "attacks": {"threads": 1, "device": "cpu",
+                "fedmia": {"slices_per_orientation": 2, "rounds": "all"},
+                "dlg": {"iterations": 6, "snapshots": 3, "control_hidden": 8}},
 }
 
 
@@ -85,9 +89,14 @@ def test_typo_in_config_stops_the_run(workdir: Path) -> None:
 def test_slurm_profile_dry_run(workdir: Path) -> None:
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    res = run_snakemake(workdir, "--list-rules")
-    rules = {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
-    job_rules = rules - {"all", "data_all", "preprocess_all"}
+    res = run_snakemake(workdir, "--list-rules", "--configfile",
+                        str(REPO / "config" / "config.yaml"))
+    assert res.returncode == 0, res.stderr
+    rules = {line.split()[0] for line in res.stdout.splitlines()
+             if line.strip() and not line.startswith("Using ")}
+    assert {"train", "evaluate", "dlg", "fedmia_measure"} <= rules
+    job_rules = rules - {"all", "data_all", "preprocess_all", "train_all", "evaluate_all",
+                         "attacks_all"}
     missing = job_rules - set(profile["set-resources"])
     assert not missing, f"rules without SLURM resources: {missing}"
     for rule in job_rules:
@@ -95,7 +104,7 @@ def test_slurm_profile_dry_run(workdir: Path) -> None:
     res = run_snakemake(workdir, "-n", "--profile", str(REPO / "profiles" / "slurm"),
                         "--configfile", str(_write_config(workdir, TINY)))
     assert res.returncode == 0, res.stderr
-    assert _job_counts(res.stdout)["register"] == 4
+    assert _job_counts(res.stdout)["register"] == 7
 
 
 def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
@@ -103,7 +112,8 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
     res = run_snakemake(workdir, "--cores", "2", "--configfile", str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
 
-    patients = {"A": ["1BA001", "1BA002", "1BA003"], "E": ["1BE001"]}
+    patients = {"A": ["1BA001", "1BA002", "1BA003"], "B": ["1BB001", "1BB002", "1BB003"],
+                "E": ["1BE001"]}
     for center, pids in patients.items():
         assert (workdir / f"results/data/montage/{center}.png").stat().st_size > 10_000
         for pid in pids:
@@ -117,7 +127,8 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
             # the maximum a little but never leaves [0, 1]
             assert mr_a.min() == 0.0 and 0.7 < mr_a.max() <= 1.0
             assert np.all(ct[~mask] == -1000.0) and np.all(mr_a[~mask] == 0.0)
-            assert 0.05 < mask.mean() < 0.9, "head fills a sensible part of the cube"
+            # B's demo scanner has the largest field of view, so its head is the smallest
+            assert 0.02 < mask.mean() < 0.9, "head fills a sensible part of the cube"
             qc = json.loads((base / "qc.json").read_text())
             assert qc["mi_after"] < qc["mi_before"]
             assert (base / "qc.png").exists()
@@ -127,14 +138,17 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
     assert sorted(split_a["train"] + split_a["val"] + split_a["test"]) == patients["A"]
     assert json.loads((workdir / "results/splits/E.json").read_text())["train"] == []
     table = (workdir / "results/preprocessed/qc.tsv").read_text().splitlines()
-    assert len(table) == 1 + 4
+    assert len(table) == 1 + 7
 
     # training and evaluation: two rounds per scenario, an sCT and metrics per test patient
-    tests = [("A", split_a["test"][0]), ("E", "1BE001")]
-    for scenario in ("baseline", "poison-A-g1.0-fedavg"):
+    split_b = json.loads((workdir / "results/splits/B.json").read_text())
+    tests = [("A", split_a["test"][0]), ("B", split_b["test"][0]), ("E", "1BE001")]
+    for scenario in ("baseline", "secagg", "poison-A-g1.0-fedavg"):
         hist = pd.read_csv(workdir / f"results/train/{scenario}/history.tsv", sep="\t")
-        assert sorted(hist["round"]) == [1, 2] and set(hist["center"]) == {"A"}
-        assert (workdir / f"results/train/{scenario}/server_log/round_002/update_A.npz").exists()
+        assert sorted(hist["round"]) == [1, 1, 2, 2] and set(hist["center"]) == {"A", "B"}
+        update = "aggregate" if scenario == "secagg" else "A"
+        assert (workdir / f"results/train/{scenario}/server_log/round_002/"
+                          f"update_{update}.npz").exists()
         metrics = pd.read_csv(workdir / f"results/eval/{scenario}/metrics.csv")
         assert list(zip(metrics["center"], metrics["patient"], strict=True)) == tests
         assert np.isfinite(metrics[["mae", "psnr", "ssim"]].to_numpy()).all()
@@ -146,10 +160,11 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
                 str(workdir / f"results/preprocessed/{center}/{pid}/mask.nii.gz"))) > 0
             assert np.all(sct[~mask] == -1000.0) and sct.shape == mask.shape
     wil = pd.read_csv(workdir / "results/eval/wilcoxon.csv")
-    assert set(wil["scenario"]) == {"poison-A-g1.0-fedavg"}
+    assert set(wil["scenario"]) == {"poison-A-g1.0-fedavg", "secagg"}
     assert set(wil["reference"]) == {"baseline"}
     summary = pd.read_csv(workdir / "results/eval/summary.csv")
-    assert len(summary) == 2 * 2  # scenarios x evaluated centers
+    assert len(summary) == 3 * 3  # scenarios x evaluated centers
+    _check_attacks(workdir, split_a, split_b)
     assert (workdir / "results/logs/train/baseline.log").read_text().count("round 2/2 done")
 
     again = run_snakemake(workdir, "-n", "--configfile", str(cfg))
@@ -179,6 +194,39 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
     html = report.read_text(errors="replace")
     for item in ("A.png", "E.png", "qc.tsv", "1BA001", "1BE001"):
         assert item in html, f"{item} missing from the report"
+
+
+def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
+    """FedMIA on baseline and SecAgg+ logs, DLG on baseline: tables, raw arrays, figures."""
+    fed = pd.read_csv(workdir / "results/attacks/fedmia/fedmia.csv")
+    assert set(fed["scenario"]) == {"baseline", "secagg"} and set(fed["target"]) == {"A", "B"}
+    assert set(fed["rounds"].astype(str)) == {"1,2"}  # rounds: all
+    auc = fed[(fed.metric == "auc") & (fed.score == "fedmia") & (fed.level == "slice")]
+    assert auc["value"].between(0, 1).all()
+    # under SecAgg+ every client maps to the one aggregate: the target equals its null
+    assert (auc[auc.scenario == "secagg"]["value"] == 0.5).all()
+    scores = pd.read_csv(workdir / "results/attacks/fedmia/baseline/scores.csv")
+    members = scores[scores.member]
+    assert set(members[members.target == "A"]["patient"]) == set(split_a["train"])
+    nonmembers = set(scores[(scores.target == "B") & ~scores.member]["patient"])
+    assert nonmembers <= set(split_b["test"]) | {"1BE001"}
+    assert (workdir / "results/attacks/fedmia/roc.png").stat().st_size > 10_000
+    sims = np.load(workdir / "results/attacks/fedmia/baseline/similarity.npz")
+    assert sims["similarity"].shape[:2] == (2, 2)  # rounds x clients
+    assert list(sims["centers"]) == ["A", "B"]
+
+    dlg = pd.read_csv(workdir / "results/attacks/dlg/dlg.csv")
+    assert set(dlg["center"]) == {"A", "B"} and set(dlg["optimizer"]) == {"adam", "lbfgs"}
+    assert set(dlg["network"]) == {"unet", "control"}
+    ssim = dlg[dlg.metric == "ssim"]["value"].astype(float)
+    assert ssim.between(-1, 1).all()
+    for opt in ("adam", "lbfgs"):
+        assert (workdir / f"results/attacks/dlg/baseline/evolution_{opt}.png").stat().st_size \
+            > 10_000
+    raw = np.load(workdir / "results/attacks/dlg/baseline/A_adam.npz")
+    assert raw["unet_snapshots"].shape[0] == 3
+    assert np.all(raw["unet_reconstruction"][raw["mask"] == 0] == 0)
+    assert (workdir / "results/logs/attacks/dlg/baseline/A_adam.log").read_text().count("it/s")
 
 
 def _demo_patient(tmp: Path, center: str, index: int) -> Path:
@@ -225,7 +273,10 @@ def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
     cfg = {**TINY, "centers": {
         "A": {"role": "train",
               "source": {"type": "manifest", "path": str(workdir / "manifest.csv")}},
-        "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}}}
+        "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}},
+        # one train center: no SecAgg+ and no FedMIA (both need two)
+        "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
+        "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False}}}
     res = run_snakemake(workdir, "--cores", "2", "--keep-going", "--configfile",
                         str(_write_config(workdir, cfg)))
     assert res.returncode != 0

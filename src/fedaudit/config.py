@@ -147,9 +147,48 @@ def _check_semantics(config: dict[str, Any]) -> None:
     from fedaudit.scenarios import ScenarioError, scenarios_from_config
 
     try:
-        scenarios_from_config(config)
+        scenarios = scenarios_from_config(config)
     except ScenarioError as err:
         raise ConfigError(f"invalid FedAudit config:\n  - {err}") from None
+    _check_attacks(config, set(scenarios))
+
+
+def _check_attacks(config: dict[str, Any], scenarios: set[str]) -> None:
+    """Attack settings that the schema cannot express: they refer to scenarios and rounds."""
+    def fail(key: str, why: str) -> None:
+        raise ConfigError(f"invalid FedAudit config:\n  - config key 'attacks.{key}': {why}")
+
+    rounds = config["train"]["rounds"]
+    only_last = config["train"]["server_log"]["rounds"] == "last"
+    n_train = sum(c["role"] == "train" for c in config["centers"].values())
+    fedmia = config["attacks"]["fedmia"]
+    if fedmia["enabled"] and n_train < 2:
+        fail("fedmia.enabled", "FedMIA needs at least 2 train centers (the null distribution "
+             "comes from the non-target clients)")
+    if fedmia["enabled"] is None:  # null: whenever it is possible
+        fedmia["enabled"] = n_train >= 2
+    defaults = {"fedmia": ("baseline", "secagg"), "dlg": ("baseline",)}
+    for attack in ("fedmia", "dlg"):
+        spec = config["attacks"][attack]
+        if spec["scenarios"] is None:
+            spec["scenarios"] = [s for s in defaults[attack] if s in scenarios]
+        if not spec["enabled"]:
+            continue
+        unknown = [s for s in spec["scenarios"] if s not in scenarios]
+        if unknown:
+            fail(f"{attack}.scenarios", f"{unknown} not among the trained scenarios "
+                 f"({', '.join(sorted(scenarios))})")
+        key = "rounds" if attack == "fedmia" else "round"
+        wanted = spec[key]
+        if wanted in ("last", "all"):
+            continue
+        wanted = [wanted] if isinstance(wanted, int) else wanted
+        late = [r for r in wanted if r > rounds]
+        if late:
+            fail(f"{attack}.{key}", f"round(s) {late} exceed train.rounds = {rounds}")
+        if only_last and wanted != [rounds]:
+            fail(f"{attack}.{key}", f"{wanted} but train.server_log.rounds is 'last', so only "
+                 f"round {rounds} is logged")
 
 
 def load_config(raw_or_path: dict[str, Any] | str | Path) -> dict[str, Any]:

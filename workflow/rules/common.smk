@@ -130,3 +130,22 @@ def test_patients():
 
 def sct_files(scenario):
     return [f"results/eval/{scenario}/sct/{c}/{p}.nii.gz" for c, p in test_patients()]
+
+
+EXTERNAL_CENTERS = [c for c in STUDY.centers() if c not in TRAIN_CENTERS]
+
+
+def fedmia_patients():
+    """The FedMIA attacker's candidate patients: every training split and every test set (it
+    does not know which are which; the evaluator does)."""
+    return [(c, p) for c in TRAIN_CENTERS for p in SPLITS[c]["train"]] + test_patients()
+
+
+def fedmia_truth():
+    """Ground truth for the evaluator: per target center its members (training split) and
+    non-members (its test split and every external center's patients)."""
+    outside = [p for c in EXTERNAL_CENTERS for p in SPLITS[c]["test"]]
+    return {
+        "members": {t: list(SPLITS[t]["train"]) for t in TRAIN_CENTERS},
+        "nonmembers": {t: list(SPLITS[t]["test"]) + outside for t in TRAIN_CENTERS},
+    }

@@ -84,8 +84,10 @@ def make_server_app(plan: TrainPlan, strategy: AuditStrategy, num_rounds: int) -
         fit_workflow = None
         if plan.scenario.secagg:
             sa = plan.secagg
+            # Flower refuses an integer share count <= 2; the float 1.0 means "all clients",
+            # which is the default's meaning and lets a two-center federation use SecAgg+.
             fit_workflow = SecAggPlusWorkflow(
-                num_shares=sa.num_shares or n,
+                num_shares=sa.num_shares or (n if n > 2 else 1.0),
                 reconstruction_threshold=sa.reconstruction_threshold or n // 2 + 1,
                 max_weight=max_examples(plan), clipping_range=sa.clipping_range,
                 quantization_range=sa.quantization_range)

@@ -1,0 +1,533 @@
+"""Gradient inversion: Deep Leakage from Gradients (DLG) against one client's shared gradient.
+
+Sources: Zhu, Liu and Han, "Deep Leakage from Gradients", NeurIPS 2019 (Algorithm 1, Eq. 4: find
+dummy data whose gradient matches the shared one, ``min ‖∇θL(x', y') − ∇θL(x, y)‖²``); paper 000
+(Raggio, Bucher et al.), section "Gradient Inversion", Results paragraph on DLG and Fig. 2:
+
+* the sensitive data is the input MR slice; a 2-D dummy MR "initialized as a learnable tensor
+  within the anatomical mask", from "a uniform initialization" (Fig. 2);
+* the objective is the squared difference between dummy and real gradients, with the dummy
+  confined to the mask "to suppress background reconstruction";
+* Adam (lr 0.1, StepLR ×0.1 every 10,000 iterations) and L-BFGS ("line search step size" 0.1)
+  are evaluated separately, 30,000 iterations each, batch size 1;
+* quality is SSIM/PSNR inside the mask (0.16 ± 0.05 and 11 ± 2 dB reported for the UNet).
+
+The three parties of DESIGN.md ("Threat-model discipline") are separate functions:
+
+* client -- :func:`client_gradient`: what the client computes from its private (MR, CT) slice;
+* attacker -- :func:`reconstruct`: gets the model the server sent, the shared gradient, the
+  anatomical mask and, for ``target="known"``, the CT; never the MR;
+* evaluator -- :func:`reconstruction_quality`: compares the reconstruction with the true MR.
+
+Choices the paper leaves open, made here:
+
+* ``target="known"``: the attacker knows the client's CT slice (the label), the upper-bound
+  attacker the paper's "upper bound assessment" implies; ``target="joint"`` optimises a dummy CT
+  as well, as DLG optimises the dummy label.
+* Dummy MR = mask ⊙ z with the background fixed at 0, the preprocessed MR's background; a joint
+  dummy CT is air (-1000 HU) outside the mask, the value preprocessing writes there.
+* One "iteration" is one evaluation of the gradient-matching objective and its gradient:
+  one Adam step, or one ``LBFGS.step(closure)`` with ``max_iter=1`` and no line search (the step
+  is then ``lr`` times the L-BFGS direction, PyTorch's reading of a fixed "step size"). Both
+  optimisers thus get the same number of double-backpropagation passes.
+* The model runs in train mode, as the client trains it: BatchNorm normalises with the batch's
+  own statistics, which the attacker's forward pass reproduces.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from fedaudit.data.slices import Volume, load_volume, slice_indices
+from fedaudit.federation.local import LOSSES, resolve_device
+from fedaudit.federation.server_log import load_round, logged_rounds
+from fedaudit.federation.weights import exchanged_names, set_arrays
+from fedaudit.intensity import AIR_HU, hu_to_unit
+from fedaudit.models.tiny import TinyMLPTranslator
+from fedaudit.models.unet import UNet2D
+from fedaudit.runtime import derive_seed
+
+OPTIMIZERS = ("adam", "lbfgs")
+TARGETS = ("known", "joint")
+# Finiteness is checked (one host sync) every CHECK_EVERY iterations and at every snapshot, so a
+# blow-up costs at most this many iterations of work and the last finite dummy is at most this old.
+CHECK_EVERY = 100
+LOG_EVERY_S = 30.0
+# A representative slice (paper Fig. 2 shows mid-brain axial slices): at least this fraction of
+# the volume's largest axial head area.
+MIN_AREA_FRACTION = 0.5
+AIR_UNIT = float(hu_to_unit(np.float32(AIR_HU)))
+
+
+def _trainable(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+# ---------------------------------------------------------------------------------------------
+# Client party
+# ---------------------------------------------------------------------------------------------
+
+def client_gradient(model: nn.Module, mr: torch.Tensor, ct: torch.Tensor,
+                    loss: str = "l1") -> list[torch.Tensor]:
+    """∇θ of the client's data loss ``LOSSES[loss](model(mr), ct)`` on one batch ``[B, 1, H, W]``.
+
+    Computed as the client computes it (:func:`fedaudit.federation.local.train_local`): train
+    mode, so BatchNorm uses batch statistics. The FedProx term ``(μ/2)‖w − w_global‖²`` has zero
+    gradient at the round-start global model, so at the first local step the data loss is the
+    whole gradient. The work happens on a deep copy: a train-mode forward updates BatchNorm
+    running statistics, and the caller's model must stay the one the server sent.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}; got {loss!r}")
+    net = copy.deepcopy(model).to(mr.device).train()
+    value = LOSSES[loss](net(mr), ct)
+    return [g.detach() for g in torch.autograd.grad(value, _trainable(net))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacker party
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DLGConfig:
+    """Attack settings; defaults are paper 000's ("Gradient Inversion")."""
+
+    optimizer: str = "adam"
+    iterations: int = 30000
+    lr: float = 0.1
+    step_size: int = 10000  # Adam's StepLR period (iterations)
+    gamma: float = 0.1  # Adam's StepLR factor
+    history_size: int = 100  # L-BFGS memory (PyTorch's default)
+    snapshots: int = 7  # dummy MRs kept for the evolution figure, iteration 0 and last included
+    target: str = "known"
+    loss: str = "l1"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"DLG optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"DLG target must be one of {TARGETS} ('known': the attacker knows "
+                             f"the CT; 'joint': it optimises it too); got {self.target!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"DLG loss must be one of {sorted(LOSSES)} (the client's training "
+                             f"loss); got {self.loss!r}")
+        for name in ("iterations", "step_size", "history_size", "snapshots"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"DLG {name} must be an integer; got {value!r}")
+        if self.iterations < 1:
+            raise ValueError(f"DLG iterations must be >= 1; got {self.iterations}")
+        if self.step_size < 1 or self.history_size < 1:
+            raise ValueError(f"DLG step_size and history_size must be >= 1; got "
+                             f"{self.step_size}, {self.history_size}")
+        if self.snapshots < 2:
+            raise ValueError(f"DLG snapshots must be >= 2 (the initialisation and the final "
+                             f"dummy); got {self.snapshots}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"DLG lr must be a finite number > 0; got {self.lr}")
+        if not (math.isfinite(self.gamma) and 0 < self.gamma <= 1):
+            raise ValueError(f"DLG gamma (StepLR factor) must be in (0, 1]; got {self.gamma}")
+
+
+@dataclass
+class DLGResult:
+    """What one attack produced. Arrays are float32 on the host, ``[B, 1, H, W]`` per image.
+
+    ``loss[i]`` is the gradient-matching objective at the dummy after ``i`` updates (one entry
+    per iteration run, non-finite ones included when the run stopped early);
+    ``snapshots[j]`` is the masked dummy MR after ``snapshot_iterations[j]`` updates;
+    ``reconstruction`` is the dummy after ``final_iteration`` updates: the last iteration, or,
+    when the objective became non-finite (``stopped_early``), the last dummy checked finite.
+    """
+
+    reconstruction: np.ndarray
+    ct_reconstruction: np.ndarray | None
+    snapshots: np.ndarray
+    snapshot_iterations: np.ndarray
+    loss: np.ndarray
+    seconds: float
+    iterations_per_s: float
+    stopped_early: bool
+    final_iteration: int
+
+
+def snapshot_schedule(iterations: int, snapshots: int) -> np.ndarray:
+    """``snapshots`` evenly spaced iteration counts in [0, iterations], rounded and unique."""
+    return np.unique(np.round(np.linspace(0, iterations, snapshots)).astype(np.int64))
+
+
+def gradient_matching_loss(model: nn.Module, mr: torch.Tensor, ct: torch.Tensor,
+                           shared_grads: Sequence[torch.Tensor], loss: str = "l1",
+                           create_graph: bool = True) -> torch.Tensor:
+    """DLG Eq. 4: ``Σ_params ‖∇θ LOSSES[loss](model(mr), ct) − shared_grad‖²``.
+
+    ``model`` is used as it is (the caller sets train mode and owns any BatchNorm side effects);
+    ``create_graph`` keeps the graph of the gradient so the result can be differentiated w.r.t.
+    ``mr`` (and ``ct``) -- double backpropagation.
+    """
+    params = _trainable(model)
+    if len(params) != len(shared_grads):
+        raise ValueError(f"{len(shared_grads)} shared gradients for a model with {len(params)} "
+                         "trainable tensors")
+    value = LOSSES[loss](model(mr), ct)
+    dummy = torch.autograd.grad(value, params, create_graph=create_graph)
+    return torch.stack([((d - s) ** 2).sum()
+                        for d, s in zip(dummy, shared_grads, strict=True)]).sum()
+
+
+def _as_batch(x: np.ndarray | torch.Tensor, device: torch.device, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if t.ndim != 4 or t.shape[1] != 1:
+        raise ValueError(f"{name} must be a batch [B, 1, H, W]; got shape {tuple(t.shape)}")
+    return t.to(device=device, dtype=torch.float32)
+
+
+def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarray],
+                mask: np.ndarray | torch.Tensor, cfg: DLGConfig, *,
+                ct: np.ndarray | torch.Tensor | None = None, seed: int,
+                device: str | torch.device = "cpu", log: logging.Logger | None = None,
+                progress: bool = True) -> DLGResult:
+    """Run DLG: optimise a dummy MR (and, for ``target="joint"``, a dummy CT) until the gradient
+    it induces in ``model`` matches ``shared_grads``.
+
+    The attacker's inputs only: ``model`` (the weights the server sent), the shared gradient
+    (one tensor per trainable parameter, in ``model.parameters()`` order), the anatomical
+    ``mask`` ``[B, 1, H, W]`` and, for ``target="known"``, the client's unit-range CT ``ct``.
+    ``seed`` fixes the uniform initialisation (a CPU generator, so CPU and CUDA start alike).
+    """
+    if cfg.target == "known" and ct is None:
+        raise ValueError("DLG target 'known' (the paper's upper-bound attacker, who knows the "
+                         "client's CT slice) needs ct=...; use target='joint' to optimise the "
+                         "CT as well")
+    if cfg.target == "joint" and ct is not None:
+        raise ValueError("DLG target 'joint' optimises the CT itself; a ct was passed, which "
+                         "would hand the attacker ground truth: pass ct=None")
+    dev = resolve_device(device) if isinstance(device, str) else device
+    net = copy.deepcopy(model).to(dev).train()
+    params = _trainable(net)
+    shared = [torch.as_tensor(g).detach().to(dev, torch.float32) for g in shared_grads]
+    if len(shared) != len(params):
+        raise ValueError(f"{len(shared)} shared gradients for a model with {len(params)} "
+                         "trainable tensors")
+    for i, (p, g) in enumerate(zip(params, shared, strict=True)):
+        if p.shape != g.shape:
+            raise ValueError(f"shared gradient {i} has shape {tuple(g.shape)}, the parameter "
+                             f"{tuple(p.shape)}: gradient and model do not belong together")
+    m = _as_batch(mask, dev, "mask")
+    if not bool((m > 0).flatten(1).any(1).all()):
+        raise ValueError("every slice's mask must contain at least one pixel")
+    m = (m > 0).float()
+
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    z = torch.rand(m.shape, generator=gen).to(dev).requires_grad_()
+    variables = [z]
+    if cfg.target == "joint":
+        c = torch.rand(m.shape, generator=gen).to(dev).requires_grad_()
+        variables.append(c)
+    else:
+        known_ct = _as_batch(ct, dev, "ct")
+        if known_ct.shape != m.shape:
+            raise ValueError(f"ct shape {tuple(known_ct.shape)} != mask shape {tuple(m.shape)}")
+
+    def dummies() -> tuple[torch.Tensor, torch.Tensor]:
+        x = m * z
+        y = m * c + (1 - m) * AIR_UNIT if cfg.target == "joint" else known_ct
+        return x, y
+
+    def closure() -> torch.Tensor:
+        x, y = dummies()
+        objective = gradient_matching_loss(net, x, y, shared, cfg.loss, create_graph=True)
+        # Differentiate w.r.t. the dummies only: backward() would also fill the model's .grad,
+        # work the attack never uses.
+        for v, g in zip(variables, torch.autograd.grad(objective, variables), strict=True):
+            v.grad = g
+        return objective.detach()
+
+    if cfg.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(variables, lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    else:
+        # PyTorch's L-BFGS reads the loss as a Python float in every step (one host sync per
+        # iteration, unlike Adam) and stores a curvature pair only when yᵀs > 1e-10, an absolute
+        # threshold: on a flat objective it stays gradient descent with step lr.
+        opt = torch.optim.LBFGS(variables, lr=cfg.lr, max_iter=1, history_size=cfg.history_size)
+        sched = None
+
+    n = cfg.iterations
+    losses = torch.empty(n, device=dev)  # filled on the device; read only at check points
+    schedule = snapshot_schedule(n, cfg.snapshots)
+    snap_set = {int(k) for k in schedule}
+    snaps: list[np.ndarray] = []
+    snap_its: list[int] = []
+
+    def keep(iteration: int) -> tuple[int, list[torch.Tensor]]:
+        return iteration, [v.detach().clone() for v in variables]
+
+    done = 0
+    last_good = keep(0)
+    if 0 in snap_set:
+        snaps.append(dummies()[0].detach().cpu().numpy())
+        snap_its.append(0)
+    stopped = False
+    checked = 0
+    bar = tqdm(total=n, desc=f"DLG {cfg.optimizer}", file=sys.stderr, mininterval=5.0,
+               disable=not progress)
+    t0 = last_log = time.perf_counter()
+    for i in range(n):
+        losses[i] = opt.step(closure)
+        if sched is not None:
+            sched.step()
+        done = i + 1
+        bar.update(1)
+        now = time.perf_counter()
+        want_log = log is not None and (now - last_log >= LOG_EVERY_S or done == n)
+        if done in snap_set or done % CHECK_EVERY == 0 or want_log or done == n:
+            finite = torch.stack([torch.isfinite(losses[checked:done]).all()]
+                                 + [torch.isfinite(v).all() for v in variables]).all()
+            if not bool(finite):
+                stopped = True
+                break
+            checked = done
+            last_good = keep(done)
+            if done in snap_set:
+                snaps.append(dummies()[0].detach().cpu().numpy())
+                snap_its.append(done)
+            current = float(losses[done - 1])
+            bar.set_postfix(loss=f"{current:.4g}", refresh=False)
+            if want_log:
+                last_log = now
+                log.info("DLG %s: iteration %d/%d, gradient-matching loss %.4g, %.2f it/s",
+                         cfg.optimizer, done, n, current, done / (now - t0))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    bar.close()
+
+    final_iteration, final_vars = last_good
+    x_final = (m * final_vars[0]).cpu().numpy()
+    ct_final = None
+    if cfg.target == "joint":
+        ct_final = (m * final_vars[1] + (1 - m) * AIR_UNIT).cpu().numpy()
+    if stopped:
+        if log is not None:
+            log.warning("DLG %s: non-finite objective or dummy by iteration %d; keeping the "
+                        "dummy of iteration %d", cfg.optimizer, done, final_iteration)
+        if not snap_its or snap_its[-1] != final_iteration:
+            snaps.append(x_final)
+            snap_its.append(final_iteration)
+    return DLGResult(
+        reconstruction=x_final.astype(np.float32, copy=False),
+        ct_reconstruction=None if ct_final is None else ct_final.astype(np.float32, copy=False),
+        snapshots=np.stack(snaps).astype(np.float32, copy=False),
+        snapshot_iterations=np.asarray(snap_its, dtype=np.int64),
+        loss=losses[:done].cpu().numpy().astype(np.float32, copy=False),
+        seconds=seconds, iterations_per_s=done / seconds if seconds > 0 else float("inf"),
+        stopped_early=stopped, final_iteration=int(final_iteration))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluator party
+# ---------------------------------------------------------------------------------------------
+
+def _as_slices(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.ndim == 2:
+        return a[None]
+    if a.ndim == 4 and a.shape[1] == 1:
+        return a[:, 0]
+    if a.ndim == 3:
+        return a
+    raise ValueError(f"{name} must be [H, W], [B, H, W] or [B, 1, H, W]; got {a.shape}")
+
+
+def reconstruction_quality(true_mr: np.ndarray | torch.Tensor,
+                           reconstruction: np.ndarray | torch.Tensor,
+                           mask: np.ndarray | torch.Tensor) -> dict[str, float]:
+    """SSIM and PSNR of the reconstruction inside the anatomical mask, as paper 000 reports them
+    ("SSIM/PSNR" of the DLG reconstructions; the mask confines the comparison to the head).
+
+    Per 2-D slice, averaged over the batch. The reconstruction is clipped to [0, 1], the MR's
+    range, first (the dummy is unconstrained). SSIM (Wang et al., "Image quality assessment: from
+    error visibility to structural similarity", IEEE TIP 2004) is scikit-image's
+    ``structural_similarity`` map (7×7 uniform window, K1 0.01, K2 0.03, sample covariance,
+    data_range 1) averaged over mask pixels; PSNR = 10·log10(1 / MSE over mask pixels), inf for
+    a perfect match.
+    """
+    from skimage.metrics import structural_similarity
+
+    gt = _as_slices(true_mr, "true_mr").astype(np.float64)
+    rec = np.clip(_as_slices(reconstruction, "reconstruction").astype(np.float64), 0.0, 1.0)
+    msk = _as_slices(mask, "mask").astype(bool)
+    if not gt.shape == rec.shape == msk.shape:
+        raise ValueError(f"shapes differ: true {gt.shape}, reconstruction {rec.shape}, mask "
+                         f"{msk.shape}")
+    ssims, psnrs = [], []
+    for g, r, k in zip(gt, rec, msk, strict=True):
+        if not k.any():
+            raise ValueError("a slice's mask is empty: nothing to score")
+        _, smap = structural_similarity(g, r, data_range=1.0, full=True)
+        ssims.append(float(smap[k].mean()))
+        mse = float(np.mean((g[k] - r[k]) ** 2))
+        psnrs.append(float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse))
+    return {"ssim": float(np.mean(ssims)), "psnr": float(np.mean(psnrs))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Orchestration (the Snakemake rule): client slice, client gradient, attack, positive control
+# ---------------------------------------------------------------------------------------------
+
+def pick_client_slices(volumes: Sequence[Volume], batch_size: int, seed: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """A seeded draw of ``batch_size`` representative axial training slices of one center.
+
+    Candidates are the axial slices whose head-mask area is at least ``MIN_AREA_FRACTION`` of
+    that volume's largest axial area (mid-brain slices, like paper Fig. 2). Returns
+    ``mr, ct_unit, mask`` (float32, float32, bool; ``[B, 1, H, W]``) and per slice
+    ``{"patient", "axial_index"}``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    candidates: list[tuple[int, int]] = []
+    for vi, vol in enumerate(volumes):
+        idx = slice_indices(vol, "axial")
+        if idx.size == 0:
+            continue
+        areas = vol.mask[idx].sum(axis=(1, 2))
+        candidates += [(vi, int(k)) for k in idx[areas >= MIN_AREA_FRACTION * areas.max()]]
+    if len(candidates) < batch_size:
+        raise ValueError(f"{len(candidates)} representative axial slices in "
+                         f"{[v.name for v in volumes]}; {batch_size} requested")
+    rng = np.random.default_rng(seed)
+    chosen = [candidates[i] for i in rng.choice(len(candidates), size=batch_size, replace=False)]
+    mr = np.stack([volumes[v].mr[k] for v, k in chosen])[:, None].astype(np.float32)
+    ct = np.stack([hu_to_unit(volumes[v].ct[k]) for v, k in chosen])[:, None].astype(np.float32)
+    mask = np.stack([volumes[v].mask[k] for v, k in chosen])[:, None].astype(bool)
+    provenance = [{"patient": volumes[v].name, "axial_index": k} for v, k in chosen]
+    return mr, ct, mask, provenance
+
+
+def _resolve_round(server_log: str | Path, rnd: int | str) -> int:
+    rounds = logged_rounds(server_log)
+    if not rounds:
+        raise FileNotFoundError(f"{server_log}: no logged rounds (round_*/round.json)")
+    if rnd == "last":
+        return rounds[-1]
+    if isinstance(rnd, str) and not rnd.isdigit():
+        raise ValueError(f"round must be an integer or 'last'; got {rnd!r}")
+    return int(rnd)
+
+
+def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence[str],
+            model_base: int, cfg: DLGConfig, seed: int, device: str = "cpu",
+            control_hidden: int = 64, batch_size: int = 1,
+            log: logging.Logger | None = None, progress: bool = True) -> dict[str, Any]:
+    """DLG on one center: the round's global UNet and the positive control, same slice.
+
+    ``seed`` is the center's attack seed (the caller derives it per center); the slice draw, the
+    dummy initialisation and the control's weights use independent seeds derived from it, so
+    the control's weights are not drawn from the same uniform stream as the dummy.
+    Returns ``round``, ``provenance``, ``true_mr``, ``true_ct``, ``mask`` (the evaluator's
+    ground truth), ``unet`` and ``control`` (:class:`DLGResult`), ``quality`` (per network),
+    and the settings used.
+    """
+    dev = resolve_device(device)
+    rnd = _resolve_round(server_log, round)
+    # Server party: the global model it sent at the start of the round.
+    logged = load_round(server_log, rnd)
+    unet = UNet2D(base=model_base)
+    names = exchanged_names(unet)
+    missing = [n for n in names if n not in logged.global_arrays]
+    if missing:
+        raise ValueError(f"{server_log} round {rnd} lacks {len(missing)} tensors of a "
+                         f"UNet2D(base={model_base}), e.g. {missing[0]}: wrong model_base?")
+    try:
+        set_arrays(unet, [logged.global_arrays[n] for n in names])
+    except ValueError as exc:
+        raise ValueError(f"{server_log} round {rnd} does not fit UNet2D(base={model_base}): "
+                         f"{exc}; wrong model_base?") from exc
+
+    # Client party: its private slice and the gradient it computes on it.
+    volumes = [load_volume(f) for f in train_folders]
+    mr, ct, mask, provenance = pick_client_slices(volumes, batch_size,
+                                                  derive_seed(seed, "slices"))
+    mr_t, ct_t = torch.from_numpy(mr).to(dev), torch.from_numpy(ct).to(dev)
+    size = mr.shape[-1]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "control"))
+        control = TinyMLPTranslator(size=size, hidden=control_hidden)
+
+    # Attacker party: model, shared gradient, mask, and the CT only for the known-CT attacker.
+    dummy_seed = derive_seed(seed, "dummy")
+    results: dict[str, DLGResult] = {}
+    for label, net in (("unet", unet), ("control", control)):
+        shared = client_gradient(net.to(dev), mr_t, ct_t, cfg.loss)
+        if log is not None:
+            log.info("DLG on %s: round %d, slices %s, %s, %d iterations", label, rnd, provenance,
+                     cfg.optimizer, cfg.iterations)
+        results[label] = reconstruct(net, shared, mask, cfg,
+                                     ct=ct if cfg.target == "known" else None, seed=dummy_seed,
+                                     device=dev, log=log, progress=progress)
+
+    # Evaluator party.
+    quality = {k: reconstruction_quality(mr, r.reconstruction, mask) for k, r in results.items()}
+    return {"round": rnd, "provenance": provenance, "true_mr": mr, "true_ct": ct, "mask": mask,
+            "unet": results["unet"], "control": results["control"], "quality": quality,
+            "config": asdict(cfg), "seed": int(seed), "model_base": int(model_base),
+            "control_hidden": int(control_hidden)}
+
+
+_RESULT_ARRAYS = ("reconstruction", "snapshots", "snapshot_iterations", "loss")
+_RESULT_SCALARS = ("seconds", "iterations_per_s", "stopped_early", "final_iteration")
+
+
+def save_result(path: str | Path, outcome: dict[str, Any]) -> Path:
+    """One ``.npz``: the raw arrays of both attacks and the ground truth, plus a JSON ``meta``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {k: np.asarray(outcome[k])
+                                     for k in ("true_mr", "true_ct", "mask")}
+    scalars: dict[str, dict[str, Any]] = {}
+    for label in ("unet", "control"):
+        res: DLGResult = outcome[label]
+        for k in _RESULT_ARRAYS:
+            arrays[f"{label}_{k}"] = np.asarray(getattr(res, k))
+        if res.ct_reconstruction is not None:
+            arrays[f"{label}_ct_reconstruction"] = res.ct_reconstruction
+        scalars[label] = {k: getattr(res, k) for k in _RESULT_SCALARS}
+    meta = {k: outcome[k] for k in outcome
+            if k not in arrays and k not in ("unet", "control")}
+    meta["results"] = scalars
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """The inverse of :func:`save_result`: the dict :func:`run_dlg` returned."""
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(str(data.pop("meta")))
+    scalars = meta.pop("results")
+    out: dict[str, Any] = {**meta, **{k: data[k] for k in ("true_mr", "true_ct", "mask")}}
+    for label in ("unet", "control"):
+        out[label] = DLGResult(
+            **{k: data[f"{label}_{k}"] for k in _RESULT_ARRAYS},
+            ct_reconstruction=data.get(f"{label}_ct_reconstruction"),
+            **scalars[label])
+    return out
