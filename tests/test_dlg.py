@@ -147,7 +147,8 @@ def test_lbfgs_without_curvature_pairs_is_gradient_descent():
     cfg = DLGConfig(optimizer="lbfgs", iterations=300, lr=0.1, snapshots=2)
     res = reconstruct(net, grads, mask, cfg, ct=ct, seed=3, progress=False)
     assert res.loss[-1] < res.loss[0]  # descent, however slow
-    assert np.all(np.diff(res.loss) <= 0)  # small gradient steps: monotone
+    # small gradient steps: monotone, up to float rounding (which varies across CPUs)
+    assert np.all(np.diff(res.loss) <= 1e-6 * res.loss[0])
     assert reconstruction_quality(mr, res.reconstruction, mask)["ssim"] < 0.5
 
 

@@ -28,7 +28,7 @@ the same pipeline then compares a client with identical copies of itself.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,12 +66,13 @@ class Candidates:
         return int(self.mr.shape[0])
 
 
-def candidate_slices(volumes: Sequence[tuple[str, Volume]], per_orientation: int,
+def candidate_slices(volumes: Iterable[tuple[str, Volume]], per_orientation: int,
                      orientations: Sequence[str] = ORIENTATIONS) -> Candidates:
     """``per_orientation`` evenly spaced head-containing slices per orientation and patient.
 
     Training draws a random orientation per volume and round (Random Multi-2D), so the query set
-    covers all three; slices are unaugmented (the attacker holds the original images).
+    covers all three; slices are unaugmented (the attacker holds the original images). ``volumes``
+    is consumed once, so a generator keeps only one volume in memory at a time.
     """
     if per_orientation < 1:
         raise ValueError(f"per_orientation must be >= 1; got {per_orientation}")

@@ -66,7 +66,7 @@ def measure(*, server_log: str | Path, rounds: str | int | Sequence[int],
     dev = resolve_device(device)
     round_list = resolve_rounds(server_log, rounds)
     t0 = time.perf_counter()
-    cand = candidate_slices([(c, load_volume(f)) for c, f in patients], per_orientation)
+    cand = candidate_slices(((c, load_volume(f)) for c, f in patients), per_orientation)
     _LOG.info("%d candidate slices from %d patients (%.1f s to load)", len(cand), len(patients),
               time.perf_counter() - t0)
     model = UNet2D(base=model_base)
