@@ -18,7 +18,8 @@ from fedaudit.attacks.fedmia import (
     roc_metrics,
     similarity_matrix,
 )
-from fedaudit.attacks.fedmia_run import evaluate_scenario, resolve_rounds
+from fedaudit.attacks.fedmia_run import evaluate_scenario
+from fedaudit.federation.server_log import resolve_rounds
 from fedaudit.models.unet import UNet2D
 
 
@@ -233,5 +234,5 @@ def test_resolve_rounds_names_the_log_and_the_logged_rounds(tmp_path):
     assert resolve_rounds(tmp_path, "last") == [3]
     assert resolve_rounds(tmp_path, "all") == [1, 3]
     assert resolve_rounds(tmp_path, [1]) == [1]
-    with pytest.raises(FileNotFoundError, match=r"round\(s\) \[2\] not logged \(logged: \[1, 3\]"):
+    with pytest.raises(FileNotFoundError, match=r"round 2 is not logged \(logged: \[1, 3\]"):
         resolve_rounds(tmp_path, 2)

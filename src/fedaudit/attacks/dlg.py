@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from fedaudit.data.slices import Volume, load_volume, slice_indices
 from fedaudit.federation.local import LOSSES, resolve_device
-from fedaudit.federation.server_log import load_round, logged_rounds
+from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.federation.weights import exchanged_names, set_arrays
 from fedaudit.intensity import AIR_HU, hu_to_unit
 from fedaudit.models.tiny import TinyMLPTranslator
@@ -420,17 +420,6 @@ def pick_client_slices(volumes: Sequence[Volume], batch_size: int, seed: int
     return mr, ct, mask, provenance
 
 
-def _resolve_round(server_log: str | Path, rnd: int | str) -> int:
-    rounds = logged_rounds(server_log)
-    if not rounds:
-        raise FileNotFoundError(f"{server_log}: no logged rounds (round_*/round.json)")
-    if rnd == "last":
-        return rounds[-1]
-    if isinstance(rnd, str) and not rnd.isdigit():
-        raise ValueError(f"round must be an integer or 'last'; got {rnd!r}")
-    return int(rnd)
-
-
 def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence[str],
             model_base: int, cfg: DLGConfig, seed: int, device: str = "cpu",
             control_hidden: int = 64, batch_size: int = 1,
@@ -445,7 +434,10 @@ def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence
     and the settings used.
     """
     dev = resolve_device(device)
-    rnd = _resolve_round(server_log, round)
+    rnds = resolve_rounds(server_log, round)
+    if len(rnds) != 1:
+        raise ValueError(f"DLG attacks one round; {round!r} gives {rnds}")
+    rnd = rnds[0]
     # Server party: the global model it sent at the start of the round.
     logged = load_round(server_log, rnd)
     unet = UNet2D(base=model_base)

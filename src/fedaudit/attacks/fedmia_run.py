@@ -32,30 +32,12 @@ from fedaudit.attacks.fedmia import (
 )
 from fedaudit.data.slices import load_volume
 from fedaudit.federation.local import resolve_device
-from fedaudit.federation.server_log import load_round, logged_rounds
+from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.federation.weights import exchanged_names, set_arrays
 from fedaudit.models.unet import UNet2D
 from fedaudit.runtime import derive_seed
 
 _LOG = logging.getLogger("fedaudit")
-
-
-def resolve_rounds(server_log: str | Path, rounds: str | int | Sequence[int]) -> list[int]:
-    """``last`` | ``all`` | a round number | a list of them -> logged round numbers."""
-    logged = logged_rounds(server_log)
-    if not logged:
-        raise FileNotFoundError(f"{server_log}: no logged round (round_*/round.json); was the "
-                                "scenario trained with this version of FedAudit?")
-    if rounds == "last":
-        return [logged[-1]]
-    if rounds == "all":
-        return logged
-    wanted = [int(rounds)] if isinstance(rounds, int | str) else [int(r) for r in rounds]
-    missing = [r for r in wanted if r not in logged]
-    if missing:
-        raise FileNotFoundError(f"{server_log}: round(s) {missing} not logged (logged: {logged}; "
-                                "train.server_log.rounds: all keeps every round)")
-    return wanted
 
 
 def measure(*, server_log: str | Path, rounds: str | int | Sequence[int],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,22 @@ def load_round(root: str | Path, rnd: int) -> RoundLog:
 
 def logged_rounds(root: str | Path) -> list[int]:
     return sorted(int(p.parent.name.split("_")[1]) for p in Path(root).glob("round_*/round.json"))
+
+
+def resolve_rounds(server_log: str | Path, rounds: str | int | Sequence[int]) -> list[int]:
+    """``last`` | ``all`` | a round number | a list of them -> logged round numbers."""
+    logged = logged_rounds(server_log)
+    if not logged:
+        raise FileNotFoundError(f"{server_log}: no logged round (round_*/round.json); was the "
+                                "scenario trained with this version of FedAudit?")
+    if rounds == "last":
+        return [logged[-1]]
+    if rounds == "all":
+        return logged
+    wanted = [int(rounds)] if isinstance(rounds, int | str) else [int(r) for r in rounds]
+    missing = [r for r in wanted if r not in logged]
+    if missing:
+        which = f"round {missing[0]} is" if len(missing) == 1 else f"rounds {missing} are"
+        raise FileNotFoundError(f"{server_log}: {which} not logged (logged: {logged}; "
+                                "train.server_log.rounds: all keeps every round)")
+    return wanted
