@@ -145,7 +145,10 @@ def test_balanced_indices_are_balanced_and_seeded():
 
 
 class _TinyTranslator(nn.Module):
-    """BN-free 16x16 image-to-image MLP: distinct samples get distinct gradients."""
+    """BN-free 16x16 image-to-image MLP: distinct samples get distinct gradients. Not the DLG
+    control (:class:`fedaudit.models.tiny.TinyMLPTranslator`): its sigmoid is not zero-centred,
+    which gives every sample's gradient a shared component and hides the aggregate's
+    federation-level signal that the SecAgg+ test below checks."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -38,7 +38,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from fedaudit.data.slices import ORIENTATIONS, Volume, slice_indices
+from fedaudit.data.slices import ORIENTATIONS, Volume, slice_indices, take_slice
 from fedaudit.federation.local import LOSSES
 from fedaudit.intensity import hu_to_unit
 
@@ -82,10 +82,9 @@ def candidate_slices(volumes: Iterable[tuple[str, Volume]], per_orientation: int
             idx = slice_indices(vol, orient)
             if idx.size > per_orientation:
                 idx = idx[np.round(np.linspace(0, idx.size - 1, per_orientation)).astype(int)]
-            axis = ORIENTATIONS.index(orient)
             for k in idx:
-                mr.append(np.take(vol.mr, k, axis=axis))
-                ct.append(hu_to_unit(np.take(vol.ct, k, axis=axis)))
+                mr.append(take_slice(vol.mr, orient, k))
+                ct.append(hu_to_unit(take_slice(vol.ct, orient, k)))
                 meta.append((center, vol.name, orient, int(k)))
     if not meta:
         raise ValueError("no candidate slices: every volume has an empty head mask")

@@ -99,7 +99,8 @@ def _check_orientation(orientation: str) -> int:
     return _AXIS[orientation]
 
 
-def _take(array: np.ndarray, orientation: str, index: int) -> np.ndarray:
+def take_slice(array: np.ndarray, orientation: str, index: int) -> np.ndarray:
+    """Slice ``index`` of a ``(z, y, x)`` volume in ``orientation`` (module conventions)."""
     return np.take(array, index, axis=_check_orientation(orientation))
 
 
@@ -194,8 +195,8 @@ class SliceDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         ref = self.refs[i]
         vol = self.volumes[ref.volume]
-        mr = _take(vol.mr, ref.orientation, ref.index)
-        ct = hu_to_unit(_take(vol.ct, ref.orientation, ref.index))
+        mr = take_slice(vol.mr, ref.orientation, ref.index)
+        ct = hu_to_unit(take_slice(vol.ct, ref.orientation, ref.index))
         if self.augment and ref.flip:
             mr, ct = mr[:, ::-1], ct[:, ::-1]
         mr_t = torch.from_numpy(np.ascontiguousarray(mr, dtype=np.float32))[None]
