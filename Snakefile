@@ -1,7 +1,9 @@
 # FedAudit: security audit of federated brain MRI -> synthetic CT translation (FedSynthCT-Brain).
 # Stages: demo data -> per-center preprocessing -> patient-level splits -> federated training per
-# scenario -> evaluation in HU -> privacy attacks on the server log. The report stage is included
-# as it lands.
+# scenario -> evaluation in HU -> privacy attacks on the server log -> tables, figures and the
+# `snakemake --report` front page.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -13,7 +15,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
+# The report's front page carries the audit verdict computed from the results (rule front_page);
+# before that rule has run, the static introduction stands in.
+FRONT_PAGE = "results/report/front_page.rst"
+
+
+report: str(Path(FRONT_PAGE).resolve()) if Path(FRONT_PAGE).exists() else "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -22,6 +29,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attacks.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -30,4 +38,5 @@ rule all:
         rules.preprocess_all.input,
         rules.evaluate_all.input,
         rules.attacks_all.input,
+        rules.report_all.input,
     default_target: True

@@ -19,7 +19,10 @@ from conftest import REPO, run_snakemake
 
 FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "train",
                     "evaluate": "train", "eval_summary": "train", "dlg": "attacks",
-                    "dlg_summary": "attacks"}  # others: preprocess
+                    "dlg_summary": "attacks", "figure_dlg": "attacks", "table": "report",
+                    "figure_training": "report", "figure_poisoning": "report",
+                    "figure_sct": "attacks", "figure_fedmia_roc": "report",
+                    "front_page": "report"}  # others: preprocess
 
 
 def _rule_envs() -> dict[str, str]:
@@ -39,7 +42,8 @@ def _rule_envs() -> dict[str, str]:
 
 def test_every_job_rule_has_a_pinned_env() -> None:
     envs = _rule_envs()
-    aggregate = {"data_all", "preprocess_all", "train_all", "evaluate_all", "attacks_all"}
+    aggregate = {"data_all", "preprocess_all", "train_all", "evaluate_all", "attacks_all",
+                 "report_all"}
     res_rules = set(re.findall(r"^rule (\w+):", "".join(
         p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
     assert res_rules - aggregate == set(envs), "a rule without conda:"
@@ -131,7 +135,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
                    if yaml.safe_load(p.read_text()) == content]
         assert len(matches) == 1, f"{env_file} is none of envs/*.yaml"
         env_of_prefix[prefix] = matches[0]
-    assert set(env_of_prefix.values()) == {"data", "preprocess", "train", "attacks"}
+    assert set(env_of_prefix.values()) == {"data", "preprocess", "train", "attacks", "report"}
 
     runs = (fake / "activations.log").read_text().splitlines()
     scripts_run = []
@@ -145,7 +149,8 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
     # Every rule that ran a job ran it inside its env.
     assert sorted(set(scripts_run)) == sorted(
         {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
-         "qc_table", "splits", "train", "evaluate", "eval_summary", "dlg", "dlg_summary"})
+         "qc_table", "splits", "train", "evaluate", "eval_summary", "dlg", "dlg_summary",
+         "table", "figure_training", "figure_dlg", "front_page"})
     assert (workdir / "results/splits/A.json").exists()
 
 

@@ -96,7 +96,7 @@ def test_slurm_profile_dry_run(workdir: Path) -> None:
              if line.strip() and not line.startswith("Using ")}
     assert {"train", "evaluate", "dlg", "fedmia_measure"} <= rules
     job_rules = rules - {"all", "data_all", "preprocess_all", "train_all", "evaluate_all",
-                         "attacks_all"}
+                         "attacks_all", "report_all"}
     missing = job_rules - set(profile["set-resources"])
     assert not missing, f"rules without SLURM resources: {missing}"
     for rule in job_rules:
@@ -188,12 +188,55 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
     qc_after.pop("seconds"), qc_before.pop("seconds")
     assert qc_after == qc_before
 
+    _check_report(workdir)
+
+
+TABLES = ("quality", "poisoning", "membership", "inversion")
+FIGURES = ("training/baseline.png", "training/secagg.png", "training/poison-A-g1.0-fedavg.png",
+           "poisoning_heatmap.png", "sct_comparison.png", "fedmia_roc.png",
+           "dlg_evolution_baseline_adam.png", "dlg_evolution_baseline_lbfgs.png")
+
+
+def _check_report(workdir: Path) -> None:
+    """Tables, figures, the verdict and the self-contained report of the tiny run."""
+    for name in TABLES:
+        for fmt in ("csv", "md", "tex", "html"):
+            assert (workdir / f"results/tables/{name}.{fmt}").stat().st_size > 100, (name, fmt)
+    quality = (workdir / "results/tables/quality.md").read_text()
+    assert "| E (External) | ✗ |" in quality and "| ✓ |" in quality
+    grid = pd.read_csv(workdir / "results/tables/poisoning.csv")
+    assert set(zip(grid["aggregation"], grid["gamma"], grid["poisoned"], strict=True)) == \
+        {("fedavg", 1.0, "A")}
+    summary = pd.read_csv(workdir / "results/eval/summary.csv").set_index(["scenario", "center"])
+    for row in grid.itertuples():
+        assert row.mae == pytest.approx(summary.loc[(row.scenario, row.evaluated), "mae_mean"])
+        assert row.reference_mae == pytest.approx(summary.loc[("baseline", row.evaluated),
+                                                              "mae_mean"])
+    for fig in FIGURES:
+        assert (workdir / f"results/figures/{fig}").stat().st_size > 10_000, fig
+    front = (workdir / "results/report/front_page.rst").read_text()
+    for topic in ("Membership inference (FedMIA)", "Gradient inversion (DLG)",
+                  "Data poisoning under FedAvg", "Price of SecAgg+", "synthetic demo data"):
+        assert topic in front, topic
+    assert "Centers {{" in front  # the introduction's template is left for the report to fill
+
     report = workdir / "report.html"
-    built = run_snakemake(workdir, "--report", str(report), "--configfile", str(cfg))
+    built = run_snakemake(workdir, "--report", str(report), "--configfile",
+                          str(workdir / "tiny.yaml"))
     assert built.returncode == 0, built.stderr[-2000:]
     html = report.read_text(errors="replace")
-    for item in ("A.png", "E.png", "qc.tsv", "1BA001", "1BE001"):
+    items = ["A.png", "E.png", "qc.tsv", "1BA001", "1BE001", "Audit verdict",
+             "Data poisoning under FedAvg", "Centers A, B, E"]
+    items += [f"{name}.html" for name in TABLES] + [Path(f).name for f in FIGURES]
+    items += ["Training", "Privacy", "Integrity", "Data"]
+    for item in items:
         assert item in html, f"{item} missing from the report"
+    # self-contained: no script or stylesheet fetched from the network
+    assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']https?://", html)
+    zipped = run_snakemake(workdir, "--report", str(workdir / "report.zip"), "--configfile",
+                           str(workdir / "tiny.yaml"))
+    assert zipped.returncode == 0, zipped.stderr[-2000:]
+    assert (workdir / "report.zip").stat().st_size > 100_000
 
 
 def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
@@ -210,7 +253,7 @@ def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     assert set(members[members.target == "A"]["patient"]) == set(split_a["train"])
     nonmembers = set(scores[(scores.target == "B") & ~scores.member]["patient"])
     assert nonmembers <= set(split_b["test"]) | {"1BE001"}
-    assert (workdir / "results/attacks/fedmia/roc.png").stat().st_size > 10_000
+    assert (workdir / "results/figures/fedmia_roc.png").stat().st_size > 10_000
     sims = np.load(workdir / "results/attacks/fedmia/baseline/similarity.npz")
     assert sims["similarity"].shape[:2] == (2, 2)  # rounds x clients
     assert list(sims["centers"]) == ["A", "B"]
@@ -221,7 +264,7 @@ def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     ssim = dlg[dlg.metric == "ssim"]["value"].astype(float)
     assert ssim.between(-1, 1).all()
     for opt in ("adam", "lbfgs"):
-        assert (workdir / f"results/attacks/dlg/baseline/evolution_{opt}.png").stat().st_size \
+        assert (workdir / f"results/figures/dlg_evolution_baseline_{opt}.png").stat().st_size \
             > 10_000
     raw = np.load(workdir / "results/attacks/dlg/baseline/A_adam.npz")
     assert raw["unet_snapshots"].shape[0] == 3

@@ -22,6 +22,9 @@ UNPOISONED = {  # built-in name -> (aggregation, secagg)
     "krum": ("krum", False),
     "trimmed_mean": ("trimmed_mean", False),
 }
+# How aggregation rules are written in tables and figures (paper 000 spelling).
+AGGREGATION_LABELS = {"fedavg": "FedAvg", "fedmedian": "FedMedian", "krum": "Krum",
+                      "trimmed_mean": "Trimmed mean"}
 # SecAgg+ sums masked vectors: the server can only ever compute a (weighted) mean. A robust rule
 # "runs" on that single aggregate and silently returns it, so such combinations are refused.
 SECAGG_COMPATIBLE = ("fedavg",)

@@ -67,17 +67,13 @@ rule fedmia_evaluate:
 
 
 rule fedmia_summary:
-    """All FedMIA results in one table and the ROC curves per center (paper 000 Fig. 3)."""
+    """All FedMIA results in one table (the ROC figure is rule figure_fedmia_roc)."""
     input:
         metrics=expand("results/attacks/fedmia/{scenario}/metrics.csv", scenario=FEDMIA_SCENARIOS),
-        roc=expand("results/attacks/fedmia/{scenario}/roc.npz", scenario=FEDMIA_SCENARIOS),
     output:
         table="results/attacks/fedmia/fedmia.csv",
-        figure="results/attacks/fedmia/roc.png",
     log:
         f"{LOGS}/attacks/fedmia_summary.log",
-    params:
-        scenarios=FEDMIA_SCENARIOS,
     threads: 1
     resources:
         mem_mb=1000,
@@ -121,7 +117,7 @@ rule dlg:
 
 
 rule dlg_summary:
-    """All DLG results in one table and the evolution montages (paper 000 Fig. 2)."""
+    """All DLG results in one table (the evolution montages are rule figure_dlg)."""
     input:
         metrics=expand(
             "results/attacks/dlg/{scenario}/{train_center}_{optimizer}.json",
@@ -129,25 +125,10 @@ rule dlg_summary:
             train_center=TRAIN_CENTERS,
             optimizer=DLG["optimizers"],
         ),
-        results=expand(
-            "results/attacks/dlg/{scenario}/{train_center}_{optimizer}.npz",
-            scenario=DLG_SCENARIOS,
-            train_center=TRAIN_CENTERS,
-            optimizer=DLG["optimizers"],
-        ),
     output:
         table="results/attacks/dlg/dlg.csv",
-        figures=expand(
-            "results/attacks/dlg/{scenario}/evolution_{optimizer}.png",
-            scenario=DLG_SCENARIOS,
-            optimizer=DLG["optimizers"],
-        ),
     log:
         f"{LOGS}/attacks/dlg_summary.log",
-    params:
-        scenarios=DLG_SCENARIOS,
-        centers=TRAIN_CENTERS,
-        optimizers=DLG["optimizers"],
     threads: 1
     resources:
         mem_mb=1000,

@@ -149,3 +149,49 @@ def fedmia_truth():
         "members": {t: list(SPLITS[t]["train"]) for t in TRAIN_CENTERS},
         "nonmembers": {t: list(SPLITS[t]["test"]) + outside for t in TRAIN_CENTERS},
     }
+
+
+# Report stage (report.smk): outputs marked for `snakemake --report` and the inputs of its
+# figures. They read TABLES, SCT_ROWS, ... which report.smk defines before calling them.
+
+
+def table_outputs(name):
+    out = {fmt: f"{TABLES}/{name}.{fmt}" for fmt in TABLE_FORMATS}
+    category, subcategory = TABLE_CATEGORY[name]
+    out["html"] = report(
+        out["html"],
+        caption=f"../report/table_{name}.rst",
+        category=category,
+        subcategory=subcategory,
+        labels={"table": name},
+    )
+    return out
+
+
+def sct_comparison_inputs(wildcards=None):
+    scenarios = [s for _, *pair in SCT_ROWS for s in pair if s]
+    return {
+        "metrics": f"results/eval/{SCT_REFERENCE}/metrics.csv",
+        "sct": [
+            f"results/eval/{s}/sct/{c}/{p}.nii.gz" for s in scenarios for c, p in SCT_CANDIDATES
+        ],
+        "volumes": [f for c, p in SCT_CANDIDATES for f in preprocessed(c, p)],
+    }
+
+
+def report_items(wildcards=None):
+    """Every table and figure this configuration produces."""
+    items = [f"{TABLES}/{name}.{fmt}" for name in TABLE_NAMES for fmt in TABLE_FORMATS]
+    items += expand(f"{FIGURES}/training/{{scenario}}.png", scenario=list(SCENARIOS))
+    if POISONED:
+        items.append(f"{FIGURES}/poisoning_heatmap.png")
+    if SCT_ROWS and SCT_REFERENCE:
+        items.append(f"{FIGURES}/sct_comparison.png")
+    if FEDMIA_SCENARIOS:
+        items.append(f"{FIGURES}/fedmia_roc.png")
+    items += expand(
+        f"{FIGURES}/dlg_evolution_{{scenario}}_{{optimizer}}.png",
+        scenario=DLG_SCENARIOS,
+        optimizer=DLG["optimizers"],
+    )
+    return items

@@ -1,0 +1,105 @@
+"""Training curves of one federated scenario: local loss and validation MAE per round.
+
+Source: paper 000, "Federated Learning Framework": every round each training center runs local
+epochs of Random Multi-2D training from the global model and the server aggregates the updates
+(FedAvg + FedProx in the baseline, FedMedian as the poisoning defence); the model is selected on
+the validation MAE. The figure shows, per round and per center, (left) the mean local training
+loss reported by the client, and (right) the validation MAE in HU of the aggregated model on that
+center's validation patients, with the federation-wide value pooled over voxels (a center with
+more validation voxels weighs more, so the pooled line is the MAE over all validation voxels).
+In a poisoning scenario the attacker's lines are dashed: its loss is measured on its own noisy
+data, so it is not comparable with the honest centers' losses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from fedaudit.plots.style import apply_style, plt, save
+
+REQUIRED = ("round", "center", "train_loss")
+# A federation without validation patients logs no validation columns at all.
+VALIDATION = ("val_mae", "val_voxels")
+
+# What ``train_loss`` is (fedaudit.federation.local.train_local): the data term of the local
+# objective, without FedProx's proximal term, on the CT mapped by fedaudit.intensity.hu_to_unit.
+LOSS_LABELS = {
+    "l1": "L1 loss\n(CT in HU clipped to [−1024, 3000], scaled to [0, 1])",
+    "mse": "MSE loss\n(CT in HU clipped to [−1024, 3000], scaled to [0, 1])",
+}
+
+
+def pooled_validation_mae(history: pd.DataFrame) -> pd.DataFrame:
+    """Per round, Σ val_mae·val_voxels / Σ val_voxels over centers with a finite val_mae and
+    val_voxels > 0; NaN for a round where no center validated. Columns round, val_mae_pooled."""
+    h = history[["round", "val_mae", "val_voxels"]].astype(float)
+    ok = np.isfinite(h["val_mae"]) & np.isfinite(h["val_voxels"]) & (h["val_voxels"] > 0)
+    num = (h["val_mae"] * h["val_voxels"]).where(ok, 0.0).groupby(history["round"]).sum()
+    den = h["val_voxels"].where(ok, 0.0).groupby(history["round"]).sum()
+    pooled = (num / den.where(den > 0)).rename("val_mae_pooled")
+    return pooled.rename_axis("round").reset_index()
+
+
+def training_curves_figure(history: pd.DataFrame, out_png: str | Path, *, scenario: str,
+                           poisoned: str | None = None, loss: str = "l1") -> pd.DataFrame:
+    """Write the two-panel training-curve figure of ``scenario`` and return the pooled MAE.
+
+    ``history``: the scenario's ``history.tsv`` (one row per round and training center, columns
+    at least round, center, train_loss; val_mae and val_voxels when the federation validates,
+    val_mae NaN for a center without validation patients). ``poisoned``: the attacker's
+    center, drawn dashed. ``loss``: the config's ``train.loss`` (``l1`` or ``mse``), for the y
+    label only.
+
+    Returns :func:`pooled_validation_mae` of ``history`` (columns round, val_mae_pooled, HU).
+    Raises ValueError naming missing columns, or on an empty history.
+    """
+    missing = [c for c in REQUIRED if c not in history.columns]
+    if missing:
+        raise ValueError(f"{scenario}: training history lacks column(s) {missing}; it has "
+                         f"{list(history.columns)}")
+    if len(history) == 0:
+        raise ValueError(f"{scenario}: training history is empty (no rounds recorded)")
+    if loss not in LOSS_LABELS:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSS_LABELS)}")
+    history = history.assign(**{c: np.nan for c in VALIDATION if c not in history.columns})
+    pooled = pooled_validation_mae(history)
+
+    apply_style()
+    fig, (ax_loss, ax_mae) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
+    centers = sorted(history["center"].astype(str).unique())
+    for i, center in enumerate(centers):
+        h = history[history["center"].astype(str) == center].sort_values("round")
+        attacker = poisoned is not None and center == str(poisoned)
+        style = {"color": f"C{i % 10}", "lw": 1.4, "ls": "--" if attacker else "-",
+                 "marker": "o", "ms": 3,
+                 "label": f"{center} (poisoned)" if attacker else center}
+        ax_loss.plot(h["round"], h["train_loss"], **style)
+        if np.isfinite(h["val_mae"].astype(float)).any():
+            ax_mae.plot(h["round"], h["val_mae"], **style)
+    pooled_line, = ax_mae.plot(pooled["round"], pooled["val_mae_pooled"], color="black",
+                               lw=2.6, label="all centers\n(voxel-weighted)")
+
+    ax_loss.set_title("local training loss")
+    ax_loss.set_ylabel(LOSS_LABELS[loss])
+    ax_mae.set_title("validation MAE of the aggregated model (in-mask, axial slices)")
+    if not np.isfinite(pooled["val_mae_pooled"]).any():
+        ax_mae.text(0.5, 0.5, "no validation patients", ha="center", va="center",
+                    transform=ax_mae.transAxes, color="0.4")
+    ax_mae.set_ylabel("validation MAE (HU)")
+    for ax in (ax_loss, ax_mae):
+        ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    # One legend outside both panels: inside, it would hide parts of the curves. Every center
+    # has a loss line, so the loss panel's handles name them all.
+    handles, _ = ax_loss.get_legend_handles_labels()
+    fig.legend(handles=[*handles, pooled_line], title="center", loc="outside right center",
+               frameon=False)
+    suffix = f", center {poisoned} poisoned" if poisoned is not None else ""
+    fig.suptitle(f"Training curves: scenario {scenario}{suffix}", fontsize=10)
+    save(fig, str(out_png))
+    return pooled

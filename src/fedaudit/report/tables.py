@@ -1,0 +1,307 @@
+"""The study's result tables, laid out as in paper 000 so real-data results sit beside the paper's.
+
+Each builder takes the tidy CSVs the pipeline already writes (``results/eval/summary.csv``,
+``wilcoxon.csv``, ``results/attacks/fedmia/fedmia.csv``, ``results/attacks/dlg/dlg.csv``) and
+returns a :class:`Table`: the numbers it holds as a tidy frame (``data``, written as CSV) and the
+paper's layout as string blocks (``blocks``, rendered to Markdown / LaTeX / HTML by
+:mod:`fedaudit.report.render`).
+
+- :func:`quality_table` -- paper 000 Table 2: MAE (HU), SSIM, PSNR (dB) as mean ± sd per center,
+  without and with SecAgg+.
+- :func:`poisoning_grid` / :func:`poisoning_table` -- paper 000 Table 3: MAE (HU) per poisoned
+  center × noise level × evaluated center, one block per aggregation with its no-poisoning row,
+  the better aggregation in bold per cell and the paired Wilcoxon p-value against that block's
+  no-poisoning federation (the reference the evaluation stage pairs each scenario with).
+- :func:`membership_table` -- paper 000 Fig. 3 as numbers: FedMIA ROC-AUC, TPR at FPR 0.1 % and
+  1 % (slice level) and the patient-level AUC per center, without and with SecAgg+.
+- :func:`inversion_table` -- paper 000 "Gradient Inversion": DLG SSIM / PSNR per center and
+  optimiser, the BatchNorm-free positive control beside the UNet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.scenarios import AGGREGATION_LABELS, Scenario
+
+DASH = "–"  # the paper's mark for "not applicable" (the poisoned center on its own test set)
+YES, NO = "✓", "✗"
+OPTIMIZERS = {"adam": "Adam", "lbfgs": "L-BFGS"}
+
+
+@dataclass
+class Block:
+    """One titled block of a table: a frame of display strings and which cells are bold."""
+
+    frame: pd.DataFrame
+    title: str | None = None
+    bold: pd.DataFrame | None = None
+
+    def is_bold(self, row: int, col: int) -> bool:
+        return bool(self.bold is not None and self.bold.iat[row, col])
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    data: pd.DataFrame
+    blocks: list[Block]
+    notes: list[str] = field(default_factory=list)
+
+
+class TableError(ValueError):
+    pass
+
+
+def _need(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise TableError(f"{what}: missing column(s) {', '.join(missing)} "
+                         f"(has {', '.join(map(str, df.columns))})")
+
+
+def mean_sd(mean: float, sd: float, digits: int) -> str:
+    """``92.9 ± 2.8``; a single patient has no sd, so only the mean is shown."""
+    if not np.isfinite(mean):
+        return DASH
+    if sd is None or not np.isfinite(sd):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def p_text(p: float) -> str:
+    if not np.isfinite(p):
+        return ""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def center_label(center: str, external: Sequence[str]) -> str:
+    return f"{center} (External)" if center in external else center
+
+
+def pretty_aggregation(name: str) -> str:
+    return AGGREGATION_LABELS.get(name, name)
+
+
+def _summary_rows(summary: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    return summary[summary["scenario"] == scenario].set_index("center")
+
+
+# -- Table 2 ---------------------------------------------------------------------------------
+
+QUALITY_METRICS = (("mae", "MAE (HU)", 1), ("ssim", "SSIM", 2), ("psnr", "PSNR (dB)", 1))
+
+
+def quality_table(summary: pd.DataFrame, *, plain: str = "baseline", secagg: str | None = "secagg",
+                  external: Sequence[str] = ()) -> Table:
+    """Paper 000 Table 2 from ``eval/summary.csv``: per evaluated center a row for the federation
+    without SecAgg+ (``plain``) and one with it (``secagg``, if it was run)."""
+    _need(summary, ["scenario", "center", "n"] + [f"{m}_{s}" for m, _, _ in QUALITY_METRICS
+                                                  for s in ("mean", "sd")], "eval summary")
+    runs = [(plain, False)] + ([(secagg, True)] if secagg else [])
+    for name, _ in runs:
+        if not (summary["scenario"] == name).any():
+            raise TableError(f"eval summary has no rows for scenario {name!r}")
+    centers = list(dict.fromkeys(summary[summary["scenario"] == plain]["center"]))
+    data, rows = [], []
+    for center in centers:
+        for i, (name, with_secagg) in enumerate(runs):
+            rec = _summary_rows(summary, name).loc[center]
+            row = {"Center": center_label(center, external) if i == 0 else "",
+                   "SecAgg+": YES if with_secagg else NO}
+            for m, label, digits in QUALITY_METRICS:
+                row[label] = mean_sd(rec[f"{m}_mean"], rec[f"{m}_sd"], digits)
+                data.append({"center": center, "scenario": name, "secagg": with_secagg,
+                             "metric": m, "mean": float(rec[f"{m}_mean"]),
+                             "sd": float(rec[f"{m}_sd"]), "n": int(rec["n"])})
+            row["n"] = str(int(rec["n"]))
+            rows.append(row)
+    notes = ["Mean ± sd over each center's test patients (A-D test splits, all of the external "
+             "center); n = patients. MAE, PSNR, SSIM as defined by SynthRAD2023."]
+    return Table("quality", "Synthesis quality without and with SecAgg+ (paper 000 Table 2)",
+                 pd.DataFrame(data), [Block(pd.DataFrame(rows))], notes)
+
+
+# -- Table 3 ---------------------------------------------------------------------------------
+
+GRID_COLUMNS = ("aggregation", "gamma", "poisoned", "evaluated", "scenario", "n", "mae", "mae_sd",
+                "reference", "reference_mae", "reference_mae_sd", "p_value", "better")
+
+
+def poisoning_grid(summary: pd.DataFrame, wilcoxon: pd.DataFrame,
+                   scenarios: Mapping[str, Scenario]) -> pd.DataFrame:
+    """Tidy Table 3: one row per poisoned scenario and evaluated center with its MAE, the MAE of
+    its no-poisoning reference (same aggregation), the paired Wilcoxon p-value against it, and
+    ``better`` = this aggregation has the lowest MAE of all aggregations run for the same
+    (poisoned center, γ, evaluated center); ties mark none."""
+    _need(summary, ["scenario", "center", "n", "mae_mean", "mae_sd"], "eval summary")
+    _need(wilcoxon, ["scenario", "center", "metric", "p_value"], "Wilcoxon table")
+    mae_p = wilcoxon[wilcoxon["metric"] == "mae"].set_index(["scenario", "center"])["p_value"]
+    rows = []
+    for s in scenarios.values():
+        if s.poison_center is None:
+            continue
+        mine = _summary_rows(summary, s.name)
+        if mine.empty:
+            raise TableError(f"eval summary has no rows for scenario {s.name!r}")
+        ref = _summary_rows(summary, s.reference) if s.reference else pd.DataFrame()
+        for center, rec in mine.iterrows():
+            has_ref = center in ref.index
+            rows.append({
+                "aggregation": s.aggregation, "gamma": s.gamma, "poisoned": s.poison_center,
+                "evaluated": center, "scenario": s.name, "n": int(rec["n"]),
+                "mae": float(rec["mae_mean"]), "mae_sd": float(rec["mae_sd"]),
+                "reference": s.reference or "",
+                "reference_mae": float(ref.loc[center, "mae_mean"]) if has_ref else np.nan,
+                "reference_mae_sd": float(ref.loc[center, "mae_sd"]) if has_ref else np.nan,
+                "p_value": float(mae_p.get((s.name, center), np.nan)),
+            })
+    grid = pd.DataFrame(rows, columns=list(GRID_COLUMNS[:-1]))
+    if grid.empty:
+        grid["better"] = pd.Series(dtype=bool)
+        return grid
+    keys = ["gamma", "poisoned", "evaluated"]
+    best = grid.groupby(keys)["mae"].transform("min")
+    n_best = grid.assign(is_min=grid["mae"] == best).groupby(keys)["is_min"].transform("sum")
+    n_aggs = grid.groupby(keys)["aggregation"].transform("nunique")
+    grid["better"] = (grid["mae"] == best) & (n_best == 1) & (n_aggs > 1)
+    return grid
+
+
+def _noise(gamma: float) -> str:
+    return f"{gamma * 100:g}%"
+
+
+def poisoning_table(grid: pd.DataFrame, summary: pd.DataFrame,
+                    external: Sequence[str] = ()) -> Table:
+    """Paper 000 Table 3 from :func:`poisoning_grid`: per aggregation a block with rows
+    poisoned center × noise level (γ high to low), columns the evaluated centers, the poisoned
+    center's own column "–", and a last "No poisoning" row from the block's reference."""
+    if grid.empty:
+        raise TableError("no poisoned scenario was run: the poisoning table is empty")
+    evaluated = sorted(grid["evaluated"].unique(), key=lambda c: (c in external, c))
+    labels = [center_label(c, external) for c in evaluated]
+    blocks = []
+    for agg in dict.fromkeys(grid["aggregation"]):
+        g = grid[grid["aggregation"] == agg]
+        rows, bold = [], []
+        for poisoned in sorted(g["poisoned"].unique()):
+            for i, gamma in enumerate(sorted(g[g["poisoned"] == poisoned]["gamma"].unique(),
+                                             reverse=True)):
+                cells = g[(g["poisoned"] == poisoned) & (g["gamma"] == gamma)] \
+                    .set_index("evaluated")
+                row = {"Poisoned center": poisoned if i == 0 else "", "Noise": _noise(gamma)}
+                brow = [False, False]
+                for c, label in zip(evaluated, labels, strict=True):
+                    if c == poisoned or c not in cells.index:
+                        row[label], b = DASH, False
+                    else:
+                        r = cells.loc[c]
+                        p = p_text(r["p_value"])
+                        row[label] = mean_sd(r["mae"], r["mae_sd"], 1) + (f" ({p})" if p else "")
+                        b = bool(r["better"])
+                    brow.append(b)
+                rows.append(row)
+                bold.append(brow)
+        refs = [r for r in dict.fromkeys(g["reference"]) if r]
+        if refs:
+            ref = _summary_rows(summary, refs[0])
+            row = {"Poisoned center": "No poisoning", "Noise": DASH}
+            for c, label in zip(evaluated, labels, strict=True):
+                row[label] = mean_sd(ref.loc[c, "mae_mean"], ref.loc[c, "mae_sd"], 1) \
+                    if c in ref.index else DASH
+            rows.append(row)
+            bold.append([False] * (2 + len(evaluated)))
+        frame = pd.DataFrame(rows)
+        blocks.append(Block(frame, f"{pretty_aggregation(agg)}: evaluated centers, MAE (HU)"
+                                   + (f"; no poisoning = {refs[0]}" if refs else ""),
+                            pd.DataFrame(bold, columns=frame.columns)))
+    notes = ["MAE (HU) mean ± sd over each evaluated center's test patients. Bold: the better "
+             "aggregation for that poisoned center, noise level and evaluated center.",
+             "p: two-sided paired Wilcoxon signed-rank test against the block's no-poisoning "
+             "federation (shown only where a center has at least 2 test patients)."]
+    return Table("poisoning", "Data poisoning: MAE under FedAvg and FedMedian "
+                 "(paper 000 Table 3)", grid, blocks, notes)
+
+
+# -- membership inference --------------------------------------------------------------------
+
+def membership_table(fedmia: pd.DataFrame, score: str = "fedmia") -> Table:
+    """FedMIA per target center without and with SecAgg+ (paper 000 Fig. 3): slice-level
+    ROC-AUC and TPR at FPR 0.1 % / 1 %, and the patient-level AUC."""
+    _need(fedmia, ["scenario", "secagg", "target", "score", "level", "metric", "value"],
+          "FedMIA table")
+    t = fedmia[fedmia["score"] == score]
+    if t.empty:
+        raise TableError(f"FedMIA table has no rows for score {score!r}")
+    wide = t.pivot_table(index=["target", "secagg", "scenario"], columns=["level", "metric"],
+                         values="value", aggfunc="first").sort_index()
+    counts = (t[t["level"] == "slice"].groupby(["target", "secagg", "scenario"])
+              [["n_members", "n_nonmembers"]].first()
+              if {"n_members", "n_nonmembers"} <= set(t.columns) else None)
+    cols = [(("slice", "auc"), "AUC"), (("slice", "tpr@0.001fpr"), "TPR @ 0.1% FPR"),
+            (("slice", "tpr@0.01fpr"), "TPR @ 1% FPR"), (("patient", "auc"), "Patient-level AUC")]
+    rows, data, last = [], [], None
+    for (target, secagg, scenario), rec in wide.iterrows():
+        row = {"Center": target if target != last else "", "SecAgg+": YES if secagg else NO,
+               "Scenario": scenario}
+        last = target
+        for key, label in cols:
+            v = rec.get(key, np.nan)
+            row[label] = f"{v:.2f}" if np.isfinite(v) else DASH
+            n = counts.loc[(target, secagg, scenario)] if counts is not None else {}
+            data.append({"center": target, "scenario": scenario, "secagg": bool(secagg),
+                         "level": key[0], "metric": key[1], "value": float(v),
+                         "n_members": n.get("n_members", np.nan),
+                         "n_nonmembers": n.get("n_nonmembers", np.nan)})
+        rows.append(row)
+    notes = ["Members: the target center's training patients; non-members: its test patients and "
+             "the external center's, balanced. Scores are per slice (AUC, TPR) or the mean over a "
+             "patient's slices (patient-level AUC). AUC 0.5 = chance."]
+    return Table("membership", "Membership inference (FedMIA) without and with SecAgg+",
+                 pd.DataFrame(data), [Block(pd.DataFrame(rows))], notes)
+
+
+# -- gradient inversion ----------------------------------------------------------------------
+
+def inversion_table(dlg: pd.DataFrame) -> Table:
+    """DLG per center and optimiser: SSIM and PSNR (dB) inside the head mask for the UNet and for
+    the BatchNorm-free positive control attacked on the same slice."""
+    _need(dlg, ["scenario", "center", "optimizer", "network", "metric", "value"], "DLG table")
+    t = dlg[dlg["metric"].isin(["ssim", "psnr", "iterations"])].copy()
+    t["value"] = pd.to_numeric(t["value"], errors="coerce")
+    if t.empty:
+        raise TableError("DLG table has no ssim/psnr rows")
+    wide = t.pivot_table(index=["scenario", "center", "optimizer"],
+                         columns=["network", "metric"], values="value", aggfunc="first")
+    multi = t["scenario"].nunique() > 1
+    rows, data, last = [], [], None
+    for (scenario, center, optimizer), rec in wide.iterrows():
+        key = (scenario, center)
+        row = {"Scenario": scenario} if multi else {}
+        row.update({"Center": center if key != last else "",
+                    "Optimizer": OPTIMIZERS.get(optimizer, optimizer)})
+        last = key
+        for net, name in (("unet", "UNet"), ("control", "Control")):
+            ssim, psnr = rec.get((net, "ssim"), np.nan), rec.get((net, "psnr"), np.nan)
+            row[f"{name} SSIM"] = f"{ssim:.2f}" if np.isfinite(ssim) else DASH
+            row[f"{name} PSNR (dB)"] = (f"{psnr:.1f}" if np.isfinite(psnr) else
+                                        "∞" if psnr == math.inf else DASH)
+            for metric, v in (("ssim", ssim), ("psnr", psnr)):
+                data.append({"scenario": scenario, "center": center, "optimizer": optimizer,
+                             "network": net, "metric": metric, "value": float(v)})
+        iters = rec.get(("unet", "iterations"), np.nan)
+        row["Iterations"] = f"{int(iters):,}" if np.isfinite(iters) else DASH
+        rows.append(row)
+    notes = ["SSIM (2-D, averaged over the head mask) and PSNR inside the mask of the "
+             "reconstructed MR slice against the true one. Control: the same attack on the same "
+             "slice against a BatchNorm-free network; it must succeed (SSIM ≈ 1) for a low UNet "
+             "score to mean the model resists."]
+    return Table("inversion", "Gradient inversion (DLG): reconstruction quality",
+                 pd.DataFrame(data), [Block(pd.DataFrame(rows))], notes)

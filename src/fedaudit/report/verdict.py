@@ -1,0 +1,163 @@
+"""The audit's verdict in a few sentences, generated from the numbers (the report's front page).
+
+One finding per threat of paper 000, each with a risk level and the numbers behind it:
+
+- membership inference (FedMIA, Fig. 3): the worst center's slice-level AUC without SecAgg+,
+  and the same with it;
+- gradient inversion (DLG, Fig. 2): the best UNet reconstruction's SSIM, read only if the
+  BatchNorm-free positive control was recovered (otherwise the attack setting is too weak to
+  judge the model and the verdict says "inconclusive");
+- data poisoning (Table 3): the worst MAE increase on a clean center (not the poisoned one) at
+  the highest noise level, under FedAvg and under each robust aggregation;
+- the price of SecAgg+ in synthesis quality (Table 2).
+
+The thresholds are this tool's conventions, not the paper's (the paper reports numbers, not
+levels); they are module constants so an auditor can change them and they are printed in the
+report. Worst case over centers is used throughout: one exposed hospital is a finding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.report.tables import OPTIMIZERS, pretty_aggregation
+
+# ROC-AUC of the membership attack: chance is 0.5.
+MIA_HIGH, MIA_MODERATE = 0.8, 0.6
+# SSIM of the best DLG reconstruction inside the head mask (1 = identical slice).
+DLG_HIGH, DLG_MODERATE = 0.8, 0.5
+# The positive control must reach this SSIM for the DLG verdict to be read at all.
+DLG_CONTROL_OK = 0.9
+# Relative MAE increase on a clean center caused by poisoning another one.
+POISON_SEVERE, POISON_MEASURABLE = 0.25, 0.05
+# Relative MAE change that counts as "no cost" of SecAgg+.
+SECAGG_NEGLIGIBLE = 0.01
+
+
+@dataclass(frozen=True)
+class Finding:
+    topic: str
+    level: str  # "high", "moderate", "low", "inconclusive" or "info"
+    sentence: str
+
+
+def _level(value: float, high: float, moderate: float) -> str:
+    return "high" if value >= high else "moderate" if value >= moderate else "low"
+
+
+def membership_finding(data: pd.DataFrame) -> Finding:
+    """``data``: the tidy frame of :func:`~fedaudit.report.tables.membership_table`."""
+    auc = data[(data["level"] == "slice") & (data["metric"] == "auc")]
+    plain, secure = auc[~auc["secagg"]], auc[auc["secagg"]]
+    if plain.empty:
+        top = secure.loc[secure["value"].idxmax()]
+        return Finding("Membership inference (FedMIA)", _level(top["value"], MIA_HIGH,
+                                                               MIA_MODERATE),
+                       f"only run with SecAgg+: slice-level AUC at most {top['value']:.2f} "
+                       f"(center {top['center']}).")
+    top = plain.loc[plain["value"].idxmax()]
+    level = _level(top["value"], MIA_HIGH, MIA_MODERATE)
+    # the sample size says how much a single center's AUC can be trusted
+    size = (f", {top['n_members']:.0f} member vs {top['n_nonmembers']:.0f} non-member slices"
+            if np.isfinite(top.get("n_members", np.nan)) else "")
+    text = (f"{level} risk without SecAgg+: slice-level AUC up to {top['value']:.2f} "
+            f"(center {top['center']}{size}; mean {plain['value'].mean():.2f} over "
+            f"{plain['center'].nunique()} centers)")
+    if not secure.empty:
+        s_top = secure.loc[secure["value"].idxmax()]
+        s_level = _level(s_top["value"], MIA_HIGH, MIA_MODERATE)
+        effect = ("mitigated" if s_level == "low" and level != "low" else
+                  "still at chance" if s_level == "low" else f"still {s_level} risk")
+        text += f"; with SecAgg+ {effect} (AUC at most {s_top['value']:.2f})"
+    return Finding("Membership inference (FedMIA)", level, text + ".")
+
+
+def inversion_finding(data: pd.DataFrame) -> Finding:
+    """``data``: the tidy frame of :func:`~fedaudit.report.tables.inversion_table`."""
+    ssim = data[data["metric"] == "ssim"]
+    unet, control = ssim[ssim["network"] == "unet"], ssim[ssim["network"] == "control"]
+    best = unet.loc[unet["value"].idxmax()]
+    worst_control = float(control["value"].min()) if not control.empty else np.nan
+    topic = "Gradient inversion (DLG)"
+    if not np.isfinite(worst_control) or worst_control < DLG_CONTROL_OK:
+        return Finding(topic, "inconclusive",
+                       f"inconclusive: the positive control reached only SSIM {worst_control:.2f}"
+                       f" (needs ≥ {DLG_CONTROL_OK}), so the attack setting is too weak to judge "
+                       f"the model (best UNet SSIM {best['value']:.2f}).")
+    level = _level(best["value"], DLG_HIGH, DLG_MODERATE)
+    what = {"low": "only coarse shape comes back", "moderate": "recognisable anatomy comes back",
+            "high": "the private slice comes back"}[level]
+    return Finding(topic, level,
+                   f"{level} risk: {what} (best UNet SSIM {best['value']:.2f}, center "
+                   f"{best['center']}, {OPTIMIZERS.get(best['optimizer'], best['optimizer'])}), "
+                   f"while the same attack on a "
+                   f"BatchNorm-free control network recovers its slice (SSIM ≥ "
+                   f"{worst_control:.2f}), so the attack works and the model resists it"
+                   + (" only partly." if level != "low" else "."))
+
+
+def _worst_clean(grid: pd.DataFrame) -> pd.Series | None:
+    g = grid[(grid["poisoned"] != grid["evaluated"]) & np.isfinite(grid["reference_mae"])]
+    if g.empty:
+        return None
+    g = g.assign(rel=(g["mae"] - g["reference_mae"]) / g["reference_mae"])
+    return g.loc[g["rel"].idxmax()]
+
+
+def poisoning_findings(grid: pd.DataFrame) -> list[Finding]:
+    """``grid``: :func:`~fedaudit.report.tables.poisoning_grid` (one finding per aggregation)."""
+    gamma = float(grid["gamma"].max())
+    out = []
+    for agg in dict.fromkeys(grid["aggregation"]):
+        worst = _worst_clean(grid[(grid["aggregation"] == agg) & (grid["gamma"] == gamma)])
+        if worst is None:
+            continue
+        rel = float(worst["rel"])
+        level = ("high" if rel >= POISON_SEVERE else "moderate" if rel >= POISON_MEASURABLE
+                 else "low")
+        delta = worst["mae"] - worst["reference_mae"]
+        out.append(Finding(
+            f"Data poisoning under {pretty_aggregation(agg)}", level,
+            f"{level} risk: noise γ = {gamma:.1f} on center {worst['poisoned']}'s data raises the "
+            f"MAE on clean center {worst['evaluated']} by {delta:+.0f} HU ({rel:+.0%}; "
+            f"{worst['reference_mae']:.0f} → {worst['mae']:.0f} HU), the worst clean center."))
+    return out
+
+
+def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
+    """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`."""
+    mae = quality[quality["metric"] == "mae"].pivot_table(index="center", columns="secagg",
+                                                          values="mean")
+    if True not in mae.columns or False not in mae.columns:
+        return None
+    rel = (mae[True] - mae[False]) / mae[False]
+    worst = rel.abs().idxmax()
+    delta = mae.loc[worst, True] - mae.loc[worst, False]
+    cost = "no" if abs(rel[worst]) < SECAGG_NEGLIGIBLE else "a measurable"
+    return Finding("Price of SecAgg+", "info",
+                   f"SecAgg+ costs {cost} synthesis quality: the largest MAE change is "
+                   f"{delta:+.1f} HU ({rel[worst]:+.1%}, center {worst}).")
+
+
+def thresholds_text() -> str:
+    return (f"Risk levels: membership AUC ≥ {MIA_HIGH} high, ≥ {MIA_MODERATE} moderate; DLG SSIM "
+            f"≥ {DLG_HIGH} high, ≥ {DLG_MODERATE} moderate (read only when the positive control "
+            f"reaches ≥ {DLG_CONTROL_OK}); poisoning: MAE increase on a clean center ≥ "
+            f"{POISON_SEVERE:.0%} high, ≥ {POISON_MEASURABLE:.0%} moderate; worst center counts.")
+
+
+def front_page(intro_rst: str, findings: list[Finding], *, demo: bool) -> str:
+    """The report's front page: the static introduction, then the verdict as an RST list."""
+    lines = [intro_rst.rstrip(), "", "Audit verdict", "-------------", ""]
+    if demo:
+        lines += ["These numbers come from the synthetic demo data and a CPU-sized federation: "
+                  "they show how the audit reads, not the security of a real deployment.", ""]
+    for f in findings:
+        lines.append(f"- **{f.topic}**: {f.sentence}")
+    if not findings:
+        lines.append("- No attack or scenario results were produced by this configuration.")
+    lines += ["", thresholds_text(), ""]
+    return "\n".join(lines)

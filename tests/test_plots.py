@@ -1,0 +1,211 @@
+"""Result figures (fedaudit.plots.sct, .poisoning, .training): the values they draw, on inputs
+whose answers are known by construction, and their refusal of bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from fedaudit.io import VolumeError
+from fedaudit.plots.poisoning import poisoning_heatmap_figure
+from fedaudit.plots.sct import sct_comparison_figure
+from fedaudit.plots.training import training_curves_figure
+
+N = 16
+# Head mask occupies axial (z) slices 2..7: its middle, 4, is not the cube's middle, 8.
+Z0, Z1 = 2, 7
+
+
+def _assert_png(path: Path) -> None:
+    assert path.exists() and path.stat().st_size > 5_000
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and min(img.shape[:2]) > 200
+    assert float(img[..., :3].std()) > 0.01  # not a blank canvas
+
+
+def _write(arr: np.ndarray, path: Path, direction: tuple[float, ...] | None = None) -> Path:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((1.5, 1.5, 1.5))
+    if direction is not None:
+        img.SetDirection(direction)
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+@pytest.fixture
+def volumes(tmp_path: Path) -> dict[str, np.ndarray | Path]:
+    """CT with integer HU (exact in float32) inside a box mask, -1000 outside, and two sCTs
+    equal to the CT plus +100 HU and -50 HU inside the mask, -1000 outside."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((N, N, N), np.uint8)  # array order (z, y, x)
+    mask[Z0:Z1 + 1, 4:12, 3:13] = 1
+    inside = mask > 0
+    ct = np.full((N, N, N), -1000.0, np.float32)
+    ct[inside] = rng.integers(-200, 1500, size=int(inside.sum()))
+    plus = np.where(inside, ct + 100.0, -1000.0).astype(np.float32)
+    minus = np.where(inside, ct - 50.0, -1000.0).astype(np.float32)
+    return {"ct_arr": ct, "mask_arr": mask,
+            "ct": _write(ct, tmp_path / "ct.nii.gz"),
+            "mask": _write(mask, tmp_path / "mask.nii.gz"),
+            "plus": _write(plus, tmp_path / "plus.nii.gz"),
+            "minus": _write(minus, tmp_path / "minus.nii.gz")}
+
+
+def test_sct_figure_draws_known_differences_and_mae(volumes, tmp_path: Path) -> None:
+    out = tmp_path / "fig" / "sct.png"
+    rows = [("no poisoning", volumes["plus"], volumes["minus"]),
+            ("poisoned center A", volumes["minus"], None)]
+    drawn = sct_comparison_figure(volumes["ct"], volumes["mask"], rows, out, title="test")
+    _assert_png(out)
+
+    k = drawn["slice_index"]
+    assert k == (Z0 + Z1) // 2 == 4  # middle of the mask, not of the cube (8)
+    inside = volumes["mask_arr"][k] > 0
+    np.testing.assert_array_equal(drawn["ct"], volumes["ct_arr"][k])
+    np.testing.assert_array_equal(drawn["mask"], inside)
+    # CT - sCT: -100 where the sCT is 100 HU too high, +50 where it is 50 HU too low, 0 outside.
+    diff = drawn["no poisoning/fedavg/diff"]
+    np.testing.assert_allclose(diff[inside], -100.0)
+    np.testing.assert_allclose(diff[~inside], 0.0)
+    np.testing.assert_allclose(drawn["no poisoning/fedmedian/diff"][inside], 50.0)
+    np.testing.assert_allclose(drawn["poisoned center A/fedavg/diff"][inside], 50.0)
+    assert drawn["no poisoning/fedavg/mae"] == pytest.approx(100.0)
+    assert drawn["no poisoning/fedmedian/mae"] == pytest.approx(50.0)
+    assert drawn["poisoned center A/fedavg/mae"] == pytest.approx(50.0)
+    # The scenario that was not run has no panels' data at all.
+    assert not any(key.startswith("poisoned center A/fedmedian") for key in drawn)
+
+
+def test_sct_figure_slices_in_lps(tmp_path: Path, volumes) -> None:
+    """A volume stored inferior-up (z direction -1) is flipped to LPS before slicing: its mask
+    slices 2..7 become LPS slices 8..13, middle 10, which is stored slice 15 - 10 = 5."""
+    flip = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+    ct = _write(volumes["ct_arr"], tmp_path / "ct_flip.nii.gz", flip)
+    mask = _write(volumes["mask_arr"], tmp_path / "mask_flip.nii.gz", flip)
+    sct = _write(volumes["ct_arr"] + np.float32(10.0) * (volumes["mask_arr"] > 0),
+                 tmp_path / "sct_flip.nii.gz", flip)
+    drawn = sct_comparison_figure(ct, mask, [("no poisoning", sct, None)],
+                                  tmp_path / "flip.png", title="flip", window="brain")
+    assert drawn["slice_index"] == 10
+    np.testing.assert_array_equal(drawn["ct"], volumes["ct_arr"][5])
+    assert drawn["no poisoning/fedavg/mae"] == pytest.approx(10.0)
+
+
+def test_sct_figure_all_not_run(volumes, tmp_path: Path) -> None:
+    out = tmp_path / "empty.png"
+    drawn = sct_comparison_figure(volumes["ct"], volumes["mask"], [("no poisoning", None, None)],
+                                  out, title="nothing run")
+    assert set(drawn) == {"slice_index", "ct", "mask"}
+    assert out.exists()
+
+
+def test_sct_figure_refuses_missing_and_mismatched_files(volumes, tmp_path: Path) -> None:
+    out = tmp_path / "bad.png"
+    missing = tmp_path / "nowhere" / "1BE001.nii.gz"
+    with pytest.raises(VolumeError, match="nowhere/1BE001.nii.gz"):
+        sct_comparison_figure(volumes["ct"], volumes["mask"],
+                              [("no poisoning", volumes["plus"], missing)], out, title="t")
+    small = _write(np.arange(8**3, dtype=np.float32).reshape(8, 8, 8), tmp_path / "small.nii.gz")
+    with pytest.raises(ValueError, match=r"ct\.nii\.gz.*small\.nii\.gz"):
+        sct_comparison_figure(volumes["ct"], volumes["mask"],
+                              [("no poisoning", small, None)], out, title="t")
+    assert not out.exists()  # nothing is drawn from bad input
+
+
+def _grid() -> tuple[pd.DataFrame, dict[tuple, float]]:
+    """Reference MAE per (aggregation, evaluated) and a known ΔMAE for every cell; the
+    (fedmedian, 0.5, poisoned B) scenario is absent, as if the user had not run it."""
+    ref = {("fedavg", "A"): 90.0, ("fedavg", "B"): 120.0, ("fedavg", "E"): 107.0,
+           ("fedmedian", "A"): 89.0, ("fedmedian", "B"): 108.5, ("fedmedian", "E"): 108.0}
+    want, rows = {}, []
+    for agg in ("fedmedian", "fedavg"):
+        for gamma in (1.0, 0.5):
+            for p in ("A", "B"):
+                if (agg, gamma, p) == ("fedmedian", 0.5, "B"):
+                    continue
+                for e in ("A", "B", "E"):
+                    d = {"fedavg": 300.0, "fedmedian": -4.0}[agg] * gamma + (e == "E") * 10.0
+                    if p == e:
+                        d += 1000.0
+                    want[(agg, gamma, p, e)] = d
+                    rows.append({"aggregation": agg, "gamma": gamma, "poisoned": p,
+                                 "evaluated": e, "mae": ref[(agg, e)] + d,
+                                 "reference_mae": ref[(agg, e)]})
+    return pd.DataFrame(rows), want
+
+
+def test_poisoning_heatmap_values_self_cells_and_missing(tmp_path: Path) -> None:
+    grid, want = _grid()
+    out = tmp_path / "heat.png"
+    drawn = poisoning_heatmap_figure(grid, out)
+    _assert_png(out)
+    assert list(drawn.columns) == ["aggregation", "gamma", "poisoned", "evaluated",
+                                   "delta_mae", "self"]
+    assert len(drawn) == len(want) == 7 * 3
+    for r in drawn.itertuples():
+        assert r.delta_mae == pytest.approx(want[(r.aggregation, r.gamma, r.poisoned,
+                                                  r.evaluated)])
+        assert r.self == (r.poisoned == r.evaluated)
+    assert int(drawn["self"].sum()) == 7
+    assert drawn.loc[(drawn.aggregation == "fedavg") & (drawn.gamma == 1.0)
+                     & (drawn.poisoned == "A") & (drawn.evaluated == "E"),
+                     "delta_mae"].item() == pytest.approx(310.0)
+    assert drawn[(drawn.aggregation == "fedmedian") & (drawn.gamma == 0.5)
+                 & (drawn.poisoned == "B")].empty
+
+
+def test_poisoning_heatmap_refuses_empty_and_incomplete_grids(tmp_path: Path) -> None:
+    grid, _ = _grid()
+    with pytest.raises(ValueError, match="empty"):
+        poisoning_heatmap_figure(grid.iloc[0:0], tmp_path / "e.png")
+    with pytest.raises(ValueError, match="reference_mae"):
+        poisoning_heatmap_figure(grid.drop(columns="reference_mae"), tmp_path / "m.png")
+    with pytest.raises(ValueError, match="more than one row"):
+        poisoning_heatmap_figure(pd.concat([grid, grid.iloc[:1]]), tmp_path / "d.png")
+    assert not any(tmp_path.glob("*.png"))
+
+
+def _history() -> pd.DataFrame:
+    """Centers A (1 validation voxel), B (3 voxels) and C (no validation patients)."""
+    nan = math.nan
+    rows = [  # round, center, train_loss, val_mae, val_voxels
+        (1, "A", 0.30, 100.0, 1.0), (1, "B", 0.20, 200.0, 3.0), (1, "C", 0.25, nan, 0.0),
+        (2, "A", 0.20, nan, 0.0), (2, "B", 0.10, 80.0, 3.0), (2, "C", 0.15, nan, 0.0),
+        (3, "A", 0.10, nan, 0.0), (3, "B", 0.05, nan, 0.0), (3, "C", 0.10, nan, 0.0),
+    ]
+    h = pd.DataFrame(rows, columns=["round", "center", "train_loss", "val_mae", "val_voxels"])
+    h.insert(0, "scenario", "poison-B-g1.0-fedavg")
+    h["num_examples"], h["train_seconds"], h["slices_per_s"], h["round_seconds"] = 8, 1.0, 8.0, 2
+    return h
+
+
+def test_training_curves_pooled_validation_mae(tmp_path: Path) -> None:
+    out = tmp_path / "train.png"
+    pooled = training_curves_figure(_history(), out, scenario="poison-B-g1.0-fedavg",
+                                    poisoned="B")
+    _assert_png(out)
+    assert list(pooled.columns) == ["round", "val_mae_pooled"]
+    assert pooled["round"].tolist() == [1, 2, 3]
+    # (100*1 + 200*3) / 4; only B validated in round 2; nobody in round 3.
+    assert pooled["val_mae_pooled"].iloc[0] == pytest.approx(175.0)
+    assert pooled["val_mae_pooled"].iloc[1] == pytest.approx(80.0)
+    assert math.isnan(pooled["val_mae_pooled"].iloc[2])
+
+
+def test_training_curves_missing_column(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train_loss"):
+        training_curves_figure(_history().drop(columns="train_loss"), tmp_path / "t.png",
+                               scenario="baseline")
+    # a federation without validation patients logs no validation columns: loss only
+    pooled = training_curves_figure(_history().drop(columns=["val_mae", "val_voxels"]),
+                                    tmp_path / "noval.png", scenario="baseline")
+    _assert_png(tmp_path / "noval.png")
+    assert pooled["val_mae_pooled"].isna().all()
+    with pytest.raises(ValueError, match="empty"):
+        training_curves_figure(_history().iloc[0:0], tmp_path / "t.png", scenario="baseline")

@@ -1,0 +1,27 @@
+"""Rule front_page: the report's introduction followed by the audit verdict from the tables."""
+
+from _common import logged
+
+with logged(snakemake) as log:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from fedaudit.report import verdict
+
+    data = {name: pd.read_csv(path)
+            for name, path in zip(snakemake.params.names, snakemake.input.tables, strict=True)}
+    findings = []
+    if "membership" in data:
+        findings.append(verdict.membership_finding(data["membership"]))
+    if "inversion" in data:
+        findings.append(verdict.inversion_finding(data["inversion"]))
+    if "poisoning" in data:
+        findings += verdict.poisoning_findings(data["poisoning"])
+    if "quality" in data and (cost := verdict.secagg_cost_finding(data["quality"])):
+        findings.append(cost)
+    text = verdict.front_page(Path(snakemake.input.intro).read_text(encoding="utf-8"), findings,
+                              demo=snakemake.params.demo)
+    Path(snakemake.output[0]).write_text(text, encoding="utf-8")
+    for f in findings:
+        log.info("%s [%s]: %s", f.topic, f.level, f.sentence)
