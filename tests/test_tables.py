@@ -213,9 +213,12 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
 
     cost = verdict.secagg_cost_finding(quality_table(summary, external=["E"]).data)
     assert "+0.5 HU" in cost.sentence and "center E" in cost.sentence
-    page = verdict.front_page("Intro.", [mia, inv, fedavg], demo=True)
+    page = verdict.front_page("Intro.\n\nStages.", [mia, inv, fedavg], demo=True)
     assert page.startswith("Intro.") and "synthetic demo data" in page
     assert page.count("\n- **") == 3
+    # the verdict comes right after the first paragraph, before how the audit works
+    assert page.index("Audit verdict") < page.index("How the audit works") < \
+        page.index("Stages.")
 
 
 def test_sct_comparison_selection() -> None:

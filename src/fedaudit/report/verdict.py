@@ -150,8 +150,10 @@ def thresholds_text() -> str:
 
 
 def front_page(intro_rst: str, findings: list[Finding], *, demo: bool) -> str:
-    """The report's front page: the static introduction, then the verdict as an RST list."""
-    lines = [intro_rst.rstrip(), "", "Audit verdict", "-------------", ""]
+    """The report's front page: the introduction's first paragraph (what was audited), the
+    verdict as an RST list, then the rest of the introduction (how the audit works)."""
+    first, _, rest = intro_rst.strip().partition("\n\n")
+    lines = [first, "", "Audit verdict", "-------------", ""]
     if demo:
         lines += ["These numbers come from the synthetic demo data and a CPU-sized federation: "
                   "they show how the audit reads, not the security of a real deployment.", ""]
@@ -160,4 +162,6 @@ def front_page(intro_rst: str, findings: list[Finding], *, demo: bool) -> str:
     if not findings:
         lines.append("- No attack or scenario results were produced by this configuration.")
     lines += ["", thresholds_text(), ""]
+    if rest:
+        lines += ["How the audit works", "-------------------", "", rest, ""]
     return "\n".join(lines)
