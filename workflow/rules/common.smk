@@ -128,8 +128,11 @@ def test_patients():
     return [(c, p) for c in STUDY.centers() for p in SPLITS[c]["test"]]
 
 
+SCT_PATTERN = "results/eval/{scenario}/sct/{center}/{patient}.nii.gz"
+
+
 def sct_files(scenario):
-    return [f"results/eval/{scenario}/sct/{c}/{p}.nii.gz" for c, p in test_patients()]
+    return [SCT_PATTERN.format(scenario=scenario, center=c, patient=p) for c, p in test_patients()]
 
 
 EXTERNAL_CENTERS = [c for c in STUDY.centers() if c not in TRAIN_CENTERS]
@@ -173,7 +176,9 @@ def sct_comparison_inputs(wildcards=None):
     return {
         "metrics": f"results/eval/{SCT_REFERENCE}/metrics.csv",
         "sct": [
-            f"results/eval/{s}/sct/{c}/{p}.nii.gz" for s in scenarios for c, p in SCT_CANDIDATES
+            SCT_PATTERN.format(scenario=s, center=c, patient=p)
+            for s in scenarios
+            for c, p in SCT_CANDIDATES
         ],
         "volumes": [f for c, p in SCT_CANDIDATES for f in preprocessed(c, p)],
     }

@@ -194,6 +194,8 @@ rule figure_sct:
         rows=SCT_ROWS,
         gamma=SCT_GAMMA,
         candidates=[[c, p] for c, p in SCT_CANDIDATES],
+        sct_pattern=lambda wc: SCT_PATTERN,  # a lambda: params strings are wildcard-expanded
+        volumes={f"{c}/{p}": preprocessed(c, p) for c, p in SCT_CANDIDATES},
     threads: 1
     resources:
         mem_mb=2000,

@@ -13,11 +13,12 @@ with logged(snakemake) as log:
                                              [tuple(c) for c in p.candidates])
 
     def sct(scenario):
-        return f"results/eval/{scenario}/sct/{center}/{patient}.nii.gz" if scenario else None
+        return (p.sct_pattern.format(scenario=scenario, center=center, patient=patient)
+                if scenario else None)
 
     rows = [(label, sct(fedavg), sct(fedmedian)) for label, fedavg, fedmedian in p.rows]
-    root = f"results/preprocessed/{center}/{patient}"
-    drawn = sct_comparison_figure(f"{root}/ct.nii.gz", f"{root}/mask.nii.gz", rows,
+    _mr, ct, mask = p.volumes[f"{center}/{patient}"]  # as preprocessed() lists them
+    drawn = sct_comparison_figure(ct, mask, rows,
                                   snakemake.output[0],
                                   title=f"sCT of {center}/{patient} under poisoning, "
                                         f"γ = {p.gamma:.1f}")
