@@ -185,18 +185,16 @@ def sct_comparison_inputs(wildcards=None):
 
 
 def report_items(wildcards=None):
-    """Every table and figure this configuration produces."""
-    items = [f"{TABLES}/{name}.{fmt}" for name in TABLE_NAMES for fmt in TABLE_FORMATS]
-    items += expand(f"{FIGURES}/training/{{scenario}}.png", scenario=list(SCENARIOS))
+    """Every table and figure this configuration produces (the outputs of the report rules)."""
+    items = [f for name in TABLE_NAMES for f in getattr(rules, f"table_{name}").output]
+    items += expand(rules.figure_training.output[0], scenario=list(SCENARIOS))
     if POISONED:
-        items.append(f"{FIGURES}/poisoning_heatmap.png")
+        items += rules.figure_poisoning.output
     if SCT_ROWS and SCT_REFERENCE:
-        items.append(f"{FIGURES}/sct_comparison.png")
+        items += rules.figure_sct.output
     if FEDMIA_SCENARIOS:
-        items.append(f"{FIGURES}/fedmia_roc.png")
+        items += rules.figure_fedmia_roc.output
     items += expand(
-        f"{FIGURES}/dlg_evolution_{{scenario}}_{{optimizer}}.png",
-        scenario=DLG_SCENARIOS,
-        optimizer=DLG["optimizers"],
+        rules.figure_dlg.output[0], scenario=DLG_SCENARIOS, optimizer=DLG["optimizers"]
     )
     return items

@@ -266,7 +266,7 @@ rule front_page:
     """The report's front page: the introduction and the audit verdict computed from the tables."""
     input:
         intro=str(Path(workflow.basedir) / "workflow/report/workflow.rst"),
-        tables=[f"{TABLES}/{name}.csv" for name in TABLE_NAMES],
+        tables=[getattr(rules, f"table_{name}").output.csv for name in TABLE_NAMES],
     output:
         FRONT_PAGE,
     log:

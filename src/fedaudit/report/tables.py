@@ -252,10 +252,10 @@ def membership_table(fedmia: pd.DataFrame, score: str = "fedmia") -> Table:
         row = {"Center": target if target != last else "", "SecAgg+": YES if secagg else NO,
                "Scenario": scenario}
         last = target
+        n = counts.loc[(target, secagg, scenario)] if counts is not None else {}
         for key, label in cols:
             v = rec.get(key, np.nan)
             row[label] = f"{v:.2f}" if np.isfinite(v) else DASH
-            n = counts.loc[(target, secagg, scenario)] if counts is not None else {}
             data.append({"center": target, "scenario": scenario, "secagg": bool(secagg),
                          "level": key[0], "metric": key[1], "value": float(v),
                          "n_members": n.get("n_members", np.nan),
