@@ -20,12 +20,31 @@ def snakemake_cmd(*args: str) -> list[str]:
 
 
 def run_snakemake(workdir: Path, *args: str, env: dict | None = None,
-                  timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile with ``workdir`` as working directory (outputs go there)."""
+                  timeout: int = 900, snakefile: Path | None = None
+                  ) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile (or ``snakefile``) with ``workdir`` as working directory
+    (outputs go there)."""
     full_env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     full_env["PATH"] = f"{BIN}{os.pathsep}{full_env.get('PATH', '')}"
-    cmd = snakemake_cmd("--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args)
+    cmd = snakemake_cmd("--snakefile", str(snakefile or REPO / "Snakefile"), "--directory",
+                        str(workdir), *args)
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+CHECKOUT = ("Snakefile", "workflow", "config", "profiles", "envs", "src")
+
+
+def copy_checkout(dst: Path) -> Path:
+    """A copy of the checkout's workflow files (what a user's clone holds) at ``dst``."""
+    for name in CHECKOUT:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.egg-info"))
+        else:
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst / name)
+    return dst
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ import yaml
 from conftest import REPO, run_snakemake
 
 FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "train",
-                    "evaluate": "train", "eval_summary": "train", "dlg": "attacks",
+                    "evaluate": "train", "eval_summary": "train", "constant_predictor": "train",
+                    "dlg": "attacks",
                     "dlg_summary": "attacks", "figure_dlg": "attacks", "table": "report",
                     "figure_training": "report", "figure_poisoning": "report",
                     "figure_sct": "attacks", "figure_fedmia_roc": "report",
@@ -149,7 +150,8 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
     # Every rule that ran a job ran it inside its env.
     assert sorted(set(scripts_run)) == sorted(
         {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
-         "qc_table", "splits", "train", "evaluate", "eval_summary", "dlg", "dlg_summary",
+         "qc_table", "splits", "train", "evaluate", "constant_predictor", "eval_summary", "dlg",
+         "dlg_summary",
          "table", "figure_training", "figure_dlg", "front_page"})
     assert (workdir / "results/splits/A.json").exists()
 

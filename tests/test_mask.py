@@ -14,6 +14,8 @@ from fedaudit.preprocess.mask import (
     axial_axis,
     check_mask,
     head_mask_from_ct,
+    mr_field_of_view,
+    outline_agreement,
     resample_mask_to,
 )
 
@@ -134,3 +136,33 @@ def test_check_mask_rejects_an_mr_that_does_not_show_the_head(ct_case):
     mr = sitk.Resample(P.mr_phantom(2.7)[0], ct, sitk.Transform(), sitk.sitkLinear, 0.0,
                        sitk.sitkFloat32)
     assert check_mask(mask, mr)["mr_fill"] > 0.5
+
+
+def test_mr_field_of_view_is_the_mr_grids_extent_on_the_ct_grid() -> None:
+    """A 10 x 10 x 10 CT grid at 1 mm and an MR grid covering x in [0, 4] mm (voxel centres 0-4):
+    under the identity the covered CT voxels are x = 0..4; moved 2 mm by the transform (CT point
+    p -> MR point p + 2 mm), they are x = 0..2 (x + 2 must stay <= 4 mm)."""
+    ct = sitk.Image(10, 10, 10, sitk.sitkFloat32)
+    mr = sitk.Image(5, 10, 10, sitk.sitkFloat32)
+    fov = _arr(mr_field_of_view(mr, ct, sitk.Transform())) > 0
+    assert fov[:, :, :5].all() and not fov[:, :, 5:].any()
+    shift = sitk.TranslationTransform(3, (2.0, 0.0, 0.0))
+    moved = _arr(mr_field_of_view(mr, ct, shift)) > 0
+    assert moved[:, :, :3].all() and not moved[:, :, 3:].any()
+
+
+def test_outline_agreement_of_the_head_mr_and_a_shifted_head(ct_case) -> None:
+    ct, _, mask = ct_case
+    mr = sitk.Resample(P.mr_phantom(3.0)[0], ct, sitk.Transform(), sitk.sitkLinear, 0.0,
+                       sitk.sitkFloat32)
+    same = outline_agreement(mask, mr)
+    assert same > 0.9  # the MR's head outline is the CT's
+    # The same MR 15 mm off (another head's outline): its agreement with the mask drops to the
+    # Dice of the mask with itself moved by 15 mm (an independent number), within 0.02.
+    off = sitk.TranslationTransform(3, (15.0, 0.0, 0.0))
+    shifted = sitk.Resample(mr, ct, off, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    m = _arr(mask) > 0
+    m_off = _arr(sitk.Resample(mask, ct, off, sitk.sitkNearestNeighbor, 0)) > 0
+    dice_off = 2 * (m & m_off).sum() / (m.sum() + m_off.sum())
+    assert outline_agreement(mask, shifted) < same - 0.1
+    assert outline_agreement(mask, shifted) == pytest.approx(dice_off, abs=0.02)

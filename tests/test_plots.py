@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from fedaudit.io import VolumeError
 from fedaudit.plots.poisoning import poisoning_heatmap_figure
 from fedaudit.plots.sct import sct_comparison_figure
-from fedaudit.plots.training import training_curves_figure
+from fedaudit.plots.training import constant_lines, training_curves_figure
 
 N = 16
 # Head mask occupies axial (z) slices 2..7: its middle, 4, is not the cube's middle, 8.
@@ -209,3 +209,15 @@ def test_training_curves_missing_column(tmp_path: Path) -> None:
     assert pooled["val_mae_pooled"].isna().all()
     with pytest.raises(ValueError, match="empty"):
         training_curves_figure(_history().iloc[0:0], tmp_path / "t.png", scenario="baseline")
+
+
+def test_training_curves_draw_the_constant_predictor_per_center(tmp_path: Path) -> None:
+    h = _history()
+    assert constant_lines(h) == {}
+    h["val_mae_constant"] = h["center"].map({"A": 210.0, "B": 250.0, "C": math.nan})
+    assert constant_lines(h) == {"A": 210.0, "B": 250.0}  # C has no validation patients
+    training_curves_figure(h, tmp_path / "c.png", scenario="baseline")
+    _assert_png(tmp_path / "c.png")
+    h.loc[h.index[-2], "val_mae_constant"] = 1.0  # B's reference must not change over rounds
+    with pytest.raises(ValueError, match="center B: the constant predictor's validation MAE"):
+        constant_lines(h)

@@ -9,7 +9,7 @@ import yaml
 from conftest import REPO
 
 from fedaudit.config import ConfigError, validate_config
-from fedaudit.scenarios import scenarios_from_config
+from fedaudit.scenarios import EXECUTION_KEYS, Scenario, result_settings, scenarios_from_config
 
 
 @pytest.fixture
@@ -17,8 +17,13 @@ def demo() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def test_demo_grid_has_the_papers_27_scenarios_with_readable_names(demo) -> None:
-    sc = scenarios_from_config(validate_config(demo))
+def test_demo_runs_the_headline_and_the_full_grid_has_the_papers_27(demo) -> None:
+    assert list(scenarios_from_config(validate_config(demo))) == [
+        "baseline", "secagg", "fedmedian", "poison-D-g1.0-fedavg", "poison-D-g1.0-fedmedian"]
+    full = copy.deepcopy(demo)
+    full["scenarios"].update(yaml.safe_load((REPO / "config" / "demo-full.yaml").read_text())
+                             ["scenarios"])
+    sc = scenarios_from_config(validate_config(full))
     assert len(sc) == 27
     s = sc["poison-C-g1.0-fedmedian"]
     assert (s.poison_center, s.gamma, s.aggregation, s.secagg) == ("C", 1.0, "fedmedian", False)
@@ -27,6 +32,13 @@ def test_demo_grid_has_the_papers_27_scenarios_with_readable_names(demo) -> None
     assert sc["poison-C-g0.1-fedavg"].reference == "baseline"
     assert sc["secagg"].secagg and sc["secagg"].reference == "baseline"
     assert sc["baseline"].reference is None
+
+
+def test_the_constant_predictors_name_is_reserved(demo) -> None:
+    cfg = copy.deepcopy(demo)
+    cfg["scenarios"]["custom"] = {"constant": {"aggregation": "fedavg"}}
+    with pytest.raises(ConfigError, match="'scenarios.custom.constant': the name is reserved"):
+        validate_config(cfg)
 
 
 def test_only_subsets_and_unknown_names_are_errors(demo) -> None:
@@ -62,3 +74,33 @@ def test_krum_needs_enough_clients(demo) -> None:
         validate_config(cfg)
     cfg["train"]["krum_f"] = 1
     assert "krum" in scenarios_from_config(validate_config(cfg))
+
+
+def test_each_scenario_depends_on_exactly_the_settings_it_reads(demo) -> None:
+    cfg = copy.deepcopy(demo)
+    cfg["scenarios"]["unpoisoned"] = ["baseline", "secagg", "krum"]
+    cfg = validate_config(cfg)
+    sc = scenarios_from_config(cfg)
+    base, sa, krum = (result_settings(cfg["train"], sc[n]) for n in ("baseline", "secagg", "krum"))
+    for settings in (base, sa, krum):
+        assert {"lr", "rounds", "model", "proximal_mu", "lr_schedule"} <= set(settings)
+        assert not set(EXECUTION_KEYS) & set(settings)
+    assert "secagg" in sa and "secagg" not in base and "secagg" not in krum
+    assert "krum_f" in krum and "krum_f" not in base and "trim_beta" not in krum
+
+
+def test_plan_drops_qc_excluded_patients_and_names_an_emptied_center(demo, tmp_path) -> None:
+    from fedaudit.federation.plan import plan_from_config
+
+    train = validate_config(demo)["train"]
+    splits = {"A": {"train": ["a1", "a2"], "val": ["a3"], "test": ["a4"]},
+              "B": {"train": ["b1"], "val": [], "test": []}}
+    plan = plan_from_config(train, Scenario("baseline"), splits, tmp_path, tmp_path / "out",
+                            seed=1, excluded={("A", "a2"), ("A", "a3")})
+    assert plan.client("A").train == (str(tmp_path / "A" / "a1"),)
+    assert plan.client("A").val == () and plan.client("B").train == (str(tmp_path / "B" / "b1"),)
+    assert plan.local.lr == train["lr"] and plan.local.lr_schedule == "cosine"
+    with pytest.raises(ValueError, match="center B has no training patient left after QC "
+                                         "excluded b1"):
+        plan_from_config(train, Scenario("baseline"), splits, tmp_path, tmp_path / "out", seed=1,
+                         excluded={("B", "b1")})

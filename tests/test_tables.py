@@ -60,12 +60,15 @@ OFFSETS = {
     # at gamma 0.1 the two aggregations tie on B: neither is marked better
     "poison-A-g0.1-fedavg": {"A": 5.0, "B": 4.0, "E": 1.0},
     "poison-A-g0.1-fedmedian": {"A": 7.0, "B": 4.0, "E": 3.0},
+    # the constant predictor: baseline / constant = 110/210 on A, 105/200 on B, 115/125 on E
+    "constant": {"A": 100.0, "B": 95.0, "E": 10.0},
 }
 
 
 @pytest.fixture(scope="module")
 def per_patient() -> pd.DataFrame:
-    return pd.concat([_patients(s, OFFSETS[s]) for s in SCENARIOS], ignore_index=True)
+    return pd.concat([_patients(s, OFFSETS[s]) for s in [*SCENARIOS, "constant"]],
+                     ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -79,22 +82,58 @@ def grid(summary: pd.DataFrame, per_patient: pd.DataFrame) -> pd.DataFrame:
     return poisoning_grid(summary, wilcoxon_vs_reference(per_patient, pairs), SCENARIOS)
 
 
-def test_quality_table_is_table2(summary: pd.DataFrame) -> None:
+def test_quality_table_is_table2_with_the_constant_predictor(summary: pd.DataFrame) -> None:
     t = quality_table(summary, external=["E"])
     frame = t.blocks[0].frame
-    assert list(frame.columns) == ["Center", "SecAgg+", "MAE (HU)", "SSIM", "PSNR (dB)", "n"]
-    assert list(frame["Center"]) == ["A", "", "B", "", "E (External)", ""]
-    assert list(frame["SecAgg+"]) == ["✗", "✓"] * 3
-    # E: MAE 100, 110, 120, 130 (+0.5 under SecAgg+): mean and sample sd by hand
+    assert list(frame.columns) == ["Center", "Model", "SecAgg+", "MAE (HU)", "SSIM", "PSNR (dB)",
+                                   "MAE ÷ constant", "n"]
+    assert list(frame["Center"]) == ["A", "", "", "B", "", "", "E (External)", "", ""]
+    assert list(frame["SecAgg+"]) == ["✗", "✓", "–"] * 3
+    assert list(frame["Model"]) == ["federation", "federation", "constant predictor"] * 3
+    # E: MAE 100, 110, 120, 130 (+0.5 under SecAgg+, +10 for the constant): mean and sample sd
     e = np.array([100.0, 110.0, 120.0, 130.0])
-    assert frame["MAE (HU)"].iloc[4] == f"{e.mean():.1f} ± {e.std(ddof=1):.1f}"
-    assert frame["MAE (HU)"].iloc[5] == f"{e.mean() + 0.5:.1f} ± {e.std(ddof=1):.1f}"
+    assert frame["MAE (HU)"].iloc[6] == f"{e.mean():.1f} ± {e.std(ddof=1):.1f}"
+    assert frame["MAE (HU)"].iloc[7] == f"{e.mean() + 0.5:.1f} ± {e.std(ddof=1):.1f}"
+    assert frame["MAE (HU)"].iloc[8] == f"{e.mean() + 10:.1f} ± {e.std(ddof=1):.1f}"
+    assert list(frame["MAE ÷ constant"]) == [f"{110 / 210:.2f}", f"{110 / 210:.2f}", "–",
+                                             f"{105 / 200:.2f}", f"{105 / 200:.2f}", "–",
+                                             f"{115 / 125:.2f}", f"{115.5 / 125:.2f}", "–"]
     assert frame["SSIM"].iloc[0] == "0.89 ± 0.01"
-    assert frame["n"].tolist() == ["3", "3", "2", "2", "4", "4"]
-    tidy = t.data.set_index(["center", "secagg", "metric"])
+    assert frame["n"].tolist() == ["3"] * 3 + ["2"] * 3 + ["4"] * 3
+    tidy = t.data[t.data["scenario"] != "constant"].set_index(["center", "secagg", "metric"])
     assert tidy.loc[("E", True, "mae"), "mean"] == pytest.approx(115.5)
+    assert tidy.loc[("B", False, "mae_vs_constant"), "mean"] == pytest.approx(105 / 200)
     with pytest.raises(TableError, match="'nope'"):
         quality_table(summary, secagg="nope")
+    plain = quality_table(summary, constant=None).blocks[0].frame
+    assert "MAE ÷ constant" not in plain.columns and len(plain) == 6
+
+
+def test_utility_gate_reads_the_worst_center(summary: pd.DataFrame) -> None:
+    failed = verdict.utility_finding(quality_table(summary, external=["E"]).data)
+    # E: 115 vs 125 HU = 0.92x > 0.8x
+    assert failed.level == "inconclusive" and "did not learn" in failed.sentence
+    assert "0.92× on center E: 115 HU vs 125 HU" in failed.sentence
+    page = verdict.front_page("Intro.\n\nStages.", [failed], demo=False)
+    assert page.index("**The federation did not learn the task**") < page.index(failed.topic)
+    better = summary.copy()
+    better.loc[(better["scenario"] == "constant") & (better["center"] == "E"), "mae_mean"] = 230.0
+    passed = verdict.utility_finding(quality_table(better, external=["E"]).data)
+    # worst is now B (105/200 = 0.525 vs A 110/210 = 0.524, E 115/230 = 0.5)
+    assert passed.level == "info" and "at most 0.53× the constant predictor's" in passed.sentence
+    assert "did not learn" not in verdict.front_page("I.", [passed], demo=False)
+    assert verdict.utility_finding(quality_table(summary, constant=None).data) is None
+
+
+def test_data_quality_finding_names_flagged_patients() -> None:
+    none = verdict.data_quality_finding({"flagged": {}, "excluded": [], "z_threshold": 3.5})
+    assert none.level == "info" and "robust z below 3.5" in none.sentence
+    rec = {"flagged": {"E/P4": "Mattes MI after registration -0.560 vs median -0.720"},
+           "excluded": ["E/P4"], "z_threshold": 3.5}
+    out = verdict.data_quality_finding(rec)
+    assert "1 patient(s) flagged" in out.sentence and "E/P4 (excluded: Mattes MI" in out.sentence
+    kept = verdict.data_quality_finding({**rec, "excluded": []})
+    assert kept.level == "moderate" and "results include them" in kept.sentence
 
 
 def test_poisoning_grid_reference_pvalue_and_better(grid: pd.DataFrame) -> None:
@@ -213,6 +252,17 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
 
     cost = verdict.secagg_cost_finding(quality_table(summary, external=["E"]).data)
     assert "+0.5 HU" in cost.sentence and "center E" in cost.sentence
+    # E's 0.5 HU on 115 HU is under 1 %: no cost; a lower MAE under SecAgg+ is never a cost
+    assert "costs no synthesis quality" in cost.sentence
+    better = summary.copy()
+    better.loc[(better["scenario"] == "secagg") & (better["center"] == "B"), "mae_mean"] = 90.0
+    gain = verdict.secagg_cost_finding(quality_table(better, external=["E"]).data)
+    assert "costs no synthesis quality" in gain.sentence and "-15.0 HU" in gain.sentence
+    assert "lower with SecAgg+" in gain.sentence
+    worse = summary.copy()
+    worse.loc[(worse["scenario"] == "secagg") & (worse["center"] == "A"), "mae_mean"] = 121.0
+    assert "a measurable" in verdict.secagg_cost_finding(
+        quality_table(worse, external=["E"]).data).sentence  # +10 %
     page = verdict.front_page("Intro.\n\nStages.", [mia, inv, fedavg], demo=True)
     assert page.startswith("Intro.") and "synthetic demo data" in page
     assert page.count("\n- **") == 3
@@ -239,3 +289,6 @@ def test_sct_comparison_selection() -> None:
     assert representative_patient(metrics, cands[:3]) == ("E", "e3")  # median of 3: 300
     with pytest.raises(ValueError, match="no MAE"):
         representative_patient(metrics, [("E", "e9")])
+    # a QC-excluded patient is never the one shown
+    flagged = metrics.assign(excluded=[False, False, False, True, False])
+    assert representative_patient(flagged, cands) == ("E", "e3")  # median of 100, 300, 400

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, copy_checkout, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -67,9 +68,14 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     assert counts["demo_patient"] + counts["demo_patient_with_mask"] == n_pat
     assert counts["splits"] == n_centers and counts["data_montage"] == n_centers
     assert counts["qc_table"] == 1 and counts["all"] == 1
-    # 3 unpoisoned + 4 centers x 3 gammas x 2 aggregations, each trained and evaluated once
-    assert counts["train"] == counts["evaluate"] == 27
-    assert counts["eval_summary"] == 1
+    # 3 unpoisoned + the largest center poisoned under FedAvg and FedMedian, each trained and
+    # evaluated once, beside one constant predictor
+    assert counts["train"] == counts["evaluate"] == 5
+    assert counts["eval_summary"] == counts["constant_predictor"] == 1
+    # the full grid is one more config file away
+    full = run_snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "config.yaml"),
+                         str(REPO / "config" / "demo-full.yaml"))
+    assert _job_counts(full.stdout)["train"] == 27, full.stderr[-2000:]
 
 
 def test_lint_is_clean(workdir: Path) -> None:
@@ -107,10 +113,46 @@ def test_slurm_profile_dry_run(workdir: Path) -> None:
     assert _job_counts(res.stdout)["register"] == 7
 
 
-def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
-    cfg = _write_config(workdir, TINY)
-    res = run_snakemake(workdir, "--cores", "2", "--configfile", str(cfg))
+def _planned(res: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts of a dry run; {} when it planned nothing."""
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout + res.stderr
+    return {} if "Nothing to be done" in out else _job_counts(out)
+
+
+def _check_cache(ck: Path, cfg: dict) -> None:
+    """The cache is a promise: a config change plans exactly the jobs that read the value."""
+    def plan(change) -> dict[str, int]:
+        changed = json.loads(json.dumps(cfg))
+        change(changed)
+        return _planned(run_snakemake(ck, "-n", "--configfile",
+                                      str(_write_config(ck, changed, "changed.yaml")),
+                                      snakefile=ck / "Snakefile"))
+
+    assert plan(lambda c: None) == {}
+    # the learning rate: every scenario re-trains, nothing upstream of training re-runs
+    counts = plan(lambda c: c["train"].update(lr=0.002))
+    assert counts["train"] == 3 and counts["evaluate"] == 3, counts
+    upstream = {"demo_patient", "register", "head_mask", "n4", "finalize", "qc", "qc_table",
+                "splits", "data_montage", "constant_predictor"}
+    assert not upstream & set(counts), counts
+    # a DLG setting: the DLG jobs and the report items made from them, nothing else
+    counts = plan(lambda c: c["attacks"]["dlg"].update(iterations=5))
+    assert counts.pop("dlg") == 4, counts  # 2 centers x 2 optimisers
+    assert set(counts) == {"dlg_summary", "figure_dlg", "table_inversion", "front_page", "all"}
+    # one optimiser's own setting re-runs only its jobs
+    counts = plan(lambda c: c["attacks"]["dlg"].update(lbfgs={"lr": 0.05}))
+    assert counts["dlg"] == 2 and "train" not in counts, counts
+    # how, not what: thread counts and the training backend re-run nothing
+    assert plan(lambda c: c["train"].update(threads=2, num_workers=1, backend="ray")) == {}
+
+
+def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
+    ck = copy_checkout(tmp_path / "checkout")
+    cfg = _write_config(ck, TINY)
+    res = run_snakemake(ck, "--cores", "2", "--configfile", str(cfg), snakefile=ck / "Snakefile")
     assert res.returncode == 0, res.stderr[-3000:]
+    workdir = ck
 
     patients = {"A": ["1BA001", "1BA002", "1BA003"], "B": ["1BB001", "1BB002", "1BB003"],
                 "E": ["1BE001"]}
@@ -163,13 +205,30 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
     assert set(wil["scenario"]) == {"poison-A-g1.0-fedavg", "secagg"}
     assert set(wil["reference"]) == {"baseline"}
     summary = pd.read_csv(workdir / "results/eval/summary.csv")
-    assert len(summary) == 3 * 3  # scenarios x evaluated centers
+    assert len(summary) == 4 * 3  # (scenarios + the constant predictor) x evaluated centers
+    # the constant predictor: one value everywhere in the head, the training patients' median
+    value = json.loads((workdir / "results/eval/constant/constant.json").read_text())["value_hu"]
+    train_hu = np.concatenate([
+        sitk.GetArrayFromImage(sitk.ReadImage(str(workdir / f"results/preprocessed/{c}/{p}/{n}")))
+        [sitk.GetArrayFromImage(sitk.ReadImage(str(
+            workdir / f"results/preprocessed/{c}/{p}/mask.nii.gz"))) > 0]
+        for c, sp in (("A", split_a), ("B", split_b)) for p in sp["train"] for n in ["ct.nii.gz"]])
+    assert value == pytest.approx(float(np.median(train_hu)))
+    const = summary[summary["scenario"] == "constant"].set_index("center")
+    base = summary[summary["scenario"] == "baseline"].set_index("center")
+    assert np.allclose(base["mae_vs_constant"], base["mae_mean"] / const["mae_mean"])
+    hist = pd.read_csv(workdir / "results/train/baseline/history.tsv", sep="\t")
+    assert (hist["val_mae_constant"] > 0).all()
     _check_attacks(workdir, split_a, split_b)
     assert (workdir / "results/logs/train/baseline.log").read_text().count("round 2/2 done")
 
-    again = run_snakemake(workdir, "-n", "--configfile", str(cfg))
-    assert again.returncode == 0
-    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
+    _check_cache(ck, TINY)
+    # The checkout moved to another folder (results and all): nothing to re-run.
+    moved = ck.rename(tmp_path / "moved")
+    cfg = moved / cfg.name
+    assert _planned(run_snakemake(moved, "-n", "--configfile", str(cfg),
+                                  snakefile=moved / "Snakefile")) == {}
+    workdir = moved
 
     # Same seed, same numbers: regenerate one patient from scratch (demo data onwards) and get
     # bit-identical volumes and the same QC record.
@@ -178,7 +237,8 @@ def test_tiny_pipeline_then_noop_rerun(workdir: Path) -> None:
               for n in ("mr", "ct", "mask")}
     qc_before = json.loads((base / "qc.json").read_text())
     rerun = run_snakemake(workdir, "results/preprocessed/A/1BA002/qc.json", "--cores", "2",
-                          "--forcerun", "demo_patient", "--configfile", str(cfg))
+                          "--forcerun", "demo_patient", "--configfile", str(cfg),
+                          snakefile=workdir / "Snakefile")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "register" in rerun.stdout + rerun.stderr, "the forced re-run must redo the steps"
     for n, arr in before.items():
@@ -203,7 +263,8 @@ def _check_report(workdir: Path) -> None:
         for fmt in ("csv", "md", "tex", "html"):
             assert (workdir / f"results/tables/{name}.{fmt}").stat().st_size > 100, (name, fmt)
     quality = (workdir / "results/tables/quality.md").read_text()
-    assert "| E (External) | ✗ |" in quality and "| ✓ |" in quality
+    assert "| E (External) | federation | ✗ |" in quality and "| federation | ✓ |" in quality
+    assert "| constant predictor | – |" in quality
     grid = pd.read_csv(workdir / "results/tables/poisoning.csv")
     assert set(zip(grid["aggregation"], grid["gamma"], grid["poisoned"], strict=True)) == \
         {("fedavg", 1.0, "A")}
@@ -215,14 +276,15 @@ def _check_report(workdir: Path) -> None:
     for fig in FIGURES:
         assert (workdir / f"results/figures/{fig}").stat().st_size > 10_000, fig
     front = (workdir / "results/report/front_page.rst").read_text()
-    for topic in ("Membership inference (FedMIA)", "Gradient inversion (DLG)",
+    for topic in ("Does the federation work? (utility gate)", "Data quality (preprocessing QC)",
+                  "Membership inference (FedMIA)", "Gradient inversion (DLG)",
                   "Data poisoning under FedAvg", "Price of SecAgg+", "synthetic demo data"):
         assert topic in front, topic
     assert "Centers {{" in front  # the introduction's template is left for the report to fill
 
     report = workdir / "report.html"
     built = run_snakemake(workdir, "--report", str(report), "--configfile",
-                          str(workdir / "tiny.yaml"))
+                          str(workdir / "tiny.yaml"), snakefile=workdir / "Snakefile")
     assert built.returncode == 0, built.stderr[-2000:]
     html = report.read_text(errors="replace")
     items = ["A.png", "E.png", "qc.tsv", "1BA001", "1BE001", "Audit verdict",
@@ -234,7 +296,7 @@ def _check_report(workdir: Path) -> None:
     # self-contained: no script or stylesheet fetched from the network
     assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']https?://", html)
     zipped = run_snakemake(workdir, "--report", str(workdir / "report.zip"), "--configfile",
-                           str(workdir / "tiny.yaml"))
+                           str(workdir / "tiny.yaml"), snakefile=workdir / "Snakefile")
     assert zipped.returncode == 0, zipped.stderr[-2000:]
     assert (workdir / "report.zip").stat().st_size > 100_000
 
@@ -335,3 +397,38 @@ def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
     assert str(wrong / "mr.nii.gz") in out
     wrong_log = (workdir / "results/logs/head_mask/A/wrongmr.log").read_text()
     assert str(wrong / "mr.nii.gz") in wrong_log and "does not show this head" in wrong_log
+
+
+def test_a_swapped_pair_in_the_external_center_is_flagged_and_left_out(workdir: Path) -> None:
+    """A SynthRAD-layout test center where one folder holds another patient's MR: the pair passes
+    every hard check, QC flags it, and it leaves the evaluation statistics (its sCT and metrics
+    are still written, marked excluded); the other patients are unaffected."""
+    ext = workdir / "ext"
+    for i in range(5):
+        src = _demo_patient(workdir, "E", i)
+        shutil.copytree(src, ext / f"P{i}")
+    # P2's MR beside P4's CT passes the hard checks. Of the 20 swaps among these five patients
+    # (measured), 6 fail the hard checks, 13 pass them and are flagged, one is missed.
+    shutil.copy(ext / "P2" / "mr.nii.gz", ext / "P4" / "mr.nii.gz")
+    cfg = {**TINY,
+           "centers": {"A": TINY["centers"]["A"], "B": TINY["centers"]["B"],
+                       "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}},
+           "train": {**TINY["train"], "rounds": 1},
+           "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}}}
+    # targets first: what follows --configfile is read as more config files
+    res = run_snakemake(workdir, "results/eval/summary.csv", "--cores", "2", "--configfile",
+                        str(_write_config(workdir, cfg)))
+    assert res.returncode == 0, res.stderr[-3000:]
+    flags = json.loads((workdir / "results/preprocessed/qc_flags.json").read_text())
+    assert list(flags["flagged"]) == ["E/P4"] and flags["excluded"] == ["E/P4"]
+    assert "Mattes MI after registration" in flags["flagged"]["E/P4"]
+    qc = pd.read_csv(workdir / "results/preprocessed/qc.tsv", sep="\t")
+    assert list(qc.columns[:4]) == ["center", "patient", "qc_flagged", "qc_reasons"]
+    assert qc.set_index("patient")["qc_flagged"].to_dict()["P4"]
+    metrics = pd.read_csv(workdir / "results/eval/baseline/metrics.csv").set_index("patient")
+    assert metrics.loc["P4", "excluded"] and not metrics.drop(index="P4")["excluded"].any()
+    assert (workdir / "results/eval/baseline/sct/E/P4.nii.gz").exists()
+    summary = pd.read_csv(workdir / "results/eval/summary.csv").set_index(["scenario", "center"])
+    assert summary.loc[("baseline", "E"), "n"] == 4  # P0-P3
+    kept = metrics[(metrics["center"] == "E") & ~metrics["excluded"]]
+    assert summary.loc[("baseline", "E"), "mae_mean"] == pytest.approx(kept["mae"].mean())

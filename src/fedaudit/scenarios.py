@@ -28,6 +28,8 @@ AGGREGATION_LABELS = {"fedavg": "FedAvg", "fedmedian": "FedMedian", "krum": "Kru
 # SecAgg+ sums masked vectors: the server can only ever compute a (weighted) mean. A robust rule
 # "runs" on that single aggregate and silently returns it, so such combinations are refused.
 SECAGG_COMPATIBLE = ("fedavg",)
+# Names the evaluation uses for its references (fedaudit.evaluation.run.CONSTANT).
+RESERVED = ("constant",)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
                 name = poison_name(c, gamma, agg)
                 out[name] = Scenario(name, agg, False, c, float(gamma))
     for name, spec in sc["custom"].items():
+        if name in RESERVED:
+            raise ScenarioError(f"config key 'scenarios.custom.{name}': the name is reserved "
+                                "for the constant predictor every scenario is compared with")
         if name in out:
             raise ScenarioError(f"config key 'scenarios.custom.{name}': the name is already "
                                 "used by a built-in scenario")
@@ -127,3 +132,20 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
                                 f"{', '.join(unknown)} (known: {', '.join(out)})")
         out = {n: out[n] for n in out if n in only}
     return out
+
+
+# Keys of the config's ``train`` section that change how a federation is computed, not what:
+# thread counts, DataLoader workers and the backend give the same model (tested), so changing them
+# must not re-train anything. Every other key is a Snakemake param of the train rule.
+EXECUTION_KEYS = ("threads", "num_workers", "backend", "ray")
+# Keys that only some aggregations or SecAgg+ read; other scenarios do not depend on them.
+_SCENARIO_KEYS = {"secagg": lambda s: s.secagg, "krum_f": lambda s: s.aggregation == "krum",
+                  "trim_beta": lambda s: s.aggregation == "trimmed_mean"}
+
+
+def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """The ``train`` settings that determine ``scenario``'s model: its rule's params, so that
+    changing one re-trains exactly the scenarios that read it (and nothing for the
+    :data:`EXECUTION_KEYS`)."""
+    return {k: v for k, v in train.items()
+            if k not in EXECUTION_KEYS and _SCENARIO_KEYS.get(k, lambda _: True)(scenario)}

@@ -5,6 +5,11 @@
 ATTACKS = config["attacks"]
 FEDMIA = ATTACKS["fedmia"]
 DLG = ATTACKS["dlg"]
+# What every DLG job reads (plus its own optimiser's settings): not which scenarios or optimisers
+# are attacked, so adding one re-runs none of the others.
+DLG_SETTINGS = {
+    k: v for k, v in DLG.items() if k not in ("enabled", "scenarios", "optimizers", "adam", "lbfgs")
+}
 FEDMIA_SCENARIOS = FEDMIA["scenarios"] if FEDMIA["enabled"] else []
 DLG_SCENARIOS = DLG["scenarios"] if DLG["enabled"] else []
 
@@ -46,6 +51,7 @@ rule fedmia_evaluate:
     """Score every target center (FedMIA) and evaluate against the training splits."""
     input:
         similarity=rules.fedmia_measure.output[0],
+        qc_flags=QC_FLAGS,
     output:
         metrics="results/attacks/fedmia/{scenario}/metrics.csv",
         scores="results/attacks/fedmia/{scenario}/scores.csv",
@@ -91,6 +97,7 @@ rule dlg:
         volumes=lambda wc: [
             f for p in SPLITS[wc.train_center]["train"] for f in preprocessed(wc.train_center, p)
         ],
+        qc_flags=QC_FLAGS,
     output:
         result="results/attacks/dlg/{scenario}/{train_center}_{optimizer}.npz",
         metrics="results/attacks/dlg/{scenario}/{train_center}_{optimizer}.json",
@@ -101,7 +108,7 @@ rule dlg:
         train_folders=lambda wc: [
             f"results/preprocessed/{wc.train_center}/{p}" for p in SPLITS[wc.train_center]["train"]
         ],
-        dlg=DLG,
+        dlg=lambda wc: {**DLG_SETTINGS, wc.optimizer: DLG[wc.optimizer]},
         model_base=config["train"]["model"]["base"],
         loss=config["train"]["loss"],
         seed=config["seed"],

@@ -22,6 +22,8 @@ except ConfigError as _err:
     raise WorkflowError(str(_err)) from None
 
 LOGS = "results/logs"
+# Flagged / excluded patients, written by qc_table; every job that uses patients reads it.
+QC_FLAGS = "results/preprocessed/qc_flags.json"
 
 
 def any_of(names):
@@ -93,7 +95,7 @@ def montage_patients(wildcards):
 # Splits are a pure function of (patients, seed, fractions): computing them here lets training
 # depend on exactly its train/val volumes; the splits rule writes the same records to disk.
 from fedaudit.splits import split_center  # noqa: E402
-from fedaudit.scenarios import scenarios_from_config  # noqa: E402
+from fedaudit.scenarios import result_settings, scenarios_from_config  # noqa: E402
 
 SPLITS = {
     c: split_center(
@@ -114,6 +116,8 @@ def preprocessed(center, patient):
     return [f"{root}/mr.nii.gz", f"{root}/ct.nii.gz", f"{root}/mask.nii.gz"]
 
 
+# (center, patient) of every training center's train split (what the constant predictor learns).
+TRAIN_SPLIT = [(c, p) for c in TRAIN_CENTERS for p in SPLITS[c]["train"]]
 # (center, patient) of every training center's train and validation patients.
 TRAINING_PATIENTS = [(c, p) for c in TRAIN_CENTERS for p in SPLITS[c]["train"] + SPLITS[c]["val"]]
 
@@ -129,6 +133,10 @@ def test_patients():
 
 
 SCT_PATTERN = "results/eval/{scenario}/sct/{center}/{patient}.nii.gz"
+# The constant predictor, written by constant_predictor: its value, which the training curves
+# draw, and its metrics, which every table puts beside the scenarios'.
+CONSTANT_VALUE = "results/eval/constant/constant.json"
+CONSTANT_METRICS = "results/eval/constant/metrics.csv"
 
 
 def sct_files(scenario):

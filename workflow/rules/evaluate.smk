@@ -1,5 +1,6 @@
 # Evaluation in HU (paper 000, "Evaluation Metrics"; SynthRAD2023 definitions): sCT per test
-# patient, per-patient MAE/PSNR/SSIM, per-center summaries and paired Wilcoxon tests.
+# patient, per-patient MAE/PSNR/SSIM, per-center summaries and paired Wilcoxon tests, with the
+# constant predictor beside every scenario.
 
 
 rule evaluate:
@@ -7,6 +8,7 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         volumes=[f for c, p in test_patients() for f in preprocessed(c, p)],
+        qc_flags=QC_FLAGS,
     output:
         metrics="results/eval/{scenario}/metrics.csv",
         sct=sct_files("{scenario}"),
@@ -28,10 +30,36 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
-rule eval_summary:
-    """Per-center mean and sd of every scenario, and each scenario's paired Wilcoxon tests."""
+rule constant_predictor:
+    """The trivial reference: the training patients' median HU everywhere in the head."""
     input:
-        expand("results/eval/{scenario}/metrics.csv", scenario=list(SCENARIOS)),
+        volumes=[f for c, p in TRAIN_SPLIT for f in preprocessed(c, p)]
+        + [f for c, p in test_patients() for f in preprocessed(c, p)],
+        qc_flags=QC_FLAGS,
+    output:
+        value=CONSTANT_VALUE,
+        metrics=CONSTANT_METRICS,
+    log:
+        f"{LOGS}/evaluate/constant_predictor.log",
+    params:
+        train_patients=[[c, p] for c, p in TRAIN_SPLIT],
+        patients=[[c, p] for c, p in test_patients()],
+    threads: 1
+    resources:
+        # one volume at a time, plus the head voxels' HU of all (~a third of each cube, float32)
+        mem_mb=2000 + 4 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAIN_SPLIT) // 2**20,
+        runtime=10,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/constant_predictor.py"
+
+
+rule eval_summary:
+    """Per-center mean and sd of every scenario and the constant predictor; Wilcoxon tests."""
+    input:
+        scenarios=expand("results/eval/{scenario}/metrics.csv", scenario=list(SCENARIOS)),
+        constant=CONSTANT_METRICS,
     output:
         summary="results/eval/summary.csv",
         wilcoxon="results/eval/wilcoxon.csv",

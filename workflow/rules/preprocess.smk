@@ -32,10 +32,11 @@ rule register:
 
 
 rule head_mask:
-    """The given head mask (resampled to the CT grid) or one computed from the CT, checked against the MR."""
+    """The given head mask (resampled to the CT grid) or one computed from the CT, cut to the MR's field of view and checked against the MR."""
     input:
         raw=raw_inputs,
         mr=rules.register.output.mr,
+        transform=rules.register.output.transform,
     output:
         mask="results/preprocessed/{center}/{patient}/steps/2_mask/mask.nii.gz",
         record="results/preprocessed/{center}/{patient}/steps/2_mask/mask.json",
@@ -140,18 +141,22 @@ rule qc:
 
 
 rule qc_table:
-    """All patients' QC records in one table."""
+    """All patients' QC records in one table, per-center outlier flags, and who is excluded."""
     input:
         per_patient("results/preprocessed/{center}/{patient}/qc.json"),
     output:
-        report(
+        table=report(
             "results/preprocessed/qc.tsv",
             caption="../report/qc_table.rst",
             category="Data",
             subcategory="Preprocessing QC",
         ),
+        flags=QC_FLAGS,
     log:
         f"{LOGS}/qc_table.log",
+    params:
+        outlier_z=config["preprocess"]["qc"]["outlier_z"],
+        policy=config["preprocess"]["qc"]["flagged"],
     threads: 1
     resources:
         mem_mb=1000,

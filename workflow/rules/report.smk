@@ -265,13 +265,19 @@ rule figure_dlg:
 rule front_page:
     """The report's front page: the introduction and the audit verdict computed from the tables."""
     input:
-        intro=str(Path(workflow.basedir) / "workflow/report/workflow.rst"),
         tables=[getattr(rules, f"table_{name}").output.csv for name in TABLE_NAMES],
+        qc_flags=QC_FLAGS,
     output:
         FRONT_PAGE,
     log:
         f"{LOGS}/report/front_page.log",
     params:
+        # the text, not the path: an absolute input path would re-run the rule whenever the
+        # checkout moves, while an edited introduction still does (a lambda: params strings are
+        # wildcard-expanded, and the text holds the report's {{ }} templates)
+        intro=lambda wc: Path(workflow.basedir, "workflow/report/workflow.rst").read_text(
+            encoding="utf-8"
+        ),
         names=TABLE_NAMES,
         demo=any(spec["source"]["type"] == "demo" for spec in config["centers"].values()),
     threads: 1

@@ -12,6 +12,8 @@ rule train:
     input:
         volumes=training_volumes,
         splits=expand("results/splits/{center}.json", center=TRAIN_CENTERS),
+        qc_flags=QC_FLAGS,
+        constant=CONSTANT_VALUE,
     output:
         model="results/train/{scenario}/model.pt",
         history="results/train/{scenario}/history.tsv",
@@ -20,7 +22,14 @@ rule train:
     params:
         scenario=lambda wc: SCENARIOS[wc.scenario].as_dict(),
         out_dir=lambda wc: f"results/train/{wc.scenario}",
+        # every setting that shapes the model is a param: changing one re-trains exactly the
+        # scenarios that read it (fedaudit.federation.plan.result_settings)
+        train=lambda wc: result_settings(config["train"], SCENARIOS[wc.scenario]),
+        seed=config["seed"],
+        centers=TRAIN_CENTERS,
     threads: config["train"]["threads"]
+    # Federations the attacks read train first, so the attacks overlap the remaining training.
+    priority: lambda wc: 2 * (wc.scenario in DLG_SCENARIOS) + (wc.scenario in FEDMIA_SCENARIOS)
     resources:
         # MR + CT float32 and a mask per patient held in memory (~9 B/voxel; 16 with headroom)
         mem_mb=3000 + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAINING_PATIENTS) // 2**20,

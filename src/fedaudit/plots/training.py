@@ -8,7 +8,10 @@ loss reported by the client, and (right) the validation MAE in HU of the aggrega
 center's validation patients, with the federation-wide value pooled over voxels (a center with
 more validation voxels weighs more, so the pooled line is the MAE over all validation voxels).
 In a poisoning scenario the attacker's lines are dashed: its loss is measured on its own noisy
-data, so it is not comparable with the honest centers' losses.
+data, so it is not comparable with the honest centers' losses. When the history holds
+``val_mae_constant`` (the constant predictor's validation MAE per center,
+:mod:`fedaudit.evaluation.reference`), each center's value is a dotted horizontal line in its
+colour: a federation that learned ends well below its lines.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from fedaudit.plots.style import apply_style, plt, save
@@ -44,6 +48,22 @@ def pooled_validation_mae(history: pd.DataFrame) -> pd.DataFrame:
     return pooled.rename_axis("round").reset_index()
 
 
+def constant_lines(history: pd.DataFrame) -> dict[str, float]:
+    """Per center, the constant predictor's validation MAE (HU) the figure draws as its dotted
+    line: ``val_mae_constant`` of the center's rows (one value per center; {} when absent)."""
+    if "val_mae_constant" not in history.columns:
+        return {}
+    out = {}
+    for center, values in history.groupby(history["center"].astype(str))["val_mae_constant"]:
+        finite = values.astype(float)[np.isfinite(values.astype(float))]
+        if len(finite):
+            if finite.nunique() != 1:
+                raise ValueError(f"center {center}: the constant predictor's validation MAE "
+                                 f"differs between rounds ({sorted(finite.unique())})")
+            out[str(center)] = float(finite.iloc[0])
+    return out
+
+
 def training_curves_figure(history: pd.DataFrame, out_png: str | Path, *, scenario: str,
                            poisoned: str | None = None, loss: str = "l1") -> pd.DataFrame:
     """Write the two-panel training-curve figure of ``scenario`` and return the pooled MAE.
@@ -67,6 +87,7 @@ def training_curves_figure(history: pd.DataFrame, out_png: str | Path, *, scenar
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSS_LABELS)}")
     history = history.assign(**{c: np.nan for c in VALIDATION if c not in history.columns})
     pooled = pooled_validation_mae(history)
+    reference = constant_lines(history)
 
     apply_style()
     fig, (ax_loss, ax_mae) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
@@ -80,8 +101,14 @@ def training_curves_figure(history: pd.DataFrame, out_png: str | Path, *, scenar
         ax_loss.plot(h["round"], h["train_loss"], **style)
         if np.isfinite(h["val_mae"].astype(float)).any():
             ax_mae.plot(h["round"], h["val_mae"], **style)
+        if center in reference:
+            ax_mae.axhline(reference[center], color=style["color"], lw=1.1, ls=":")
     pooled_line, = ax_mae.plot(pooled["round"], pooled["val_mae_pooled"], color="black",
                                lw=2.6, label="all centers\n(voxel-weighted)")
+    extra = [pooled_line]
+    if reference:
+        extra.append(Line2D([], [], color="0.3", lw=1.1, ls=":",
+                            label="constant predictor\n(per center, dotted)"))
 
     ax_loss.set_title("local training loss")
     ax_loss.set_ylabel(LOSS_LABELS[loss])
@@ -97,7 +124,7 @@ def training_curves_figure(history: pd.DataFrame, out_png: str | Path, *, scenar
     # One legend outside both panels: inside, it would hide parts of the curves. Every center
     # has a loss line, so the loss panel's handles name them all.
     handles, _ = ax_loss.get_legend_handles_labels()
-    fig.legend(handles=[*handles, pooled_line], title="center", loc="outside right center",
+    fig.legend(handles=[*handles, *extra], title="center", loc="outside right center",
                frameon=False)
     suffix = f", center {poisoned} poisoned" if poisoned is not None else ""
     fig.suptitle(f"Training curves: scenario {scenario}{suffix}", fontsize=10)

@@ -72,10 +72,19 @@ def register_step(mr_path: PathLike, ct_path: PathLike, out_mr: PathLike, out_tr
 def mask_step(ct_path: PathLike, mr_registered: PathLike, given_mask: PathLike | None,
               out_mask: PathLike, out_record: PathLike, *, threshold_hu: float,
               min_coverage: float, min_mr_fill: float = 0.3,
-              mr_source: PathLike | None = None) -> dict[str, Any]:
-    """``mr_source`` (the raw MR) is only named in errors: users know that file, not the
+              mr_source: PathLike | None = None,
+              transform: PathLike | None = None) -> dict[str, Any]:
+    """The head mask on the CT grid, cut to the MR's field of view when ``mr_source`` and the
+    registration's ``transform`` are given (:func:`~fedaudit.preprocess.mask.mr_field_of_view`).
+    ``mr_source`` (the raw MR) is also what errors name: users know that file, not the
     intermediate registered MR."""
-    from fedaudit.preprocess.mask import check_mask, head_mask_from_ct, resample_mask_to
+    from fedaudit.preprocess.mask import (
+        check_mask,
+        head_mask_from_ct,
+        mr_field_of_view,
+        outline_agreement,
+        resample_mask_to,
+    )
 
     t0 = time.perf_counter()
     ct = read_volume(ct_path, "CT")
@@ -88,6 +97,16 @@ def mask_step(ct_path: PathLike, mr_registered: PathLike, given_mask: PathLike |
     else:
         mask = head_mask_from_ct(ct, threshold_hu=threshold_hu)
         source = f"computed from CT (threshold {threshold_hu} HU)"
+    head_voxels = int(sitk.GetArrayViewFromImage(mask).astype(bool).sum())
+    outside_fov = 0.0
+    if transform is not None and mr_source is not None:
+        fov = mr_field_of_view(read_volume(mr_source, "MR"), ct, sitk.ReadTransform(str(transform)))
+        mask = sitk.And(sitk.Cast(mask > 0, sitk.sitkUInt8), fov)
+        kept = int(sitk.GetArrayViewFromImage(mask).astype(bool).sum())
+        outside_fov = 1.0 - kept / max(head_voxels, 1)
+        if outside_fov > 0:
+            log.info("%.1f%% of the head lies outside the MR's field of view: left out of the "
+                     "mask", 100 * outside_fov)
     try:
         check = check_mask(mask, mr, min_coverage=min_coverage, min_mr_fill=min_mr_fill)
     except ValueError as exc:
@@ -95,7 +114,8 @@ def mask_step(ct_path: PathLike, mr_registered: PathLike, given_mask: PathLike |
         raise _fail(files, exc) from exc
     write_volume(sitk.Cast(mask > 0, sitk.sitkUInt8), out_mask)
     record = {"step": "mask", "source": source, "seconds": round(time.perf_counter() - t0, 3),
-              **check}
+              "outside_mr_fov": round(outside_fov, 5),
+              "outline_dice": outline_agreement(mask, mr), **check}
     write_json(record, out_record)
     return record
 
@@ -162,7 +182,8 @@ def qc_record(center: str, patient: str, mr_img: sitk.Image, ct_img: sitk.Image,
         "translation_mm": reg["transform"]["translation_mm"],
         "n4_field_min": n4["field_min"], "n4_field_max": n4["field_max"],
         "mask_source": msk["source"], "mask_mr_coverage": msk.get("coverage"),
-        "mask_mr_fill": msk.get("mr_fill"),
+        "mask_mr_fill": msk.get("mr_fill"), "outline_dice": msk.get("outline_dice"),
+        "outside_mr_fov": msk.get("outside_mr_fov"),
         "mask_volume_ml": round(float(m.sum()) * voxel_ml, 2),
         "final_shape": list(mask_img.GetSize()),
         "final_spacing_mm": list(mask_img.GetSpacing()),

@@ -50,7 +50,8 @@ def comparison_rows(scenarios: Mapping[str, Scenario],
 def representative_patient(metrics: pd.DataFrame,
                            candidates: Sequence[tuple[str, str]]) -> tuple[str, str]:
     """The (center, patient) among ``candidates`` whose MAE in ``metrics`` (one scenario's
-    per-patient ``metrics.csv``) is the lower median; ties broken by name."""
+    per-patient ``metrics.csv``) is the lower median; ties broken by name. Patients marked
+    ``excluded`` by QC are not candidates."""
     if not candidates:
         raise ValueError("no candidate patients for the sCT comparison")
     wanted = set(candidates)
@@ -59,6 +60,10 @@ def representative_patient(metrics: pd.DataFrame,
     missing = wanted - set(zip(rows["center"], rows["patient"], strict=True))
     if missing:
         raise ValueError(f"metrics have no MAE for {sorted(missing)}")
+    if "excluded" in rows.columns:
+        rows = rows[~rows["excluded"].astype(bool)]
+        if rows.empty:
+            raise ValueError("every candidate patient for the sCT comparison is QC-excluded")
     ordered = rows.sort_values(["mae", "center", "patient"]).reset_index(drop=True)
     pick = ordered.iloc[(len(ordered) - 1) // 2]
     return str(pick["center"]), str(pick["patient"])

@@ -98,32 +98,54 @@ def _summary_rows(summary: pd.DataFrame, scenario: str) -> pd.DataFrame:
 QUALITY_METRICS = (("mae", "MAE (HU)", 1), ("ssim", "SSIM", 2), ("psnr", "PSNR (dB)", 1))
 
 
+CONSTANT_LABEL = "constant predictor"
+
+
 def quality_table(summary: pd.DataFrame, *, plain: str = "baseline", secagg: str | None = "secagg",
-                  external: Sequence[str] = ()) -> Table:
+                  external: Sequence[str] = (), constant: str | None = "constant") -> Table:
     """Paper 000 Table 2 from ``eval/summary.csv``: per evaluated center a row for the federation
-    without SecAgg+ (``plain``) and one with it (``secagg``, if it was run)."""
+    without SecAgg+ (``plain``), one with it (``secagg``, if it was run) and, as the reference a
+    reader checks first, one for the ``constant`` predictor
+    (:mod:`fedaudit.evaluation.reference`), with each federation's MAE divided by the
+    constant's (below 1: the federation beats predicting one HU everywhere in the head)."""
     _need(summary, ["scenario", "center", "n"] + [f"{m}_{s}" for m, _, _ in QUALITY_METRICS
                                                   for s in ("mean", "sd")], "eval summary")
     runs = [(plain, False)] + ([(secagg, True)] if secagg else [])
-    for name, _ in runs:
+    for name in [n for n, _ in runs] + ([constant] if constant else []):
         if not (summary["scenario"] == name).any():
             raise TableError(f"eval summary has no rows for scenario {name!r}")
     centers = list(dict.fromkeys(summary[summary["scenario"] == plain]["center"]))
+    ref = _summary_rows(summary, constant)["mae_mean"] if constant else pd.Series(dtype=float)
     data, rows = [], []
     for center in centers:
-        for i, (name, with_secagg) in enumerate(runs):
+        lines = [(name, "federation", YES if sa else NO, sa) for name, sa in runs]
+        if constant:
+            lines.append((constant, CONSTANT_LABEL, DASH, None))
+        for i, (name, model, mark, with_secagg) in enumerate(lines):
             rec = _summary_rows(summary, name).loc[center]
-            row = {"Center": center_label(center, external) if i == 0 else "",
-                   "SecAgg+": YES if with_secagg else NO}
+            row = {"Center": center_label(center, external) if i == 0 else "", "Model": model,
+                   "SecAgg+": mark}
             for m, label, digits in QUALITY_METRICS:
                 row[label] = mean_sd(rec[f"{m}_mean"], rec[f"{m}_sd"], digits)
                 data.append({"center": center, "scenario": name, "secagg": with_secagg,
                              "metric": m, "mean": float(rec[f"{m}_mean"]),
                              "sd": float(rec[f"{m}_sd"]), "n": int(rec["n"])})
+            if constant:
+                ratio = (float(rec["mae_mean"]) / float(ref[center])
+                         if name != constant and center in ref.index else np.nan)
+                row["MAE ÷ constant"] = f"{ratio:.2f}" if np.isfinite(ratio) else DASH
+                if name != constant:
+                    data.append({"center": center, "scenario": name, "secagg": with_secagg,
+                                 "metric": "mae_vs_constant", "mean": ratio, "sd": np.nan,
+                                 "n": int(rec["n"])})
             row["n"] = str(int(rec["n"]))
             rows.append(row)
     notes = ["Mean ± sd over each center's test patients (A-D test splits, all of the external "
              "center); n = patients. MAE, PSNR, SSIM as defined by SynthRAD2023."]
+    if constant:
+        notes.append("Constant predictor: the training patients' median in-mask HU everywhere "
+                     "in the head, scored on the same patients; MAE ÷ constant below 1 means "
+                     "the federation beats it.")
     return Table("quality", "Synthesis quality without and with SecAgg+ (paper 000 Table 2)",
                  pd.DataFrame(data), [Block(pd.DataFrame(rows))], notes)
 

@@ -1,6 +1,11 @@
 """The audit's verdict in a few sentences, generated from the numbers (the report's front page).
 
-One finding per threat of paper 000, each with a risk level and the numbers behind it:
+First the utility gate: the threat findings are only read as the security of a working model
+when the federation (without SecAgg+) beats the constant predictor -- the training patients'
+median HU everywhere in the head -- clearly on every evaluated center (MAE at most
+``UTILITY_GATE`` x the constant's); otherwise the verdict opens by saying the federation did not
+learn. Then the data-quality flags of preprocessing QC, and one finding per threat of paper 000,
+each with a risk level and the numbers behind it:
 
 - membership inference (FedMIA, Fig. 3): the worst center's slice-level AUC without SecAgg+,
   and the same with it;
@@ -25,6 +30,9 @@ import pandas as pd
 
 from fedaudit.report.tables import OPTIMIZERS, pretty_aggregation
 
+# A federation whose MAE exceeds this fraction of the constant predictor's on any center has not
+# learned enough for its threat findings to describe a working model.
+UTILITY_GATE = 0.8
 # ROC-AUC of the membership attack: chance is 0.5.
 MIA_HIGH, MIA_MODERATE = 0.8, 0.6
 # SSIM of the best DLG reconstruction inside the head mask (1 = identical slice).
@@ -46,6 +54,54 @@ class Finding:
 
 def _level(value: float, high: float, moderate: float) -> str:
     return "high" if value >= high else "moderate" if value >= moderate else "low"
+
+
+UTILITY_TOPIC = "Does the federation work? (utility gate)"
+
+
+def utility_finding(quality: pd.DataFrame, *, plain: str = "baseline") -> Finding | None:
+    """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`. Level
+    ``info`` when ``plain``'s MAE is at most :data:`UTILITY_GATE` x the constant predictor's on
+    every center, else ``inconclusive`` (the front page then warns before every other finding).
+    None when the table has no constant predictor."""
+    ratio = quality[(quality["metric"] == "mae_vs_constant") & (quality["scenario"] == plain)]
+    mae = quality[quality["metric"] == "mae"].pivot_table(index="center", columns="scenario",
+                                                          values="mean")
+    if ratio.empty or "constant" not in mae.columns:
+        return None
+    worst = ratio.loc[ratio["mean"].idxmax()]
+    c = worst["center"]
+    numbers = (f"{worst['mean']:.2f}× on center {c}: {mae.loc[c, plain]:.0f} HU vs "
+               f"{mae.loc[c, 'constant']:.0f} HU")
+    if worst["mean"] > UTILITY_GATE:
+        return Finding(UTILITY_TOPIC, "inconclusive",
+                       f"the federation did not learn: its MAE is {numbers} for the constant "
+                       f"predictor (the training patients' median HU everywhere in the head), "
+                       f"above the gate of {UTILITY_GATE}×. The threat findings below are "
+                       f"measured on a model that does not work and cannot be read as the "
+                       f"security of a working model.")
+    return Finding(UTILITY_TOPIC, "info",
+                   f"yes: on every evaluated center the federation's MAE is at most "
+                   f"{worst['mean']:.2f}× the constant predictor's (worst {numbers}; best "
+                   f"{ratio['mean'].min():.2f}×), within the gate of {UTILITY_GATE}×.")
+
+
+def data_quality_finding(flags: dict) -> Finding:
+    """``flags``: the ``qc_flags.json`` record
+    (:func:`~fedaudit.preprocess.outliers.flags_record`)."""
+    flagged = flags.get("flagged", {})
+    topic = "Data quality (preprocessing QC)"
+    if not flagged:
+        return Finding(topic, "info", "no patient's QC numbers are outliers of its center "
+                       f"(robust z below {flags.get('z_threshold', 3.5)}).")
+    excluded = set(flags.get("excluded", []))
+    parts = [f"{key} ({'excluded' if key in excluded else 'kept'}: {why})"
+             for key, why in flagged.items()]
+    verb = ("excluded from training, evaluation and the attacks" if excluded
+            else "kept (preprocess.qc.flagged: keep): results include them")
+    return Finding(topic, "moderate" if not excluded else "info",
+                   f"{len(flagged)} patient(s) flagged as MR/CT pairs unlike their center's, "
+                   f"{verb}: " + "; ".join(parts) + ".")
 
 
 def membership_finding(data: pd.DataFrame) -> Finding:
@@ -129,23 +185,28 @@ def poisoning_findings(grid: pd.DataFrame) -> list[Finding]:
 
 def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
     """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`."""
-    mae = quality[quality["metric"] == "mae"].pivot_table(index="center", columns="secagg",
-                                                          values="mean")
+    fed = quality[quality["secagg"].isin([True, False])]  # the constant predictor is neither
+    mae = fed[fed["metric"] == "mae"].pivot_table(index="center", columns="secagg", values="mean")
     if True not in mae.columns or False not in mae.columns:
         return None
     rel = (mae[True] - mae[False]) / mae[False]
     worst = rel.abs().idxmax()
     delta = mae.loc[worst, True] - mae.loc[worst, False]
-    cost = "no" if abs(rel[worst]) < SECAGG_NEGLIGIBLE else "a measurable"
+    # A cost is a loss of quality: a lower MAE with SecAgg+ (its quantisation nudges the training
+    # trajectory) is no cost, whatever its size.
+    cost = "a measurable" if rel.max() >= SECAGG_NEGLIGIBLE else "no"
+    sign = " (negative: lower with SecAgg+)" if delta < 0 else ""
     return Finding("Price of SecAgg+", "info",
                    f"SecAgg+ costs {cost} synthesis quality: the largest MAE change is "
-                   f"{delta:+.1f} HU ({rel[worst]:+.1%}, center {worst}).")
+                   f"{delta:+.1f} HU ({rel[worst]:+.1%}, center {worst}){sign}; the largest "
+                   f"increase is {rel.max():+.1%}.")
 
 
 def thresholds_text() -> str:
-    return (f"Risk levels: membership AUC ≥ {MIA_HIGH} high, ≥ {MIA_MODERATE} moderate; DLG SSIM "
-            f"≥ {DLG_HIGH} high, ≥ {DLG_MODERATE} moderate (read only when the positive control "
-            f"reaches ≥ {DLG_CONTROL_OK}); poisoning: MAE increase on a clean center ≥ "
+    return (f"Utility gate: federation MAE ≤ {UTILITY_GATE}× the constant predictor's on every "
+            f"center. Risk levels: membership AUC ≥ {MIA_HIGH} high, ≥ {MIA_MODERATE} moderate; "
+            f"DLG SSIM ≥ {DLG_HIGH} high, ≥ {DLG_MODERATE} moderate (read only when the positive "
+            f"control reaches ≥ {DLG_CONTROL_OK}); poisoning: MAE increase on a clean center ≥ "
             f"{POISON_SEVERE:.0%} high, ≥ {POISON_MEASURABLE:.0%} moderate; worst center counts.")
 
 
@@ -154,6 +215,10 @@ def front_page(intro_rst: str, findings: list[Finding], *, demo: bool) -> str:
     verdict as an RST list, then the rest of the introduction (how the audit works)."""
     first, _, rest = intro_rst.strip().partition("\n\n")
     lines = [first, "", "Audit verdict", "-------------", ""]
+    if any(f.topic == UTILITY_TOPIC and f.level == "inconclusive" for f in findings):
+        lines += ["**The federation did not learn the task** (see the utility gate below): read "
+                  "every threat finding as a property of a broken model, not of the framework.",
+                  ""]
     if demo:
         lines += ["These numbers come from the synthetic demo data and a CPU-sized federation: "
                   "they show how the audit reads, not the security of a real deployment.", ""]
