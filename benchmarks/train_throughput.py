@@ -5,7 +5,7 @@ the time a 20-round scenario would take at paper scale.
     python benchmarks/train_throughput.py --size 64 --base 8   # the CPU demo's network
 
 It runs the real client step (:func:`fedaudit.federation.local.train_local`: Random Multi-2D
-epoch, MONAI augmentation, FedProx, Adam, bf16 autocast + channels_last on CUDA) on synthetic
+epoch, MONAI augmentation, FedProx, fused Adam, channels_last, bf16 autocast on CUDA) on synthetic
 volumes, so data loading and augmentation are included. FLOPs per slice are counted with
 ``torch.utils.flop_counter`` (forward + backward); MFU = achieved FLOP/s / the device's peak
 (dense bf16 tensor-core peak for known GPUs, or ``--peak-tflops``).
