@@ -28,8 +28,7 @@ rule train:
         seed=config["seed"],
         centers=TRAIN_CENTERS,
     threads: config["train"]["threads"]
-    # Federations the attacks read train first, so the attacks overlap the remaining training.
-    priority: lambda wc: 2 * (wc.scenario in DLG_SCENARIOS) + (wc.scenario in FEDMIA_SCENARIOS)
+    priority: train_priority
     resources:
         # MR + CT float32 and a mask per patient held in memory (~9 B/voxel; 16 with headroom)
         mem_mb=3000 + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAINING_PATIENTS) // 2**20,
