@@ -148,10 +148,9 @@ EXTERNAL_CENTERS = [c for c in STUDY.centers() if c not in TRAIN_CENTERS]
 
 def train_priority(wildcards):
     """Training (the longest jobs) goes before everything downstream, so the short attack and
-    report jobs fill the cores it leaves free instead of a lone training job ending the run; the
-    federations the attacks read train first (measured on the demo: 14 min 30 s with attacks
-    before the last trainings, 12 min 9 s with no priorities). DLG_SCENARIOS and
-    FEDMIA_SCENARIOS come from attacks.smk, read when jobs are planned."""
+    report jobs fill the cores it leaves free instead of a lone training job ending the run with
+    the other core idle (seen on the demo: two minutes); the federations the attacks read train
+    first. DLG_SCENARIOS and FEDMIA_SCENARIOS come from attacks.smk, read when jobs are planned."""
     s = wildcards.scenario
     return 10 + 2 * (s in DLG_SCENARIOS) + (s in FEDMIA_SCENARIOS)
 
