@@ -32,7 +32,7 @@ rule register:
 
 
 rule head_mask:
-    """The given head mask (resampled to the CT grid) or one computed from the CT, cut to the MR's field of view and checked against the MR."""
+    """The given or CT-derived head mask, cut to the MR's field of view, checked against the MR."""
     input:
         raw=raw_inputs,
         mr=rules.register.output.mr,

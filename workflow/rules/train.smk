@@ -23,7 +23,7 @@ rule train:
         scenario=lambda wc: SCENARIOS[wc.scenario].as_dict(),
         out_dir=lambda wc: f"results/train/{wc.scenario}",
         # every setting that shapes the model is a param: changing one re-trains exactly the
-        # scenarios that read it (fedaudit.federation.plan.result_settings)
+        # scenarios that read it (fedaudit.scenarios.result_settings)
         train=lambda wc: result_settings(config["train"], SCENARIOS[wc.scenario]),
         seed=config["seed"],
         centers=TRAIN_CENTERS,
