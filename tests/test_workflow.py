@@ -208,11 +208,13 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
     assert len(summary) == 4 * 3  # (scenarios + the constant predictor) x evaluated centers
     # the constant predictor: one value everywhere in the head, the training patients' median
     value = json.loads((workdir / "results/eval/constant/constant.json").read_text())["value_hu"]
-    train_hu = np.concatenate([
-        sitk.GetArrayFromImage(sitk.ReadImage(str(workdir / f"results/preprocessed/{c}/{p}/{n}")))
-        [sitk.GetArrayFromImage(sitk.ReadImage(str(
-            workdir / f"results/preprocessed/{c}/{p}/mask.nii.gz"))) > 0]
-        for c, sp in (("A", split_a), ("B", split_b)) for p in sp["train"] for n in ["ct.nii.gz"]])
+    def head_hu(folder: Path) -> np.ndarray:
+        ct, mask = (sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{n}.nii.gz")))
+                    for n in ("ct", "mask"))
+        return ct[mask > 0]
+
+    train_hu = np.concatenate([head_hu(workdir / f"results/preprocessed/{c}/{p}")
+                               for c, sp in (("A", split_a), ("B", split_b)) for p in sp["train"]])
     assert value == pytest.approx(float(np.median(train_hu)))
     const = summary[summary["scenario"] == "constant"].set_index("center")
     base = summary[summary["scenario"] == "baseline"].set_index("center")

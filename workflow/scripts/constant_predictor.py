@@ -5,17 +5,17 @@ from _common import logged
 
 with logged(snakemake) as log:
     from fedaudit.evaluation.run import evaluate_constant
-    from fedaudit.io import read_json, write_json
-    from fedaudit.preprocess.outliers import excluded_patients
+    from fedaudit.io import write_json
+    from fedaudit.preprocess.outliers import read_excluded
 
     p = snakemake.params
-    excluded = excluded_patients(read_json(snakemake.input.qc_flags))
+    excluded = read_excluded(snakemake.input.qc_flags)
+    kept = [pair for pair in map(tuple, p.train_patients) if pair not in excluded]
     value, table = evaluate_constant(
-        train_patients=[tuple(x) for x in p.train_patients],
-        patients=[tuple(x) for x in p.patients], preprocessed_root="results/preprocessed",
-        metrics_path=snakemake.output.metrics, excluded=excluded)
-    n_train = sum((c, pid) not in excluded for c, pid in map(tuple, p.train_patients))
-    write_json({"value_hu": value, "training_patients": n_train,
+        train_patients=kept, patients=[tuple(x) for x in p.patients],
+        preprocessed_root="results/preprocessed", metrics_path=snakemake.output.metrics,
+        excluded=excluded)
+    write_json({"value_hu": value, "training_patients": len(kept),
                 "definition": "median in-mask HU of the training patients, pooled"},
                snakemake.output.value)
     log.info("per-center MAE of the constant %.1f HU: %s", value,

@@ -6,13 +6,13 @@ with logged(snakemake) as log:
     from pathlib import Path
 
     from fedaudit.attacks.dlg import DLGConfig, run_dlg, save_result
-    from fedaudit.io import read_json, write_json
-    from fedaudit.preprocess.outliers import excluded_patients
+    from fedaudit.io import write_json
+    from fedaudit.preprocess.outliers import read_excluded
     from fedaudit.runtime import derive_seed
 
     p, wc = snakemake.params, snakemake.wildcards
     # The client's private slice comes from data it trained on: not from a QC-excluded patient.
-    excluded = excluded_patients(read_json(snakemake.input.qc_flags))
+    excluded = read_excluded(snakemake.input.qc_flags)
     train_folders = [f for f in p.train_folders if (wc.train_center, Path(f).name) not in excluded]
     opt = wc.optimizer
     spec = p.dlg[opt]

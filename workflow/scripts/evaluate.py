@@ -4,8 +4,7 @@ from _common import logged
 
 with logged(snakemake) as log:
     from fedaudit.evaluation.run import evaluate_scenario
-    from fedaudit.io import read_json
-    from fedaudit.preprocess.outliers import excluded_patients
+    from fedaudit.preprocess.outliers import read_excluded
 
     p = snakemake.params
     table = evaluate_scenario(
@@ -13,6 +12,6 @@ with logged(snakemake) as log:
         preprocessed_root="results/preprocessed", sct_paths=list(snakemake.output.sct),
         metrics_path=snakemake.output.metrics, scenario=snakemake.wildcards.scenario,
         fusion=p.fusion, batch_size=p.batch_size, device=p.device, amp=p.amp,
-        excluded=excluded_patients(read_json(snakemake.input.qc_flags)))
+        excluded=read_excluded(snakemake.input.qc_flags))
     log.info("per-center MAE (HU, QC-excluded patients left out): %s",
              table[~table["excluded"]].groupby("center")["mae"].mean().round(1).to_dict())

@@ -6,12 +6,11 @@ with logged(snakemake) as log:
     import numpy as np
 
     from fedaudit.attacks.fedmia_run import evaluate_scenario, load_measurement
-    from fedaudit.io import read_json
-    from fedaudit.preprocess.outliers import excluded_patients
+    from fedaudit.preprocess.outliers import read_excluded
 
     p = snakemake.params
     # A QC-excluded patient was never trained on: it is neither a member nor a fair non-member.
-    dropped = {pid for _, pid in excluded_patients(read_json(snakemake.input.qc_flags))}
+    dropped = {pid for _, pid in read_excluded(snakemake.input.qc_flags)}
     truth = {kind: {t: [pid for pid in pids if pid not in dropped] for t, pids in sets.items()}
              for kind, sets in p.truth.items()}
     if dropped:

@@ -6,7 +6,7 @@ with logged(snakemake) as log:
     from fedaudit.federation.plan import plan_from_config
     from fedaudit.federation.run import train_federation
     from fedaudit.io import read_json
-    from fedaudit.preprocess.outliers import excluded_patients
+    from fedaudit.preprocess.outliers import read_excluded
     from fedaudit.scenarios import EXECUTION_KEYS, Scenario
 
     p = snakemake.params
@@ -14,7 +14,7 @@ with logged(snakemake) as log:
     # Execution-only settings come from the config, not from params: they change how the
     # federation is computed, not its result, so they must not trigger a re-run.
     train = {**p.train, **{k: snakemake.config["train"][k] for k in EXECUTION_KEYS}}
-    excluded = excluded_patients(read_json(snakemake.input.qc_flags))
+    excluded = read_excluded(snakemake.input.qc_flags)
     plan = plan_from_config(train, Scenario(**p.scenario),
                             {c: records[c] for c in p.centers}, "results/preprocessed",
                             p.out_dir, seed=p.seed, excluded=excluded)

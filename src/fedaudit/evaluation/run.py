@@ -88,13 +88,13 @@ def evaluate_constant(*, train_patients: Sequence[tuple[str, str]],
                       patients: Sequence[tuple[str, str]], preprocessed_root: str | Path,
                       metrics_path: str | Path,
                       excluded: Collection[tuple[str, str]] = ()) -> tuple[float, pd.DataFrame]:
-    """The constant predictor (:mod:`fedaudit.evaluation.reference`): its value from the
-    training patients that QC kept, scored on the test patients like a scenario."""
+    """The constant predictor (:mod:`fedaudit.evaluation.reference`): its value from
+    ``train_patients`` (those QC kept), scored on the test ``patients`` like a scenario, with
+    the test patients QC ``excluded`` marked as such."""
     root = Path(preprocessed_root)
-    kept = [(c, p) for c, p in train_patients if (c, p) not in excluded]
-    value = constant_hu(load_volume(root / c / p) for c, p in kept)
+    value = constant_hu(load_volume(root / c / p) for c, p in train_patients)
     log.info("constant predictor: %.1f HU (median in-mask HU of %d training patients)", value,
-             len(kept))
+             len(train_patients))
     table = evaluate_predictor(lambda vol: constant_sct(vol.mask, value), patients=patients,
                                preprocessed_root=root, metrics_path=metrics_path,
                                scenario=CONSTANT, excluded=excluded)

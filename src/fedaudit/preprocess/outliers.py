@@ -22,7 +22,9 @@ their center's median; coverage and outline agreement separate some swaps only.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -112,3 +114,9 @@ def flags_record(flagged: pd.DataFrame, *, policy: str, threshold: float) -> dic
 def excluded_patients(record: dict) -> set[tuple[str, str]]:
     """(center, patient) pairs a ``qc_flags.json`` record excludes."""
     return {tuple(key.split("/", 1)) for key in record.get("excluded", [])}  # type: ignore[misc]
+
+
+def read_excluded(path: str | Path) -> set[tuple[str, str]]:
+    """(center, patient) pairs the ``qc_flags.json`` at ``path`` excludes: what every job that
+    uses patients reads."""
+    return excluded_patients(json.loads(Path(path).read_text(encoding="utf-8")))
