@@ -1,5 +1,6 @@
 """Speed of the DLG attack (:func:`fedaudit.attacks.dlg.reconstruct`): iterations/s on the paper's
-UNet and on the BatchNorm-free positive control, and what 30,000 iterations would take.
+UNet, on its BatchNorm-free positive control and on the MLP code check, and what 30,000
+iterations would take.
 
     python benchmarks/dlg_speed.py                                   # CPU demo network, Adam
     python benchmarks/dlg_speed.py --optimizer lbfgs --threads 1     # one thread, as a rule runs
@@ -59,7 +60,7 @@ def main() -> None:
     ap.add_argument("--base", type=int, default=8)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--hidden", type=int, default=64, help="positive control's hidden width")
+    ap.add_argument("--hidden", type=int, default=64, help="MLP code check's hidden width")
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
     ap.add_argument("--device", default="auto")
@@ -74,6 +75,8 @@ def main() -> None:
           f"slice {args.size}^2, batch {args.batch}")
     torch.manual_seed(0)
     time_attack(UNet2D(base=args.base), f"UNet2D(base={args.base})", args, device)
+    time_attack(UNet2D(base=args.base, norm="none"), f"UNet2D(base={args.base}, no BatchNorm)",
+                args, device)
     time_attack(TinyMLPTranslator(args.size, args.hidden),
                 f"TinyMLPTranslator(h={args.hidden})", args, device)
 

@@ -8,7 +8,14 @@ from flwr.server.strategy.aggregate import aggregate as flwr_weighted_mean
 from flwr.server.strategy.aggregate import aggregate_krum, aggregate_median
 from scipy import stats
 
-from fedaudit.federation.aggregation import aggregate, fedavg, fedmedian, krum, trimmed_mean
+from fedaudit.federation.aggregation import (
+    aggregate,
+    fedavg,
+    fedmedian,
+    krum,
+    trimmed_mean,
+    trims_to_median,
+)
 
 
 def _clients(rng: np.random.Generator, k: int = 5) -> list[list[np.ndarray]]:
@@ -60,9 +67,20 @@ def test_krum_picks_the_planted_honest_client() -> None:
     np.testing.assert_allclose(ref[0], planted[0])
 
 
-def test_krum_refuses_a_federation_too_small_for_f() -> None:
-    with pytest.raises(ValueError, match="n > f \\+ 2"):
-        krum(_clients(np.random.default_rng(3), 3), num_malicious=1)
+def test_krum_refuses_a_federation_too_small_for_its_guarantee() -> None:
+    # Blanchard et al. need n > 2f + 2: four clients with f = 1 (the demo's federation) would
+    # run, with n - f - 2 = 1 neighbour per score, but without Krum's guarantee.
+    with pytest.raises(ValueError, match=r"'krum' needs n > 2f \+ 2 clients .*n=4, f=1"):
+        krum(_clients(np.random.default_rng(3), 4), num_malicious=1)
+    agg, _ = krum(_clients(np.random.default_rng(3), 5), num_malicious=1)  # 5 > 4: runs
+    assert len(agg) == 2
+
+
+def test_trimmed_mean_that_trims_to_the_median_is_detected_and_is_the_median() -> None:
+    ups = _clients(np.random.default_rng(5), 4)
+    assert trims_to_median(4, 0.25) and trims_to_median(5, 0.4) and not trims_to_median(8, 0.25)
+    for got, want in zip(trimmed_mean(ups, 0.25), fedmedian(ups), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_trimmed_mean_matches_scipy() -> None:

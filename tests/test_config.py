@@ -69,6 +69,9 @@ def test_defaults_are_filled(demo_raw: dict) -> None:
          "'centers.F.source': demo data exists for centers A, B, C, D, E only"),
         (lambda c: c.update(attacks={"fedmia": {"scenarios": ["baseline", "krum"]}}),
          "'attacks.fedmia.scenarios': ['krum'] not among the trained scenarios"),
+        (lambda c: c.update(attacks={"fedmia": {"slices_per_orientation": 4, "batch_size": 8}}),
+         "'attacks.fedmia.batch_size': 8 slices per batch unit, but a patient has only "
+         "slices_per_orientation = 4"),
         (lambda c: c.update(attacks={"dlg": {"round": 36}}),
          "'attacks.dlg.round': round(s) [36] exceed train.rounds = 35"),
         (lambda c: (c["train"].update(server_log={"rounds": "last"}),

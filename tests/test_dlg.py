@@ -4,6 +4,7 @@ the positive control, orchestration on a tiny server log, and the evolution figu
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -15,8 +16,12 @@ from scipy.ndimage import uniform_filter
 
 from fedaudit.attacks.dlg import (
     AIR_UNIT,
+    NETWORKS,
+    QUALITY_KEYS,
     DLGConfig,
+    bn_free_control,
     client_gradient,
+    fit_gain_offset,
     gradient_matching_loss,
     load_result,
     pick_client_slices,
@@ -119,9 +124,9 @@ def test_positive_control_adam_reconstructs_the_phantom():
     # Measured: SSIM 1 - 1e-13, PSNR ~146 dB at 300 iterations. The first layer's gradient is
     # δ·xᵀ, so the input is determined; 0.9 leaves room for platform differences and is far
     # above the uniform start (SSIM ~0.2 on this phantom).
-    assert q["ssim"] >= 0.9, q
+    assert q["ssim_fit"] >= 0.9, q
     start = reconstruction_quality(mr, res.snapshots[0], mask)
-    assert start["ssim"] < 0.5, start
+    assert start["ssim_fit"] < 0.5, start
     assert res.loss[-1] < 1e-6 * res.loss[0]  # measured ratio ~1e-14
     assert not res.stopped_early and res.final_iteration == 300
 
@@ -133,7 +138,7 @@ def test_positive_control_lbfgs_reconstructs_the_phantom():
     cfg = DLGConfig(optimizer="lbfgs", iterations=300, lr=0.1, snapshots=3)
     res = reconstruct(net, grads, mask, cfg, ct=ct, seed=3, progress=False)
     q = reconstruction_quality(mr, res.reconstruction, mask)
-    assert q["ssim"] >= 0.9, q
+    assert q["ssim_fit"] >= 0.9, q
     assert res.loss[-1] < 1e-2 * res.loss[0]  # measured ratio 1.1e-3 .. 2e-8
 
 
@@ -149,7 +154,7 @@ def test_lbfgs_without_curvature_pairs_is_gradient_descent():
     assert res.loss[-1] < res.loss[0]  # descent, however slow
     # small gradient steps: monotone, up to float rounding (which varies across CPUs)
     assert np.all(np.diff(res.loss) <= 1e-6 * res.loss[0])
-    assert reconstruction_quality(mr, res.reconstruction, mask)["ssim"] < 0.5
+    assert reconstruction_quality(mr, res.reconstruction, mask)["ssim_fit"] < 0.5
 
 
 def test_background_stays_zero_and_joint_ct_is_air_outside():
@@ -286,24 +291,68 @@ def reference_ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_quality_identical_images():
     mr, _, mask = phantom_head()
     q = reconstruction_quality(mr, mr.copy(), mask)
-    assert q["ssim"] == pytest.approx(1.0, abs=1e-12)
-    assert q["psnr"] == math.inf
+    assert q["ssim_raw"] == q["ssim_fit"] == pytest.approx(1.0, abs=1e-12)
+    assert q["psnr_raw"] == q["psnr_fit"] == math.inf
+    assert q["gain"] == pytest.approx(1.0) and q["offset"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_quality_constant_offset_psnr_closed_form():
     mr, _, mask = phantom_head()
     d = 0.05
-    rec = mr - d * mask  # every head pixel off by d; values stay inside [0, 1] (min 0.15)
-    assert rec[mask].min() >= 0
+    rec = mr - d * mask  # every head pixel off by d
     q = reconstruction_quality(mr, rec, mask)
-    assert q["psnr"] == pytest.approx(-20 * math.log10(d), abs=1e-6)
+    assert q["psnr_raw"] == pytest.approx(-20 * math.log10(d), abs=1e-6)
+    assert q["psnr_fit"] > 150  # the fitted offset removes it, up to float round-off
+    assert q["offset"] == pytest.approx(d, abs=1e-6)
 
 
-def test_quality_clips_the_reconstruction_to_the_mr_range():
+@pytest.mark.parametrize("gain,offset", [(2.5, 0.0), (1e3, -7.0), (0.3, 0.2), (8e5, 3e4)])
+def test_gain_fitted_quality_is_exact_for_a_positive_affine_map_while_raw_is_not(gain, offset):
+    """The scale a train-mode-BatchNorm gradient hides (DLG dummies drifted to means ~1e3-1e6 on
+    the demo): after the gain/offset fit a·x + b scores as x itself; raw, unclipped, it does not."""
     mr, _, mask = phantom_head()
-    q_clip = reconstruction_quality(mr, np.where(mask, 5.0, 0.0), mask)
+    mr = mr.astype(np.float64)  # a float32 a·x + b would round; the fit is exact on exact data
+    rec = np.where(mask, gain * mr + offset, 0.0)  # background stays the attacker's fixed 0
+    q = reconstruction_quality(mr, rec, mask)
+    assert q["ssim_fit"] == pytest.approx(1.0, abs=1e-9)
+    assert q["psnr_fit"] > 150 or q["psnr_fit"] == math.inf  # exact up to float round-off
+    assert q["gain"] == pytest.approx(1 / gain, rel=1e-9)
+    assert q["ssim_raw"] < 0.9 and q["psnr_raw"] < 20
+
+
+def test_quality_is_not_clipped():
+    mr, _, mask = phantom_head()
+    q_five = reconstruction_quality(mr, np.where(mask, 5.0, 0.0), mask)
     q_one = reconstruction_quality(mr, np.where(mask, 1.0, 0.0), mask)
-    assert q_clip == q_one
+    assert q_five["psnr_raw"] < q_one["psnr_raw"] - 10  # clipping would make them equal
+
+
+def test_constant_or_inverted_reconstruction_gets_the_mean_not_a_fit():
+    mr, _, mask = phantom_head()
+    mean = float(mr[mask].mean())
+    for rec in (np.where(mask, 0.7, 0.0), np.where(mask, 1.0 - mr, 0.0)):
+        q = reconstruction_quality(mr, rec, mask)
+        assert q["gain"] == 0.0 and q["offset"] == pytest.approx(mean)
+        assert np.isfinite(q["ssim_fit"]) and q["ssim_fit"] < 0.5
+    gain, offset = fit_gain_offset(mr[0, 0], np.where(mask, 3.0, 0.0)[0, 0], mask[0, 0])
+    assert (gain, offset) == (0.0, pytest.approx(mean))
+
+
+def test_train_mode_batchnorm_hides_the_input_scale():
+    """Why the fit is needed: the shared gradient of the BatchNorm UNet barely changes when the
+    MR is rescaled (relative change measured 0.013 for x2.5, 0.025 for x0.4 at base 2) while an
+    offset of the head changes it clearly (the scale is what DLG cannot recover)."""
+    mr, ct, mask = (torch.from_numpy(a) for a in phantom_head())
+    torch.manual_seed(0)
+    net = UNet2D(base=2)
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([g.flatten() for g in client_gradient(net, x, ct)])
+
+    g = flat(mr)
+    for factor in (2.5, 0.4):
+        assert float((flat(factor * mr) - g).norm() / g.norm()) < 0.05
+    assert float((flat(mr + 0.3 * mask.float()) - g).norm() / g.norm()) > 0.05
 
 
 def test_masked_ssim_matches_an_independent_implementation():
@@ -319,10 +368,10 @@ def test_masked_ssim_matches_an_independent_implementation():
     expected = np.mean([reference_ssim_map(a[i, 0], b[i, 0])[mask[i, 0]].mean()
                         for i in range(2)])
     q = reconstruction_quality(a, b, mask)
-    assert q["ssim"] == pytest.approx(expected, abs=1e-6)
+    assert q["ssim_raw"] == pytest.approx(expected, abs=1e-6)
     psnr = np.mean([10 * np.log10(1 / np.mean((a[i, 0] - b[i, 0])[mask[i, 0]] ** 2))
                     for i in range(2)])
-    assert q["psnr"] == pytest.approx(psnr, abs=1e-9)  # per-slice PSNR, then the batch mean
+    assert q["psnr_raw"] == pytest.approx(psnr, abs=1e-9)  # per-slice PSNR, then the batch mean
 
 
 # ------------------------------------------------------------------------------ orchestration
@@ -366,26 +415,40 @@ def test_run_dlg_on_a_tiny_server_log_and_round_trip(tiny_center, tmp_path):
     out = run_dlg(server_log=log_root, round="last", train_folders=folders, model_base=4,
                   cfg=cfg, seed=9, device="cpu", control_hidden=16, progress=False)
     assert out["round"] == 2
-    assert {"unet", "control", "quality", "provenance", "true_mr", "mask"} <= set(out)
-    for label in ("unet", "control"):
+    assert NETWORKS == ("unet", "control", "code_check")
+    assert {*NETWORKS, "quality", "provenance", "true_mr", "mask"} <= set(out)
+    assert set(out["quality"]) == set(NETWORKS)
+    for label in NETWORKS:
         res = out[label]
         assert res.reconstruction.shape == (1, 1, S, S)
         assert res.snapshots.shape == (3, 1, 1, S, S)
         assert res.loss.shape == (6,)
-        assert set(out["quality"][label]) == {"ssim", "psnr"}
-    # Same slice and same dummy start for both networks: only the network differs.
-    np.testing.assert_array_equal(out["unet"].snapshots[0], out["control"].snapshots[0])
+        assert set(out["quality"][label]) == set(QUALITY_KEYS)
+        # Same slice and same dummy start for every network: only the network differs.
+        np.testing.assert_array_equal(res.snapshots[0], out["unet"].snapshots[0])
+    # three different networks, so three different attacks
+    assert not np.array_equal(out["unet"].loss, out["control"].loss)
+    assert not np.array_equal(out["control"].loss, out["code_check"].loss)
 
     path = save_result(tmp_path / "dlg" / "A.npz", out)
     back = load_result(path)
     assert back["round"] == 2 and back["provenance"] == out["provenance"]
     assert back["quality"] == out["quality"]
-    for label in ("unet", "control"):
+    for label in NETWORKS:
         for field in ("reconstruction", "snapshots", "snapshot_iterations", "loss"):
             np.testing.assert_array_equal(getattr(back[label], field),
                                           getattr(out[label], field))
         assert back[label].stopped_early == out[label].stopped_early
     np.testing.assert_array_equal(back["true_mr"], out["true_mr"])
+    # A file of the two-network version ("control" was the MLP) is refused, not misread.
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("code_check_")}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["results"]["code_check"]
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    with pytest.raises(ValueError, match="older version"):
+        load_result(tmp_path / "old.npz")
 
     with pytest.raises(FileNotFoundError, match="round 7"):
         run_dlg(server_log=log_root, round=7, train_folders=folders, model_base=4, cfg=cfg,
@@ -393,6 +456,31 @@ def test_run_dlg_on_a_tiny_server_log_and_round_trip(tiny_center, tmp_path):
     with pytest.raises(ValueError, match="model_base"):
         run_dlg(server_log=log_root, round=1, train_folders=folders, model_base=8, cfg=cfg,
                 seed=9, control_hidden=16, progress=False)
+
+
+def test_bn_free_control_is_the_global_unet_without_batchnorm(tiny_center):
+    """The positive control carries the global model's convolution weights, drops only the
+    BatchNorm entries, and has no normalisation layer left."""
+    _, _, unet = tiny_center
+    torch.manual_seed(5)
+    with torch.no_grad():  # BatchNorm affine away from its (1, 0) default, so dropping it shows
+        for m in unet.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+    control = bn_free_control(unet)
+    assert control.norm == "none" and control.base == unet.base == 4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in control.modules())
+    theirs, mine = unet.state_dict(), control.state_dict()
+    assert set(mine) < set(theirs)
+    bn_entries = {f"{name}.{k}" for name, m in unet.named_modules()
+                  if isinstance(m, torch.nn.BatchNorm2d) for k in m.state_dict()}
+    assert bn_entries and set(theirs) - set(mine) == bn_entries
+    for k, v in mine.items():
+        assert torch.equal(v, theirs[k]), k
+    # a different function of the input: the normalisation is gone
+    x = torch.rand(1, 1, S, S)
+    assert not torch.allclose(control.train()(x), copy.deepcopy(unet).train()(x))
 
 
 def test_evolution_figure_writes_png(tiny_center, tmp_path):

@@ -176,22 +176,33 @@ def _leaks(messages, client_updates) -> int:
     return hits
 
 
+@pytest.fixture(scope="module")
+def secagg_recorded(study, tmp_path_factory: pytest.TempPathFactory):
+    """One SecAgg+ run, every reply the server received recorded: (out, plan, messages,
+    the updates the clients computed)."""
+    out = tmp_path_factory.mktemp("secagg")
+    plan = tiny_plan(study, out, Scenario("secagg", "fedavg", secagg=True))
+    with pytest.MonkeyPatch.context() as mp:
+        messages, updates = _run_recorded(plan, mp)
+    return out, plan, messages, updates
+
+
 def test_secagg_aggregate_equals_fedavg_and_server_never_sees_an_update(
-        baseline, study, tmp_path: Path, monkeypatch) -> None:
+        baseline, secagg_recorded, study, tmp_path: Path, monkeypatch) -> None:
     out, _ = baseline
-    plan = tiny_plan(study, tmp_path / "sa", Scenario("secagg", "fedavg", secagg=True))
-    messages, updates = _run_recorded(plan, monkeypatch)
+    sa_out, plan, messages, updates = secagg_recorded
     assert len(updates) == 3 * plan.rounds
     assert _leaks(messages, updates) == 0
     # positive control: the same search finds every update in a plain FedAvg run
     plain_msgs, plain_updates = _run_recorded(tiny_plan(study, tmp_path / "plain"), monkeypatch)
     assert _leaks(plain_msgs, plain_updates) >= len(plain_updates)
 
-    sa1, base1 = load_round(tmp_path / "sa" / "server_log", 1), load_round(
-        out / "server_log", 1)
-    # the server log holds only the aggregate under SecAgg+: no per-client file exists
-    files = {p.name for p in (tmp_path / "sa" / "server_log" / "round_001").iterdir()}
-    assert files == {"global.npz", "update_aggregate.npz", "round.json"}
+    sa1, base1 = load_round(sa_out / "server_log", 1), load_round(out / "server_log", 1)
+    # the server log holds only the aggregate under SecAgg+: no per-client update exists, only
+    # each client's masked vector
+    files = {p.name for p in (sa_out / "server_log" / "round_001").iterdir()}
+    assert files == {"global.npz", "update_aggregate.npz", "round.json",
+                     "masked_A.npz", "masked_B.npz", "masked_C.npz"}
     assert set(sa1.update_file.values()) == {"update_aggregate.npz"}
     # ... and it equals weighted FedAvg of the baseline's (identical) round-1 updates within the
     # quantisation step: 2*clip/2^22 per weighted value, rescaled by max_weight / sum(n)
@@ -204,6 +215,108 @@ def test_secagg_aggregate_equals_fedavg_and_server_never_sees_an_update(
         worst = max(worst, float(np.abs(sa1.updates["A"][name] - fedavg).max()))
     assert worst < tol, (worst, tol)
     assert worst > 0  # it really went through quantisation
+
+
+def _stage2_vectors(messages, plan) -> dict[tuple[int, str], list[np.ndarray]]:
+    """(round, center) -> masked integer arrays, decoded from the recorded SecAgg+ replies
+    independently of secagg_view: the center from the in-process grid's node id (1000 + index
+    of the client in the plan), the round from the message's group id."""
+    from flwr.common import bytes_to_ndarray
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
+
+    out = {}
+    for msg in messages:
+        cfg = msg.content.config_records.get(RECORD_KEY_CONFIGS) if msg.has_content() else None
+        if cfg is not None and Key.MASKED_PARAMETERS in cfg:
+            center = plan.clients[msg.metadata.src_node_id - 1000].center
+            out[(int(msg.metadata.group_id), center)] = [
+                bytes_to_ndarray(b) for b in cfg[Key.MASKED_PARAMETERS]]
+    return out
+
+
+def test_secagg_log_keeps_each_clients_masked_vector_as_received(secagg_recorded) -> None:
+    from fedaudit.federation.server_log import WEIGHTING_FACTOR
+
+    out, plan, messages, _ = secagg_recorded
+    received = _stage2_vectors(messages, plan)
+    assert len(received) == 3 * plan.rounds
+    for rnd in range(1, plan.rounds + 1):
+        folder = out / "server_log" / f"round_{rnd:03d}"
+        meta = json.loads((folder / "round.json").read_text())
+        sa = meta["secagg"]
+        assert (sa["clipping_range"], sa["quantization_range"], sa["modulus_range"],
+                sa["max_weight"]) == (plan.secagg.clipping_range,
+                                      plan.secagg.quantization_range, 2**32,
+                                      run_mod.max_examples(plan))
+        assert sa["masked_dtype"] == "uint32"
+        assert sa["masked_layout"] == [WEIGHTING_FACTOR, *meta["parameter_names"]]
+        for client in meta["clients"]:
+            assert client["masked_file"] == f"masked_{client['center']}.npz"
+            with np.load(folder / client["masked_file"]) as z:
+                assert z.files == sa["masked_layout"]
+                logged = [z[k] for k in z.files]
+            wire = received[(rnd, client["center"])]
+            assert all(a.dtype == np.uint32 for a in logged)
+            # bit for bit what that client's reply carried, entry by entry
+            assert len(logged) == len(wire)
+            for a, b in zip(logged, wire, strict=True):
+                np.testing.assert_array_equal(a.astype(np.int64), b)
+
+
+def _flat_centered(arrays: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    v = np.concatenate([np.asarray(arrays[n], np.float64).ravel() for n in names])
+    return v - v.mean()
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_secagg_masked_view_is_dequantised_and_independent_of_the_updates(
+        secagg_recorded, baseline) -> None:
+    from flwr.common.secure_aggregation.quantization import dequantize
+
+    out, plan, _, _ = secagg_recorded
+    r1 = load_round(out / "server_log", 1)
+    base1 = load_round(baseline[0] / "server_log", 1)  # the same round-1 client updates
+    assert sorted(r1.masked) == ["A", "B", "C"]
+    for c, arrays in r1.masked.items():
+        assert list(arrays) == r1.names  # the updates' order, weighting factor dropped
+        with np.load(out / "server_log" / "round_001" / f"masked_{c}.npz") as z:
+            raw = {n: z[n] for n in r1.names}
+        for n in r1.names:
+            assert arrays[n].shape == r1.global_arrays[n].shape
+            assert arrays[n].dtype == np.float32
+            # read as Flower's server reads a vector
+            flower = dequantize([raw[n]], plan.secagg.clipping_range,
+                                plan.secagg.quantization_range)[0].astype(np.float32)
+            np.testing.assert_array_equal(arrays[n], flower)
+    flat = {c: _flat_centered(a, r1.names) for c, a in r1.masked.items()}
+    assert flat["A"].size > 20_000  # |cos| of independent vectors ~ 1/sqrt(size) << 0.05
+    aggregate = _flat_centered(r1.updates["A"], r1.names)
+    for c in flat:
+        assert abs(_cos(flat[c], aggregate)) < 0.05, c
+        assert abs(_cos(flat[c], _flat_centered(base1.updates[c], r1.names))) < 0.05, c
+        for d in flat:
+            if c < d:
+                assert abs(_cos(flat[c], flat[d])) < 0.05, (c, d)
+    # positive control: the same measure sees the aggregate in the clients' FedAvg
+    total = sum(base1.num_examples.values())
+    fedavg = {n: sum(base1.num_examples[c] / total * base1.updates[c][n] for c in "ABC")
+              for n in r1.names}
+    assert _cos(aggregate, _flat_centered(fedavg, r1.names)) > 0.9
+
+
+def test_plain_scenarios_log_no_masked_vectors(baseline) -> None:
+    out, _ = baseline
+    for rnd in logged_rounds(out / "server_log"):
+        folder = out / "server_log" / f"round_{rnd:03d}"
+        assert not list(folder.glob("masked_*"))
+        meta = json.loads((folder / "round.json").read_text())
+        assert "secagg" not in meta
+        assert all("masked_file" not in c for c in meta["clients"])
+        log = load_round(out / "server_log", rnd)
+        assert log.masked == {} and log.secagg is None
 
 
 def test_poisoning_changes_only_the_poisoned_centers_training_data(study, tmp_path) -> None:
@@ -311,3 +424,31 @@ def test_strategy_waits_for_clients_that_register_late() -> None:
 def test_strategy_names_the_missing_clients_after_its_timeout() -> None:
     with pytest.raises(FederationError, match=r"expected 2 clients \(A, B\), 0 connected"):
         _strategy(connect_timeout=0.3)._all_clients(_LateClientManager(2, after_s=60))
+
+
+def test_sgd_update_follows_the_gradient_while_adams_rescales_it() -> None:
+    """One local step from the same model: SGD's update is exactly −lr·g (FedAvg's solver, the
+    update gradient-similarity attacks assume); Adam's first step is −lr·g/|g| per coordinate,
+    far from g's direction on a UNet whose gradient is concentrated in few coordinates."""
+    from fedaudit.federation.local import LocalConfig, make_optimizer
+
+    torch.manual_seed(0)
+    base = UNet2D(base=2)
+    x, y = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    steps = {}
+    for name in ("sgd", "adam"):
+        model = copy.deepcopy(base)
+        opt = make_optimizer(LocalConfig(optimizer=name), model, lr=0.01)
+        torch.nn.functional.l1_loss(model(x), y).backward()
+        grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+        before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+        opt.step()
+        after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        steps[name] = (after - before, grad)
+    step, grad = steps["sgd"]
+    torch.testing.assert_close(step, -0.01 * grad)
+    step, grad = steps["adam"]
+    cos = torch.nn.functional.cosine_similarity(-step, grad, dim=0)
+    assert 0 < cos < 0.9
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
+        make_optimizer(LocalConfig(optimizer="rmsprop"), base, lr=0.01)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
 
 from fedaudit.config import ConfigError, validate_config
-from fedaudit.scenarios import EXECUTION_KEYS, Scenario, result_settings, scenarios_from_config
+from fedaudit.scenarios import (
+    EXECUTION_KEYS,
+    Scenario,
+    evaluated,
+    membership_control,
+    result_settings,
+    scenarios_from_config,
+)
 
 
 @pytest.fixture
@@ -18,13 +26,17 @@ def demo() -> dict:
 
 
 def test_demo_runs_the_headline_and_the_full_grid_has_the_papers_27(demo) -> None:
-    assert list(scenarios_from_config(validate_config(demo))) == [
-        "baseline", "secagg", "fedmedian", "poison-D-g1.0-fedavg", "poison-D-g1.0-fedmedian"]
+    sc = scenarios_from_config(validate_config(demo))
+    assert list(sc) == [
+        "baseline", "secagg", "fedmedian", "poison-D-g1.0-fedavg", "poison-D-g1.0-fedmedian",
+        "memorise"]
+    assert evaluated(sc) == list(sc)[:-1]  # the membership control is trained, not evaluated
+    assert membership_control(sc) == "memorise" and sc["memorise"].reference is None
     full = copy.deepcopy(demo)
     full["scenarios"].update(yaml.safe_load((REPO / "config" / "demo-full.yaml").read_text())
                              ["scenarios"])
     sc = scenarios_from_config(validate_config(full))
-    assert len(sc) == 27
+    assert len(evaluated(sc)) == 27
     s = sc["poison-C-g1.0-fedmedian"]
     assert (s.poison_center, s.gamma, s.aggregation, s.secagg) == ("C", 1.0, "fedmedian", False)
     # each poisoned federation is compared with the clean one using the same aggregation
@@ -69,16 +81,18 @@ def test_poisoning_an_unknown_or_external_center_is_refused(demo) -> None:
 def test_krum_needs_enough_clients(demo) -> None:
     cfg = copy.deepcopy(demo)
     cfg["scenarios"]["unpoisoned"] = ["baseline", "krum"]
-    cfg["train"]["krum_f"] = 2  # 4 train centers: n > f + 2 fails
-    with pytest.raises(ConfigError, match="Krum with f=2 needs more than 4 train centers"):
+    cfg["train"]["krum_f"] = 1  # 4 train centers: n > 2f + 2 fails
+    with pytest.raises(ConfigError, match=r"scenario 'krum': aggregation 'krum' needs n > 2f \+ 2 "
+                                          r"clients .*n=4, f=1.*train.krum_f"):
         validate_config(cfg)
-    cfg["train"]["krum_f"] = 1
+    cfg["train"]["krum_f"] = 0
     assert "krum" in scenarios_from_config(validate_config(cfg))
 
 
 def test_each_scenario_depends_on_exactly_the_settings_it_reads(demo) -> None:
     cfg = copy.deepcopy(demo)
     cfg["scenarios"]["unpoisoned"] = ["baseline", "secagg", "krum"]
+    cfg["train"]["krum_f"] = 0
     cfg = validate_config(cfg)
     sc = scenarios_from_config(cfg)
     base, sa, krum = (result_settings(cfg["train"], sc[n]) for n in ("baseline", "secagg", "krum"))
@@ -104,3 +118,38 @@ def test_plan_drops_qc_excluded_patients_and_names_an_emptied_center(demo, tmp_p
                                          "excluded b1"):
         plan_from_config(train, Scenario("baseline"), splits, tmp_path, tmp_path / "out", seed=1,
                          excluded={("B", "b1")})
+
+
+def test_a_scenarios_own_train_settings_override_the_studys(demo, tmp_path) -> None:
+    from fedaudit.federation.plan import plan_from_config
+
+    cfg = validate_config(demo)
+    sc = scenarios_from_config(cfg)
+    memo, base = (result_settings(cfg["train"], sc[n]) for n in ("memorise", "baseline"))
+    assert (memo["local_epochs"], memo["max_train_patients"]) == (40, 1)
+    assert (base["local_epochs"], base["max_train_patients"]) == (1, None)
+    assert memo["model"] == base["model"]  # what the control does not set is the study's
+    # nested settings merge key by key: setting augment.enabled keeps rotate_deg
+    cfg["scenarios"]["membership_control"]["train"].update(augment={"enabled": True},
+                                                           optimizer="sgd", momentum=0.9)
+    aug = result_settings(cfg["train"], scenarios_from_config(cfg)["memorise"])["augment"]
+    assert aug["enabled"] and aug["rotate_deg"] == cfg["train"]["augment"]["rotate_deg"]
+    splits = {"A": {"train": ["p3", "p1", "p2"], "val": ["p4"]},
+              "B": {"train": ["q1", "q2"], "val": []}}
+    sgd = result_settings(cfg["train"], scenarios_from_config(cfg)["memorise"])
+    plan = plan_from_config(sgd, sc["memorise"], splits, tmp_path, tmp_path / "out", seed=1,
+                            excluded={("A", "p1")})
+    # the first patient (sorted) after QC: what FedMIA's evaluator counts as the member
+    assert [Path(f).name for f in plan.client("A").train] == ["p2"]
+    assert [Path(f).name for f in plan.client("B").train] == ["q1"]
+    assert (plan.local.optimizer, plan.local.momentum) == ("sgd", 0.9)
+
+
+def test_the_membership_control_needs_a_free_name(demo) -> None:
+    cfg = copy.deepcopy(demo)
+    cfg["scenarios"]["membership_control"]["name"] = "baseline"
+    with pytest.raises(ConfigError, match="membership_control.name': 'baseline' is already"):
+        validate_config(cfg)
+    cfg["scenarios"]["membership_control"] = {"enabled": True, "train": {"model": {"base": 4}}}
+    with pytest.raises(ConfigError, match="membership_control.train"):
+        validate_config(cfg)

@@ -171,25 +171,56 @@ def test_poisoning_table_layout(grid: pd.DataFrame, summary: pd.DataFrame) -> No
         poisoning_table(grid.iloc[0:0], summary)
 
 
-FEDMIA = pd.DataFrame([
-    {"scenario": sc, "secagg": sa, "target": t, "score": "fedmia", "level": lvl, "metric": m,
-     "value": v, "n_members": 20, "n_nonmembers": 30}
-    for sc, sa, base in (("baseline", False, 0.9), ("secagg", True, 0.5))
-    for t, dt in (("A", 0.0), ("B", 0.05))
-    for lvl, m, v in (("slice", "auc", base + dt), ("slice", "tpr@0.001fpr", 0.1),
-                      ("slice", "tpr@0.01fpr", 0.2), ("patient", "auc", base))
-] + [{"scenario": "baseline", "secagg": False, "target": "A", "score": "cosine",
-      "level": "slice", "metric": "auc", "value": 0.1}])
+def _mia_rows(scenario: str, view: str, score: str, pooled: tuple[float, float, float, float],
+              *, control: bool = False, secagg: bool = False) -> list[dict]:
+    """Rows as fedmia_evaluate writes them: per unit, level, test and target (A, B, pooled)."""
+    auc, lo, hi, p = pooled
+    rows = []
+    for unit in ("slice", "batch"):
+        for level in ("unit", "patient"):
+            for test in ("membership", "center"):
+                for target, (a, low, h, n1, n0) in {
+                        "A": (auc + 0.05, np.nan, np.nan, 1, 2),  # one member: no CI
+                        "B": (auc - 0.05, lo - 0.1, hi, 7, 6),
+                        "all": (auc, lo, hi, 8, 8)}.items():
+                    rows.append({
+                        "scenario": scenario, "control": control, "secagg": secagg,
+                        "view": view, "score": score, "unit": unit, "level": level,
+                        "test": test, "target": target,
+                        "auc": a if test == "membership" else 0.99,
+                        "ci_low": low, "ci_high": h, "p_value": p,
+                        "n_member_patients": n1, "n_nonmember_patients": n0,
+                        "n_members": 48 * n1, "n_nonmembers": 48 * n0})
+    return rows
 
 
-def test_membership_table() -> None:
+FEDMIA = pd.DataFrame(
+    _mia_rows("baseline", "update", "fedmia", (0.85, 0.70, 0.97, 0.01))
+    + _mia_rows("baseline", "update", "cosine", (0.2, 0.1, 0.3, 0.9))  # not the view's score
+    + _mia_rows("secagg", "masked", "fedmia", (0.52, 0.30, 0.70, 0.4), secagg=True)
+    + _mia_rows("secagg", "aggregate", "cosine", (0.70, 0.55, 0.85, 0.02), secagg=True)
+    + _mia_rows("memorise", "update", "fedmia", (0.95, 0.90, 1.0, 0.001), control=True))
+
+
+def test_membership_table_reads_each_view_by_its_score_with_patient_cis() -> None:
     t = membership_table(FEDMIA)
     frame = t.blocks[0].frame
-    assert list(frame["Center"]) == ["A", "", "B", ""]
-    assert list(frame["SecAgg+"]) == ["✗", "✓", "✗", "✓"]
-    assert list(frame["AUC"]) == ["0.90", "0.50", "0.95", "0.55"]  # the cosine row is not used
-    assert list(frame["TPR @ 0.1% FPR"]) == ["0.10"] * 4
-    assert frame["Patient-level AUC"].iloc[2] == "0.90"
+    # per-client views first, the aggregate, then the control; targets then pooled
+    assert list(frame["Scenario"]) == ["baseline", "", "", "secagg", "", "", "secagg", "", "",
+                                       "memorise (memorising control)", "", ""]
+    assert list(frame["Target"]) == ["A", "B", "pooled"] * 4
+    assert frame["Server view"].iloc[3].startswith("SecAgg+ masked vectors")
+    assert "membership in the federation" in frame["Server view"].iloc[6]
+    base = frame.iloc[:3]
+    # the update view is read by FedMIA (0.85), not by the cosine rows (0.2)
+    assert list(base["AUC, batches [95% CI]"]) == ["0.90 [n too small]", "0.80 [0.60, 0.97]",
+                                                    "0.85 [0.70, 0.97]"]
+    assert list(base["Patients (members / held-out)"]) == ["1 / 2", "7 / 6", "8 / 8"]
+    assert base["Center inference AUC, slices"].iloc[2] == "0.99 [0.70, 0.97]"
+    assert set(t.data["level"]) == {"patient"}
+    assert "same scanner" in " ".join(t.notes)
+    with pytest.raises(TableError, match="FedMIA table: missing column.s. ci_low"):
+        membership_table(FEDMIA.drop(columns=["ci_low"]))
 
 
 DLG = pd.DataFrame([
@@ -197,18 +228,39 @@ DLG = pd.DataFrame([
      "target": "known", "batch_size": 1, "metric": m, "value": v}
     for c, s in (("A", 0.1), ("B", 0.3))
     for o in ("adam", "lbfgs")
-    for n, ss, ps in (("unet", s, 6.0), ("control", 0.999, np.inf))
-    for m, v in (("ssim", ss), ("psnr", ps), ("iterations", 600))
+    for n, ss, ps in (("unet", s, 6.0), ("control", 0.95, 30.0), ("code_check", 0.999, np.inf))
+    # raw scores lower than fitted ones, as when the dummy's scale drifted
+    for m, v in (("ssim_raw", ss / 2), ("psnr_raw", -40.0), ("ssim_fit", ss), ("psnr_fit", ps),
+                 ("gain", 1e-3), ("offset", 0.1), ("iterations", 600))
 ])
 
 
 def test_inversion_table_puts_the_control_beside_the_unet() -> None:
-    frame = inversion_table(DLG).blocks[0].frame
-    assert list(frame.columns) == ["Center", "Optimizer", "UNet SSIM", "UNet PSNR (dB)",
-                                   "Control SSIM", "Control PSNR (dB)", "Iterations"]
-    assert list(frame["Optimizer"]) == ["Adam", "L-BFGS"] * 2
-    assert list(frame["UNet SSIM"]) == ["0.10", "0.10", "0.30", "0.30"]
-    assert set(frame["Control PSNR (dB)"]) == {"∞"}  # an exact reconstruction
+    t = inversion_table(DLG)
+    frame = t.blocks[0].frame
+    # one row per network, not one column group per network
+    assert list(frame.columns) == [
+        "Center", "Optimizer", "Network", "SSIM raw", "PSNR raw (dB)", "SSIM fit",
+        "PSNR fit (dB)", "Iterations"]
+    assert list(frame["Network"]) == ["UNet", "UNet without BatchNorm (control)",
+                                      "MLP (code check)"] * 4
+    assert list(frame["Center"]) == ["A"] + [""] * 5 + ["B"] + [""] * 5
+    assert list(frame["Optimizer"]) == ["Adam", "", "", "L-BFGS", "", ""] * 2
+    unet = frame[frame["Network"] == "UNet"]
+    assert list(unet["SSIM fit"]) == ["0.10", "0.10", "0.30", "0.30"]
+    assert list(unet["SSIM raw"]) == ["0.05", "0.05", "0.15", "0.15"]
+    assert set(unet["PSNR raw (dB)"]) == {"-40.0"}  # unclipped: can be far below 0 dB
+    assert set(frame["SSIM fit"].iloc[1::3]) == {"0.95"}  # the BatchNorm-free UNet
+    assert set(frame["PSNR fit (dB)"].iloc[2::3]) == {"∞"}  # the MLP: an exact reconstruction
+    assert set(frame["Iterations"]) == {"600"}
+    assert set(t.data["network"]) == {"unet", "control", "code_check"}
+    note = " ".join(t.notes)
+    assert "model the server sent" in note and "head mask" in note and "CT" in note
+    # one sentence per network on what it shows
+    assert all(any(n.startswith(f"{name}:") for n in t.notes)
+               for name in ("UNet", "UNet without BatchNorm (control)", "MLP (code check)"))
+    with pytest.raises(TableError, match="networks"):
+        inversion_table(DLG.replace({"network": {"code_check": "mlp"}}))
 
 
 def test_renderings(grid: pd.DataFrame, summary: pd.DataFrame, tmp_path) -> None:
@@ -231,18 +283,45 @@ def test_renderings(grid: pd.DataFrame, summary: pd.DataFrame, tmp_path) -> None
 
 
 def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataFrame) -> None:
-    mia = verdict.membership_finding(membership_table(FEDMIA).data)
-    assert mia.level == "high" and "up to 0.95 (center B, 20 member vs 30 non-member" in \
-        mia.sentence
-    assert "mitigated (AUC at most 0.55)" in mia.sentence
-    low = FEDMIA.assign(value=FEDMIA["value"].where(FEDMIA["secagg"], 0.59))
-    assert verdict.membership_finding(membership_table(low).data).level == "low"
+    mia = verdict.membership_finding(membership_table(FEDMIA).data, unit="batch")
+    # the lower bound 0.70 (not the best center's 0.90) sets the level: moderate
+    assert mia.level == "moderate"
+    assert ("baseline on the client updates: AUC 0.85 (95% CI 0.70–0.97; 8 member vs 8 "
+            "same-center held-out patients, permutation p = 0.01)") in mia.sentence
+    assert "masked per-client vectors: AUC 0.52" in mia.sentence
+    assert "aggregate cosine (membership in the federation): AUC 0.70" in mia.sentence
+    assert "the attack works" in mia.sentence and "batches of one patient's slices" in mia.sentence
+    # a chance-level federation whose control also fails is inconclusive, not "low risk"
+    weak = FEDMIA.assign(auc=FEDMIA["auc"].where(~FEDMIA["control"], 0.6),
+                         ci_low=FEDMIA["ci_low"].where(FEDMIA["scenario"] != "baseline", 0.3),
+                         p_value=FEDMIA["p_value"].where(FEDMIA["scenario"] != "baseline",
+                                                         0.3))
+    f = verdict.membership_finding(membership_table(weak).data, unit="batch")
+    assert f.level == "inconclusive" and "attack's power is unproven" in f.sentence
+    strong_ctl = weak.assign(auc=weak["auc"].where(~weak["control"], 0.95))
+    assert verdict.membership_finding(membership_table(strong_ctl).data).level == "low"
+    with pytest.raises(ValueError, match="no rows for unit 'voxel'"):
+        verdict.membership_finding(membership_table(FEDMIA).data, unit="voxel")
 
     inv = verdict.inversion_finding(inversion_table(DLG).data)
-    assert inv.level == "low" and "best UNet SSIM 0.30, center B" in inv.sentence
+    # the verdict reads the fitted SSIM (0.30), not the raw one (0.15)
+    assert inv.level == "low" and "best UNet SSIM 0.30 after a gain/offset fit, center B" in \
+        inv.sentence
+    assert "attack code works" in inv.sentence
     broken = DLG.assign(value=DLG["value"].where(
-        ~((DLG["network"] == "control") & (DLG["metric"] == "ssim")), 0.4))
+        ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_fit")), 0.4))
     assert verdict.inversion_finding(inversion_table(broken).data).level == "inconclusive"
+    # a raw control score below the gate does not matter: the gate reads the fitted one
+    raw_low = DLG.assign(value=DLG["value"].where(
+        ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_raw")), 0.1))
+    assert verdict.inversion_finding(inversion_table(raw_low).data).level == "low"
+    # the control gates per setting: where it fails (center B), B's UNet score is not read
+    b_fails = DLG.assign(value=DLG["value"].where(
+        ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_fit")
+          & (DLG["center"] == "B")), 0.4))
+    part = verdict.inversion_finding(inversion_table(b_fails).data)
+    assert part.level == "low" and "best UNet SSIM 0.10" in part.sentence
+    assert "2 of 4" in part.sentence
 
     fedavg, fedmedian = verdict.poisoning_findings(grid)
     # worst clean center at gamma 1.0 under FedAvg: B, 105 -> 305 HU (+190 %); A is excluded
@@ -269,6 +348,32 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
     # the verdict comes right after the first paragraph, before how the audit works
     assert page.index("Audit verdict") < page.index("How the audit works") < \
         page.index("Stages.")
+
+
+def test_inversion_verdict_is_inconclusive_when_the_bn_free_unet_is_not_recovered() -> None:
+    def with_fit(network: str, value: float) -> pd.DataFrame:
+        return DLG.assign(value=DLG["value"].where(
+            ~((DLG["network"] == network) & (DLG["metric"] == "ssim_fit")), value))
+
+    weak = with_fit("control", 0.23)
+    f = verdict.inversion_finding(inversion_table(weak).data)
+    # names what the control (0.23) and the code check (0.999) reach, and the UNet's best
+    assert f.level == "inconclusive"
+    assert "does not recover even the BatchNorm-free UNet (fitted SSIM 0.23; needs ≥ 0.9)" in \
+        f.sentence
+    assert "UNet's best fitted SSIM of 0.30 does not show that it resists" in f.sentence
+    assert "code check is recovered in every setting (fitted SSIM ≥ 1.00)" in f.sentence
+    assert "attack code works" in f.sentence
+    both = weak.assign(value=weak["value"].where(
+        ~((weak["network"] == "code_check") & (weak["metric"] == "ssim_fit")), 0.2))
+    g = verdict.inversion_finding(inversion_table(both).data)
+    assert g.level == "inconclusive" and "not recovered either (worst fitted SSIM 0.20" in \
+        g.sentence and "broken" in g.sentence
+    # the control gates a low reading only: a slice that came back is a leak regardless
+    leak = weak.assign(value=weak["value"].where(
+        ~((weak["network"] == "unet") & (weak["metric"] == "ssim_fit")), 0.85))
+    h = verdict.inversion_finding(inversion_table(leak).data)
+    assert h.level == "high" and "best UNet SSIM 0.85" in h.sentence and "0.23" in h.sentence
 
 
 def test_sct_comparison_selection() -> None:

@@ -101,3 +101,47 @@ def test_gradients_reach_every_parameter() -> None:
     model(torch.rand(2, 1, 32, 32)).square().mean().backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def _default_keys() -> list[str]:
+    """The state_dict names of the BatchNorm UNet, written out from the layout (conv at index 0
+    and 3 of an encoder block, BatchNorm at 1 and 4; conv 0, BatchNorm 1 in the bottleneck and
+    decoders): server logs and checkpoints are keyed by these names."""
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    keys: list[str] = []
+    for i in range(4):
+        for conv, norm in ((0, 1), (3, 4)):
+            keys += [f"encoders.{i}.{conv}.{k}" for k in ("weight", "bias")]
+            keys += [f"encoders.{i}.{norm}.{k}" for k in bn]
+    keys += ["bottleneck.0.weight", "bottleneck.0.bias"] + [f"bottleneck.1.{k}" for k in bn]
+    for i in range(4):
+        keys += [f"ups.{i}.weight", f"ups.{i}.bias"]
+    for i in range(4):
+        keys += [f"decoders.{i}.0.weight", f"decoders.{i}.0.bias"]
+        keys += [f"decoders.{i}.1.{k}" for k in bn]
+    return keys + ["head.weight", "head.bias"]
+
+
+def test_default_state_dict_names_are_unchanged() -> None:
+    assert sorted(UNet2D(base=2).state_dict()) == sorted(_default_keys())
+    assert sorted(UNet2D(base=2, norm="batch").state_dict()) == sorted(_default_keys())
+
+
+def test_norm_none_has_no_batchnorm_and_keeps_the_convolution_names() -> None:
+    bn_free = UNet2D(base=4, norm="none")
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in bn_free.modules())
+    default = UNet2D(base=4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in default.modules())
+    # every BN-free tensor has the same name and shape as in the BatchNorm model
+    ref = default.state_dict()
+    assert {k: v.shape for k, v in bn_free.state_dict().items()} == \
+        {k: ref[k].shape for k in bn_free.state_dict()}
+    assert count_parameters(bn_free) == count_parameters(default) - sum(
+        m.weight.numel() + m.bias.numel() for m in default.modules()
+        if isinstance(m, torch.nn.BatchNorm2d))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert bn_free.train()(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        UNet2D(base=4, norm="group")

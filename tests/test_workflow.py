@@ -31,10 +31,14 @@ TINY = {
     "train": {"rounds": 2, "model": {"base": 2}, "max_slices_per_volume": 4,
               "val_max_slices": 4, "threads": 1, "device": "cpu", "lr": 0.001},
     "scenarios": {"unpoisoned": ["baseline", "secagg"],
-                  "poisoning": {"centers": ["A"], "gammas": [1.0], "aggregations": ["fedavg"]}},
+                  "poisoning": {"centers": ["A"], "gammas": [1.0], "aggregations": ["fedavg"]},
+                  # the FedMIA control: trained and attacked, never evaluated
+                  "membership_control": {"enabled": True, "name": "memo", "train": {
+                      "max_train_patients": 1, "optimizer": "sgd", "lr": 0.05,
+                      "local_epochs": 2}}},
     "evaluate": {"threads": 1},
     "attacks": {"threads": 1, "device": "cpu",
-                "fedmia": {"slices_per_orientation": 2, "rounds": "all"},
+                "fedmia": {"slices_per_orientation": 2, "rounds": "all", "batch_size": 2},
                 "dlg": {"iterations": 6, "snapshots": 3, "control_hidden": 8}},
 }
 
@@ -69,13 +73,15 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     assert counts["splits"] == n_centers and counts["data_montage"] == n_centers
     assert counts["qc_table"] == 1 and counts["all"] == 1
     # 3 unpoisoned + the largest center poisoned under FedAvg and FedMedian, each trained and
-    # evaluated once, beside one constant predictor
-    assert counts["train"] == counts["evaluate"] == 5
+    # evaluated once, beside one constant predictor; the membership control is trained and
+    # attacked, never evaluated
+    assert counts["evaluate"] == 5 and counts["train"] == 6
+    assert counts["fedmia_measure"] == 3  # baseline, secagg, the control
     assert counts["eval_summary"] == counts["constant_predictor"] == 1
     # the full grid is one more config file away
     full = run_snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "config.yaml"),
                          str(REPO / "config" / "demo-full.yaml"))
-    assert _job_counts(full.stdout)["train"] == 27, full.stderr[-2000:]
+    assert _job_counts(full.stdout)["evaluate"] == 27, full.stderr[-2000:]
 
 
 def test_lint_is_clean(workdir: Path) -> None:
@@ -131,8 +137,13 @@ def _check_cache(ck: Path, cfg: dict) -> None:
 
     assert plan(lambda c: None) == {}
     # the learning rate: every scenario re-trains, nothing upstream of training re-runs
+    # (the membership control sets its own lr, so it is not among them)
     counts = plan(lambda c: c["train"].update(lr=0.002))
     assert counts["train"] == 3 and counts["evaluate"] == 3, counts
+    # the control's own budget: its training and its FedMIA jobs, no evaluation
+    counts = plan(lambda c: c["scenarios"]["membership_control"]["train"].update(local_epochs=3))
+    assert counts["train"] == 1 and counts["fedmia_measure"] == 1, counts
+    assert "evaluate" not in counts and "dlg" not in counts, counts
     upstream = {"demo_patient", "register", "head_mask", "n4", "finalize", "qc", "qc_table",
                 "splits", "data_montage", "constant_predictor"}
     assert not upstream & set(counts), counts
@@ -306,27 +317,44 @@ def _check_report(workdir: Path) -> None:
 def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     """FedMIA on baseline and SecAgg+ logs, DLG on baseline: tables, raw arrays, figures."""
     fed = pd.read_csv(workdir / "results/attacks/fedmia/fedmia.csv")
-    assert set(fed["scenario"]) == {"baseline", "secagg"} and set(fed["target"]) == {"A", "B"}
+    assert set(fed["scenario"]) == {"baseline", "secagg", "memo"}
+    assert set(fed["target"]) == {"A", "B", "all"}
     assert set(fed["rounds"].astype(str)) == {"1,2"}  # rounds: all
-    auc = fed[(fed.metric == "auc") & (fed.score == "fedmia") & (fed.level == "slice")]
-    assert auc["value"].between(0, 1).all()
-    # under SecAgg+ every client maps to the one aggregate: the target equals its null
-    assert (auc[auc.scenario == "secagg"]["value"] == 0.5).all()
+    assert set(fed["unit"]) == {"slice", "batch"}
+    # the server's views: client updates; under SecAgg+ masked vectors and the aggregate
+    views = fed.groupby("scenario")["view"].agg(set).to_dict()
+    assert views == {"baseline": {"update"}, "secagg": {"masked", "aggregate"},
+                     "memo": {"update"}}
+    assert fed["auc"].dropna().between(0, 1).all()
+    assert fed[fed.scenario == "memo"]["control"].all()
+    assert not fed[fed.scenario == "baseline"]["control"].any()
+    patient = fed[(fed.level == "patient") & (fed.test == "membership") & (fed.unit == "slice")
+                  & (fed.score == "fedmia")].set_index(["scenario", "target"])
+    # same-center non-members only: each center's validation and test patients
+    assert patient.loc[("baseline", "A"), "n_member_patients"] == len(split_a["train"])
+    assert patient.loc[("baseline", "A"), "n_nonmember_patients"] == \
+        len(split_a["val"]) + len(split_a["test"])
+    assert patient.loc[("baseline", "all"), "n_member_patients"] == \
+        len(split_a["train"]) + len(split_b["train"])
     scores = pd.read_csv(workdir / "results/attacks/fedmia/baseline/scores.csv")
     members = scores[scores.member]
     assert set(members[members.target == "A"]["patient"]) == set(split_a["train"])
     nonmembers = set(scores[(scores.target == "B") & ~scores.member]["patient"])
-    assert nonmembers <= set(split_b["test"]) | {"1BE001"}
+    assert nonmembers == set(split_b["val"]) | set(split_b["test"])  # never center E
     assert (workdir / "results/figures/fedmia_roc.png").stat().st_size > 10_000
-    sims = np.load(workdir / "results/attacks/fedmia/baseline/similarity.npz")
-    assert sims["similarity"].shape[:2] == (2, 2)  # rounds x clients
+    sims = np.load(workdir / "results/attacks/fedmia/secagg/similarity.npz")
+    assert sims["slice/similarity/masked"].shape[:2] == (2, 2)  # rounds x clients
     assert list(sims["centers"]) == ["A", "B"]
+    assert not (workdir / "results/eval/memo").exists()  # a control is not evaluated
 
     dlg = pd.read_csv(workdir / "results/attacks/dlg/dlg.csv")
     assert set(dlg["center"]) == {"A", "B"} and set(dlg["optimizer"]) == {"adam", "lbfgs"}
-    assert set(dlg["network"]) == {"unet", "control"}
-    ssim = dlg[dlg.metric == "ssim"]["value"].astype(float)
-    assert ssim.between(-1, 1).all()
+    # the UNet, the same UNet without BatchNorm (positive control), the MLP code check
+    assert set(dlg["network"]) == {"unet", "control", "code_check"}
+    # every job scored every network, raw and after the gain/offset fit, as an SSIM
+    ssim = dlg[dlg.metric.isin(["ssim_raw", "ssim_fit"])]
+    assert len(ssim) == 2 * 2 * 3 * 2  # centers x optimizers x networks x {raw, fit}
+    assert ssim["value"].astype(float).between(-1, 1).all()
     for opt in ("adam", "lbfgs"):
         assert (workdir / f"results/figures/dlg_evolution_baseline_{opt}.png").stat().st_size \
             > 10_000

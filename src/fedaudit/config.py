@@ -167,6 +167,10 @@ def _check_attacks(config: dict[str, Any], scenarios: set[str]) -> None:
              "comes from the non-target clients)")
     if fedmia["enabled"] is None:  # null: whenever it is possible
         fedmia["enabled"] = n_train >= 2
+    if "batch" in fedmia["units"] and fedmia["batch_size"] > fedmia["slices_per_orientation"]:
+        fail("fedmia.batch_size", f"{fedmia['batch_size']} slices per batch unit, but a patient "
+             f"has only slices_per_orientation = {fedmia['slices_per_orientation']} candidate "
+             "slices per orientation to make one from")
     defaults = {"fedmia": ("baseline", "secagg"), "dlg": ("baseline",)}
     for attack in ("fedmia", "dlg"):
         spec = config["attacks"][attack]

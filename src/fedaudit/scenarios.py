@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fedaudit.federation.aggregation import krum_guard
+
 UNPOISONED = {  # built-in name -> (aggregation, secagg)
     "baseline": ("fedavg", False),
     "secagg": ("fedavg", True),
@@ -40,6 +42,10 @@ class Scenario:
     poison_center: str | None = None
     gamma: float = 0.0
     reference: str | None = None  # compared against this scenario (paired Wilcoxon)
+    # ``train`` settings this scenario sets differently from the study's (the membership
+    # control's memorising budget); a control is trained and attacked but not evaluated.
+    train: dict[str, Any] | None = None
+    control: str | None = None  # "membership": the FedMIA positive control
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,21 +115,35 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
             raise ScenarioError(f"scenario {s.name!r}: SecAgg+ needs at least 2 train centers "
                                 f"(the study has {n_train}): one client's 'aggregate' is its "
                                 "own update")
-        if s.aggregation == "krum" and n_train <= config["train"]["krum_f"] + 2:
-            raise ScenarioError(
-                f"scenario {s.name!r}: Krum with f={config['train']['krum_f']} needs more than "
-                f"{config['train']['krum_f'] + 2} train centers, the study has {n_train}")
+        if s.aggregation == "krum":
+            try:
+                krum_guard(n_train, config["train"]["krum_f"])
+            except ValueError as err:
+                raise ScenarioError(f"scenario {s.name!r}: {err}; the study has {n_train} "
+                                    "train centers") from err
     names = set(out)
     for name, s in list(out.items()):
         ref = s.reference
-        if ref is None and name != "baseline":
+        if ref is None and name != "baseline" and s.control is None:
             if s.poison_center is not None:
                 ref = _unpoisoned_with(s.aggregation, s.secagg, names)
             ref = ref or ("baseline" if "baseline" in names else None)
         if ref is not None and ref not in names:
             raise ScenarioError(f"scenario {name!r}: reference {ref!r} is not a configured "
                                 "scenario")
-        out[name] = Scenario(s.name, s.aggregation, s.secagg, s.poison_center, s.gamma, ref)
+        out[name] = Scenario(s.name, s.aggregation, s.secagg, s.poison_center, s.gamma, ref,
+                             s.train, s.control)
+    ctl = sc["membership_control"]
+    if ctl["enabled"]:
+        name = ctl["name"]
+        if name in out or name in RESERVED:
+            raise ScenarioError(f"config key 'scenarios.membership_control.name': {name!r} is "
+                                "already a scenario's name")
+        if len(train_centers) < 2:
+            raise ScenarioError("config key 'scenarios.membership_control': FedMIA needs at "
+                                "least 2 train centers (the null comes from the other clients)")
+        out[name] = Scenario(name, "fedavg", False, train=dict(ctl["train"]),
+                             control="membership")
     only = sc["only"]
     if only is not None:
         unknown = [n for n in only if n not in out]
@@ -147,5 +167,20 @@ def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]
     """The ``train`` settings that determine ``scenario``'s model: its rule's params, so that
     changing one re-trains exactly the scenarios that read it (and nothing for the
     :data:`EXECUTION_KEYS`)."""
-    return {k: v for k, v in train.items()
+    merged = dict(train)
+    for key, value in (scenario.train or {}).items():
+        # nested sections merge key by key: setting augment.enabled keeps the study's angles
+        merged[key] = ({**train[key], **value} if isinstance(value, dict)
+                       and isinstance(train.get(key), dict) else value)
+    return {k: v for k, v in merged.items()
             if k not in EXECUTION_KEYS and _SCENARIO_KEYS.get(k, lambda _: True)(scenario)}
+
+
+def evaluated(scenarios: dict[str, Scenario]) -> list[str]:
+    """The scenarios whose synthesis is evaluated: all but controls, which are built to
+    memorise a few patients, not to synthesise CT for others."""
+    return [n for n, s in scenarios.items() if s.control is None]
+
+
+def membership_control(scenarios: dict[str, Scenario]) -> str | None:
+    return next((n for n, s in scenarios.items() if s.control == "membership"), None)

@@ -11,6 +11,10 @@ DLG_SETTINGS = {
     k: v for k, v in DLG.items() if k not in ("enabled", "scenarios", "optimizers", "adam", "lbfgs")
 }
 FEDMIA_SCENARIOS = FEDMIA["scenarios"] if FEDMIA["enabled"] else []
+# The memorising positive control is attacked whenever FedMIA runs and it is configured.
+if FEDMIA_SCENARIOS and MEMBERSHIP_CONTROL and MEMBERSHIP_CONTROL not in FEDMIA_SCENARIOS:
+    FEDMIA_SCENARIOS = [*FEDMIA_SCENARIOS, MEMBERSHIP_CONTROL]
+
 DLG_SCENARIOS = DLG["scenarios"] if DLG["enabled"] else []
 
 
@@ -31,8 +35,10 @@ rule fedmia_measure:
     params:
         server_log=lambda wc: f"results/train/{wc.scenario}/server_log",
         patients=[[c, f"results/preprocessed/{c}/{p}"] for c, p in fedmia_patients()],
-        rounds=FEDMIA["rounds"],
+        rounds=fedmia_rounds,
         per_orientation=FEDMIA["slices_per_orientation"],
+        units=FEDMIA["units"],
+        batch_size=FEDMIA["batch_size"],
         chunk_size=FEDMIA["chunk_size"],
         model_base=config["train"]["model"]["base"],
         loss=config["train"]["loss"],
@@ -48,10 +54,11 @@ rule fedmia_measure:
 
 
 rule fedmia_evaluate:
-    """Score every target center (FedMIA) and evaluate against the training splits."""
+    """Score every target center; AUC with patient CIs against same-center non-members."""
     input:
         similarity=rules.fedmia_measure.output[0],
         qc_flags=QC_FLAGS,
+        splits=expand("results/splits/{center}.json", center=STUDY.centers()),
     output:
         metrics="results/attacks/fedmia/{scenario}/metrics.csv",
         scores="results/attacks/fedmia/{scenario}/scores.csv",
@@ -59,9 +66,10 @@ rule fedmia_evaluate:
     log:
         f"{LOGS}/attacks/fedmia_evaluate/{{scenario}}.log",
     params:
-        truth=fedmia_truth(),
+        max_train_patients=lambda wc: scenario_train(wc.scenario).get("max_train_patients"),
         seed=config["seed"],
         secagg=lambda wc: SCENARIOS[wc.scenario].secagg,
+        control=lambda wc: SCENARIOS[wc.scenario].control is not None,
     threads: 1
     resources:
         mem_mb=2000,
@@ -116,7 +124,8 @@ rule dlg:
     threads: 1
     resources:
         mem_mb=3000,
-        runtime=lambda wc: max(10, DLG["iterations"] // 100),
+        # three networks per job: ~65 s per 600 iterations on one demo core
+        runtime=lambda wc: max(10, DLG["iterations"] // 50),
     conda:
         "../../envs/attacks.yaml"
     script:

@@ -95,7 +95,13 @@ def montage_patients(wildcards):
 # Splits are a pure function of (patients, seed, fractions): computing them here lets training
 # depend on exactly its train/val volumes; the splits rule writes the same records to disk.
 from fedaudit.splits import split_center  # noqa: E402
-from fedaudit.scenarios import result_settings, scenarios_from_config  # noqa: E402
+from fedaudit.scenarios import (  # noqa: E402
+    evaluated,
+    membership_control,
+    result_settings,
+    scenarios_from_config,
+)
+from fedaudit.federation.aggregation import trims_to_median  # noqa: E402
 
 SPLITS = {
     c: split_center(
@@ -108,6 +114,9 @@ SPLITS = {
     for c in STUDY.centers()
 }
 SCENARIOS = scenarios_from_config(config)
+# The scenarios whose synthesis is evaluated (controls are only trained and attacked).
+EVALUATED = evaluated(SCENARIOS)
+MEMBERSHIP_CONTROL = membership_control(SCENARIOS)
 TRAIN_CENTERS = STUDY.centers("train")
 
 
@@ -152,23 +161,30 @@ def train_priority(wildcards):
     the other core idle (seen on the demo: two minutes); the federations the attacks read train
     first. DLG_SCENARIOS and FEDMIA_SCENARIOS come from attacks.smk, read when jobs are planned."""
     s = wildcards.scenario
-    return 10 + 2 * (s in DLG_SCENARIOS) + (s in FEDMIA_SCENARIOS)
+    # the membership control is the longest federation (40 local epochs): it starts first
+    longest = 4 * (SCENARIOS[s].control is not None)
+    return 10 + 2 * (s in DLG_SCENARIOS) + (s in FEDMIA_SCENARIOS) + longest
 
 
 def fedmia_patients():
-    """The FedMIA attacker's candidate patients: every training split and every test set (it
-    does not know which are which; the evaluator does)."""
-    return [(c, p) for c in TRAIN_CENTERS for p in SPLITS[c]["train"]] + test_patients()
+    """The FedMIA attacker's candidate patients: every patient of every center (it does not
+    know which are members; the evaluator does). Validation patients were never trained on:
+    they are same-center non-members like the test patients."""
+    return [(c, p) for c in STUDY.centers() for k in ("train", "val", "test") for p in SPLITS[c][k]]
 
 
-def fedmia_truth():
-    """Ground truth for the evaluator: per target center its members (training split) and
-    non-members (its test split and every external center's patients)."""
-    outside = [p for c in EXTERNAL_CENTERS for p in SPLITS[c]["test"]]
-    return {
-        "members": {t: list(SPLITS[t]["train"]) for t in TRAIN_CENTERS},
-        "nonmembers": {t: list(SPLITS[t]["test"]) + outside for t in TRAIN_CENTERS},
-    }
+def scenario_train(scenario):
+    """The train settings a scenario's federation used (its own overrides included)."""
+    return result_settings(config["train"], SCENARIOS[scenario])
+
+
+def fedmia_rounds(wildcards):
+    """FedMIA's rounds for one scenario (FEDMIA comes from attacks.smk): the control may train a
+    different number of rounds, so a numbered round, which is the study's, becomes its last."""
+    rounds = FEDMIA["rounds"]
+    if SCENARIOS[wildcards.scenario].control and rounds not in ("last", "all"):
+        return "last"
+    return rounds
 
 
 # Report stage (report.smk): outputs marked for `snakemake --report` and the inputs of its

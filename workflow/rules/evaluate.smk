@@ -58,7 +58,7 @@ rule constant_predictor:
 rule eval_summary:
     """Per-center mean and sd of every scenario and the constant predictor; Wilcoxon tests."""
     input:
-        scenarios=expand("results/eval/{scenario}/metrics.csv", scenario=list(SCENARIOS)),
+        scenarios=expand("results/eval/{scenario}/metrics.csv", scenario=EVALUATED),
         constant=CONSTANT_METRICS,
     output:
         summary="results/eval/summary.csv",
@@ -66,7 +66,9 @@ rule eval_summary:
     log:
         f"{LOGS}/eval_summary/eval_summary.log",
     params:
-        references={s.name: s.reference for s in SCENARIOS.values() if s.reference in SCENARIOS},
+        references={
+            s.name: s.reference for s in SCENARIOS.values() if s.reference in EVALUATED and s.name in EVALUATED
+        },
     threads: 1
     resources:
         mem_mb=1000,

@@ -74,6 +74,7 @@ rule table_poisoning:
         kind="poisoning",
         scenarios=SCENARIO_META,
         external=EXTERNAL_CENTERS,
+        trimmed_is_median=trims_to_median(len(TRAIN_CENTERS), config["train"]["trim_beta"]),
     threads: 1
     resources:
         mem_mb=1000,
@@ -85,7 +86,7 @@ rule table_poisoning:
 
 
 rule table_membership:
-    """FedMIA AUC, TPR at low FPR and patient-level AUC per center, without/with SecAgg+."""
+    """FedMIA patient-level AUC with CIs against same-center non-members, per server view."""
     input:
         fedmia="results/attacks/fedmia/fedmia.csv",
     output:
@@ -207,7 +208,7 @@ rule figure_sct:
 
 
 rule figure_fedmia_roc:
-    """Paper 000 Fig. 3: FedMIA ROC curves per target center, without and with SecAgg+."""
+    """Paper 000 Fig. 3: pooled FedMIA ROC curves, membership beside center inference."""
     input:
         table="results/attacks/fedmia/fedmia.csv",
         roc=expand("results/attacks/fedmia/{scenario}/roc.npz", scenario=FEDMIA_SCENARIOS),
@@ -223,6 +224,7 @@ rule figure_fedmia_roc:
         f"{LOGS}/report/figure_fedmia_roc.log",
     params:
         scenarios=FEDMIA_SCENARIOS,
+        unit=FEDMIA["units"][0],
     threads: 1
     resources:
         mem_mb=1000,
@@ -280,6 +282,8 @@ rule front_page:
         ),
         names=TABLE_NAMES,
         demo=any(spec["source"]["type"] == "demo" for spec in config["centers"].values()),
+        # the membership verdict reads one unit, fixed before any result: the first configured
+        fedmia_unit=FEDMIA["units"][0],
     threads: 1
     resources:
         mem_mb=1000,

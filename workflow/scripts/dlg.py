@@ -1,11 +1,12 @@
-"""Rule dlg: DLG against one center's shared gradient (UNet and the BN-free positive control)."""
+"""Rule dlg: DLG against one center's shared gradient: the UNet, the same UNet without BatchNorm
+(the positive control) and the MLP code check, one row each."""
 
 from _common import logged
 
 with logged(snakemake) as log:
     from pathlib import Path
 
-    from fedaudit.attacks.dlg import DLGConfig, run_dlg, save_result
+    from fedaudit.attacks.dlg import NETWORKS, DLGConfig, run_dlg, save_result
     from fedaudit.io import write_json
     from fedaudit.preprocess.outliers import read_excluded
     from fedaudit.runtime import derive_seed
@@ -29,11 +30,12 @@ with logged(snakemake) as log:
                       log=log)
     save_result(snakemake.output.result, outcome)
     rows = []
-    for network in ("unet", "control"):
+    for network in NETWORKS:
         res = outcome[network]
         rows.append({"scenario": wc.scenario, "center": wc.train_center, "optimizer": opt,
                      "network": network, "round": outcome["round"], "target": cfg.target,
                      "batch_size": p.dlg["batch_size"], "iterations": int(res.final_iteration),
+                     # ssim_raw, psnr_raw, ssim_fit, psnr_fit, gain, offset
                      **outcome["quality"][network],
                      # loss[i] is the objective before update i+1: the last one evaluated
                      "last_matching_loss": float(res.loss[res.final_iteration - 1])
@@ -41,7 +43,9 @@ with logged(snakemake) as log:
                      "seconds": res.seconds, "iterations_per_s": res.iterations_per_s,
                      "stopped_early": bool(res.stopped_early),
                      "slices": outcome["provenance"]})
-        log.info("%s: SSIM %.3f, PSNR %.2f dB in the mask (%.1f it/s)", network,
-                 outcome["quality"][network]["ssim"], outcome["quality"][network]["psnr"],
-                 res.iterations_per_s)
+        q = outcome["quality"][network]
+        log.info("%s: in the mask, raw SSIM %.3f, PSNR %.2f dB; after the gain/offset fit "
+                 "(gain %.3g, offset %.3g) SSIM %.3f, PSNR %.2f dB (%.1f it/s)", network,
+                 q["ssim_raw"], q["psnr_raw"], q["gain"], q["offset"], q["ssim_fit"],
+                 q["psnr_fit"], res.iterations_per_s)
     write_json({"results": rows}, snakemake.output.metrics)

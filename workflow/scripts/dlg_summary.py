@@ -12,6 +12,8 @@ with logged(snakemake) as log:
     keys = ["scenario", "center", "optimizer", "network", "round", "target", "batch_size"]
     tidy = wide.melt(id_vars=keys, var_name="metric", value_name="value")
     tidy.to_csv(snakemake.output.table, index=False)
-    log.info("DLG SSIM in the mask:\n%s",
-             wide.pivot_table(index=["scenario", "center"], columns=["optimizer", "network"],
-                              values="ssim").round(3).to_string())
+    for kind in ("raw", "fit"):
+        log.info("DLG SSIM in the mask, %s:\n%s",
+                 "as reconstructed" if kind == "raw" else "after the gain/offset fit",
+                 wide.pivot_table(index=["scenario", "center"], columns=["optimizer", "network"],
+                                  values=f"ssim_{kind}").round(3).to_string())

@@ -1,4 +1,4 @@
-"""Rule figure_fedmia_roc: ROC curves per target center, without and with SecAgg+ (Fig. 3)."""
+"""Rule figure_fedmia_roc: pooled FedMIA ROC curves per scenario and server view (Fig. 3)."""
 
 from _common import logged
 
@@ -9,5 +9,5 @@ with logged(snakemake) as log:
 
     table = pd.read_csv(snakemake.input.table)
     fedmia_roc_figure(dict(zip(snakemake.params.scenarios, snakemake.input.roc, strict=True)),
-                      table, snakemake.output[0])
+                      table, snakemake.output[0], unit=snakemake.params.unit)
     log.info("ROC figure %s", snakemake.output[0])

@@ -18,7 +18,8 @@ with logged(snakemake) as log:
     flags = json.loads(Path(snakemake.input.qc_flags).read_text(encoding="utf-8"))
     findings.append(verdict.data_quality_finding(flags))
     if "membership" in data:
-        findings.append(verdict.membership_finding(data["membership"]))
+        findings.append(verdict.membership_finding(data["membership"],
+                                                   unit=snakemake.params.fedmia_unit))
     if "inversion" in data:
         findings.append(verdict.inversion_finding(data["inversion"]))
     if "poisoning" in data:

@@ -17,7 +17,8 @@ with logged(snakemake) as log:
         summary = pd.read_csv(inp.summary)
         scenarios = {name: Scenario(**spec) for name, spec in p.scenarios.items()}
         grid = tables.poisoning_grid(summary, pd.read_csv(inp.wilcoxon), scenarios)
-        table = tables.poisoning_table(grid, summary, external=p.external)
+        table = tables.poisoning_table(grid, summary, external=p.external,
+                                       trimmed_is_median=p.trimmed_is_median)
     elif p.kind == "membership":
         table = tables.membership_table(pd.read_csv(inp.fedmia))
     elif p.kind == "inversion":

@@ -3,6 +3,7 @@
 from _common import logged
 
 with logged(snakemake) as log:
+    from fedaudit.federation.aggregation import trims_to_median
     from fedaudit.federation.plan import plan_from_config
     from fedaudit.federation.run import train_federation
     from fedaudit.io import read_json
@@ -18,6 +19,10 @@ with logged(snakemake) as log:
     plan = plan_from_config(train, Scenario(**p.scenario),
                             {c: records[c] for c in p.centers}, "results/preprocessed",
                             p.out_dir, seed=p.seed, excluded=excluded)
+    if plan.scenario.aggregation == "trimmed_mean" and trims_to_median(len(plan.clients),
+                                                                       plan.trim_beta):
+        log.warning("trimmed_mean with %d clients and trim_beta %g keeps only the middle "
+                    "value(s): it is exactly FedMedian here", len(plan.clients), plan.trim_beta)
     for c in plan.clients:
         log.info("client %s: %d training, %d validation patient(s)", c.center, len(c.train),
                  len(c.val))

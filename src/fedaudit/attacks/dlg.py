@@ -10,7 +10,8 @@ dummy data whose gradient matches the shared one, ``min ‖∇θL(x', y') − �
   confined to the mask "to suppress background reconstruction";
 * Adam (lr 0.1, StepLR ×0.1 every 10,000 iterations) and L-BFGS ("line search step size" 0.1)
   are evaluated separately, 30,000 iterations each, batch size 1;
-* quality is SSIM/PSNR inside the mask (0.16 ± 0.05 and 11 ± 2 dB reported for the UNet).
+* quality is SSIM/PSNR inside the mask (0.16 ± 0.05 and 11 ± 2 dB reported for the UNet);
+  here scored raw and after a least-squares gain/offset fit (:func:`reconstruction_quality`).
 
 The three parties of DESIGN.md ("Threat-model discipline") are separate functions:
 
@@ -32,6 +33,9 @@ Choices the paper leaves open, made here:
   optimisers thus get the same number of double-backpropagation passes.
 * The model runs in train mode, as the client trains it: BatchNorm normalises with the batch's
   own statistics, which the attacker's forward pass reproduces.
+* Controls (issue 12): the same attack, slice and dummy start run against the same UNet
+  without BatchNorm (the positive control that gates the verdict) and against a closed-form
+  invertible MLP (a check of the attack code); see :func:`run_dlg`.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ LOG_EVERY_S = 30.0
 # the volume's largest axial head area.
 MIN_AREA_FRACTION = 0.5
 AIR_UNIT = float(hu_to_unit(np.float32(AIR_HU)))
+# reconstruction_quality's keys: SSIM/PSNR of the reconstruction as is and after the gain/offset
+# fit, and the fitted gain and offset.
+QUALITY_KEYS = ("ssim_raw", "psnr_raw", "ssim_fit", "psnr_fit", "gain", "offset")
 
 
 def _trainable(model: nn.Module) -> list[nn.Parameter]:
@@ -354,40 +361,88 @@ def _as_slices(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     raise ValueError(f"{name} must be [H, W], [B, H, W] or [B, 1, H, W]; got {a.shape}")
 
 
+def fit_gain_offset(true_mr: np.ndarray, reconstruction: np.ndarray,
+                    mask: np.ndarray) -> tuple[float, float]:
+    """Least-squares gain and offset of one slice inside the mask:
+    ``a, b = argmin_{a >= 0, b} Σ_mask (a·rec + b − true)²``.
+
+    Closed form: ``a = cov(rec, true) / var(rec)``, ``b = mean(true) − a·mean(rec)`` (means and
+    moments over mask pixels). The gain is constrained to ``a >= 0``: BatchNorm hides a
+    *positive* rescaling of the input, not a sign flip, so a contrast-inverted reconstruction
+    gets no credit; where the unconstrained gain is negative, and for a constant reconstruction
+    (var 0: every gain fits equally), the constrained optimum is ``a = 0, b = mean(true)``.
+    """
+    r, g = reconstruction[mask].astype(np.float64), true_mr[mask].astype(np.float64)
+    dr = r - r.mean()
+    var = float(np.dot(dr, dr))
+    cov = float(np.dot(dr, g - g.mean()))
+    # var relative to the reconstruction's magnitude: float round-off leaves a constant slice
+    # with var ~ 1e-32·mean², which must not turn into an arbitrary huge gain.
+    if not np.isfinite(var) or var <= 1e-24 * max(float(np.dot(r, r)), 1e-300) or cov <= 0:
+        return 0.0, float(g.mean())
+    gain = cov / var
+    return gain, float(g.mean() - gain * r.mean())
+
+
+def _masked_ssim_psnr(g: np.ndarray, r: np.ndarray, k: np.ndarray) -> tuple[float, float]:
+    from skimage.metrics import structural_similarity
+
+    _, smap = structural_similarity(g, r, data_range=1.0, full=True)
+    mse = float(np.mean((g[k] - r[k]) ** 2))
+    return float(smap[k].mean()), float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
 def reconstruction_quality(true_mr: np.ndarray | torch.Tensor,
                            reconstruction: np.ndarray | torch.Tensor,
                            mask: np.ndarray | torch.Tensor) -> dict[str, float]:
     """SSIM and PSNR of the reconstruction inside the anatomical mask, as paper 000 reports them
-    ("SSIM/PSNR" of the DLG reconstructions; the mask confines the comparison to the head).
+    ("SSIM/PSNR" of the DLG reconstructions; the mask confines the comparison to the head),
+    scored two ways. Keys: ``ssim_raw``, ``psnr_raw``, ``ssim_fit``, ``psnr_fit``, ``gain``,
+    ``offset``.
 
-    Per 2-D slice, averaged over the batch. The reconstruction is clipped to [0, 1], the MR's
-    range, first (the dummy is unconstrained). SSIM (Wang et al., "Image quality assessment: from
-    error visibility to structural similarity", IEEE TIP 2004) is scikit-image's
+    * raw: the reconstruction as it is, not clipped (clipping a dummy whose scale drifted to
+      ~1e3–1e6 turns it into a flat 1 and hides any structure it has);
+    * fit: after the least-squares gain and offset of :func:`fit_gain_offset`, applied inside
+      the mask (the background stays the attacker's fixed 0, the preprocessed MR's background).
+      Why: with BatchNorm in train mode and batch 1, each layer normalises away the scale of its
+      input, so the shared gradient is (almost) invariant to multiplying the MR by a positive
+      factor (DESIGN.md, "Lessons": relative gradient change 0.0023 for ×2.5) and DLG
+      (Zhu, Liu and Han, NeurIPS 2019, Eq. 4) cannot recover the scale; paper 000 ("Gradient
+      Inversion") does not say how it handled it. Scoring up to an affine intensity map is the
+      usual answer to an unidentifiable scale (e.g. the scale-invariant error of Eigen, Puhrsch
+      and Fergus, "Depth Map Prediction from a Single Image using a Multi-Scale Deep Network",
+      NeurIPS 2014, which fits the scale in closed form before scoring).
+
+    Per 2-D slice (each slice its own gain and offset), averaged over the batch; ``gain`` and
+    ``offset`` are the batch means. SSIM (Wang et al., "Image quality assessment: from error
+    visibility to structural similarity", IEEE TIP 2004) is scikit-image's
     ``structural_similarity`` map (7×7 uniform window, K1 0.01, K2 0.03, sample covariance,
-    data_range 1) averaged over mask pixels; PSNR = 10·log10(1 / MSE over mask pixels), inf for
-    a perfect match.
+    data_range 1, the MR's range) averaged over mask pixels; PSNR = 10·log10(1 / MSE over mask
+    pixels), inf for a perfect match.
     """
-    from skimage.metrics import structural_similarity
-
     gt = _as_slices(true_mr, "true_mr").astype(np.float64)
-    rec = np.clip(_as_slices(reconstruction, "reconstruction").astype(np.float64), 0.0, 1.0)
+    rec = _as_slices(reconstruction, "reconstruction").astype(np.float64)
     msk = _as_slices(mask, "mask").astype(bool)
     if not gt.shape == rec.shape == msk.shape:
         raise ValueError(f"shapes differ: true {gt.shape}, reconstruction {rec.shape}, mask "
                          f"{msk.shape}")
-    ssims, psnrs = [], []
+    scores: dict[str, list[float]] = {k: [] for k in QUALITY_KEYS}
     for g, r, k in zip(gt, rec, msk, strict=True):
         if not k.any():
             raise ValueError("a slice's mask is empty: nothing to score")
-        _, smap = structural_similarity(g, r, data_range=1.0, full=True)
-        ssims.append(float(smap[k].mean()))
-        mse = float(np.mean((g[k] - r[k]) ** 2))
-        psnrs.append(float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse))
-    return {"ssim": float(np.mean(ssims)), "psnr": float(np.mean(psnrs))}
+        if not np.isfinite(r[k]).all():
+            raise ValueError("the reconstruction has non-finite values inside the mask")
+        ssim_raw, psnr_raw = _masked_ssim_psnr(g, r, k)
+        gain, offset = fit_gain_offset(g, r, k)
+        ssim_fit, psnr_fit = _masked_ssim_psnr(g, np.where(k, gain * r + offset, r), k)
+        for key, v in zip(QUALITY_KEYS, (ssim_raw, psnr_raw, ssim_fit, psnr_fit, gain, offset),
+                          strict=True):
+            scores[key].append(v)
+    return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
 # ---------------------------------------------------------------------------------------------
-# Orchestration (the Snakemake rule): client slice, client gradient, attack, positive control
+# Orchestration (the Snakemake rule): client slice, client gradient, attack on three networks
 # ---------------------------------------------------------------------------------------------
 
 def pick_client_slices(volumes: Sequence[Volume], batch_size: int, seed: int
@@ -420,17 +475,57 @@ def pick_client_slices(volumes: Sequence[Volume], batch_size: int, seed: int
     return mr, ct, mask, provenance
 
 
+def bn_free_control(unet: UNet2D) -> UNet2D:
+    """The same UNet without BatchNorm (``UNet2D(norm="none")``, same width and depth) carrying
+    ``unet``'s convolution weights: the BatchNorm weights, biases and running statistics are the
+    only entries left out (``norm="none"`` keeps the convolutions' state_dict names).
+
+    Why the global convolutions rather than a fresh initialisation: "the same UNet without
+    BatchNorm" should differ from the audited model in the normalisation only; and on the demo
+    slice (center B's 1BB003, 64², base 8, L1, 600 iterations; measured for issue 12) DLG
+    reached fitted SSIM 0.32 (Adam) / 0.23 (L-BFGS) with them against 0.23 / 0.23 with seeded
+    PyTorch-default weights (a constant image scores 0.23): not worse, so nothing argues for
+    arbitrary weights.
+    """
+    control = UNet2D(in_channels=unet.in_channels, out_channels=unet.out_channels,
+                     base=unet.base, norm="none")
+    mine = control.state_dict()
+    theirs = unet.state_dict()
+    missing = [k for k in mine if k not in theirs]
+    if missing:
+        raise ValueError(f"the BatchNorm-free UNet has {len(missing)} tensors the UNet lacks, "
+                         f"e.g. {missing[0]}")
+    # strict: every tensor of the control comes from the UNet; the BatchNorm entries are the ones
+    # this filter drops.
+    control.load_state_dict({k: theirs[k] for k in mine})
+    return control
+
+
+# What run_dlg attacks, in this order: the audited model, the architecture-level positive control
+# that gates the verdict, and the check of the attack code.
+NETWORKS = ("unet", "control", "code_check")
+
+
 def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence[str],
             model_base: int, cfg: DLGConfig, seed: int, device: str = "cpu",
             control_hidden: int = 64, batch_size: int = 1,
             log: logging.Logger | None = None, progress: bool = True) -> dict[str, Any]:
-    """DLG on one center: the round's global UNet and the positive control, same slice.
+    """DLG on one center against three networks (:data:`NETWORKS`), same private slice, same
+    dummy initialisation, same attack settings:
+
+    * ``unet``: the round's global UNet (BatchNorm in train mode), the audited model;
+    * ``control``: the same UNet without BatchNorm at the same input size, with the global
+      model's convolution weights (:func:`bn_free_control`): the architecture-level positive
+      control. Only if DLG recovers it does a low UNet score say the UNet (its BatchNorm)
+      resists rather than that this attack budget is too weak for this architecture (issue 12);
+    * ``code_check``: the one-hidden-layer MLP of :mod:`fedaudit.models.tiny`, whose input
+      follows from its gradient in closed form (Phong et al., IEEE TIFS 2018): it checks the
+      attack code, not the UNet.
 
     ``seed`` is the center's attack seed (the caller derives it per center); the slice draw, the
-    dummy initialisation and the control's weights use independent seeds derived from it, so
-    the control's weights are not drawn from the same uniform stream as the dummy.
+    dummy initialisation and the MLP's weights use independent seeds derived from it.
     Returns ``round``, ``provenance``, ``true_mr``, ``true_ct``, ``mask`` (the evaluator's
-    ground truth), ``unet`` and ``control`` (:class:`DLGResult`), ``quality`` (per network),
+    ground truth), one :class:`DLGResult` per network name, ``quality`` (per network),
     and the settings used.
     """
     dev = resolve_device(device)
@@ -459,13 +554,15 @@ def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence
     mr_t, ct_t = torch.from_numpy(mr).to(dev), torch.from_numpy(ct).to(dev)
     size = mr.shape[-1]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "control"))
-        control = TinyMLPTranslator(size=size, hidden=control_hidden)
+        torch.manual_seed(derive_seed(seed, "code_check"))
+        code_check = TinyMLPTranslator(size=size, hidden=control_hidden)
+    nets = {"unet": unet, "control": bn_free_control(unet), "code_check": code_check}
 
     # Attacker party: model, shared gradient, mask, and the CT only for the known-CT attacker.
     dummy_seed = derive_seed(seed, "dummy")
     results: dict[str, DLGResult] = {}
-    for label, net in (("unet", unet), ("control", control)):
+    for label in NETWORKS:
+        net = nets[label]
         shared = client_gradient(net.to(dev), mr_t, ct_t, cfg.loss)
         if log is not None:
             log.info("DLG on %s: round %d, slices %s, %s, %d iterations", label, rnd, provenance,
@@ -477,7 +574,7 @@ def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence
     # Evaluator party.
     quality = {k: reconstruction_quality(mr, r.reconstruction, mask) for k, r in results.items()}
     return {"round": rnd, "provenance": provenance, "true_mr": mr, "true_ct": ct, "mask": mask,
-            "unet": results["unet"], "control": results["control"], "quality": quality,
+            **results, "quality": quality,
             "config": asdict(cfg), "seed": int(seed), "model_base": int(model_base),
             "control_hidden": int(control_hidden)}
 
@@ -487,13 +584,14 @@ _RESULT_SCALARS = ("seconds", "iterations_per_s", "stopped_early", "final_iterat
 
 
 def save_result(path: str | Path, outcome: dict[str, Any]) -> Path:
-    """One ``.npz``: the raw arrays of both attacks and the ground truth, plus a JSON ``meta``."""
+    """One ``.npz``: the raw arrays of every network's attack (:data:`NETWORKS`) and the ground
+    truth, plus a JSON ``meta``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {k: np.asarray(outcome[k])
                                      for k in ("true_mr", "true_ct", "mask")}
     scalars: dict[str, dict[str, Any]] = {}
-    for label in ("unet", "control"):
+    for label in NETWORKS:
         res: DLGResult = outcome[label]
         for k in _RESULT_ARRAYS:
             arrays[f"{label}_{k}"] = np.asarray(getattr(res, k))
@@ -501,7 +599,7 @@ def save_result(path: str | Path, outcome: dict[str, Any]) -> Path:
             arrays[f"{label}_ct_reconstruction"] = res.ct_reconstruction
         scalars[label] = {k: getattr(res, k) for k in _RESULT_SCALARS}
     meta = {k: outcome[k] for k in outcome
-            if k not in arrays and k not in ("unet", "control")}
+            if k not in arrays and k not in NETWORKS}
     meta["results"] = scalars
     arrays["meta"] = np.asarray(json.dumps(meta))
     tmp = path.with_suffix(".tmp.npz")
@@ -516,8 +614,14 @@ def load_result(path: str | Path) -> dict[str, Any]:
         data = {k: z[k] for k in z.files}
     meta = json.loads(str(data.pop("meta")))
     scalars = meta.pop("results")
+    if set(scalars) != set(NETWORKS):
+        # Files of the two-network version named the MLP "control": reading one as the
+        # BatchNorm-free UNet would mislabel the verdict's gate.
+        raise ValueError(f"{path} holds DLG results for {sorted(scalars)}, not {list(NETWORKS)}: "
+                         "written by an older version (where 'control' was the MLP); re-run "
+                         "its dlg job")
     out: dict[str, Any] = {**meta, **{k: data[k] for k in ("true_mr", "true_ct", "mask")}}
-    for label in ("unet", "control"):
+    for label in NETWORKS:
         out[label] = DLGResult(
             **{k: data[f"{label}_{k}"] for k in _RESULT_ARRAYS},
             ct_reconstruction=data.get(f"{label}_ct_reconstruction"),

@@ -13,7 +13,11 @@ Sources:
 - ``trimmed_mean``: Yin et al. 2018, Definition 2 (coordinate-wise β-trimmed mean).
 - ``krum``: Blanchard et al., "Machine Learning with Adversaries: Byzantine Tolerant Gradient
   Descent", NeurIPS 2017, Section 4 (score = sum of squared distances to the n − f − 2 nearest
-  neighbours; the client with the lowest score is selected).
+  neighbours; the client with the lowest score is selected). Its guarantee (Proposition 1)
+  needs n > 2f + 2, so fewer clients are refused rather than run without it.
+
+With few clients the trimmed mean can trim everything but the middle value(s): then it *is* the
+coordinate-wise median (:func:`trims_to_median`), which the logs and tables say.
 """
 
 from __future__ import annotations
@@ -71,15 +75,28 @@ def trimmed_mean(updates: Sequence[Arrays], beta: float) -> Arrays:
     return out
 
 
+def trims_to_median(n: int, beta: float) -> bool:
+    """True when the β-trimmed mean of ``n`` values keeps only the middle one or two, i.e. is
+    exactly the coordinate-wise median (e.g. n = 4, β = 0.25)."""
+    return n - 2 * int(np.floor(beta * n)) <= 2
+
+
+def krum_guard(n: int, num_malicious: int) -> None:
+    """Refuse a federation too small for Krum's guarantee (Blanchard et al. 2017, Prop. 1:
+    n > 2f + 2)."""
+    if num_malicious < 0 or n <= 2 * num_malicious + 2:
+        raise ValueError(
+            f"aggregation 'krum' needs n > 2f + 2 clients (Blanchard et al. 2017, Proposition "
+            f"1); n={n}, f={num_malicious}: with this federation size Krum gives no guarantee "
+            f"against {num_malicious} malicious client(s) (train.krum_f)")
+
+
 def krum_scores(updates: Sequence[Arrays], num_malicious: int) -> np.ndarray:
     """Krum score of every client: sum of squared distances to its n − f − 2 nearest others."""
     _check(updates)
     n = len(updates)
+    krum_guard(n, num_malicious)
     m = n - num_malicious - 2
-    if num_malicious < 0 or m < 1:
-        raise ValueError(
-            f"Krum needs n > f + 2 clients (n={n}, f={num_malicious}): with this federation "
-            "size it cannot tolerate that many malicious clients")
     flat = np.stack([np.concatenate([a.ravel().astype(np.float64) for a in u]) for u in updates])
     sq = np.sum(flat**2, axis=1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * flat @ flat.T, 0.0)

@@ -46,6 +46,8 @@ class LocalConfig:
     num_workers: int = 0
     val_max_slices: int | None = None
     lr_schedule: str = "constant"
+    optimizer: str = "adam"
+    momentum: float = 0.0  # SGD only
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -91,6 +93,24 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(cfg: LocalConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """A fresh optimiser per round: Adam (paper 000), or SGD, FedAvg's local solver (McMahan et
+    al. 2017, Algorithm 1), optionally with heavy-ball momentum (Polyak 1964): its step is still a
+    linear combination of the round's gradients. Adam rescales every coordinate of the step, so a
+    client's update is nearly orthogonal to any one sample's gradient (cosine ~1e-3 on the demo
+    UNet against ~0.2 under SGD, measured): gradient-similarity attacks such as FedMIA assume
+    SGD-like updates, and whether they still rank members under Adam is what the membership
+    control measures."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
+
+
 def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *,
                 seed: int, device: torch.device, amp: bool = True,
                 lr: float | None = None) -> dict[str, float]:
@@ -105,7 +125,7 @@ def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *
     model.to(device, memory_format=torch.channels_last)
     model.train()
     global_params = [p.detach().clone() for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr if lr is None else lr, fused=True)
+    opt = make_optimizer(cfg, model, cfg.lr if lr is None else lr)
     loss_fn = LOSSES[cfg.loss]
     n_seen, loss_sum, n_batches = 0, torch.zeros((), device=device), 0
     t0 = time.perf_counter()

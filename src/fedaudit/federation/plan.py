@@ -81,6 +81,16 @@ class TrainPlan:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def used_training_patients(center: str, train_split: list[str],
+                           excluded: set[tuple[str, str]] | frozenset = frozenset(),
+                           cap: int | None = None) -> list[str]:
+    """The patients a center trains on: its train split less QC-excluded patients, the first
+    ``cap`` of them (sorted) when ``train.max_train_patients`` caps it. The FedMIA evaluator
+    reads the same function, so its members are exactly what the federation trained on."""
+    keep = sorted(p for p in train_split if (center, p) not in excluded)
+    return keep if cap is None else keep[:int(cap)]
+
+
 def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str, dict],
                      preprocessed_root: str | Path, out_dir: str | Path, *, seed: int,
                      excluded: set[tuple[str, str]] | frozenset = frozenset()) -> TrainPlan:
@@ -92,7 +102,8 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
     root = Path(preprocessed_root)
     clients = []
     for center, sp in splits.items():
-        keep = [p for p in sp["train"] if (center, p) not in excluded]
+        keep = used_training_patients(center, sp["train"], excluded,
+                                      t.get("max_train_patients"))
         if not keep:
             raise ValueError(f"center {center} has no training patient left after QC excluded "
                              f"{', '.join(p for p in sp['train'] if (center, p) in excluded)} "
@@ -110,7 +121,8 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         translate_frac=float(t["augment"]["translate_frac"]),
         num_workers=int(t.get("num_workers", LocalConfig.num_workers)),
         val_max_slices=t["val_max_slices"],
-        lr_schedule=t["lr_schedule"])
+        lr_schedule=t["lr_schedule"], optimizer=t.get("optimizer", LocalConfig.optimizer),
+        momentum=float(t.get("momentum", LocalConfig.momentum)))
     # Keys the rule left out (execution keys aside, those this scenario does not read) keep
     # TrainPlan's defaults.
     optional: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from flwr.clientapp import ClientApp
 from flwr.common import Context
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.server import LegacyContext, ServerApp, ServerConfig
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow import DefaultWorkflow
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedaudit.data.slices import load_volume
@@ -32,6 +32,7 @@ from fedaudit.federation.client import client_for
 from fedaudit.federation.grid import InProcessGrid
 from fedaudit.federation.local import validate
 from fedaudit.federation.plan import TrainPlan
+from fedaudit.federation.secagg_view import CapturingSecAggPlusWorkflow
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
 from fedaudit.io import read_header
@@ -89,7 +90,8 @@ def make_server_app(plan: TrainPlan, strategy: AuditStrategy, num_rounds: int) -
             sa = plan.secagg
             # Flower refuses an integer share count <= 2; the float 1.0 means "all clients",
             # which is the default's meaning and lets a two-center federation use SecAgg+.
-            fit_workflow = SecAggPlusWorkflow(
+            # Flower's workflow, which also logs each client's masked vector (secagg_view).
+            fit_workflow = CapturingSecAggPlusWorkflow(
                 num_shares=sa.num_shares or (n if n > 2 else 1.0),
                 reconstruction_threshold=sa.reconstruction_threshold or n // 2 + 1,
                 max_weight=max_examples(plan), clipping_range=sa.clipping_range,

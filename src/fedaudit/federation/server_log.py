@@ -7,8 +7,22 @@ Per logged round ``r`` (folder ``round_{r:03d}``):
   client's update reached it alone (plain FL: Δw_k = w_k − w_global), ``update_aggregate.npz``
   when several clients' results carried the same arrays (SecAgg+: the server learns only the
   aggregate, so every client maps to it);
-- ``round.json``: per client its center, num_examples, metrics and which update file holds what
-  the server got from it.
+- ``masked_<center>.npz`` (SecAgg+ only): the masked vector the server received from that
+  client in the protocol's masked-vector stage (:mod:`fedaudit.federation.secagg_view`), the raw
+  integers as received in the smallest unsigned dtype holding ``[0, modulus_range)`` (uint32 for
+  Flower's 2^32), one key per list entry: ``secagg_weighting_factor`` (shape (1,), the client's
+  masked quantised FedAvg weight that ``secaggplus_mod`` prepends), then the exchanged tensors
+  under their parameter names;
+- ``round.json``: per client its center, num_examples, metrics, which update file holds what
+  the server got from it and, under SecAgg+, its ``masked_file``; under SecAgg+ also ``secagg``:
+  clipping_range, quantization_range, modulus_range, max_weight, masked_dtype and
+  ``masked_layout`` (the list's entries in order, as stored).
+
+Masked vectors are the SecAgg+ server's real per-client view (Bell et al., CCS 2020; Flower's
+``SecAggPlusWorkflow``): the uniform masks make each one independent of that client's update,
+and only their sum, unmasked, gives the aggregate in ``update_aggregate.npz``. Paper 000's FedMIA
+under SecAgg+ (AUC 0.23-0.56) is a measurement on exactly this input, so :func:`load_round`
+returns it (``RoundLog.masked``) read the way the server reads a vector: Flower's ``dequantize``.
 
 The log is written from what the strategy received, never from a flag, so under SecAgg+ the
 absence of per-client updates follows from the protocol. The privacy attacks read it with
@@ -20,13 +34,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 AGGREGATE = "aggregate"
+# first entry of a SecAgg+ masked vector: secaggplus_mod's factor_combine(q_ratio, ...) puts the
+# client's quantised weight n_k / max_weight * quantization_range in front of the parameters
+WEIGHTING_FACTOR = "secagg_weighting_factor"
 
 
 def _digest(arrays: list[np.ndarray]) -> str:
@@ -44,9 +61,45 @@ def _save_npz(path: Path, names: list[str], arrays: list[np.ndarray]) -> None:
     tmp.replace(path)
 
 
+def masked_dtype(modulus_range: int) -> np.dtype:
+    """Smallest unsigned integer dtype holding every value of ``[0, modulus_range)``."""
+    for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if modulus_range - 1 <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise ValueError(f"modulus_range {modulus_range} does not fit in 64 bits")
+
+
+def dequantize(quantized: np.ndarray, clipping_range: float,
+               quantization_range: int) -> np.ndarray:
+    """Flower's ``flwr.common.secure_aggregation.quantization.dequantize`` for one array
+    (Flower 1.41, same float64 arithmetic; tests check equality), as float32. A copy rather than
+    an import: the attacks' environment has no Flower and must still read SecAgg+ logs."""
+    quantizer = (2 * clipping_range) / quantization_range
+    return (quantized.astype(float) * quantizer - clipping_range).astype(np.float32)
+
+
+def _save_masked(path: Path, layout: list[str], arrays: list[np.ndarray], modulus: int) -> None:
+    dt = masked_dtype(modulus)
+    out = {}
+    for n, a in zip(layout, arrays, strict=True):
+        # the wire holds int64 after the mod: check before narrowing so nothing wraps silently
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= modulus):
+            raise ValueError(f"{path.name}: {n} has values outside [0, {modulus})")
+        out[n] = a.astype(dt)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)  # uncompressed: masked integers are uniform, they do not compress
+    tmp.replace(path)
+
+
 def write_round(root: str | Path, rnd: int, names: list[str], global_arrays: list[np.ndarray],
-                received: list[dict[str, Any]]) -> Path:
-    """Write one round. ``received``: per client {center, num_examples, metrics, arrays}."""
+                received: list[dict[str, Any]],
+                masked: dict[str, list[np.ndarray]] | None = None,
+                secagg: dict[str, Any] | None = None) -> Path:
+    """Write one round. ``received``: per client {center, num_examples, metrics, arrays}.
+
+    ``masked`` (SecAgg+): center -> the integer arrays of its masked vector as received
+    (weighting factor first, then one per name); ``secagg``: the protocol's clipping_range,
+    quantization_range, modulus_range and max_weight."""
     folder = Path(root) / f"round_{rnd:03d}"
     folder.mkdir(parents=True, exist_ok=True)
     _save_npz(folder / "global.npz", names, global_arrays)
@@ -61,9 +114,34 @@ def write_round(root: str | Path, rnd: int, names: list[str], global_arrays: lis
             clients.append({"center": it["center"], "num_examples": int(it["num_examples"]),
                             "metrics": it["metrics"], "update_file": f"update_{tag}.npz"})
     clients.sort(key=lambda c: c["center"])
-    record = {"round": rnd, "parameter_names": names, "clients": clients,
-              "meaning": "global.npz = model sent at round start; update_* = what the server "
-                         "received: w_k - w_global per client, or only their aggregate"}
+    record: dict[str, Any] = {
+        "round": rnd, "parameter_names": names, "clients": clients,
+        "meaning": "global.npz = model sent at round start; update_* = what the server "
+                   "received: w_k - w_global per client, or only their aggregate"}
+    if masked:
+        if secagg is None:
+            raise ValueError("masked vectors need the SecAgg+ settings they were made with")
+        layout = [WEIGHTING_FACTOR, *names]
+        shapes = [(1,), *(a.shape for a in global_arrays)]
+        for c in clients:
+            vec = masked[c["center"]]
+            got = [tuple(a.shape) for a in vec]
+            if got != [tuple(s) for s in shapes]:
+                raise ValueError(f"round {rnd}: masked vector of {c['center']} has shapes "
+                                 f"{got[:3]}..., expected [weighting factor (1,), *parameters]")
+            _save_masked(folder / f"masked_{c['center']}.npz", layout, vec,
+                         int(secagg["modulus_range"]))
+            c["masked_file"] = f"masked_{c['center']}.npz"
+        record["secagg"] = {
+            **{k: secagg[k] for k in ("clipping_range", "quantization_range", "modulus_range",
+                                      "max_weight")},
+            "masked_dtype": masked_dtype(int(secagg["modulus_range"])).name,
+            "masked_layout": layout,
+            "meaning": "masked_<center>.npz = that client's SecAgg+ masked vector as the server "
+                       "received it: (quantize(q/Q * (w_k - w_global)) + private and pairwise "
+                       "masks) mod modulus_range per parameter, preceded by the same masking "
+                       "of its weighting factor q = round(num_examples / max_weight * Q); "
+                       "Q = quantization_range"}
     tmp = folder / "round.json.tmp"
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(folder / "round.json")
@@ -78,6 +156,11 @@ class RoundLog:
     updates: dict[str, dict[str, np.ndarray]]  # center -> what the server has for that client
     num_examples: dict[str, int]
     update_file: dict[str, str]
+    # SecAgg+ only, else {}: center -> parameter name -> the masked vector the server received
+    # from it (weighting factor dropped), read with Flower's dequantize: float32 in
+    # [-clip, clip * (2 * modulus_range / quantization_range - 1)), independent of the update
+    masked: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    secagg: dict[str, Any] | None = None  # round.json's "secagg" (protocol settings, layout)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -94,12 +177,21 @@ def load_round(root: str | Path, rnd: int) -> RoundLog:
     meta = json.loads(meta_path.read_text())
     files = {c["update_file"] for c in meta["clients"]}
     loaded = {f: _load_npz(folder / f) for f in files}
+    secagg = meta.get("secagg")
+    masked: dict[str, dict[str, np.ndarray]] = {}
+    for c in meta["clients"]:
+        if secagg is not None and c.get("masked_file"):
+            raw = _load_npz(folder / c["masked_file"])
+            masked[c["center"]] = {
+                n: dequantize(raw[n], secagg["clipping_range"], secagg["quantization_range"])
+                for n in meta["parameter_names"]}
     return RoundLog(
         round=rnd, names=meta["parameter_names"],
         global_arrays=_load_npz(folder / "global.npz"),
         updates={c["center"]: loaded[c["update_file"]] for c in meta["clients"]},
         num_examples={c["center"]: c["num_examples"] for c in meta["clients"]},
-        update_file={c["center"]: c["update_file"] for c in meta["clients"]})
+        update_file={c["center"]: c["update_file"] for c in meta["clients"]},
+        masked=masked, secagg=secagg)
 
 
 def logged_rounds(root: str | Path) -> list[int]:

@@ -77,6 +77,9 @@ class AuditStrategy(Strategy):
         self.error: str | None = None
         self._round_rows: dict[str, dict[str, Any]] = {}
         self._t0 = 0.0
+        # SecAgg+ only: Flower round -> (center -> masked integer vector, protocol settings),
+        # filled by secagg_view.CapturingSecAggPlusWorkflow before aggregate_fit runs
+        self._masked: dict[int, tuple[dict[str, list[np.ndarray]], dict[str, Any]]] = {}
 
     # -- helpers
     def _round(self, server_round: int) -> int:
@@ -103,6 +106,12 @@ class AuditStrategy(Strategy):
     def _should_log(self, rnd: int) -> bool:
         return self.log_dir is not None and (self.log_rounds == "all"
                                              or rnd == self.total_rounds)
+
+    def record_masked_vectors(self, server_round: int, vectors: dict[str, list[np.ndarray]],
+                              settings: dict[str, Any]) -> None:
+        """What the SecAgg+ server received per client in the masked-vector stage
+        (:mod:`fedaudit.federation.secagg_view`); logged with this round by ``aggregate_fit``."""
+        self._masked = {server_round: (vectors, settings)}  # only the current round is kept
 
     # -- Strategy API
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
@@ -138,8 +147,13 @@ class AuditStrategy(Strategy):
         for item in received:
             if any(not np.all(np.isfinite(a)) for a in item["arrays"]):
                 self._fail(f"round {rnd}: client {item['center']} sent non-finite values")
+        masked, secagg = self._masked.pop(server_round, (None, None))
+        if masked is not None and sorted(masked) != self.centers:
+            self._fail(f"round {rnd}: masked vectors from {sorted(masked)}, expected "
+                       f"{self.centers}")
         if self._should_log(rnd):
-            server_log.write_round(self.log_dir, rnd, self.names, self.global_arrays, received)
+            server_log.write_round(self.log_dir, rnd, self.names, self.global_arrays, received,
+                                   masked=masked, secagg=secagg)
         update, extra = aggregate(self.aggregation, [it["arrays"] for it in received],
                                   [it["num_examples"] for it in received],
                                   krum_f=self.krum_f, trim_beta=self.trim_beta)

@@ -16,8 +16,14 @@ DEPTH = 4  # encoder levels; the input size must be divisible by 2**DEPTH
 LEAKY_SLOPE = 0.01  # PyTorch's default; paper 000 names LeakyReLU without a slope
 
 
-def _conv_bn(in_ch: int, out_ch: int, act: nn.Module) -> list[nn.Module]:
-    return [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), nn.BatchNorm2d(out_ch), act]
+NORMS = ("batch", "none")
+
+
+def _conv_bn(in_ch: int, out_ch: int, act: nn.Module, norm: str = "batch") -> list[nn.Module]:
+    # norm="none" puts an Identity where the BatchNorm was, so the Sequential indices, and with
+    # them the convolutions' state_dict names, are the same as the BatchNorm model's.
+    layer: nn.Module = nn.BatchNorm2d(out_ch) if norm == "batch" else nn.Identity()
+    return [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), layer, act]
 
 
 class UNet2D(nn.Module):
@@ -41,38 +47,48 @@ class UNet2D(nn.Module):
     matches the paper. That reading is the one implemented.
     Convolutions keep their bias (PyTorch default) although BatchNorm follows: it changes the
     count by 0.01 % and keeps the layer layout of a stock PyTorch UNet.
+
+    ``norm="none"`` is not the paper's model: it replaces every BatchNorm by an identity (same
+    module indices, so the convolutions keep their state_dict names) and is the gradient-
+    inversion attack's positive control (:mod:`fedaudit.attacks.dlg`). In train mode with
+    batch 1, BatchNorm makes the shared gradient almost invariant to a positive rescaling of the
+    input; without it the gradient determines the input's scale as well as its structure.
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 64) -> None:
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 64,
+                 norm: str = "batch") -> None:
         super().__init__()
         if min(in_channels, out_channels, base) < 1:
             raise ValueError(f"in_channels, out_channels and base must be >= 1, got "
                              f"{in_channels}, {out_channels}, {base}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base = base
+        self.norm = norm
         widths = [base * 2**i for i in range(DEPTH)]
 
         self.encoders = nn.ModuleList()
         prev = in_channels
         for w in widths:
             self.encoders.append(nn.Sequential(
-                *_conv_bn(prev, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True)),
-                *_conv_bn(w, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True)),
+                *_conv_bn(prev, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm),
+                *_conv_bn(w, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm),
             ))
             prev = w
         self.pool = nn.MaxPool2d(2)
         # The bottleneck sits below the deepest encoder, so it belongs to the encoder side
         # (LeakyReLU), and doubles the width as the paper states.
         self.bottleneck = nn.Sequential(
-            *_conv_bn(prev, 2 * prev, nn.LeakyReLU(LEAKY_SLOPE, inplace=True)))
+            *_conv_bn(prev, 2 * prev, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm))
         prev = 2 * prev
 
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for w in reversed(widths):
             self.ups.append(nn.ConvTranspose2d(prev, w, kernel_size=4, stride=2, padding=1))
-            self.decoders.append(nn.Sequential(*_conv_bn(2 * w, w, nn.ReLU(inplace=True))))
+            self.decoders.append(nn.Sequential(*_conv_bn(2 * w, w, nn.ReLU(inplace=True), norm)))
             prev = w
         self.head = nn.Conv2d(prev, out_channels, kernel_size=1)
 

@@ -12,8 +12,10 @@ paper's layout as string blocks (``blocks``, rendered to Markdown / LaTeX / HTML
   center × noise level × evaluated center, one block per aggregation with its no-poisoning row,
   the better aggregation in bold per cell and the paired Wilcoxon p-value against that block's
   no-poisoning federation (the reference the evaluation stage pairs each scenario with).
-- :func:`membership_table` -- paper 000 Fig. 3 as numbers: FedMIA ROC-AUC, TPR at FPR 0.1 % and
-  1 % (slice level) and the patient-level AUC per center, without and with SecAgg+.
+- :func:`membership_table` -- paper 000 Fig. 3 as numbers, measured as membership: FedMIA
+  patient-level AUC with a bootstrap CI against each center's own held-out patients, per server
+  view (client updates, SecAgg+ masked vectors, SecAgg+ aggregate) and candidate unit, center
+  inference apart, and the memorising positive control.
 - :func:`inversion_table` -- paper 000 "Gradient Inversion": DLG SSIM / PSNR per center and
   optimiser, the BatchNorm-free positive control beside the UNet.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from fedaudit.attacks.membership_stats import MIN_PER_CLASS
 from fedaudit.scenarios import AGGREGATION_LABELS, Scenario
 
 DASH = "–"  # the paper's mark for "not applicable" (the poisoned center on its own test set)
@@ -201,10 +204,12 @@ def _noise(gamma: float) -> str:
 
 
 def poisoning_table(grid: pd.DataFrame, summary: pd.DataFrame,
-                    external: Sequence[str] = ()) -> Table:
+                    external: Sequence[str] = (), *, trimmed_is_median: bool = False) -> Table:
     """Paper 000 Table 3 from :func:`poisoning_grid`: per aggregation a block with rows
     poisoned center × noise level (γ high to low), columns the evaluated centers, the poisoned
-    center's own column "–", and a last "No poisoning" row from the block's reference."""
+    center's own column "–", and a last "No poisoning" row from the block's reference.
+    ``trimmed_is_median``: the study's trimmed mean keeps only the middle value(s)
+    (:func:`fedaudit.federation.aggregation.trims_to_median`), which a note then says."""
     if grid.empty:
         raise TableError("no poisoned scenario was run: the poisoning table is empty")
     evaluated = sorted(grid["evaluated"].unique(), key=lambda c: (c in external, c))
@@ -248,82 +253,154 @@ def poisoning_table(grid: pd.DataFrame, summary: pd.DataFrame,
              "aggregation for that poisoned center, noise level and evaluated center.",
              "p: two-sided paired Wilcoxon signed-rank test against the block's no-poisoning "
              "federation (shown only where a center has at least 2 test patients)."]
+    if trimmed_is_median and "trimmed_mean" in set(grid["aggregation"]):
+        notes.append("Trimmed mean: with this many clients and train.trim_beta it trims all but "
+                     "the middle value(s), so it is exactly FedMedian here.")
     return Table("poisoning", "Data poisoning: MAE under FedAvg and FedMedian "
                  "(paper 000 Table 3)", grid, blocks, notes)
 
 
 # -- membership inference --------------------------------------------------------------------
 
-def membership_table(fedmia: pd.DataFrame, score: str = "fedmia") -> Table:
-    """FedMIA per target center without and with SecAgg+ (paper 000 Fig. 3): slice-level
-    ROC-AUC and TPR at FPR 0.1 % / 1 %, and the patient-level AUC."""
-    _need(fedmia, ["scenario", "secagg", "target", "score", "level", "metric", "value"],
-          "FedMIA table")
-    t = fedmia[fedmia["score"] == score]
+# How each server view is named in the table: what it holds and which score reads it.
+VIEW_LABELS = {"update": "client updates (FedMIA)",
+               "masked": "SecAgg+ masked vectors (FedMIA, per client)",
+               "aggregate": "SecAgg+ aggregate (cosine, membership in the federation)"}
+PRIMARY_SCORE = {"update": "fedmia", "masked": "fedmia", "aggregate": "cosine"}
+UNIT_LABELS = {"slice": "slices", "batch": "batches"}
+MEMBERSHIP_COLUMNS = ["scenario", "control", "secagg", "view", "score", "unit", "level", "test",
+                      "target", "auc", "ci_low", "ci_high", "p_value", "n_member_patients",
+                      "n_nonmember_patients"]
+
+
+def auc_ci(auc: float, lo: float, hi: float) -> str:
+    if not np.isfinite(auc):
+        return DASH
+    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else " [n too small]"
+    return f"{auc:.2f}{ci}"
+
+
+def membership_table(fedmia: pd.DataFrame) -> Table:
+    """FedMIA per scenario, server view and target center (paper 000 Fig. 3 as numbers, measured
+    as membership): patient-level AUC with a 95 % patient-bootstrap CI against the target's own
+    held-out patients, per candidate unit, the permutation p-value, and center inference (members
+    vs the external center) apart. ``all`` pools the targets."""
+    _need(fedmia, MEMBERSHIP_COLUMNS, "FedMIA table")
+    t = fedmia[[PRIMARY_SCORE.get(v) == s for v, s in zip(fedmia["view"], fedmia["score"],
+                                                           strict=True)]]
+    t = t[t["level"] == "patient"]
     if t.empty:
-        raise TableError(f"FedMIA table has no rows for score {score!r}")
-    wide = t.pivot_table(index=["target", "secagg", "scenario"], columns=["level", "metric"],
-                         values="value", aggfunc="first").sort_index()
-    counts = (t[t["level"] == "slice"].groupby(["target", "secagg", "scenario"])
-              [["n_members", "n_nonmembers"]].first()
-              if {"n_members", "n_nonmembers"} <= set(t.columns) else None)
-    cols = [(("slice", "auc"), "AUC"), (("slice", "tpr@0.001fpr"), "TPR @ 0.1% FPR"),
-            (("slice", "tpr@0.01fpr"), "TPR @ 1% FPR"), (("patient", "auc"), "Patient-level AUC")]
-    rows, data, last = [], [], None
-    for (target, secagg, scenario), rec in wide.iterrows():
-        row = {"Center": target if target != last else "", "SecAgg+": YES if secagg else NO,
-               "Scenario": scenario}
-        last = target
-        n = counts.loc[(target, secagg, scenario)] if counts is not None else {}
-        for key, label in cols:
-            v = rec.get(key, np.nan)
-            row[label] = f"{v:.2f}" if np.isfinite(v) else DASH
-            data.append({"center": target, "scenario": scenario, "secagg": bool(secagg),
-                         "level": key[0], "metric": key[1], "value": float(v),
-                         "n_members": n.get("n_members", np.nan),
-                         "n_nonmembers": n.get("n_nonmembers", np.nan)})
-        rows.append(row)
-    notes = ["Members: the target center's training patients; non-members: its test patients and "
-             "the external center's, balanced. Scores are per slice (AUC, TPR) or the mean over a "
-             "patient's slices (patient-level AUC). AUC 0.5 = chance."]
-    return Table("membership", "Membership inference (FedMIA) without and with SecAgg+",
-                 pd.DataFrame(data), [Block(pd.DataFrame(rows))], notes)
+        raise TableError("FedMIA table has no patient-level rows")
+    units = [u for u in UNIT_LABELS if u in set(t["unit"])]
+    order = {v: i for i, v in enumerate(VIEW_LABELS)}
+    keys = (t[["scenario", "control", "view"]].drop_duplicates()
+            .assign(o=lambda d: d["control"].astype(int) * 10 + d["view"].map(order))
+            .sort_values(["o", "scenario"]))
+    targets = sorted(set(t["target"]) - {"all"}) + ["all"]
+    idx = t.set_index(["scenario", "view", "unit", "test", "target"])
+    rows, last = [], None
+    for rec in keys.itertuples():
+        for target in targets:
+            row = {"Scenario": (rec.scenario + (" (memorising control)" if rec.control else ""))
+                   if (rec.scenario, rec.view) != last else "",
+                   "Server view": VIEW_LABELS[rec.view] if (rec.scenario, rec.view) != last
+                   else "",
+                   "Target": "pooled" if target == "all" else target}
+            last = (rec.scenario, rec.view)
+            first = idx.loc[(rec.scenario, rec.view, units[0], "membership", target)]
+            row["Patients (members / held-out)"] = (f"{int(first.n_member_patients)} / "
+                                                    f"{int(first.n_nonmember_patients)}")
+            for u in units:
+                m = idx.loc[(rec.scenario, rec.view, u, "membership", target)]
+                row[f"AUC, {UNIT_LABELS[u]} [95% CI]"] = auc_ci(m.auc, m.ci_low, m.ci_high)
+                row[f"p, {UNIT_LABELS[u]}"] = f"{m.p_value:.2f}" if np.isfinite(m.p_value) \
+                    else DASH
+            c = idx.loc[(rec.scenario, rec.view, units[0], "center", target)]
+            row[f"Center inference AUC, {UNIT_LABELS[units[0]]}"] = auc_ci(c.auc, c.ci_low,
+                                                                            c.ci_high)
+            rows.append(row)
+    notes = ["Membership: members are the patients the target center trained on; non-members "
+             "its own held-out patients (validation and test, and train-split patients a capped "
+             "scenario left out): same scanner, so only membership separates them. AUC at "
+             "patient level (a patient's score = mean over its candidate units), 95 % CI from "
+             f"2,000 bootstrap resamples of patients (none with fewer than {MIN_PER_CLASS} "
+             "patients in a class; at a perfect separation the interval collapses to the point, "
+             "read p with it); p: one-sided permutation test of patient labels within each "
+             "center. "
+             "Pooled: every target's patients together. AUC 0.5 = chance.",
+             "Center inference: members against the external center's patients; it also "
+             "rewards telling scanners apart and is not a membership result.",
+             "Under SecAgg+ the server receives each client's masked vector (FedMIA per client) "
+             "and the unmasked aggregate (only the uncalibrated cosine applies: membership in "
+             "the federation as a whole)."]
+    data = t[t["target"].isin(targets)].reset_index(drop=True)
+    return Table("membership", "Membership inference (FedMIA) against same-center non-members",
+                 data, [Block(pd.DataFrame(rows))], notes)
 
 
 # -- gradient inversion ----------------------------------------------------------------------
 
 def inversion_table(dlg: pd.DataFrame) -> Table:
-    """DLG per center and optimiser: SSIM and PSNR (dB) inside the head mask for the UNet and for
-    the BatchNorm-free positive control attacked on the same slice."""
+    """DLG per center and optimiser, one row per attacked network (the UNet, the same UNet
+    without BatchNorm, the MLP code check; :func:`fedaudit.attacks.dlg.run_dlg`): SSIM and PSNR
+    (dB) inside the head mask, raw and after the least-squares gain/offset fit
+    (:func:`fedaudit.attacks.dlg.reconstruction_quality`), and the iterations run. One row per
+    network rather than one column group per network keeps the table as narrow as paper 000's
+    (Fig. 2 reports SSIM and PSNR per reconstruction) whatever the number of controls."""
     _need(dlg, ["scenario", "center", "optimizer", "network", "metric", "value"], "DLG table")
-    t = dlg[dlg["metric"].isin(["ssim", "psnr", "iterations"])].copy()
+    # fedaudit.attacks.dlg.NETWORKS in table order, with their row labels
+    networks = {"unet": "UNet", "control": "UNet without BatchNorm (control)",
+                "code_check": "MLP (code check)"}
+    scores = [f"{m}_{k}" for k in ("raw", "fit") for m in ("ssim", "psnr")]
+    t = dlg[dlg["metric"].isin([*scores, "iterations"])].copy()
     t["value"] = pd.to_numeric(t["value"], errors="coerce")
-    if t.empty:
-        raise TableError("DLG table has no ssim/psnr rows")
-    wide = t.pivot_table(index=["scenario", "center", "optimizer"],
-                         columns=["network", "metric"], values="value", aggfunc="first")
+    if not t["metric"].isin(scores).any():
+        raise TableError(f"DLG table has no {'/'.join(scores)} rows")
+    unknown = sorted(set(t["network"]) - set(networks))
+    if unknown:
+        raise TableError(f"DLG table has networks {unknown}; expected {list(networks)}")
+    wide = t.pivot_table(index=["scenario", "center", "optimizer", "network"],
+                         columns="metric", values="value", aggfunc="first")
+    wide = wide.sort_index(key=lambda ix: ix.map(list(networks).index)
+                           if ix.name == "network" else ix)
     multi = t["scenario"].nunique() > 1
-    rows, data, last = [], [], None
-    for (scenario, center, optimizer), rec in wide.iterrows():
-        key = (scenario, center)
-        row = {"Scenario": scenario} if multi else {}
-        row.update({"Center": center if key != last else "",
-                    "Optimizer": OPTIMIZERS.get(optimizer, optimizer)})
-        last = key
-        for net, name in (("unet", "UNet"), ("control", "Control")):
-            ssim, psnr = rec.get((net, "ssim"), np.nan), rec.get((net, "psnr"), np.nan)
-            row[f"{name} SSIM"] = f"{ssim:.2f}" if np.isfinite(ssim) else DASH
-            row[f"{name} PSNR (dB)"] = (f"{psnr:.1f}" if np.isfinite(psnr) else
+    rows, data, last = [], [], (None, None, None)
+    for (scenario, center, optimizer, net), rec in wide.iterrows():
+        # a group's keys are written on its first row only
+        row = {"Scenario": scenario if scenario != last[0] else ""} if multi else {}
+        row.update({"Center": center if (scenario, center) != last[:2] else "",
+                    "Optimizer": OPTIMIZERS.get(optimizer, optimizer)
+                    if (scenario, center, optimizer) != last else "",
+                    "Network": networks[net]})
+        last = (scenario, center, optimizer)
+        for kind in ("raw", "fit"):
+            ssim = rec.get(f"ssim_{kind}", np.nan)
+            psnr = rec.get(f"psnr_{kind}", np.nan)
+            row[f"SSIM {kind}"] = f"{ssim:.2f}" if np.isfinite(ssim) else DASH
+            row[f"PSNR {kind} (dB)"] = (f"{psnr:.1f}" if np.isfinite(psnr) else
                                         "∞" if psnr == math.inf else DASH)
-            for metric, v in (("ssim", ssim), ("psnr", psnr)):
+            for metric, v in ((f"ssim_{kind}", ssim), (f"psnr_{kind}", psnr)):
                 data.append({"scenario": scenario, "center": center, "optimizer": optimizer,
                              "network": net, "metric": metric, "value": float(v)})
-        iters = rec.get(("unet", "iterations"), np.nan)
+        iters = rec.get("iterations", np.nan)
         row["Iterations"] = f"{int(iters):,}" if np.isfinite(iters) else DASH
         rows.append(row)
-    notes = ["SSIM (2-D, averaged over the head mask) and PSNR inside the mask of the "
-             "reconstructed MR slice against the true one. Control: the same attack on the same "
-             "slice against a BatchNorm-free network; it must succeed (SSIM ≈ 1) for a low UNet "
-             "score to mean the model resists."]
+    notes = ["The attacker is given the global model the server sent, the client's shared "
+             "gradient of one slice, the head mask and, under target: known, the client's CT "
+             "slice; never the MR. SSIM (2-D, averaged over the head mask) and PSNR inside the "
+             "mask of the reconstructed MR slice against the true one, unclipped: raw = the "
+             "reconstruction as it is; fit = after the least-squares gain and offset inside the "
+             "mask, because with BatchNorm in train mode and batch 1 the shared gradient is "
+             "almost blind to the MR's scale. Every network is attacked on the same slice from "
+             "the same initial dummy with the same settings.",
+             "UNet: the audited global model (BatchNorm in train mode, as the client trains it); "
+             "its score is what the attack recovers from a real client.",
+             "UNet without BatchNorm (control): the same architecture at the same input size "
+             "with the global model's convolution weights; only where it is recovered (fitted "
+             "SSIM near 1, the verdict's gate) does a low UNet score show that the UNet resists "
+             "rather than that the attack budget is too weak for this architecture.",
+             "MLP (code check): a one-hidden-layer network whose input follows from its gradient "
+             "in closed form; it must be recovered, which shows the attack code works, and it "
+             "says nothing about the UNet."]
     return Table("inversion", "Gradient inversion (DLG): reconstruction quality",
                  pd.DataFrame(data), [Block(pd.DataFrame(rows))], notes)
