@@ -24,7 +24,7 @@ rule train:
         out_dir=lambda wc: f"results/train/{wc.scenario}",
         # every setting that shapes the model is a param: changing one re-trains exactly the
         # scenarios that read it (fedaudit.scenarios.result_settings)
-        train=lambda wc: result_settings(config["train"], SCENARIOS[wc.scenario]),
+        train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
         centers=TRAIN_CENTERS,
     threads: config["train"]["threads"]

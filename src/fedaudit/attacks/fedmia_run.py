@@ -97,10 +97,9 @@ def measure(*, server_log: str | Path, rounds: str | int | Sequence[int],
             raise ValueError(f"{server_log}: round {rnd} has clients {clients}, earlier rounds "
                              f"{centers}")
         centers = clients
-        masked = getattr(log, "masked", {}) or {}
         per_view = {"update": [flat_update(log.updates[c], names) for c in clients]}
-        if masked:
-            per_view["masked"] = [flat_update(masked[c], names) for c in clients]
+        if log.masked:
+            per_view["masked"] = [flat_update(log.masked[c], names) for c in clients]
         if views is not None and list(per_view) != views:
             raise ValueError(f"{server_log}: round {rnd} holds views {list(per_view)}, earlier "
                              f"rounds {views}")
@@ -158,7 +157,6 @@ SCORERS = {"fedmia": _fedmia_key, "cosine": cosine_scores}
 # the aggregate, every client "equals" its null and FedMIA is 0.5 by construction.
 VIEW_SCORES = {"update": ("fedmia", "cosine"), "masked": ("fedmia", "cosine"),
                "aggregate": ("cosine",)}
-PRIMARY = {"update": "fedmia", "masked": "fedmia", "aggregate": "cosine"}
 TESTS = {"membership": "members vs the same center's held-out patients",
          "center": "members vs the external center's patients (center inference)"}
 
