@@ -31,7 +31,7 @@ def _rule_envs() -> dict[str, str]:
     envs: dict[str, str] = {}
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        consts = dict(re.findall(r'^(\w+) = "(\.\./\.\./envs/\w+\.yaml)"', text, re.M))
+        consts = dict(re.findall(r'^(\w+) = "(\.\./envs/\w+\.yaml)"', text, re.M))
         for block in re.split(r"^rule ", text, flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
             m = re.search(r"conda:\s*\n\s*(\S+)", block)
@@ -132,7 +132,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
     env_of_prefix = {}
     for prefix, env_file in created.items():
         content = yaml.safe_load(Path(env_file).read_text())
-        matches = [p.stem for p in (REPO / "envs").glob("*.yaml")
+        matches = [p.stem for p in (REPO / "workflow" / "envs").glob("*.yaml")
                    if yaml.safe_load(p.read_text()) == content]
         assert len(matches) == 1, f"{env_file} is none of envs/*.yaml"
         env_of_prefix[prefix] = matches[0]

@@ -48,7 +48,7 @@ rule fedmia_measure:
         mem_mb=4000,
         runtime=60,
     conda:
-        "../../envs/attacks.yaml"
+        "../envs/attacks.yaml"
     script:
         "../scripts/fedmia_measure.py"
 
@@ -75,7 +75,7 @@ rule fedmia_evaluate:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../../envs/attacks.yaml"
+        "../envs/attacks.yaml"
     script:
         "../scripts/fedmia_evaluate.py"
 
@@ -93,7 +93,7 @@ rule fedmia_summary:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/attacks.yaml"
+        "../envs/attacks.yaml"
     script:
         "../scripts/fedmia_summary.py"
 
@@ -127,7 +127,7 @@ rule dlg:
         # three networks per job: ~65 s per 600 iterations on one demo core
         runtime=lambda wc: max(10, DLG["iterations"] // 50),
     conda:
-        "../../envs/attacks.yaml"
+        "../envs/attacks.yaml"
     script:
         "../scripts/dlg.py"
 
@@ -150,7 +150,7 @@ rule dlg_summary:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/attacks.yaml"
+        "../envs/attacks.yaml"
     script:
         "../scripts/dlg_summary.py"
 

@@ -19,7 +19,7 @@ rule demo_patient:
         mem_mb=3000,
         runtime=15,
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/demo_patient.py"
 
@@ -56,7 +56,7 @@ rule data_montage:
         mem_mb=2000,
         runtime=10,
     conda:
-        "../../envs/data.yaml"
+        "../envs/data.yaml"
     script:
         "../scripts/data_montage.py"
 

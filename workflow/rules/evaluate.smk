@@ -25,7 +25,7 @@ rule evaluate:
         mem_mb=4000,
         runtime=30,
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -50,7 +50,7 @@ rule constant_predictor:
         mem_mb=2000 + 4 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAIN_SPLIT) // 2**20,
         runtime=10,
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/constant_predictor.py"
 
@@ -74,7 +74,7 @@ rule eval_summary:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/eval_summary.py"
 

@@ -2,7 +2,7 @@
 # register MR -> CT, head mask, N4 on the MR, then mask + normalise + resample to the cube, QC.
 # Then patient-level splits per center.
 
-PRE_ENV = "../../envs/preprocess.yaml"
+PRE_ENV = "../envs/preprocess.yaml"
 
 
 rule register:

@@ -56,7 +56,7 @@ rule table_quality:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/table.py"
 
@@ -80,7 +80,7 @@ rule table_poisoning:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/table.py"
 
@@ -100,7 +100,7 @@ rule table_membership:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/table.py"
 
@@ -120,7 +120,7 @@ rule table_inversion:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/table.py"
 
@@ -147,7 +147,7 @@ rule figure_training:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/figure_training.py"
 
@@ -171,7 +171,7 @@ rule figure_poisoning:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/figure_poisoning.py"
 
@@ -202,7 +202,7 @@ rule figure_sct:
         mem_mb=2000,
         runtime=5,
     conda:
-        "../../envs/attacks.yaml"
+        "../envs/attacks.yaml"
     script:
         "../scripts/figure_sct.py"
 
@@ -230,7 +230,7 @@ rule figure_fedmia_roc:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/figure_fedmia_roc.py"
 
@@ -259,7 +259,7 @@ rule figure_dlg:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/attacks.yaml"
+        "../envs/attacks.yaml"
     script:
         "../scripts/figure_dlg.py"
 
@@ -289,7 +289,7 @@ rule front_page:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/report.yaml"
+        "../envs/report.yaml"
     script:
         "../scripts/front_page.py"
 

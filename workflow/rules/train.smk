@@ -34,7 +34,7 @@ rule train:
         mem_mb=3000 + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAINING_PATIENTS) // 2**20,
         runtime=lambda wc: max(10, config["train"]["rounds"] * 15),
     conda:
-        "../../envs/train.yaml"
+        "../envs/train.yaml"
     script:
         "../scripts/train.py"
 
