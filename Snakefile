@@ -32,6 +32,24 @@ include: "workflow/rules/attacks.smk"
 include: "workflow/rules/report.smk"
 
 
+# Small jobs (tables, summaries, figures, the front page) run where snakemake runs: on a cluster
+# they would wait in the queue longer than they compute. Plugin rule files add their own.
+localrules:
+    all,
+    data_all,
+    preprocess_all,
+    train_all,
+    evaluate_all,
+    attacks_all,
+    report_all,
+    qc_table,
+    splits,
+    eval_summary,
+    table_quality,
+    figure_training,
+    front_page,
+
+
 rule all:
     input:
         rules.data_all.input,

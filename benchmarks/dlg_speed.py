@@ -1,5 +1,5 @@
-"""Speed of the DLG attack (:func:`fedaudit.attacks.dlg.reconstruct`): iterations/s on the paper's
-UNet, on its BatchNorm-free positive control and on the MLP code check, and what 30,000
+"""Speed of the DLG attack (:func:`fedaudit.attacks.dlg.inversion.reconstruct`): iterations/s on
+the paper's UNet, on its BatchNorm-free positive control and on the MLP code check, and what 30,000
 iterations would take.
 
     python benchmarks/dlg_speed.py                                   # CPU demo network, Adam
@@ -7,9 +7,10 @@ iterations would take.
     python benchmarks/dlg_speed.py --base 64 --size 256 --device cuda  # paper scale
 
 One iteration is one evaluation of the gradient-matching objective with double backpropagation
-plus one optimiser step (the module docstring of :mod:`fedaudit.attacks.dlg`). The network's
-weights are random (speed does not depend on them); the slice is a synthetic head, batch 1 as in
-paper 000. A short warm-up run precedes the timed one (allocator, oneDNN/cuDNN kernel choice).
+plus one optimiser step (the module docstring of :mod:`fedaudit.attacks.dlg.inversion`). The
+network's weights are random (speed does not depend on them); the slice is a synthetic head,
+batch 1 as in paper 000. A short warm-up run precedes the timed one (allocator, oneDNN/cuDNN
+kernel choice).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import argparse
 import numpy as np
 import torch
 
-from fedaudit.attacks.dlg import DLGConfig, client_gradient, reconstruct
+from fedaudit.attacks.dlg.inversion import DLGConfig, client_gradient, reconstruct
 from fedaudit.federation.local import resolve_device
 from fedaudit.models.tiny import TinyMLPTranslator
 from fedaudit.models.unet import UNet2D, count_parameters

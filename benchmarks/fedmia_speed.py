@@ -1,6 +1,6 @@
-"""Speed of FedMIA's measurement (:func:`fedaudit.attacks.fedmia.similarity_matrix`): per-sample
-gradients with ``torch.func`` (functional_call + vmap(grad)) against a loop of backward passes,
-and what one round of a candidate set would take.
+"""Speed of FedMIA's measurement (:func:`fedaudit.attacks.fedmia.algorithm.similarity_matrix`):
+per-sample gradients with ``torch.func`` (functional_call + vmap(grad)) against a loop of
+backward passes, and what one round of a candidate set would take.
 
     python benchmarks/fedmia_speed.py                                  # CPU demo network
     python benchmarks/fedmia_speed.py --base 64 --size 256 --device cuda --chunk 8   # paper scale
@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from fedaudit.attacks.fedmia import (
+from fedaudit.attacks.fedmia.algorithm import (
     Candidates,
     per_sample_gradients_loop,
     similarity_matrix,

@@ -31,7 +31,7 @@ def run_snakemake(workdir: Path, *args: str, env: dict | None = None,
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
-CHECKOUT = ("Snakefile", "workflow", "config", "profiles", "envs", "src")
+CHECKOUT = ("Snakefile", "workflow", "config", "profiles", "src")
 
 
 def copy_checkout(dst: Path) -> Path:

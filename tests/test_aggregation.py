@@ -9,7 +9,6 @@ from flwr.server.strategy.aggregate import aggregate_krum, aggregate_median
 from scipy import stats
 
 from fedaudit.federation.aggregation import (
-    aggregate,
     fedavg,
     fedmedian,
     krum,
@@ -91,5 +90,26 @@ def test_trimmed_mean_matches_scipy() -> None:
 
 
 def test_unknown_rule_is_named() -> None:
-    with pytest.raises(ValueError, match="unknown aggregation 'mean'"):
-        aggregate("mean", _clients(np.random.default_rng(5)), [1] * 5)
+    from fedaudit.federation.strategy import AuditStrategy
+
+    with pytest.raises(ValueError, match="unknown aggregation 'mean' .registered: fedavg"):
+        AuditStrategy(centers=["A"], names=[], initial=[], aggregation="mean", first_round=1,
+                      total_rounds=1, log_dir=None)
+
+
+def test_every_registered_rule_runs_with_its_schema_defaults() -> None:
+    """The catalog's rules (fedaudit/federation/aggregators/) with their parameters' schema
+    defaults reproduce the arithmetic they wrap (Krum picks a client, the others combine)."""
+    from fedaudit.catalog import catalog, fragment_defaults, resolve
+
+    ups = _clients(np.random.default_rng(6), 7)
+    n = [3, 1, 4, 1, 5, 9, 2]
+    rules = catalog().aggregators
+    assert set(rules) == {"fedavg", "fedmedian", "krum", "trimmed_mean"}
+    want = {"fedavg": fedavg(ups, n), "fedmedian": fedmedian(ups),
+            "trimmed_mean": trimmed_mean(ups, 0.25), "krum": krum(ups, 1)[0]}
+    for name, spec in rules.items():
+        params = fragment_defaults(spec.folder)
+        got, _ = resolve(spec.function, spec.package)(ups, n, **params)
+        for g, w in zip(got, want[name], strict=True):
+            np.testing.assert_array_equal(g, w)

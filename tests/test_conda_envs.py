@@ -8,6 +8,7 @@ this test's Python into the prefix, and its `activate` script logs which env eac
 
 from __future__ import annotations
 
+import importlib
 import re
 import stat
 import sys
@@ -17,41 +18,76 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
+from fedaudit.catalog import catalog
+
+# script -> env family (a set where one script serves rules of several families: the plugin
+# rules' step runner and the table builder)
 FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "train",
                     "evaluate": "train", "eval_summary": "train", "constant_predictor": "train",
-                    "dlg": "attacks",
-                    "dlg_summary": "attacks", "figure_dlg": "attacks", "table": "report",
+                    "step": {"attacks"}, "table": {"report"},
                     "figure_training": "report", "figure_poisoning": "report",
-                    "figure_sct": "attacks", "figure_fedmia_roc": "report",
-                    "front_page": "report"}  # others: preprocess
+                    "figure_sct": "attacks", "front_page": "report"}  # others: preprocess
 
 
-def _rule_envs() -> dict[str, str]:
+def _rule_files() -> list[Path]:
+    """The workflow's rule files and the built-in plugins' (fedaudit.catalog)."""
+    return [*(REPO / "workflow" / "rules").glob("*.smk"),
+            *(REPO / "src" / "fedaudit").glob("*/*/rules.smk")]
+
+
+def _blocks() -> list[tuple[Path, str, str]]:
+    """(rule file, rule name, rule text) of every rule."""
+    out = []
+    for smk in _rule_files():
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            out.append((smk, block.split(":", 1)[0].strip(), block))
+    return out
+
+
+def _rule_envs() -> dict[str, Path]:
     """rule name -> env file named in its `conda:` directive (parsed from the rule files)."""
-    envs: dict[str, str] = {}
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        text = smk.read_text()
-        consts = dict(re.findall(r'^(\w+) = "(\.\./envs/\w+\.yaml)"', text, re.M))
-        for block in re.split(r"^rule ", text, flags=re.M)[1:]:
-            name = block.split(":", 1)[0].strip()
-            m = re.search(r"conda:\s*\n\s*(\S+)", block)
-            if m:
-                value = m.group(1).strip('"')
-                envs[name] = consts.get(value, value)
+    envs: dict[str, Path] = {}
+    for smk, name, block in _blocks():
+        consts = dict(re.findall(r'^(\w+) = "(\.\./envs/\w+\.yaml)"', smk.read_text(), re.M))
+        m = re.search(r"conda:\s*\n\s*(\S+)", block)
+        if not m:
+            continue
+        value = m.group(1).strip('"')
+        named = re.fullmatch(r'CONDA_ENVS\["(\w+)"\]', m.group(1))
+        envs[name] = (REPO / "workflow" / "envs" / f"{named.group(1)}.yaml" if named
+                      else (REPO / "workflow" / "rules" / consts.get(value, value)).resolve())
     return envs
+
+
+def _rule_scripts(block: str) -> list[Path]:
+    """The Python files a rule runs: its script and, for the plugin step runner and the table
+    builder, the module the catalog hands the job to."""
+    scripts = REPO / "workflow" / "scripts"
+    m = re.search(r'script:\s*\n\s*(.+)', block)
+    if not m:
+        return []
+    ref = m.group(1).strip()
+    if ref == "STEP_SCRIPT":
+        attack = re.search(r'attack="(\w+)"', block).group(1)
+        spec = catalog().attacks[attack]
+        module = importlib.import_module(spec.steps, spec.package)
+        return [scripts / "step.py", Path(module.__file__)]
+    if ref == "TABLE_SCRIPT":
+        table = catalog().tables[re.search(r'table="(\w+)"', block).group(1)]
+        module = importlib.import_module(table.build.split(":")[0], table.package)
+        return [scripts / "table.py", Path(module.__file__)]
+    return [scripts / re.search(r'(\w+\.py)', ref).group(1)]
 
 
 def test_every_job_rule_has_a_pinned_env() -> None:
     envs = _rule_envs()
     aggregate = {"data_all", "preprocess_all", "train_all", "evaluate_all", "attacks_all",
                  "report_all"}
-    res_rules = set(re.findall(r"^rule (\w+):", "".join(
-        p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk")), re.M))
+    res_rules = {name for _, name, _ in _blocks()}
     assert res_rules - aggregate == set(envs), "a rule without conda:"
     pyproject = (REPO / "pyproject.toml").read_text()
-    for rule, rel in envs.items():
-        path = (REPO / "workflow" / "rules" / rel).resolve()
-        assert path.exists(), f"{rule}: {rel} missing"
+    for rule, path in envs.items():
+        assert path.exists(), f"{rule}: {path} missing"
         spec = yaml.safe_load(path.read_text())
         assert spec["channels"][0] == "conda-forge"
         for dep in spec["dependencies"]:
@@ -146,13 +182,13 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
         prefix, script = line.split(" ")[0], line.split(" ")[-1]
         name = re.sub(r"^tmp\w+\.", "", Path(script).stem)
         scripts_run.append(name)
-        assert env_of_prefix[prefix] == FAMILY_OF_SCRIPT.get(name, "preprocess"), line
+        family = FAMILY_OF_SCRIPT.get(name, "preprocess")
+        assert env_of_prefix[prefix] in (family if isinstance(family, set) else {family}), line
     # Every rule that ran a job ran it inside its env.
     assert sorted(set(scripts_run)) == sorted(
         {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
-         "qc_table", "splits", "train", "evaluate", "constant_predictor", "eval_summary", "dlg",
-         "dlg_summary",
-         "table", "figure_training", "figure_dlg", "front_page"})
+         "qc_table", "splits", "train", "evaluate", "constant_predictor", "eval_summary",
+         "step", "table", "figure_training", "front_page"})
     assert (workdir / "results/splits/A.json").exists()
 
 
@@ -201,16 +237,14 @@ def _needed_packages(script: Path) -> set[str]:
 
 def test_each_env_provides_what_its_scripts_import() -> None:
     envs = _rule_envs()
-    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
-            rule = block.split(":", 1)[0].strip()
-            m = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+\.py)"', block)
-            if not m or rule not in envs:
-                continue
-            spec = yaml.safe_load((REPO / "workflow" / "rules" / envs[rule]).resolve().read_text())
-            provided = set()
-            for dep in spec["dependencies"]:
-                items = dep["pip"] if isinstance(dep, dict) else [dep]
-                provided |= {re.split(r"[=<>\[]", d)[0].lower() for d in items}
-            missing = _needed_packages(REPO / "workflow" / "scripts" / m.group(1)) - provided
-            assert not missing, f"rule {rule}: {envs[rule]} lacks {sorted(missing)}"
+    for _, rule, block in _blocks():
+        scripts = _rule_scripts(block)
+        if not scripts or rule not in envs:
+            continue
+        spec = yaml.safe_load(envs[rule].read_text())
+        provided = set()
+        for dep in spec["dependencies"]:
+            items = dep["pip"] if isinstance(dep, dict) else [dep]
+            provided |= {re.split(r"[=<>\[]", d)[0].lower() for d in items}
+        missing = set().union(*(_needed_packages(f) for f in scripts)) - provided
+        assert not missing, f"rule {rule}: {envs[rule].name} lacks {sorted(missing)}"

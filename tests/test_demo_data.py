@@ -1,4 +1,4 @@
-"""Embedded demo data (fedaudit.data.demo / phantom) and the per-center montage."""
+"""Embedded demo data (fedaudit.data.centers / demo / phantom) and the per-center montage."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from fedaudit.data.demo import (
-    CENTER_PROFILES,
-    LABELS,
-    PAPER_PATIENT_COUNTS,
-    generate_patient,
-    patient_id,
-    scaled_profile,
-)
+from fedaudit.data import demo as demo_module
+from fedaudit.data.centers import CENTER_PROFILES, PAPER_PATIENT_COUNTS, patient_id
+from fedaudit.data.demo import LABELS, generate_patient, scaled_profile
 from fedaudit.data.phantom import BRAIN_LABELS
 from fedaudit.io import read_volume
 
@@ -72,6 +67,13 @@ def test_profiles_follow_paper_table_1() -> None:
     for p in CENTER_PROFILES.values():
         assert sitk.DICOMOrientImageFilter.GetDirectionCosinesFromOrientation(p.mr_orientation)
         assert sitk.DICOMOrientImageFilter.GetDirectionCosinesFromOrientation(p.ct_orientation)
+
+
+def test_generator_uses_the_centers_module_table() -> None:
+    # Config validation and the workflow read fedaudit.data.centers; the files must come from the
+    # same profiles, not a stale copy.
+    assert demo_module.CENTER_PROFILES is CENTER_PROFILES
+    assert demo_module.patient_id is patient_id
 
 
 @pytest.mark.parametrize("scale", [1.0, 2.0, 3.5, 4.0])

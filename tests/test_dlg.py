@@ -1,5 +1,5 @@
-"""DLG gradient inversion (fedaudit.attacks.dlg): objective, client/attacker/evaluator parties,
-the positive control, orchestration on a tiny server log, and the evolution figure."""
+"""DLG gradient inversion (fedaudit.attacks.dlg.inversion): objective, client/attacker/evaluator
+parties, the positive control, orchestration on a tiny server log, and the evolution figure."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from fl_study import write_patient
 from scipy.ndimage import uniform_filter
 
-from fedaudit.attacks.dlg import (
+from fedaudit.attacks.dlg.inversion import (
     AIR_UNIT,
     NETWORKS,
     QUALITY_KEYS,

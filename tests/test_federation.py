@@ -17,16 +17,18 @@ import pytest
 import torch
 from fl_study import make_study, tiny_plan
 
+from fedaudit.defenses.secagg.workflow import max_examples
 from fedaudit.federation import grid as grid_mod
 from fedaudit.federation import run as run_mod
 from fedaudit.federation.client import SCTClient
 from fedaudit.federation.local import proximal_term, train_local
-from fedaudit.federation.run import load_model, train_federation
+from fedaudit.federation.run import train_federation
 from fedaudit.federation.server_log import load_round, logged_rounds
 from fedaudit.federation.strategy import FederationError
 from fedaudit.federation.weights import get_arrays, set_arrays
+from fedaudit.models.store import load_model
 from fedaudit.models.unet import UNet2D
-from fedaudit.scenarios import Scenario
+from fedaudit.scenarios import scenario_of
 
 TIMING = ("train_seconds", "slices_per_s", "round_seconds")
 
@@ -181,7 +183,7 @@ def secagg_recorded(study, tmp_path_factory: pytest.TempPathFactory):
     """One SecAgg+ run, every reply the server received recorded: (out, plan, messages,
     the updates the clients computed)."""
     out = tmp_path_factory.mktemp("secagg")
-    plan = tiny_plan(study, out, Scenario("secagg", "fedavg", secagg=True))
+    plan = tiny_plan(study, out, scenario_of("secagg", "fedavg", secagg=True))
     with pytest.MonkeyPatch.context() as mp:
         messages, updates = _run_recorded(plan, mp)
     return out, plan, messages, updates
@@ -207,8 +209,9 @@ def test_secagg_aggregate_equals_fedavg_and_server_never_sees_an_update(
     # ... and it equals weighted FedAvg of the baseline's (identical) round-1 updates within the
     # quantisation step: 2*clip/2^22 per weighted value, rescaled by max_weight / sum(n)
     total = sum(base1.num_examples.values())
-    step = 2 * plan.secagg.clipping_range / plan.secagg.quantization_range
-    tol = 3 * step * run_mod.max_examples(plan) / total
+    sa = plan.scenario.defense("secagg")
+    step = 2 * sa["clipping_range"] / sa["quantization_range"]
+    tol = 3 * step * max_examples(plan, None) / total
     worst = 0.0
     for name in base1.names:
         fedavg = sum(base1.num_examples[c] / total * base1.updates[c][name] for c in "ABC")
@@ -245,9 +248,9 @@ def test_secagg_log_keeps_each_clients_masked_vector_as_received(secagg_recorded
         meta = json.loads((folder / "round.json").read_text())
         sa = meta["secagg"]
         assert (sa["clipping_range"], sa["quantization_range"], sa["modulus_range"],
-                sa["max_weight"]) == (plan.secagg.clipping_range,
-                                      plan.secagg.quantization_range, 2**32,
-                                      run_mod.max_examples(plan))
+                sa["max_weight"]) == (plan.scenario.defense("secagg")["clipping_range"],
+                                      plan.scenario.defense("secagg")["quantization_range"], 2**32,
+                                      max_examples(plan, None))
         assert sa["masked_dtype"] == "uint32"
         assert sa["masked_layout"] == [WEIGHTING_FACTOR, *meta["parameter_names"]]
         for client in meta["clients"]:
@@ -288,8 +291,8 @@ def test_secagg_masked_view_is_dequantised_and_independent_of_the_updates(
             assert arrays[n].shape == r1.global_arrays[n].shape
             assert arrays[n].dtype == np.float32
             # read as Flower's server reads a vector
-            flower = dequantize([raw[n]], plan.secagg.clipping_range,
-                                plan.secagg.quantization_range)[0].astype(np.float32)
+            flower = dequantize([raw[n]], plan.scenario.defense("secagg")["clipping_range"],
+                                plan.scenario.defense("secagg")["quantization_range"])[0].astype(np.float32)
             np.testing.assert_array_equal(arrays[n], flower)
     flat = {c: _flat_centered(a, r1.names) for c, a in r1.masked.items()}
     assert flat["A"].size > 20_000  # |cos| of independent vectors ~ 1/sqrt(size) << 0.05
@@ -321,7 +324,7 @@ def test_plain_scenarios_log_no_masked_vectors(baseline) -> None:
 
 def test_poisoning_changes_only_the_poisoned_centers_training_data(study, tmp_path) -> None:
     clean = tiny_plan(study, tmp_path)
-    poisoned = tiny_plan(study, tmp_path, Scenario("p", poison_center="B", gamma=1.0))
+    poisoned = tiny_plan(study, tmp_path, scenario_of("p", poison_center="B", gamma=1.0))
     for c in "ABC":
         a = SCTClient(clean, c)._train_volumes()
         b = SCTClient(poisoned, c)._train_volumes()
@@ -460,7 +463,7 @@ def test_secagg_model_is_reproducible_while_its_masks_are_fresh(secagg_recorded,
     quantisation is seeded), not the masks: Flower draws each run's key pairs from the OS, so
     the masked vectors the server logs differ from run to run (README, FedMIA)."""
     out, plan, _, _ = secagg_recorded
-    again = tiny_plan(study, tmp_path / "again", Scenario("secagg", "fedavg", secagg=True))
+    again = tiny_plan(study, tmp_path / "again", scenario_of("secagg", "fedavg", secagg=True))
     train_federation(again)
     for a, b in zip(get_arrays(load_model(out / "model.pt")),
                     get_arrays(load_model(tmp_path / "again" / "model.pt")), strict=True):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from fedaudit.attacks.fedmia import (
+from fedaudit.attacks.fedmia.algorithm import (
     Candidates,
     batch_groups,
     fedmia_scores,
@@ -285,7 +285,7 @@ def _study(root, n_patients: int = 4, per_orientation: int = 2, *, planted: bool
     *other* patients of the same center, not among the candidates: the update then carries the
     center's style and nothing of the members (a center-shift-only federation).
     """
-    from fedaudit.attacks.fedmia import candidate_slices, flat_update, trainable_names
+    from fedaudit.attacks.fedmia.algorithm import candidate_slices, flat_update, trainable_names
     from fedaudit.data.slices import load_volume
     from fedaudit.federation.server_log import write_round
     from fedaudit.federation.weights import exchanged_names, get_arrays
@@ -335,7 +335,7 @@ def _study(root, n_patients: int = 4, per_orientation: int = 2, *, planted: bool
 
 
 def _measured(tmp_path, planted: bool):
-    from fedaudit.attacks.fedmia_run import evaluate_scenario, measure, membership_truth
+    from fedaudit.attacks.fedmia.evaluation import evaluate_scenario, measure, membership_truth
 
     folders, records = _study(tmp_path, planted=planted)
     m = measure(server_log=tmp_path / "server_log", rounds="last", patients=folders,
@@ -407,7 +407,7 @@ def test_pooled_auc_compares_patients_within_a_stratum_only():
 def test_fedmia_ties_at_probability_one_are_broken_by_z():
     from scipy.stats import rankdata
 
-    from fedaudit.attacks.fedmia_run import _lexrank
+    from fedaudit.attacks.fedmia.evaluation import _lexrank
 
     x = np.array([0.3, 1.0, 1.0, 0.2, 1.0, 0.3])
     np.testing.assert_array_equal(_lexrank(x), rankdata(x))  # one column: scipy's average ranks
@@ -418,6 +418,6 @@ def test_fedmia_ties_at_probability_one_are_broken_by_z():
     sims[0, 0] = [1.0, 2.0]  # the target; the three others vary a little
     sims[0, 1:, :] = [[0.0, 0.0], [1e-4, 1e-4], [-1e-4, -1e-4]]
     assert np.all(fedmia_scores(sims, 0) == 1.0)
-    from fedaudit.attacks.fedmia import fedmia_z
+    from fedaudit.attacks.fedmia.algorithm import fedmia_z
 
     assert fedmia_z(sims, 0)[0, 1] > fedmia_z(sims, 0)[0, 0] > 8.3

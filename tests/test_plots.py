@@ -1,18 +1,24 @@
-"""Result figures (fedaudit.plots.sct, .poisoning, .training): the values they draw, on inputs
-whose answers are known by construction, and their refusal of bad input."""
+"""Result figures (fedaudit.plots.sct, .poisoning, .training, .roc): the values they draw, on
+inputs whose answers are known by construction, and their refusal of bad input. The statistical
+figures (seaborn) are also checked on the drawn figure itself: cell labels and colour scale,
+line styles and colours, curve points, and that their theme does not leak into later figures."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
 
 from fedaudit.io import VolumeError
+from fedaudit.plots import poisoning, training
 from fedaudit.plots.poisoning import poisoning_heatmap_figure
 from fedaudit.plots.sct import sct_comparison_figure
 from fedaudit.plots.training import constant_lines, training_curves_figure
@@ -27,6 +33,25 @@ def _assert_png(path: Path) -> None:
     img = mpimg.imread(path)
     assert img.ndim == 3 and min(img.shape[:2]) > 200
     assert float(img[..., :3].std()) > 0.01  # not a blank canvas
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Callable[[ModuleType], list[plt.Figure]]:
+    """``captured(module)``: the figures ``module`` saves from now on (still written to disk), so
+    a test can read what was drawn, not just that a PNG exists."""
+    figures: list[plt.Figure] = []
+
+    def patch(module: ModuleType) -> list[plt.Figure]:
+        real = module.save
+
+        def keep(fig: plt.Figure, path: str) -> None:
+            figures.append(fig)
+            real(fig, path)
+
+        monkeypatch.setattr(module, "save", keep)
+        return figures
+
+    return patch
 
 
 def _write(arr: np.ndarray, path: Path, direction: tuple[float, ...] | None = None) -> Path:
@@ -160,6 +185,49 @@ def test_poisoning_heatmap_values_self_cells_and_missing(tmp_path: Path) -> None
                  & (drawn.poisoned == "B")].empty
 
 
+def test_poisoning_heatmap_cells_show_values_on_one_shared_scale(tmp_path: Path,
+                                                                   captured) -> None:
+    """What a reader sees: each panel prints ΔMAE per cell (self cells in parentheses, a missing
+    scenario as "not run"), and every panel maps colour with the same RdBu_r scale centred at 0
+    whose range is set by the largest non-self |ΔMAE| (310 HU), not by the self cells (1300)."""
+    figs = captured(poisoning)
+    grid, _ = _grid()
+    poisoning_heatmap_figure(grid, tmp_path / "heat.png")
+    _assert_png(tmp_path / "heat.png")
+    (fig,) = figs
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert sorted(panels) == ["FedAvg, γ = 0.5", "FedAvg, γ = 1.0", "FedMedian, γ = 0.5",
+                              "FedMedian, γ = 1.0"]
+
+    def texts(title: str) -> list[str]:
+        return sorted(t.get_text() for t in panels[title].texts)
+
+    assert texts("FedAvg, γ = 1.0") == ["(+1300)", "(+1300)", "+300", "+300", "+310", "+310"]
+    assert texts("FedMedian, γ = 0.5") == ["(+998)", "+8", "-2", "not run"]
+    assert texts("FedMedian, γ = 1.0") == ["(+996)", "(+996)", "+6", "+6", "-4", "-4"]
+    for ax in panels.values():
+        mesh = ax.collections[0]
+        assert mesh.cmap.name == "RdBu_r"  # red = worse than without poisoning
+        assert (mesh.norm.vmin, mesh.norm.vmax) == pytest.approx((-310.0, 310.0))
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "B", "E"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
+    # Readable labels: white on the saturated red of +310, dark on the near-white of -4.
+    by_text = {t.get_text(): t for t in panels["FedAvg, γ = 1.0"].texts}
+    assert by_text["+310"].get_color() in ("w", "white", (1.0, 1.0, 1.0))
+    dark = {t.get_text(): t for t in panels["FedMedian, γ = 1.0"].texts}["-4"].get_color()
+    assert dark not in ("w", "white", (1.0, 1.0, 1.0))
+
+
+def test_statistical_figures_leave_the_global_style_alone(tmp_path: Path) -> None:
+    """The seaborn theme is scoped to each figure: an image montage drawn later in the same
+    process (the report rules draw several) must not inherit grids or seaborn's palette."""
+    before = dict(plt.rcParams)
+    poisoning_heatmap_figure(_grid()[0], tmp_path / "heat.png")
+    training_curves_figure(_history(), tmp_path / "train.png", scenario="baseline")
+    after = dict(plt.rcParams)
+    assert {k: (before[k], after[k]) for k in before if before[k] != after[k]} == {}
+
+
 def test_poisoning_heatmap_refuses_empty_and_incomplete_grids(tmp_path: Path) -> None:
     grid, _ = _grid()
     with pytest.raises(ValueError, match="empty"):
@@ -211,13 +279,71 @@ def test_training_curves_missing_column(tmp_path: Path) -> None:
         training_curves_figure(_history().iloc[0:0], tmp_path / "t.png", scenario="baseline")
 
 
-def test_training_curves_draw_the_constant_predictor_per_center(tmp_path: Path) -> None:
+def test_training_curves_draw_the_constant_predictor_per_center(tmp_path: Path,
+                                                                captured) -> None:
     h = _history()
     assert constant_lines(h) == {}
     h["val_mae_constant"] = h["center"].map({"A": 210.0, "B": 250.0, "C": math.nan})
     assert constant_lines(h) == {"A": 210.0, "B": 250.0}  # C has no validation patients
-    training_curves_figure(h, tmp_path / "c.png", scenario="baseline")
+    figs = captured(training)
+    training_curves_figure(h, tmp_path / "c.png", scenario="poison-B-g1.0-fedavg", poisoned="B")
     _assert_png(tmp_path / "c.png")
+    (fig,) = figs
+    ax_loss, ax_mae = fig.axes
+    # Each center's loss line, found by its values; the attacker's is dashed, the others solid.
+    loss = {c: next(ln for ln in ax_loss.lines if list(ln.get_ydata()) == list(
+        h.loc[h["center"] == c, "train_loss"])) for c in ("A", "B", "C")}
+    assert loss["B"].get_linestyle() == "--"
+    assert loss["A"].get_linestyle() == loss["C"].get_linestyle() == "-"
+    assert len({tuple(loss[c].get_color()) for c in loss}) == 3
+    # The constant predictor: one dotted horizontal line per validated center, in its colour.
+    dotted = {float(ln.get_ydata()[0]): ln.get_color() for ln in ax_mae.lines
+              if ln.get_linestyle() == ":"}
+    assert dotted == {210.0: loss["A"].get_color(), 250.0: loss["B"].get_color()}
+    pooled = next(ln for ln in ax_mae.lines if ln.get_color() == "black")
+    assert list(pooled.get_ydata()) == [175.0, 80.0]  # round 3: nobody validated, no point
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:3] == ["A", "B (poisoned)", "C"]
+    assert "constant predictor\n(per center, dotted)" in legend
     h.loc[h.index[-2], "val_mae_constant"] = 1.0  # B's reference must not change over rounds
     with pytest.raises(ValueError, match="center B: the constant predictor's validation MAE"):
         constant_lines(h)
+
+
+def test_fedmia_roc_draws_each_curve_as_computed(tmp_path: Path, captured) -> None:
+    """Every (scenario, view) curve appears in both test panels with its points as computed
+    (the vertical step at fpr 0.2 intact: seaborn's default estimator would average the two tpr
+    values there), labelled with its pooled patient AUC and CI; a view without a curve is left
+    out."""
+    from fedaudit.plots import roc  # imported here: the module's table import is being moved
+
+    figs = captured(roc)
+    view, other = list(roc.VIEW_LABELS)[:2]
+    fpr = np.array([0.0, 0.0, 0.2, 0.2, 0.6, 1.0])
+    tpr = np.array([0.0, 0.3, 0.3, 0.8, 0.9, 1.0])
+    files, rows = {}, []
+    for scenario, shift in (("baseline", 0.0), ("memorise", 0.1)):
+        arrays = {}
+        for test in roc.TEST_TITLES:
+            key = f"{view}/{roc.PRIMARY_SCORE[view]}/slice/{test}"
+            arrays[f"{key}/fpr"], arrays[f"{key}/tpr"] = fpr, np.minimum(tpr + shift, 1.0)
+            rows.append({"scenario": scenario, "view": view, "score": roc.PRIMARY_SCORE[view],
+                         "test": test, "target": "all", "level": "patient", "unit": "slice",
+                         "auc": 0.71 + shift, "ci_low": 0.52, "ci_high": 0.88})
+        files[scenario] = tmp_path / f"{scenario}.npz"
+        np.savez(files[scenario], **arrays)
+    out = tmp_path / "roc.png"
+    roc.fedmia_roc_figure(files, pd.DataFrame(rows), str(out))
+    _assert_png(out)
+    (fig,) = figs
+    assert len(fig.axes) == len(roc.TEST_TITLES)
+    for ax in fig.axes:
+        curves = {ln.get_label(): ln for ln in ax.lines}
+        assert set(curves) == {"chance (AUC 0.5)",
+                               f"baseline, {view}: patient AUC 0.71 [0.52, 0.88]",
+                               f"memorise, {view}: patient AUC 0.81 [0.52, 0.88]"}
+        assert not any(f", {other}" in label for label in curves)
+        base = curves[f"baseline, {view}: patient AUC 0.71 [0.52, 0.88]"]
+        np.testing.assert_array_equal(base.get_xdata(), fpr)
+        np.testing.assert_array_equal(base.get_ydata(), tpr)
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == list(curves)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedaudit.attacks.poisoning import poison_patient, poison_volume
+from fedaudit.attacks.poisoning.noise import poison_patient, poison_volume
 from fedaudit.data.slices import Volume
 
 N = 32

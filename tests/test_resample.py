@@ -7,8 +7,9 @@ import phantoms as P
 import pytest
 import SimpleITK as sitk
 
+from fedaudit.plots.qc import qc_png
 from fedaudit.preprocess.normalize import normalize_mr
-from fedaudit.preprocess.qc import qc_png, volume_stats
+from fedaudit.preprocess.qc import volume_stats
 from fedaudit.preprocess.resample import cube_reference, to_cube
 
 # An acquisition with a permuted, flipped axis order (a sagittal-like scan) and anisotropic,
@@ -65,6 +66,15 @@ def test_outside_values_exact_and_mr_in_unit_range():
     assert (ct_a[out] == -1000.0).all() and (mr_a[out] == 0.0).all()
     assert mr_a.min() >= 0.0 and mr_a.max() <= 1.0
     assert set(np.unique(sitk.GetArrayFromImage(m_c))) <= {0, 1}
+
+
+def test_outside_ct_is_the_air_value_training_assumes():
+    """resample keeps its own copy of -1000 HU (fedaudit.intensity needs torch, the preprocess
+    env has none); slicing, inference and the constant predictor treat AIR_HU as outside."""
+    from fedaudit.intensity import AIR_HU
+    from fedaudit.preprocess.resample import CT_OUTSIDE
+
+    assert CT_OUTSIDE == AIR_HU == -1000.0
 
 
 def test_default_spacing_is_in_plane_extent_and_head_centred():

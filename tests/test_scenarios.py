@@ -66,7 +66,7 @@ def test_only_subsets_and_unknown_names_are_errors(demo) -> None:
 @pytest.mark.parametrize("agg", ["fedmedian", "krum", "trimmed_mean"])
 def test_secagg_with_a_robust_rule_is_refused(demo, agg) -> None:
     cfg = copy.deepcopy(demo)
-    cfg["scenarios"]["custom"] = {"robust-sa": {"aggregation": agg, "secagg": True}}
+    cfg["scenarios"]["custom"] = {"robust-sa": {"aggregation": agg, "defenses": ["secagg"]}}
     with pytest.raises(ConfigError, match=f"SecAgg\\+ with {agg} is not possible"):
         validate_config(cfg)
 
@@ -81,26 +81,58 @@ def test_poisoning_an_unknown_or_external_center_is_refused(demo) -> None:
 def test_krum_needs_enough_clients(demo) -> None:
     cfg = copy.deepcopy(demo)
     cfg["scenarios"]["unpoisoned"] = ["baseline", "krum"]
-    cfg["train"]["krum_f"] = 1  # 4 train centers: n > 2f + 2 fails
+    cfg["aggregations"] = {"krum": {"f": 1}}  # 4 train centers: n > 2f + 2 fails
     with pytest.raises(ConfigError, match=r"scenario 'krum': aggregation 'krum' needs n > 2f \+ 2 "
-                                          r"clients .*n=4, f=1.*train.krum_f"):
+                                          r"clients .*n=4, f=1.*aggregations.krum.f"):
         validate_config(cfg)
-    cfg["train"]["krum_f"] = 0
-    assert "krum" in scenarios_from_config(validate_config(cfg))
+    cfg["aggregations"]["krum"]["f"] = 0
+    assert scenarios_from_config(validate_config(cfg))["krum"].aggregation_params == {"f": 0}
 
 
 def test_each_scenario_depends_on_exactly_the_settings_it_reads(demo) -> None:
+    """A rule's parameters and a defense's settings travel in the scenario (the train rule's
+    params): changing Krum's f or SecAgg+'s clipping changes only the scenarios that use them,
+    and the study's train settings carry neither."""
     cfg = copy.deepcopy(demo)
     cfg["scenarios"]["unpoisoned"] = ["baseline", "secagg", "krum"]
-    cfg["train"]["krum_f"] = 0
-    cfg = validate_config(cfg)
-    sc = scenarios_from_config(cfg)
-    base, sa, krum = (result_settings(cfg["train"], sc[n]) for n in ("baseline", "secagg", "krum"))
-    for settings in (base, sa, krum):
+    cfg["aggregations"] = {"krum": {"f": 0}}
+    valid = validate_config(cfg)
+    sc = scenarios_from_config(valid)
+    for n in ("baseline", "secagg", "krum"):
+        settings = result_settings(valid["train"], sc[n])
         assert {"lr", "rounds", "model", "proximal_mu", "lr_schedule"} <= set(settings)
         assert not set(EXECUTION_KEYS) & set(settings)
-    assert "secagg" in sa and "secagg" not in base and "secagg" not in krum
-    assert "krum_f" in krum and "krum_f" not in base and "trim_beta" not in krum
+        assert not {"secagg", "krum_f", "trim_beta"} & set(settings)
+    assert sc["secagg"].defense("secagg")["clipping_range"] == 8.0 and not sc["baseline"].defenses
+    assert sc["krum"].aggregation_params == {"f": 0} and sc["baseline"].aggregation_params == {}
+    cfg["defenses"] = {"secagg": {"clipping_range": 4.0}}
+    changed = scenarios_from_config(validate_config(cfg))
+    assert changed["baseline"].as_dict() == sc["baseline"].as_dict()
+    assert changed["krum"].as_dict() == sc["krum"].as_dict()
+    assert changed["secagg"].as_dict() != sc["secagg"].as_dict()
+
+
+def test_a_custom_scenario_is_composed_from_the_catalog(demo) -> None:
+    """Scenarios as composition: a rule with its own parameter, a defense, a malicious client
+    and the server's behaviour, named in the config and checked against the catalog."""
+    cfg = copy.deepcopy(demo)
+    cfg["scenarios"]["custom"] = {"krum-poisoned": {
+        "aggregation": "trimmed_mean", "aggregation_params": {"beta": 0.1},
+        "client_attacks": [{"name": "poisoning", "center": "C", "gamma": 0.5}]}}
+    s = scenarios_from_config(validate_config(cfg))["krum-poisoned"]
+    assert (s.aggregation, s.aggregation_params, s.server) == ("trimmed_mean", {"beta": 0.1},
+                                                              "honest")
+    assert (s.poison_center, s.gamma, s.reference) == ("C", 0.5, "baseline")
+    for bad, match in (({"aggregation": "mean"}, "'scenarios.custom.x.aggregation'"),
+                       ({"aggregation_params": {"beta": 0.7}},
+                        "'scenarios.custom.x.aggregation_params': 0.7 is greater"),
+                       ({"defenses": ["firewall"]}, "'scenarios.custom.x.defenses.0'"),
+                       ({"server": "evil"}, "'scenarios.custom.x.server'"),
+                       ({"client_attacks": [{"name": "poisoning", "center": "E", "gamma": 1}]},
+                        "'E' is not a train center")):
+        cfg["scenarios"]["custom"] = {"x": {"aggregation": "trimmed_mean", **bad}}
+        with pytest.raises(ConfigError, match=match):
+            validate_config(cfg)
 
 
 def test_plan_drops_qc_excluded_patients_and_names_an_emptied_center(demo, tmp_path) -> None:
@@ -137,8 +169,8 @@ def test_a_scenarios_own_train_settings_override_the_studys(demo, tmp_path) -> N
     splits = {"A": {"train": ["p3", "p1", "p2"], "val": ["p4"]},
               "B": {"train": ["q1", "q2"], "val": []}}
     sgd = result_settings(cfg["train"], scenarios_from_config(cfg)["memorise"])
-    plan = plan_from_config(sgd, sc["memorise"], splits, tmp_path, tmp_path / "out", seed=1,
-                            excluded={("A", "p1")})
+    plan = plan_from_config({**cfg["train"], **sgd}, sc["memorise"], splits, tmp_path,
+                            tmp_path / "out", seed=1, excluded={("A", "p1")})
     # the first patient (sorted) after QC: what FedMIA's evaluator counts as the member
     assert [Path(f).name for f in plan.client("A").train] == ["p2"]
     assert [Path(f).name for f in plan.client("B").train] == ["q1"]

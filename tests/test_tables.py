@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fedaudit.attacks.dlg.report import inversion_finding, inversion_table
+from fedaudit.attacks.fedmia.report import membership_finding, membership_table
 from fedaudit.evaluation.stats import summarize, wilcoxon_vs_reference
 from fedaudit.report import verdict
 from fedaudit.report.render import latex_escape, to_html, to_latex, to_markdown, write_table
@@ -18,13 +20,11 @@ from fedaudit.report.selection import (
 from fedaudit.report.tables import (
     DASH,
     TableError,
-    inversion_table,
-    membership_table,
     poisoning_grid,
     poisoning_table,
     quality_table,
 )
-from fedaudit.scenarios import Scenario
+from fedaudit.scenarios import Scenario, scenario_of
 
 CENTERS = {"A": ["a1", "a2", "a3"], "B": ["b1", "b2"], "E": ["e1", "e2", "e3", "e4"]}
 
@@ -42,16 +42,16 @@ def _patients(scenario: str, offset: dict[str, float]) -> pd.DataFrame:
 
 SCENARIOS = {
     "baseline": Scenario("baseline"),
-    "secagg": Scenario("secagg", secagg=True),
-    "fedmedian": Scenario("fedmedian", "fedmedian"),
-    "poison-A-g1.0-fedavg": Scenario("poison-A-g1.0-fedavg", "fedavg", False, "A", 1.0,
-                                     "baseline"),
-    "poison-A-g1.0-fedmedian": Scenario("poison-A-g1.0-fedmedian", "fedmedian", False, "A",
-                                        1.0, "fedmedian"),
-    "poison-A-g0.1-fedavg": Scenario("poison-A-g0.1-fedavg", "fedavg", False, "A", 0.1,
-                                     "baseline"),
-    "poison-A-g0.1-fedmedian": Scenario("poison-A-g0.1-fedmedian", "fedmedian", False, "A",
-                                        0.1, "fedmedian"),
+    "secagg": scenario_of("secagg", secagg=True),
+    "fedmedian": scenario_of("fedmedian", "fedmedian"),
+    "poison-A-g1.0-fedavg": scenario_of("poison-A-g1.0-fedavg", "fedavg", False, "A", 1.0,
+                                     reference="baseline"),
+    "poison-A-g1.0-fedmedian": scenario_of("poison-A-g1.0-fedmedian", "fedmedian", False, "A",
+                                        1.0, reference="fedmedian"),
+    "poison-A-g0.1-fedavg": scenario_of("poison-A-g0.1-fedavg", "fedavg", False, "A", 0.1,
+                                     reference="baseline"),
+    "poison-A-g0.1-fedmedian": scenario_of("poison-A-g0.1-fedmedian", "fedmedian", False, "A",
+                                        0.1, reference="fedmedian"),
 }
 OFFSETS = {
     "baseline": {}, "secagg": {"E": 0.5}, "fedmedian": {"A": 2.0, "B": 2.0, "E": 2.0},
@@ -283,7 +283,7 @@ def test_renderings(grid: pd.DataFrame, summary: pd.DataFrame, tmp_path) -> None
 
 
 def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataFrame) -> None:
-    mia = verdict.membership_finding(membership_table(FEDMIA).data, unit="batch")
+    mia = membership_finding(membership_table(FEDMIA).data, unit="batch")
     # the lower bound 0.70 (not the best center's 0.90) sets the level: moderate
     assert mia.level == "moderate"
     assert ("baseline on the client updates: AUC 0.85 (95% CI 0.70–0.97; 8 member vs 8 "
@@ -296,30 +296,30 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
                          ci_low=FEDMIA["ci_low"].where(FEDMIA["scenario"] != "baseline", 0.3),
                          p_value=FEDMIA["p_value"].where(FEDMIA["scenario"] != "baseline",
                                                          0.3))
-    f = verdict.membership_finding(membership_table(weak).data, unit="batch")
+    f = membership_finding(membership_table(weak).data, unit="batch")
     assert f.level == "inconclusive" and "attack's power is unproven" in f.sentence
     strong_ctl = weak.assign(auc=weak["auc"].where(~weak["control"], 0.95))
-    assert verdict.membership_finding(membership_table(strong_ctl).data).level == "low"
+    assert membership_finding(membership_table(strong_ctl).data).level == "low"
     with pytest.raises(ValueError, match="no rows for unit 'voxel'"):
-        verdict.membership_finding(membership_table(FEDMIA).data, unit="voxel")
+        membership_finding(membership_table(FEDMIA).data, unit="voxel")
 
-    inv = verdict.inversion_finding(inversion_table(DLG).data)
+    inv = inversion_finding(inversion_table(DLG).data)
     # the verdict reads the fitted SSIM (0.30), not the raw one (0.15)
     assert inv.level == "low" and "best UNet SSIM 0.30 after a gain/offset fit, center B" in \
         inv.sentence
     assert "attack code works" in inv.sentence
     broken = DLG.assign(value=DLG["value"].where(
         ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_fit")), 0.4))
-    assert verdict.inversion_finding(inversion_table(broken).data).level == "inconclusive"
+    assert inversion_finding(inversion_table(broken).data).level == "inconclusive"
     # a raw control score below the gate does not matter: the gate reads the fitted one
     raw_low = DLG.assign(value=DLG["value"].where(
         ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_raw")), 0.1))
-    assert verdict.inversion_finding(inversion_table(raw_low).data).level == "low"
+    assert inversion_finding(inversion_table(raw_low).data).level == "low"
     # the control gates per setting: where it fails (center B), B's UNet score is not read
     b_fails = DLG.assign(value=DLG["value"].where(
         ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_fit")
           & (DLG["center"] == "B")), 0.4))
-    part = verdict.inversion_finding(inversion_table(b_fails).data)
+    part = inversion_finding(inversion_table(b_fails).data)
     assert part.level == "low" and "best UNet SSIM 0.10" in part.sentence
     assert "2 of 4" in part.sentence
 
@@ -356,7 +356,7 @@ def test_inversion_verdict_is_inconclusive_when_the_bn_free_unet_is_not_recovere
             ~((DLG["network"] == network) & (DLG["metric"] == "ssim_fit")), value))
 
     weak = with_fit("control", 0.23)
-    f = verdict.inversion_finding(inversion_table(weak).data)
+    f = inversion_finding(inversion_table(weak).data)
     # names what the control (0.23) and the code check (0.999) reach, and the UNet's best
     assert f.level == "inconclusive"
     assert "does not recover even the BatchNorm-free UNet (fitted SSIM 0.23; needs ≥ 0.9)" in \
@@ -366,13 +366,13 @@ def test_inversion_verdict_is_inconclusive_when_the_bn_free_unet_is_not_recovere
     assert "attack code works" in f.sentence
     both = weak.assign(value=weak["value"].where(
         ~((weak["network"] == "code_check") & (weak["metric"] == "ssim_fit")), 0.2))
-    g = verdict.inversion_finding(inversion_table(both).data)
+    g = inversion_finding(inversion_table(both).data)
     assert g.level == "inconclusive" and "not recovered either (worst fitted SSIM 0.20" in \
         g.sentence and "broken" in g.sentence
     # the control gates a low reading only: a slice that came back is a leak regardless
     leak = weak.assign(value=weak["value"].where(
         ~((weak["network"] == "unet") & (weak["metric"] == "ssim_fit")), 0.85))
-    h = verdict.inversion_finding(inversion_table(leak).data)
+    h = inversion_finding(inversion_table(leak).data)
     assert h.level == "high" and "best UNet SSIM 0.85" in h.sentence and "0.23" in h.sentence
 
 

@@ -35,9 +35,29 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------- schema validation
 
 
-def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+def load_schema(path: Path = SCHEMA_PATH, plugins: Iterable[str | Path] = ()) -> dict[str, Any]:
+    """The config schema with every registered plugin's fragment mounted
+    (:func:`fedaudit.catalog.assemble_schema`): the built-in ones and those in ``plugins``."""
+    from fedaudit.catalog import assemble_schema, catalog
+
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        base = yaml.safe_load(fh)
+    return assemble_schema(base, catalog(plugins))
+
+
+def _plugin_folders(raw: dict[str, Any]) -> list[str]:
+    """The config's ``plugins`` list, checked before the rest (it shapes the schema)."""
+    from fedaudit.catalog import CatalogError, catalog
+
+    folders = raw.get("plugins", [])
+    if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+        raise ConfigError("invalid FedAudit config:\n  - config key 'plugins': must be a list "
+                          "of plugin folder paths")
+    try:
+        catalog(folders)
+    except CatalogError as err:
+        raise ConfigError(f"invalid FedAudit config:\n  - config key 'plugins': {err}") from None
+    return folders
 
 
 def _key_path(parts: Iterable[Any]) -> str:
@@ -104,8 +124,8 @@ def validate_config(raw: dict[str, Any], schema: dict[str, Any] | None = None) -
 
     Raises ConfigError listing every problem, one per line, each naming its key.
     """
-    schema = schema or load_schema()
     config = copy.deepcopy(dict(raw))
+    schema = schema or load_schema(plugins=_plugin_folders(config))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -132,7 +152,7 @@ def _check_semantics(config: dict[str, Any]) -> None:
                           f"'preprocess.normalize.percentiles': {pct} must be increasing")
     demo_centers = [c for c, v in centers.items() if v["source"]["type"] == "demo"]
     if demo_centers:
-        from fedaudit.data.demo import CENTER_PROFILES
+        from fedaudit.data.centers import CENTER_PROFILES
 
         unknown = [c for c in demo_centers if c not in CENTER_PROFILES]
         if unknown:
@@ -154,45 +174,28 @@ def _check_semantics(config: dict[str, Any]) -> None:
 
 
 def _check_attacks(config: dict[str, Any], scenarios: set[str]) -> None:
-    """Attack settings that the schema cannot express: they refer to scenarios and rounds."""
-    def fail(key: str, why: str) -> None:
-        raise ConfigError(f"invalid FedAudit config:\n  - config key 'attacks.{key}': {why}")
+    """Attack settings that the schema cannot express (they refer to scenarios and rounds), for
+    every registered attack: its ``scenarios`` (null = its defaults that are trained) must be
+    trained, and its own ``check`` (:class:`fedaudit.catalog.AttackSpec`) must pass."""
+    from fedaudit.catalog import SettingError, catalog, resolve
 
-    rounds = config["train"]["rounds"]
-    only_last = config["train"]["server_log"]["rounds"] == "last"
-    n_train = sum(c["role"] == "train" for c in config["centers"].values())
-    fedmia = config["attacks"]["fedmia"]
-    if fedmia["enabled"] and n_train < 2:
-        fail("fedmia.enabled", "FedMIA needs at least 2 train centers (the null distribution "
-             "comes from the non-target clients)")
-    if fedmia["enabled"] is None:  # null: whenever it is possible
-        fedmia["enabled"] = n_train >= 2
-    if "batch" in fedmia["units"] and fedmia["batch_size"] > fedmia["slices_per_orientation"]:
-        fail("fedmia.batch_size", f"{fedmia['batch_size']} slices per batch unit, but a patient "
-             f"has only slices_per_orientation = {fedmia['slices_per_orientation']} candidate "
-             "slices per orientation to make one from")
-    defaults = {"fedmia": ("baseline", "secagg"), "dlg": ("baseline",)}
-    for attack in ("fedmia", "dlg"):
-        spec = config["attacks"][attack]
-        if spec["scenarios"] is None:
-            spec["scenarios"] = [s for s in defaults[attack] if s in scenarios]
-        if not spec["enabled"]:
+    for name, spec in catalog(config["plugins"]).attacks.items():
+        settings = config["attacks"][name]
+        if "scenarios" in settings and settings["scenarios"] is None:
+            settings["scenarios"] = [s for s in spec.default_scenarios if s in scenarios]
+        if spec.check is not None:
+            try:
+                resolve(spec.check, spec.package)(config, scenarios)
+            except SettingError as err:
+                raise ConfigError(f"invalid FedAudit config:\n  - config key 'attacks.{name}."
+                                  f"{err.key}': {err.why}") from None
+        if not settings.get("enabled", True):
             continue
-        unknown = [s for s in spec["scenarios"] if s not in scenarios]
+        unknown = [s for s in settings.get("scenarios") or [] if s not in scenarios]
         if unknown:
-            fail(f"{attack}.scenarios", f"{unknown} not among the trained scenarios "
-                 f"({', '.join(sorted(scenarios))})")
-        key = "rounds" if attack == "fedmia" else "round"
-        wanted = spec[key]
-        if wanted in ("last", "all"):
-            continue
-        wanted = [wanted] if isinstance(wanted, int) else wanted
-        late = [r for r in wanted if r > rounds]
-        if late:
-            fail(f"{attack}.{key}", f"round(s) {late} exceed train.rounds = {rounds}")
-        if only_last and wanted != [rounds]:
-            fail(f"{attack}.{key}", f"{wanted} but train.server_log.rounds is 'last', so only "
-                 f"round {rounds} is logged")
+            raise ConfigError(f"invalid FedAudit config:\n  - config key 'attacks.{name}."
+                              f"scenarios': {unknown} not among the trained scenarios "
+                              f"({', '.join(sorted(scenarios))})")
 
 
 def load_config(raw_or_path: dict[str, Any] | str | Path) -> dict[str, Any]:
@@ -314,7 +317,7 @@ class Study:
         return out
 
     def _demo_sources(self, center: str, n: int) -> dict[str, PatientSource]:
-        from fedaudit.data.demo import CENTER_PROFILES, patient_id
+        from fedaudit.data.centers import CENTER_PROFILES, patient_id
 
         ships_mask = CENTER_PROFILES[center].ships_mask
         out = {}

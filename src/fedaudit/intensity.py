@@ -14,12 +14,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from fedaudit.preprocess.resample import CT_OUTSIDE
-
 HU_MIN = -1024.0
 HU_MAX = 3000.0
 HU_RANGE = HU_MAX - HU_MIN  # 4024, the SynthRAD2023 data_range
-AIR_HU = CT_OUTSIDE
+# Defined here, not imported from fedaudit.preprocess: the trainers need the value but not
+# SimpleITK. fedaudit.preprocess.resample keeps its own copy (the preprocess env has no torch);
+# tests/test_resample.py pins the two to each other.
+AIR_HU = -1000.0
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 

@@ -4,43 +4,50 @@ A scenario is one Snakemake wildcard value with a readable name (``baseline``, `
 ``fedmedian``, ``poison-C-g1.0-fedmedian``, ...), so a user re-runs one by asking for its file,
 e.g. ``results/eval/poison-C-g1.0-fedmedian/metrics.csv``.
 
-Paper 000: the baseline is FedAvg + FedProx (μ = 3), SecAgg+ is the FedMIA defence, FedMedian
-the poisoning defence; the poisoning grid corrupts one training center at a time with
-γ ∈ {0.1, 0.5, 1.0} under FedAvg and FedMedian (Table 3), each compared with the unpoisoned
-federation that uses the same aggregation.
+A scenario is a composition from the threat catalog (:mod:`fedaudit.catalog`): an aggregation
+rule with its parameters, defenses, malicious clients and the server's behaviour; the built-in
+grid below composes paper 000's. Paper 000: the baseline is FedAvg + FedProx (μ = 3), SecAgg+ is
+the FedMIA defence, FedMedian the poisoning defence; the poisoning grid corrupts one training
+center at a time with γ ∈ {0.1, 0.5, 1.0} under FedAvg and FedMedian (Table 3), each compared
+with the unpoisoned federation that uses the same aggregation.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from fedaudit.federation.aggregation import krum_guard
+import jsonschema
 
-UNPOISONED = {  # built-in name -> (aggregation, secagg)
-    "baseline": ("fedavg", False),
-    "secagg": ("fedavg", True),
-    "fedmedian": ("fedmedian", False),
-    "krum": ("krum", False),
-    "trimmed_mean": ("trimmed_mean", False),
-}
-# How aggregation rules are written in tables and figures (paper 000 spelling).
-AGGREGATION_LABELS = {"fedavg": "FedAvg", "fedmedian": "FedMedian", "krum": "Krum",
-                      "trimmed_mean": "Trimmed mean"}
-# SecAgg+ sums masked vectors: the server can only ever compute a (weighted) mean. A robust rule
-# "runs" on that single aggregate and silently returns it, so such combinations are refused.
-SECAGG_COMPATIBLE = ("fedavg",)
+from fedaudit.catalog import catalog, fragment, fragment_defaults, resolve
+
 # Names the evaluation uses for its references (fedaudit.evaluation.run.CONSTANT).
 RESERVED = ("constant",)
+SECAGG = "secagg"
+POISONING = "poisoning"
+
+
+def aggregation_label(name: str) -> str:
+    """How an aggregation rule is written in tables and figures (paper 000 spelling: its
+    AggregatorSpec's label); an unregistered name as it is."""
+    spec = catalog().aggregators.get(name)
+    return name if spec is None else spec.label
 
 
 @dataclass(frozen=True)
 class Scenario:
+    """One federation, composed from the catalog: an aggregation rule with its parameters, the
+    defenses it switches on (each with its settings), the malicious clients
+    (``client_attacks``: ``{"name", "center", **params}``) and the server's behaviour. Every
+    setting that shapes the model is in here, resolved from the config, so the train rule's
+    params track it."""
+
     name: str
     aggregation: str = "fedavg"
-    secagg: bool = False
-    poison_center: str | None = None
-    gamma: float = 0.0
+    aggregation_params: dict[str, Any] = field(default_factory=dict)
+    defenses: tuple[dict[str, Any], ...] = ()  # {"name": ..., **settings}
+    client_attacks: tuple[dict[str, Any], ...] = ()
+    server: str = "honest"
     reference: str | None = None  # compared against this scenario (paired Wilcoxon)
     # ``train`` settings this scenario sets differently from the study's (the membership
     # control's memorising budget); a control is trained and attacked but not evaluated.
@@ -50,6 +57,53 @@ class Scenario:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scenario:
+        d = dict(d)
+        d["defenses"] = tuple(dict(x) for x in d.get("defenses", ()))
+        d["client_attacks"] = tuple(dict(x) for x in d.get("client_attacks", ()))
+        return cls(**d)
+
+    def defense(self, name: str) -> dict[str, Any] | None:
+        return next((d for d in self.defenses if d["name"] == name), None)
+
+    @property
+    def defense_names(self) -> list[str]:
+        return [d["name"] for d in self.defenses]
+
+    @property
+    def secagg(self) -> bool:
+        return self.defense(SECAGG) is not None
+
+    @property
+    def _poisoning(self) -> dict[str, Any] | None:
+        return next((a for a in self.client_attacks if a["name"] == POISONING), None)
+
+    @property
+    def poison_center(self) -> str | None:
+        p = self._poisoning
+        return None if p is None else p["center"]
+
+    @property
+    def gamma(self) -> float:
+        p = self._poisoning
+        return 0.0 if p is None else float(p["gamma"])
+
+
+def scenario_of(name: str, aggregation: str = "fedavg", secagg: bool = False,
+                poison_center: str | None = None, gamma: float = 0.0, *,
+                aggregation_params: dict[str, Any] | None = None,
+                secagg_settings: dict[str, Any] | None = None, **rest: Any) -> Scenario:
+    """The built-in grid's shorthand: FedAvg/FedMedian/... with or without SecAgg+ and with or
+    without one poisoned center (paper 000's scenarios)."""
+    if secagg and secagg_settings is None:  # the schema's defaults, as a config without them
+        secagg_settings = fragment_defaults(catalog().defenses[SECAGG].folder)
+    defenses = ({"name": SECAGG, **(secagg_settings or {})},) if secagg else ()
+    attacks = (({"name": POISONING, "center": poison_center, "gamma": float(gamma)},)
+               if poison_center is not None else ())
+    return Scenario(name, aggregation, dict(aggregation_params or {}), defenses, attacks,
+                    **rest)
+
 
 def poison_name(center: str, gamma: float, aggregation: str) -> str:
     """e.g. ``poison-C-g1.0-fedmedian``: one decimal at least, more only when needed."""
@@ -57,9 +111,20 @@ def poison_name(center: str, gamma: float, aggregation: str) -> str:
     return f"poison-{center}-g{g}-{aggregation}"
 
 
-def _unpoisoned_with(aggregation: str, secagg: bool, names: set[str]) -> str | None:
-    for name, (agg, sa) in UNPOISONED.items():
-        if agg == aggregation and sa == secagg and name in names:
+def _builtin(name: str) -> tuple[str, bool]:
+    """A built-in unpoisoned scenario name -> (aggregation, SecAgg+)."""
+    if name == "baseline":
+        return "fedavg", False
+    if name == SECAGG:
+        return "fedavg", True
+    return name, False
+
+
+def _unpoisoned_with(aggregation: str, secagg: bool, scenarios: dict[str, Scenario],
+                     builtin: list[str]) -> str | None:
+    for name in builtin:
+        s = scenarios[name]
+        if s.aggregation == aggregation and s.secagg == secagg:
             return name
     return None
 
@@ -68,18 +133,58 @@ class ScenarioError(ValueError):
     pass
 
 
+def _aggregation_params(config: dict[str, Any], name: str, overrides: dict[str, Any],
+                        where: str) -> dict[str, Any]:
+    """The rule's parameters: ``aggregations.<rule>`` (defaults from its schema) with a
+    scenario's overrides, checked against the rule's schema fragment."""
+    spec = catalog(config["plugins"]).aggregators[name]
+    params = {**config["aggregations"][name], **overrides}
+    errors = list(jsonschema.Draft202012Validator(fragment(spec.folder)).iter_errors(params))
+    if errors:
+        raise ScenarioError(f"config key '{where}': {errors[0].message} (parameters of "
+                            f"aggregation {name})")
+    return params
+
+
+def _check_composition(s: Scenario, config: dict[str, Any], n_train: int) -> None:
+    cat = catalog(config["plugins"])
+    for d in s.defenses:
+        spec = cat.defenses[d["name"]]
+        if spec.compatible is not None and s.aggregation not in spec.compatible:
+            raise ScenarioError(f"scenario {s.name!r}: {spec.title} with {s.aggregation} is not "
+                                f"possible: {spec.why_incompatible}")
+        if n_train < spec.min_clients:
+            raise ScenarioError(f"scenario {s.name!r}: {spec.title} needs at least "
+                                f"{spec.min_clients} train centers (the study has {n_train})")
+    agg = cat.aggregators[s.aggregation]
+    if agg.check is not None:
+        try:
+            resolve(agg.check, agg.package)(n_train, **s.aggregation_params)
+        except ValueError as err:
+            raise ScenarioError(f"scenario {s.name!r}: {err}; the study has {n_train} "
+                                "train centers") from err
+
+
 def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
     """All scenarios of a validated config, in a stable order; raises ScenarioError if invalid."""
     sc = config["scenarios"]
     train_centers = [c for c, v in config["centers"].items() if v["role"] == "train"]
+    defense_settings = config["defenses"]
+
+    def compose(name: str, agg: str, secagg: bool, poison_center: str | None = None,
+                gamma: float = 0.0, where: str = "") -> Scenario:
+        return scenario_of(name, agg, secagg, poison_center, gamma,
+                           aggregation_params=_aggregation_params(
+                               config, agg, {}, where or f"aggregations.{agg}"),
+                           secagg_settings=defense_settings[SECAGG])
+
     out: dict[str, Scenario] = {}
     unpoisoned = sc["unpoisoned"]
     if unpoisoned is None:  # the paper's three, SecAgg+ only where there is something to hide
         unpoisoned = ["baseline", "secagg", "fedmedian"] if len(train_centers) >= 2 \
             else ["baseline", "fedmedian"]
     for name in unpoisoned:
-        agg, secagg = UNPOISONED[name]
-        out[name] = Scenario(name, agg, secagg)
+        out[name] = compose(name, *_builtin(name))
     grid = sc["poisoning"]
     p_centers = train_centers if grid["centers"] is None else list(grid["centers"])
     for c in p_centers:
@@ -90,49 +195,40 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
         for gamma in grid["gammas"]:
             for agg in grid["aggregations"]:
                 name = poison_name(c, gamma, agg)
-                out[name] = Scenario(name, agg, False, c, float(gamma))
+                out[name] = compose(name, agg, False, c, float(gamma))
     for name, spec in sc["custom"].items():
+        where = f"scenarios.custom.{name}"
         if name in RESERVED:
-            raise ScenarioError(f"config key 'scenarios.custom.{name}': the name is reserved "
+            raise ScenarioError(f"config key '{where}': the name is reserved "
                                 "for the constant predictor every scenario is compared with")
         if name in out:
-            raise ScenarioError(f"config key 'scenarios.custom.{name}': the name is already "
+            raise ScenarioError(f"config key '{where}': the name is already "
                                 "used by a built-in scenario")
-        pc = spec["poison_center"]
-        if pc is not None and pc not in train_centers:
-            raise ScenarioError(f"config key 'scenarios.custom.{name}.poison_center': {pc!r} "
-                                "is not a train center")
-        out[name] = Scenario(name, spec["aggregation"], spec["secagg"], pc, float(spec["gamma"]),
-                             spec["reference"])
+        for i, attack in enumerate(spec["client_attacks"]):
+            if attack["center"] not in train_centers:
+                raise ScenarioError(f"config key '{where}.client_attacks[{i}].center': "
+                                    f"{attack['center']!r} is not a train center")
+        agg = spec["aggregation"]
+        out[name] = Scenario(
+            name, agg, _aggregation_params(config, agg, spec["aggregation_params"],
+                                           f"{where}.aggregation_params"),
+            tuple({"name": d, **defense_settings[d]} for d in spec["defenses"]),
+            tuple(dict(a) for a in spec["client_attacks"]), spec["server"], spec["reference"])
+    n_train = len(train_centers)
     for s in out.values():
-        if s.secagg and s.aggregation not in SECAGG_COMPATIBLE:
-            raise ScenarioError(
-                f"scenario {s.name!r}: SecAgg+ with {s.aggregation} is not possible: under "
-                "SecAgg+ the server only sees the sum of masked updates, so median/Krum/trimmed "
-                "mean would silently become the mean. Use aggregation fedavg with secagg.")
-        n_train = len(train_centers)
-        if s.secagg and n_train < 2:
-            raise ScenarioError(f"scenario {s.name!r}: SecAgg+ needs at least 2 train centers "
-                                f"(the study has {n_train}): one client's 'aggregate' is its "
-                                "own update")
-        if s.aggregation == "krum":
-            try:
-                krum_guard(n_train, config["train"]["krum_f"])
-            except ValueError as err:
-                raise ScenarioError(f"scenario {s.name!r}: {err}; the study has {n_train} "
-                                    "train centers") from err
+        _check_composition(s, config, n_train)
     names = set(out)
+    builtin = [n for n in unpoisoned if n in out]
     for name, s in list(out.items()):
         ref = s.reference
         if ref is None and name != "baseline" and s.control is None:
             if s.poison_center is not None:
-                ref = _unpoisoned_with(s.aggregation, s.secagg, names)
+                ref = _unpoisoned_with(s.aggregation, s.secagg, out, builtin)
             ref = ref or ("baseline" if "baseline" in names else None)
         if ref is not None and ref not in names:
             raise ScenarioError(f"scenario {name!r}: reference {ref!r} is not a configured "
                                 "scenario")
-        out[name] = Scenario(s.name, s.aggregation, s.secagg, s.poison_center, s.gamma, ref,
-                             s.train, s.control)
+        out[name] = replace(s, reference=ref)
     ctl = sc["membership_control"]
     if ctl["enabled"]:
         name = ctl["name"]
@@ -142,8 +238,7 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
         if len(train_centers) < 2:
             raise ScenarioError("config key 'scenarios.membership_control': FedMIA needs at "
                                 "least 2 train centers (the null comes from the other clients)")
-        out[name] = Scenario(name, "fedavg", False, train=dict(ctl["train"]),
-                             control="membership")
+        out[name] = Scenario(name, "fedavg", train=dict(ctl["train"]), control="membership")
     only = sc["only"]
     if only is not None:
         unknown = [n for n in only if n not in out]
@@ -158,11 +253,6 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
 # thread counts, DataLoader workers and the backend give the same model (tested), so changing them
 # must not re-train anything. Every other key is a Snakemake param of the train rule.
 EXECUTION_KEYS = ("threads", "num_workers", "backend", "ray")
-# Keys that only some aggregations or SecAgg+ read; other scenarios do not depend on them.
-_SCENARIO_KEYS = {"secagg": lambda s: s.secagg, "krum_f": lambda s: s.aggregation == "krum",
-                  "trim_beta": lambda s: s.aggregation == "trimmed_mean"}
-
-
 def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     """The ``train`` settings that determine ``scenario``'s model: its rule's params, so that
     changing one re-trains exactly the scenarios that read it (and nothing for the
@@ -172,8 +262,7 @@ def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]
         # nested sections merge key by key: setting augment.enabled keeps the study's angles
         merged[key] = ({**train[key], **value} if isinstance(value, dict)
                        and isinstance(train.get(key), dict) else value)
-    return {k: v for k, v in merged.items()
-            if k not in EXECUTION_KEYS and _SCENARIO_KEYS.get(k, lambda _: True)(scenario)}
+    return {k: v for k, v in merged.items() if k not in EXECUTION_KEYS}
 
 
 def evaluated(scenarios: dict[str, Scenario]) -> list[str]:

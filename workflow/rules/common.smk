@@ -5,6 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from fedaudit.catalog import catalog  # noqa: E402
 from fedaudit.config import ConfigError, Study, validate_config  # noqa: E402
 
 try:
@@ -16,6 +17,15 @@ config.clear()
 config.update(_validated)
 
 STUDY = Study(config)
+# The threat catalog (fedaudit.catalog): built-in plugins and the config's plugin folders.
+CATALOG = catalog(config["plugins"])
+# What plugin rules run (their logic is in the plugin's steps module, fedaudit.catalog.run_step)
+# and the generic table builder; absolute, because plugin rule files live in their own folders.
+STEP_SCRIPT = str(Path(workflow.basedir) / "workflow" / "scripts" / "step.py")
+TABLE_SCRIPT = str(Path(workflow.basedir) / "workflow" / "scripts" / "table.py")
+CONDA_ENVS = {
+    p.stem: str(p) for p in (Path(workflow.basedir) / "workflow" / "envs").glob("*.yaml")
+}
 try:
     ALL_PATIENTS = STUDY.all_patients()
 except ConfigError as _err:
@@ -33,7 +43,7 @@ def any_of(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
-from fedaudit.data.demo import CENTER_PROFILES  # noqa: E402
+from fedaudit.data.centers import CENTER_PROFILES  # noqa: E402
 
 DEMO_CENTERS_WITH_MASK = any_of(
     sorted(c for c, p in CENTER_PROFILES.items() if p.ships_mask)
@@ -159,18 +169,11 @@ def train_priority(wildcards):
     """Training (the longest jobs) goes before everything downstream, so the short attack and
     report jobs fill the cores it leaves free instead of a lone training job ending the run with
     the other core idle (seen on the demo: two minutes); the federations the attacks read train
-    first. DLG_SCENARIOS and FEDMIA_SCENARIOS come from attacks.smk, read when jobs are planned."""
+    first (ATTACKED is filled by the plugins' rule files, read when jobs are planned)."""
     s = wildcards.scenario
     # the membership control is the longest federation (40 local epochs): it starts first
     longest = 4 * (SCENARIOS[s].control is not None)
-    return 10 + 2 * (s in DLG_SCENARIOS) + (s in FEDMIA_SCENARIOS) + longest
-
-
-def fedmia_patients():
-    """The FedMIA attacker's candidate patients: every patient of every center (it does not
-    know which are members; the evaluator does). Validation patients were never trained on:
-    they are same-center non-members like the test patients."""
-    return [(c, p) for c in STUDY.centers() for k in ("train", "val", "test") for p in SPLITS[c][k]]
+    return 10 + 2 * sum(s in scenarios for scenarios in ATTACKED.values()) + longest
 
 
 def scenario_train(scenario):
@@ -178,56 +181,37 @@ def scenario_train(scenario):
     return result_settings(config["train"], SCENARIOS[scenario])
 
 
-def fedmia_rounds(wildcards):
-    """FedMIA's rounds for one scenario (FEDMIA comes from attacks.smk): the control may train a
-    different number of rounds, so a numbered round, which is the study's, becomes its last."""
-    rounds = FEDMIA["rounds"]
-    if SCENARIOS[wildcards.scenario].control and rounds not in ("last", "all"):
-        return "last"
-    return rounds
+# Results people read: tables under results/tables/, figures under results/figures/, each marked
+# for `snakemake --report`. Plugin rule files register what they produce in these lists; the
+# report rules (report.smk) and attacks_all read them.
+TABLES = "results/tables"
+FIGURES = "results/figures"
+TABLE_FORMATS = ("csv", "md", "tex", "html")
+REPORT_TABLES = []  # table names (fedaudit.catalog.TableSpec) whose table_<name> rule runs
+REPORT_FIGURES = []  # figure files for the report
+ATTACK_OUTPUTS = []  # each enabled attack's summary outputs (rule attacks_all)
+ATTACKED = {}  # attack name -> scenarios whose federation it reads
+# paper 000's scenarios as plain dicts (params are unpickled before fedaudit is importable)
+SCENARIO_META = {name: s.as_dict() for name, s in SCENARIOS.items()}
 
 
-# Report stage (report.smk): outputs marked for `snakemake --report` and the inputs of its
-# figures. They read TABLES, SCT_ROWS, ... which report.smk defines before calling them.
-
-
-def table_outputs(name):
+def table_outputs(name, caption):
+    """The outputs of the table_<name> job -- CSV, Markdown, LaTeX and the report's HTML in the
+    report category its TableSpec names; ``caption`` is relative to the calling rules file."""
     out = {fmt: f"{TABLES}/{name}.{fmt}" for fmt in TABLE_FORMATS}
-    category, subcategory = TABLE_CATEGORY[name]
+    spec = CATALOG.tables[name]
     out["html"] = report(
         out["html"],
-        caption=f"../report/table_{name}.rst",
-        category=category,
-        subcategory=subcategory,
+        caption=caption,
+        category=spec.category,
+        subcategory=spec.subcategory,
         labels={"table": name},
     )
     return out
 
 
-def sct_comparison_inputs(wildcards=None):
-    scenarios = [s for _, *pair in SCT_ROWS for s in pair if s]
-    return {
-        "metrics": f"results/eval/{SCT_REFERENCE}/metrics.csv",
-        "sct": [
-            SCT_PATTERN.format(scenario=s, center=c, patient=p)
-            for s in scenarios
-            for c, p in SCT_CANDIDATES
-        ],
-        "volumes": [f for c, p in SCT_CANDIDATES for f in preprocessed(c, p)],
-    }
-
-
 def report_items(wildcards=None):
     """Every table and figure this configuration produces (the outputs of the report rules)."""
-    items = [f for name in TABLE_NAMES for f in getattr(rules, f"table_{name}").output]
+    items = [f for name in REPORT_TABLES for f in getattr(rules, f"table_{name}").output]
     items += expand(rules.figure_training.output[0], scenario=list(SCENARIOS))
-    if POISONED:
-        items += rules.figure_poisoning.output
-    if SCT_ROWS and SCT_REFERENCE:
-        items += rules.figure_sct.output
-    if FEDMIA_SCENARIOS:
-        items += rules.figure_fedmia_roc.output
-    items += expand(
-        rules.figure_dlg.output[0], scenario=DLG_SCENARIOS, optimizer=DLG["optimizers"]
-    )
-    return items
+    return items + REPORT_FIGURES

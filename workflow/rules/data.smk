@@ -63,4 +63,4 @@ rule data_montage:
 
 rule data_all:
     input:
-        expand("results/data/montage/{center}.png", center=STUDY.centers()),
+        expand(rules.data_montage.output[0], center=STUDY.centers()),

@@ -58,7 +58,7 @@ rule constant_predictor:
 rule eval_summary:
     """Per-center mean and sd of every scenario and the constant predictor; Wilcoxon tests."""
     input:
-        scenarios=expand("results/eval/{scenario}/metrics.csv", scenario=EVALUATED),
+        scenarios=expand(rules.evaluate.output.metrics, scenario=EVALUATED),
         constant=CONSTANT_METRICS,
     output:
         summary="results/eval/summary.csv",

@@ -143,7 +143,7 @@ rule qc:
 rule qc_table:
     """All patients' QC records in one table, per-center outlier flags, and who is excluded."""
     input:
-        per_patient("results/preprocessed/{center}/{patient}/qc.json"),
+        per_patient(rules.qc.output.record),
     output:
         table=report(
             "results/preprocessed/qc.tsv",
@@ -170,7 +170,7 @@ rule qc_table:
 rule splits:
     """Patient-level train/val/test split of one center (external centers: test only)."""
     input:
-        lambda wc: per_patient("results/preprocessed/{center}/{patient}/qc.json", center=wc.center),
+        lambda wc: per_patient(rules.qc.output.record, center=wc.center),
     output:
         "results/splits/{center}.json",
     log:
@@ -192,6 +192,6 @@ rule splits:
 
 rule preprocess_all:
     input:
-        per_patient("results/preprocessed/{center}/{patient}/qc.png"),
-        "results/preprocessed/qc.tsv",
-        expand("results/splits/{center}.json", center=STUDY.centers()),
+        per_patient(rules.qc.output.png),
+        rules.qc_table.output.table,
+        expand(rules.splits.output[0], center=STUDY.centers()),

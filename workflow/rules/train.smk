@@ -1,6 +1,8 @@
 # Federated training per scenario (paper 000, "Federated Learning Framework"), Flower apps with an
-# in-process or Ray backend. Checkpoints live beside the outputs (not declared), so a killed job
-# resumes from its last round when re-run.
+# in-process or Ray backend; a scenario is a composition from the threat catalog (aggregation
+# rule, defenses, malicious clients, server behaviour). Checkpoints (and the server log's rounds
+# while training) live beside the outputs, not declared, so a killed job resumes from its last
+# round when re-run.
 
 
 wildcard_constraints:
@@ -11,12 +13,14 @@ rule train:
     """Train one scenario's federation; write the global model, history and server log."""
     input:
         volumes=training_volumes,
-        splits=expand("results/splits/{center}.json", center=TRAIN_CENTERS),
+        splits=expand(rules.splits.output[0], center=TRAIN_CENTERS),
         qc_flags=QC_FLAGS,
         constant=CONSTANT_VALUE,
     output:
         model="results/train/{scenario}/model.pt",
         history="results/train/{scenario}/history.tsv",
+        # the honest-but-curious server's log, which the attacks take as input
+        server_log=directory("results/train/{scenario}/server_log"),
     log:
         f"{LOGS}/train/{{scenario}}.log",
     params:
@@ -41,4 +45,4 @@ rule train:
 
 rule train_all:
     input:
-        expand("results/train/{scenario}/model.pt", scenario=list(SCENARIOS)),
+        expand(rules.train.output.model, scenario=list(SCENARIOS)),

@@ -1,4 +1,6 @@
-"""Rule front_page: the report's introduction followed by the audit verdict from the tables."""
+"""Rule front_page: the report's introduction followed by the audit verdict from the tables:
+the utility gates first, then the data-quality flags, then every table's findings in the order
+their TableSpecs give (fedaudit.catalog)."""
 
 from _common import logged
 
@@ -8,25 +10,22 @@ with logged(snakemake) as log:
 
     import pandas as pd
 
+    from fedaudit.catalog import catalog, ordered_tables
     from fedaudit.report import verdict
 
-    data = {name: pd.read_csv(path)
-            for name, path in zip(snakemake.params.names, snakemake.input.tables, strict=True)}
-    findings = []
-    if "quality" in data and (gate := verdict.utility_finding(data["quality"])):
-        findings.append(gate)
+    p = snakemake.params
+    cat = catalog(snakemake.config.get("plugins", []))
+    data = dict(zip(p.names, (pd.read_csv(f) for f in snakemake.input.tables), strict=True))
+    specs = ordered_tables(cat, p.names)
+    findings = [f for spec in specs
+                for f in spec.call("gate", data[spec.name], p.settings[spec.name], default=[])]
     flags = json.loads(Path(snakemake.input.qc_flags).read_text(encoding="utf-8"))
     findings.append(verdict.data_quality_finding(flags))
-    if "membership" in data:
-        findings.append(verdict.membership_finding(data["membership"],
-                                                   unit=snakemake.params.fedmia_unit))
-    if "inversion" in data:
-        findings.append(verdict.inversion_finding(data["inversion"]))
-    if "poisoning" in data:
-        findings += verdict.poisoning_findings(data["poisoning"])
-    if "quality" in data and (cost := verdict.secagg_cost_finding(data["quality"])):
-        findings.append(cost)
-    text = verdict.front_page(snakemake.params.intro, findings, demo=snakemake.params.demo)
+    for spec in specs:
+        findings += spec.call("findings", data[spec.name], p.settings[spec.name], default=[])
+    thresholds = [t for spec in specs
+                  if (t := spec.call("thresholds", p.settings[spec.name]))]
+    text = verdict.front_page(p.intro, findings, demo=p.demo, thresholds=thresholds)
     Path(snakemake.output[0]).write_text(text, encoding="utf-8")
     for f in findings:
         log.info("%s [%s]: %s", f.topic, f.level, f.sentence)

@@ -4,8 +4,8 @@ from _common import logged
 
 with logged(snakemake):
     from fedaudit.io import read_volume, write_json
+    from fedaudit.plots.qc import qc_png
     from fedaudit.preprocess.pipeline import qc_record
-    from fedaudit.preprocess.qc import qc_png
 
     wc, inp = snakemake.wildcards, snakemake.input
     mr, ct, mask = (read_volume(inp.mr, "final MR"), read_volume(inp.ct, "final CT"),

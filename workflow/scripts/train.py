@@ -16,13 +16,16 @@ with logged(snakemake) as log:
     # federation is computed, not its result, so they must not trigger a re-run.
     train = {**p.train, **{k: snakemake.config["train"][k] for k in EXECUTION_KEYS}}
     excluded = read_excluded(snakemake.input.qc_flags)
-    plan = plan_from_config(train, Scenario(**p.scenario),
+    plan = plan_from_config(train, Scenario.from_dict(p.scenario),
                             {c: records[c] for c in p.centers}, "results/preprocessed",
-                            p.out_dir, seed=p.seed, excluded=excluded)
-    if plan.scenario.aggregation == "trimmed_mean" and trims_to_median(len(plan.clients),
-                                                                       plan.trim_beta):
-        log.warning("trimmed_mean with %d clients and trim_beta %g keeps only the middle "
-                    "value(s): it is exactly FedMedian here", len(plan.clients), plan.trim_beta)
+                            p.out_dir, seed=p.seed, excluded=excluded,
+                            plugins=tuple(snakemake.config["plugins"]))
+    s = plan.scenario
+    if s.aggregation == "trimmed_mean" and trims_to_median(len(plan.clients),
+                                                           s.aggregation_params["beta"]):
+        log.warning("trimmed_mean with %d clients and beta %g keeps only the middle value(s): "
+                    "it is exactly FedMedian here", len(plan.clients),
+                    s.aggregation_params["beta"])
     for c in plan.clients:
         log.info("client %s: %d training, %d validation patient(s)", c.center, len(c.train),
                  len(c.val))

@@ -28,9 +28,6 @@ import numpy as np
 
 Arrays = list[np.ndarray]
 
-AGGREGATIONS = ("fedavg", "fedmedian", "krum", "trimmed_mean")
-
-
 def _check(updates: Sequence[Arrays]) -> None:
     if not updates:
         raise ValueError("aggregation needs at least one client update")
@@ -88,7 +85,7 @@ def krum_guard(n: int, num_malicious: int) -> None:
         raise ValueError(
             f"aggregation 'krum' needs n > 2f + 2 clients (Blanchard et al. 2017, Proposition "
             f"1); n={n}, f={num_malicious}: with this federation size Krum gives no guarantee "
-            f"against {num_malicious} malicious client(s) (train.krum_f)")
+            f"against {num_malicious} malicious client(s) (aggregations.krum.f)")
 
 
 def krum_scores(updates: Sequence[Arrays], num_malicious: int) -> np.ndarray:
@@ -114,16 +111,30 @@ def krum(updates: Sequence[Arrays], num_malicious: int) -> tuple[Arrays, int]:
     return [a.copy() for a in updates[best]], best
 
 
-def aggregate(name: str, updates: Sequence[Arrays], num_examples: Sequence[int], *,
-              krum_f: int = 1, trim_beta: float = 0.25) -> tuple[Arrays, dict[str, float]]:
-    """Dispatch by name; returns the aggregate and metrics worth logging (e.g. Krum's pick)."""
-    if name == "fedavg":
-        return fedavg(updates, num_examples), {}
-    if name == "fedmedian":
-        return fedmedian(updates), {}
-    if name == "trimmed_mean":
-        return trimmed_mean(updates, trim_beta), {}
-    if name == "krum":
-        agg, best = krum(updates, krum_f)
-        return agg, {"krum_selected": float(best)}
-    raise ValueError(f"unknown aggregation {name!r} (known: {', '.join(AGGREGATIONS)})")
+# The catalog's uniform signature (fedaudit.federation.aggregators): ``rule(updates,
+# num_examples, **params) -> (aggregate, metrics worth logging)``.
+
+
+def fedavg_rule(updates: Sequence[Arrays], num_examples: Sequence[int]
+                ) -> tuple[Arrays, dict[str, float]]:
+    return fedavg(updates, num_examples), {}
+
+
+def fedmedian_rule(updates: Sequence[Arrays], num_examples: Sequence[int]
+                   ) -> tuple[Arrays, dict[str, float]]:
+    return fedmedian(updates), {}
+
+
+def trimmed_mean_rule(updates: Sequence[Arrays], num_examples: Sequence[int], *, beta: float
+                      ) -> tuple[Arrays, dict[str, float]]:
+    return trimmed_mean(updates, beta), {}
+
+
+def krum_rule(updates: Sequence[Arrays], num_examples: Sequence[int], *, f: int
+              ) -> tuple[Arrays, dict[str, float]]:
+    agg, best = krum(updates, f)
+    return agg, {"krum_selected": float(best)}
+
+
+def krum_check(n: int, *, f: int) -> None:
+    krum_guard(n, f)

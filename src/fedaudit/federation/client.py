@@ -2,8 +2,9 @@
 
 Each center holds its preprocessed train/validation volumes (never sent anywhere). Per round it
 receives the global model, trains locally (:mod:`fedaudit.federation.local`) and returns its
-update Δw_k = w_k − w_global with its slice count (the FedAvg weight). A poisoned center (paper
-000, "Data Poisoning", Eq. 2) corrupts its own training volumes before training; everything
+update Δw_k = w_k − w_global with its slice count (the FedAvg weight). A malicious center (a
+scenario's ``client_attacks``, e.g. paper 000's data poisoning, Eq. 2) transforms its own training
+volumes before training with the attack's registered hook (:mod:`fedaudit.catalog`); everything
 else about it is honest.
 
 Determinism (DESIGN.md): numpy, torch and python RNGs are seeded from (seed, center, round) at
@@ -13,6 +14,7 @@ after training, so it is covered too.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from functools import lru_cache
@@ -22,7 +24,7 @@ import torch
 from flwr.client import Client, NumPyClient
 from flwr.common import Config, NDArrays, Scalar
 
-from fedaudit.attacks.poisoning import poison_patient
+from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import Volume, load_volume
 from fedaudit.federation.local import resolve_device, round_lr, train_local, validate
 from fedaudit.federation.plan import TrainPlan
@@ -34,11 +36,15 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=16)
-def _volumes(folders: tuple[str, ...], poison_gamma: float, seed: int, center: str
-             ) -> tuple[Volume, ...]:
+def _volumes(folders: tuple[str, ...], attacks: tuple[tuple[str, str], ...], seed: int,
+             center: str, plugins: tuple[str, ...] = ()) -> tuple[Volume, ...]:
+    """The center's volumes, transformed by each client attack it runs (``attacks``: (name,
+    JSON of its params) pairs, hashable for the cache)."""
     vols = [load_volume(f) for f in folders]
-    if poison_gamma > 0:
-        vols = [poison_patient(v, poison_gamma, seed, center) for v in vols]
+    for name, params in attacks:
+        spec = catalog(plugins).client_attacks[name]
+        transform = resolve(spec.transform, spec.package)
+        vols = [transform(v, json.loads(params), seed, center) for v in vols]
     return tuple(vols)
 
 
@@ -65,9 +71,10 @@ class SCTClient(NumPyClient):
         self.device = resolve_device(plan.device)
 
     def _train_volumes(self) -> tuple[Volume, ...]:
-        s = self.plan.scenario
-        gamma = s.gamma if s.poison_center == self.center else 0.0
-        return _volumes(self.data.train, gamma, self.plan.seed, self.center)
+        mine = tuple((a["name"], json.dumps({k: v for k, v in a.items()
+                                              if k not in ("name", "center")}, sort_keys=True))
+                     for a in self.plan.scenario.client_attacks if a["center"] == self.center)
+        return _volumes(self.data.train, mine, self.plan.seed, self.center, self.plan.plugins)
 
     def fit(self, parameters: NDArrays, config: Config
             ) -> tuple[NDArrays, int, dict[str, Scalar]]:
@@ -91,7 +98,7 @@ class SCTClient(NumPyClient):
             return 0.0, 0, {"center": self.center}
         model = _model(self.plan.model_base)
         set_arrays(model, parameters)
-        vols = _volumes(self.data.val, 0.0, self.plan.seed, self.center)
+        vols = _volumes(self.data.val, (), self.plan.seed, self.center, self.plan.plugins)
         res = validate(model, vols, self.plan.local, device=self.device, amp=self.plan.amp)
         return float(res["val_mae"]), int(res["val_voxels"]), {"center": self.center, **res}
 

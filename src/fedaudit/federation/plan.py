@@ -23,15 +23,6 @@ class ClientData:
 
 
 @dataclass(frozen=True)
-class SecAggParams:
-    num_shares: int | None = None
-    reconstruction_threshold: int | None = None
-    max_weight: float | None = None
-    clipping_range: float = 8.0
-    quantization_range: int = 4194304
-
-
-@dataclass(frozen=True)
 class TrainPlan:
     scenario: Scenario
     clients: tuple[ClientData, ...]
@@ -47,9 +38,9 @@ class TrainPlan:
     ray_num_cpus: float = 1.0
     ray_num_gpus: float = 0.0
     log_rounds: str = "all"  # all | last
-    secagg: SecAggParams = field(default_factory=SecAggParams)
-    krum_f: int = 1
-    trim_beta: float = 0.25
+    # plugin folders of the study (fedaudit.catalog): the client and server processes load
+    # them to find the scenario's aggregation rule, defenses and client attacks
+    plugins: tuple[str, ...] = ()
 
     @property
     def centers(self) -> list[str]:
@@ -69,7 +60,7 @@ class TrainPlan:
         and how the run executes, plus the size and mtime of every input volume (a re-made
         input must not resume an old run)."""
         d = self.to_json()
-        for k in ("out_dir", "backend", "ray_num_cpus", "ray_num_gpus", "threads"):
+        for k in ("out_dir", "backend", "ray_num_cpus", "ray_num_gpus", "threads", "plugins"):
             d.pop(k)
         stamps = []
         for c in self.clients:
@@ -93,17 +84,18 @@ def used_training_patients(center: str, train_split: list[str],
 
 def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str, dict],
                      preprocessed_root: str | Path, out_dir: str | Path, *, seed: int,
-                     excluded: set[tuple[str, str]] | frozenset = frozenset()) -> TrainPlan:
-    """A plan from a validated config's ``train`` section (a key that is absent takes its
-    default: the rule passes only :func:`result_settings` plus the execution keys), the
-    training centers' split records (``splits``: center -> record, in config order) and the
-    patients QC excluded (``(center, patient)`` pairs, dropped from their center's lists)."""
+                     excluded: set[tuple[str, str]] | frozenset = frozenset(),
+                     plugins: tuple[str, ...] = ()) -> TrainPlan:
+    """A plan from a validated config's ``train`` section (every key present: the schema fills
+    the defaults, which are written nowhere else), the training centers' split records
+    (``splits``: center -> record, in config order) and the patients QC excluded
+    (``(center, patient)`` pairs, dropped from their center's lists). The aggregation rule's
+    parameters and the defenses' settings travel in ``scenario``."""
     t = train
     root = Path(preprocessed_root)
     clients = []
     for center, sp in splits.items():
-        keep = used_training_patients(center, sp["train"], excluded,
-                                      t.get("max_train_patients"))
+        keep = used_training_patients(center, sp["train"], excluded, t["max_train_patients"])
         if not keep:
             raise ValueError(f"center {center} has no training patient left after QC excluded "
                              f"{', '.join(p for p in sp['train'] if (center, p) in excluded)} "
@@ -119,27 +111,12 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         max_slices_per_volume=t["max_slices_per_volume"], augment=t["augment"]["enabled"],
         rotate_deg=float(t["augment"]["rotate_deg"]),
         translate_frac=float(t["augment"]["translate_frac"]),
-        num_workers=int(t.get("num_workers", LocalConfig.num_workers)),
-        val_max_slices=t["val_max_slices"],
-        lr_schedule=t["lr_schedule"], optimizer=t.get("optimizer", LocalConfig.optimizer),
-        momentum=float(t.get("momentum", LocalConfig.momentum)))
-    # Keys the rule left out (execution keys aside, those this scenario does not read) keep
-    # TrainPlan's defaults.
-    optional: dict[str, Any] = {}
-    if "secagg" in t:
-        sa = t["secagg"]
-        optional["secagg"] = SecAggParams(sa["num_shares"], sa["reconstruction_threshold"],
-                                          sa["max_weight"], float(sa["clipping_range"]),
-                                          int(sa["quantization_range"]))
-    for key, cast in (("krum_f", int), ("trim_beta", float), ("threads", int),
-                      ("backend", str)):
-        if key in t:
-            optional[key] = cast(t[key])
-    if "ray" in t:
-        optional["ray_num_cpus"] = float(t["ray"]["num_cpus"])
-        optional["ray_num_gpus"] = float(t["ray"]["num_gpus"])
+        num_workers=int(t["num_workers"]), val_max_slices=t["val_max_slices"],
+        lr_schedule=t["lr_schedule"], optimizer=t["optimizer"], momentum=float(t["momentum"]))
     return TrainPlan(
         scenario=scenario, clients=tuple(clients), out_dir=str(out_dir), seed=int(seed),
         rounds=int(t["rounds"]), model_base=int(t["model"]["base"]), local=local,
-        device=t["device"], amp=bool(t["amp"]), log_rounds=t["server_log"]["rounds"],
-        **optional)
+        device=t["device"], amp=bool(t["amp"]), threads=int(t["threads"]),
+        backend=str(t["backend"]), ray_num_cpus=float(t["ray"]["num_cpus"]),
+        ray_num_gpus=float(t["ray"]["num_gpus"]), log_rounds=t["server_log"]["rounds"],
+        plugins=tuple(plugins))

@@ -2,14 +2,20 @@
 
 Outputs in ``plan.out_dir``: ``model.pt`` (final global model), ``history.tsv`` (per round and
 center: slices, training loss, validation MAE, timings), ``server_log/`` (see
-:mod:`fedaudit.federation.server_log`) and ``checkpoints/`` (kept out of Snakemake's outputs so a
-killed job's checkpoints survive and the re-run resumes from them).
+:mod:`fedaudit.federation.server_log`; written under ``checkpoints/server_log`` while training
+and published when the run ends) and ``checkpoints/`` (kept out of Snakemake's outputs so a
+killed job's checkpoints and log rounds survive and the re-run resumes from them).
+
+The scenario's composition comes from the catalog (:mod:`fedaudit.catalog`): its aggregation
+rule runs in the strategy, its defenses add client mods and may replace the fit workflow, and
+its server behaviour may wrap the strategy.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +28,11 @@ from flwr.clientapp import ClientApp
 from flwr.common import Context
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.server import LegacyContext, ServerApp, ServerConfig
+from flwr.server.strategy import Strategy
 from flwr.server.workflow import DefaultWorkflow
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import load_volume
 from fedaudit.evaluation.reference import ConstantModel
 from fedaudit.federation import checkpoint
@@ -32,10 +40,9 @@ from fedaudit.federation.client import client_for
 from fedaudit.federation.grid import InProcessGrid
 from fedaudit.federation.local import validate
 from fedaudit.federation.plan import TrainPlan
-from fedaudit.federation.secagg_view import CapturingSecAggPlusWorkflow
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
-from fedaudit.io import read_header
+from fedaudit.models.store import save_model
 from fedaudit.models.unet import UNet2D
 
 log = logging.getLogger(__name__)
@@ -48,57 +55,66 @@ def initial_model(plan: TrainPlan) -> UNet2D:
     return UNet2D(base=plan.model_base)
 
 
-def max_examples(plan: TrainPlan) -> float:
-    """Upper bound on the slices a client reports in one round (SecAgg+'s ``max_weight``)."""
-    if plan.secagg.max_weight is not None:
-        return float(plan.secagg.max_weight)
-    cap = plan.local.max_slices_per_volume
-    bound = 0
-    for c in plan.clients:
-        n = 0
-        for folder in c.train:
-            if cap is not None:
-                n += cap
-            else:  # at most every slice of the cube in its epoch orientation
-                n += max(read_header(Path(folder) / "mr.nii.gz", "MR").GetSize())
-        bound = max(bound, n * plan.local.local_epochs)
-    return float(bound + 1)
-
-
 def make_client_app(plan: TrainPlan) -> ClientApp:
+    """The clients' app, wrapped in the client mods of the scenario's defenses."""
     def client_fn(context: Context):
         return client_for(plan, int(context.node_config["partition-id"]))
 
+    cat = catalog(plan.plugins)
     mods = []
-    if plan.scenario.secagg:
-        from flwr.client.mod import secaggplus_mod
-
-        mods.append(secaggplus_mod)
+    for d in plan.scenario.defenses:
+        spec = cat.defenses[d["name"]]
+        if spec.client_mods is not None:
+            mods += resolve(spec.client_mods, spec.package)(plan)
     return ClientApp(client_fn=client_fn, mods=mods)
 
 
-def make_server_app(plan: TrainPlan, strategy: AuditStrategy, num_rounds: int) -> ServerApp:
+def make_server_app(plan: TrainPlan, strategy: Strategy, num_rounds: int) -> ServerApp:
+    """The server's app: Flower's default workflow, with the fit workflow of a defense that
+    brings one (SecAgg+) and the strategy as the scenario's server behaviour wraps it."""
     app = ServerApp()
-    n = len(plan.clients)
+    cat = catalog(plan.plugins)
+    workflows = [(spec, d) for d in plan.scenario.defenses
+                 if (spec := cat.defenses[d["name"]]).fit_workflow is not None]
+    if len(workflows) > 1:
+        raise ValueError(f"scenario {plan.scenario.name}: defenses "
+                         f"{[s.name for s, _ in workflows]} each replace the server's fit "
+                         "workflow; at most one can")
+    server = cat.servers[plan.scenario.server]
+    if server.wrap is not None:
+        strategy = resolve(server.wrap, server.package)(strategy, plan)
 
     @app.main()
     def main(grid, context: Context) -> None:
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=num_rounds),
                                strategy=strategy)
         fit_workflow = None
-        if plan.scenario.secagg:
-            sa = plan.secagg
-            # Flower refuses an integer share count <= 2; the float 1.0 means "all clients",
-            # which is the default's meaning and lets a two-center federation use SecAgg+.
-            # Flower's workflow, which also logs each client's masked vector (secagg_view).
-            fit_workflow = CapturingSecAggPlusWorkflow(
-                num_shares=sa.num_shares or (n if n > 2 else 1.0),
-                reconstruction_threshold=sa.reconstruction_threshold or n // 2 + 1,
-                max_weight=max_examples(plan), clipping_range=sa.clipping_range,
-                quantization_range=sa.quantization_range)
+        if workflows:
+            spec, settings = workflows[0]
+            fit_workflow = resolve(spec.fit_workflow, spec.package)(plan, settings)
         DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
 
     return app
+
+
+def publish_server_log(partial: Path, final: Path) -> None:
+    """Put the finished run's server log at ``final`` (the train rule's ``directory()``
+    output) as hard links of the rounds written under ``checkpoints/`` while training: there
+    they survive a killed job that resumes, which a declared output would not (Snakemake
+    deletes a job's outputs before re-running it)."""
+    if final.exists():
+        shutil.rmtree(final)
+    if not partial.exists():
+        final.mkdir(parents=True)
+        return
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system: copy instead
+            shutil.copy2(src, dst)
+
+    shutil.copytree(partial, final, copy_function=link)
 
 
 def _run_inprocess(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp) -> list[str]:
@@ -153,6 +169,7 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
+    log_dir = ckpt_dir / "server_log"
     fp = plan.fingerprint()
     model = initial_model(plan)
     names = exchanged_names(model)
@@ -166,6 +183,7 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     else:
         start, arrays, history = 1, get_arrays(model), []
         checkpoint.clear(ckpt_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)  # rounds of another configuration
 
     def on_round_end(rnd: int, global_arrays: list[np.ndarray], hist: list[dict]) -> None:
         checkpoint.save(ckpt_dir, checkpoint.Checkpoint(rnd, global_arrays, hist, fp))
@@ -173,15 +191,16 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     strategy = AuditStrategy(
         centers=plan.centers, names=names, initial=arrays,
         aggregation=plan.scenario.aggregation, first_round=start, total_rounds=plan.rounds,
-        log_dir=str(out / "server_log"), log_rounds=plan.log_rounds, krum_f=plan.krum_f,
-        trim_beta=plan.trim_beta, history=history, on_round_end=on_round_end)
+        log_dir=str(log_dir), log_rounds=plan.log_rounds,
+        aggregation_params=plan.scenario.aggregation_params, plugins=plan.plugins,
+        history=history, on_round_end=on_round_end)
     t0 = time.perf_counter()
     remaining = plan.rounds - start + 1
     if remaining > 0:
         log.info("scenario %s: rounds %d-%d of %d, clients %s, backend %s, aggregation %s%s",
                  plan.scenario.name, start, plan.rounds, plan.rounds, ", ".join(plan.centers),
                  plan.backend, plan.scenario.aggregation,
-                 " + SecAgg+" if plan.scenario.secagg else "")
+                 "".join(f" + {d}" for d in plan.scenario.defense_names))
         server_app = make_server_app(plan, strategy, remaining)
         client_app = make_client_app(plan)
         runner = _run_inprocess if plan.backend == "inprocess" else _run_ray
@@ -193,9 +212,9 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
                 f"{strategy.completed_round} of {plan.rounds}. {detail}".strip())
     seconds = time.perf_counter() - t0
     set_arrays(model, strategy.global_arrays)
-    torch.save({"state_dict": model.state_dict(), "base": plan.model_base,
-                "scenario": plan.scenario.as_dict(), "rounds": plan.rounds,
-                "seed": plan.seed}, out / "model.pt")
+    save_model(out / "model.pt", model, base=plan.model_base,
+               scenario=plan.scenario.as_dict(), rounds=plan.rounds, seed=plan.seed)
+    publish_server_log(log_dir, out / "server_log")
     hist = pd.DataFrame(strategy.history)
     hist.insert(0, "scenario", plan.scenario.name)
     if reference_hu is not None:
@@ -204,14 +223,3 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     hist.to_csv(out / "history.tsv", sep="\t", index=False)
     return {"seconds": seconds, "rounds_trained": max(remaining, 0),
             "resumed_from": start - 1, "history": hist}
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> UNet2D:
-    """The global model a training run wrote (``model.pt``)."""
-    try:
-        d = torch.load(path, map_location=device, weights_only=False)
-        model = UNet2D(base=int(d["base"]))
-        model.load_state_dict(d["state_dict"])
-    except Exception as err:
-        raise ValueError(f"{path}: not a FedAudit model file ({err})") from err
-    return model.to(device).eval()

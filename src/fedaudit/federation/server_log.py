@@ -8,7 +8,7 @@ Per logged round ``r`` (folder ``round_{r:03d}``):
   when several clients' results carried the same arrays (SecAgg+: the server learns only the
   aggregate, so every client maps to it);
 - ``masked_<center>.npz`` (SecAgg+ only): the masked vector the server received from that
-  client in the protocol's masked-vector stage (:mod:`fedaudit.federation.secagg_view`), the raw
+  client in the protocol's masked-vector stage (:mod:`fedaudit.defenses.secagg.workflow`), the raw
   integers as received in the smallest unsigned dtype holding ``[0, modulus_range)`` (uint32 for
   Flower's 2^32), one key per list entry: ``secagg_weighting_factor`` (shape (1,), the client's
   masked quantised FedAvg weight that ``secaggplus_mod`` prepends), then the exchanged tensors

@@ -34,8 +34,8 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
+from fedaudit.catalog import catalog, resolve
 from fedaudit.federation import server_log
-from fedaudit.federation.aggregation import aggregate
 from fedaudit.federation.weights import add
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,9 @@ class AuditStrategy(Strategy):
 
     def __init__(self, *, centers: list[str], names: list[str], initial: list[np.ndarray],
                  aggregation: str, first_round: int, total_rounds: int,
-                 log_dir: str | None, log_rounds: str = "all", krum_f: int = 1,
-                 trim_beta: float = 0.25, history: list[dict[str, Any]] | None = None,
+                 log_dir: str | None, log_rounds: str = "all",
+                 aggregation_params: dict[str, Any] | None = None,
+                 plugins: tuple[str, ...] = (), history: list[dict[str, Any]] | None = None,
                  on_round_end: Callable[[int, list[np.ndarray], list[dict[str, Any]]], None]
                  | None = None, connect_timeout: float = 300.0) -> None:
         super().__init__()
@@ -65,12 +66,16 @@ class AuditStrategy(Strategy):
         self.names = names
         self.global_arrays = [a.astype(np.float32) for a in initial]
         self.aggregation = aggregation
+        spec = catalog(plugins).aggregators.get(aggregation)
+        if spec is None:
+            raise ValueError(f"unknown aggregation {aggregation!r} (registered: "
+                             f"{', '.join(catalog(plugins).aggregators)})")
+        self._rule = resolve(spec.function, spec.package)
+        self.aggregation_params = dict(aggregation_params or {})
         self.offset = first_round - 1  # Flower counts from 1 in every (resumed) run
         self.total_rounds = total_rounds
         self.log_dir = log_dir
         self.log_rounds = log_rounds
-        self.krum_f = krum_f
-        self.trim_beta = trim_beta
         self.history: list[dict[str, Any]] = list(history or [])
         self.on_round_end = on_round_end
         self.completed_round = self.offset
@@ -78,7 +83,7 @@ class AuditStrategy(Strategy):
         self._round_rows: dict[str, dict[str, Any]] = {}
         self._t0 = 0.0
         # SecAgg+ only: Flower round -> (center -> masked integer vector, protocol settings),
-        # filled by secagg_view.CapturingSecAggPlusWorkflow before aggregate_fit runs
+        # filled by the SecAgg+ defense's CapturingSecAggPlusWorkflow before aggregate_fit runs
         self._masked: dict[int, tuple[dict[str, list[np.ndarray]], dict[str, Any]]] = {}
 
     # -- helpers
@@ -110,7 +115,7 @@ class AuditStrategy(Strategy):
     def record_masked_vectors(self, server_round: int, vectors: dict[str, list[np.ndarray]],
                               settings: dict[str, Any]) -> None:
         """What the SecAgg+ server received per client in the masked-vector stage
-        (:mod:`fedaudit.federation.secagg_view`); logged with this round by ``aggregate_fit``."""
+        (:mod:`fedaudit.defenses.secagg.workflow`); logged with this round by ``aggregate_fit``."""
         self._masked = {server_round: (vectors, settings)}  # only the current round is kept
 
     # -- Strategy API
@@ -154,9 +159,9 @@ class AuditStrategy(Strategy):
         if self._should_log(rnd):
             server_log.write_round(self.log_dir, rnd, self.names, self.global_arrays, received,
                                    masked=masked, secagg=secagg)
-        update, extra = aggregate(self.aggregation, [it["arrays"] for it in received],
-                                  [it["num_examples"] for it in received],
-                                  krum_f=self.krum_f, trim_beta=self.trim_beta)
+        update, extra = self._rule([it["arrays"] for it in received],
+                                   [it["num_examples"] for it in received],
+                                   **self.aggregation_params)
         if "krum_selected" in extra:
             extra = {"krum_selected": centers[int(extra["krum_selected"])]}
         self.global_arrays = add(self.global_arrays, update)

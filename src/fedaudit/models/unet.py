@@ -50,7 +50,7 @@ class UNet2D(nn.Module):
 
     ``norm="none"`` is not the paper's model: it replaces every BatchNorm by an identity (same
     module indices, so the convolutions keep their state_dict names) and is the gradient-
-    inversion attack's positive control (:mod:`fedaudit.attacks.dlg`). In train mode with
+    inversion attack's positive control (:mod:`fedaudit.attacks.dlg.inversion`). In train mode with
     batch 1, BatchNorm makes the shared gradient almost invariant to a positive rescaling of the
     input; without it the gradient determines the input's scale as well as its structure.
     """

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.colors import Normalize
 
-from fedaudit.plots.style import apply_style, plt, save
-from fedaudit.scenarios import AGGREGATION_LABELS
+from fedaudit.plots.style import STAT_THEME, plt, save
+from fedaudit.scenarios import aggregation_label
 
 REQUIRED = ("aggregation", "gamma", "poisoned", "evaluated", "mae", "reference_mae")
 # FedAvg first, then FedMedian (paper 000 Table 3), then any other rule by name.
@@ -76,39 +77,32 @@ def _draw_panel(ax: plt.Axes, cells: pd.DataFrame, poisoned: list[str], evaluate
               .reindex(index=poisoned, columns=evaluated))
     is_self = (cells.pivot(index="poisoned", columns="evaluated", values="self")
                .reindex(index=poisoned, columns=evaluated).fillna(False).astype(bool))
-    # Self cells carry no colour: their value is not on the federation-impact scale.
-    shown = values.to_numpy(dtype=float).copy()
-    shown[is_self.to_numpy()] = np.nan
-    ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, norm=norm, aspect="auto",
-              origin="upper")
-    color_map = plt.get_cmap(cmap)
+    labels = values.map(lambda v: _signed_hu(v) if np.isfinite(v) else "")
+    # Self cells carry no colour: their value is not on the federation-impact scale. seaborn
+    # leaves masked cells (and their annotations) undrawn; they are filled in below.
+    # Annotation colour follows the cell's luminance (white on the saturated ends of the map).
+    sns.heatmap(values.astype(float), ax=ax, mask=is_self | values.isna(), cmap=cmap, norm=norm,
+                cbar=False, annot=labels.to_numpy(), fmt="", annot_kws={"fontsize": 8},
+                linewidths=1.0, linecolor="white", xticklabels=evaluated,
+                yticklabels=poisoned)
     for i, p in enumerate(poisoned):
         row = values.loc[p]
         if row.isna().all() and not is_self.loc[p].any():
-            ax.text((len(evaluated) - 1) / 2, i, "not run", ha="center", va="center",
+            ax.text(len(evaluated) / 2, i + 0.5, "not run", ha="center", va="center",
                     fontsize=8, color="0.45", style="italic")
             continue
         for j, e in enumerate(evaluated):
+            if not is_self.loc[p, e]:
+                continue
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor="0.88", edgecolor="0.6",
+                                       hatch="///", lw=0))
             v = row[e]
-            if is_self.loc[p, e]:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="0.88",
-                                           edgecolor="0.6", hatch="///", lw=0))
-                if np.isfinite(v):
-                    ax.text(j, i, f"({_signed_hu(v)})", ha="center", va="center", fontsize=8,
-                            color="0.25", bbox={"facecolor": "0.88", "edgecolor": "none",
-                                                "pad": 0.5})
-            elif np.isfinite(v):
-                # White text on the saturated ends of the map, black elsewhere.
-                r, g, b, _ = color_map(norm(v))
-                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                ax.text(j, i, _signed_hu(v), ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
-    ax.set_xticks(range(len(evaluated)), evaluated)
-    ax.set_yticks(range(len(poisoned)), poisoned)
-    ax.set_xticks(np.arange(len(evaluated) + 1) - 0.5, minor=True)
-    ax.set_yticks(np.arange(len(poisoned) + 1) - 0.5, minor=True)
-    ax.grid(which="minor", color="white", lw=1.0)
-    ax.tick_params(which="minor", length=0)
+            if np.isfinite(v):
+                ax.text(j + 0.5, i + 0.5, f"({_signed_hu(v)})", ha="center", va="center",
+                        fontsize=8, color="0.25",
+                        bbox={"facecolor": "0.88", "edgecolor": "none", "pad": 0.5})
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.grid(False)
 
 
 def poisoning_heatmap_figure(grid: pd.DataFrame, out_png: str | Path) -> pd.DataFrame:
@@ -137,27 +131,27 @@ def poisoning_heatmap_figure(grid: pd.DataFrame, out_png: str | Path) -> pd.Data
     vmax = vmax if vmax > 0 else 1.0
     norm = Normalize(-vmax, vmax)
 
-    apply_style()
     nrow, ncol = len(aggs), len(gammas)
     panel_w = 0.6 * len(evaluated) + 0.9
     panel_h = 0.42 * len(poisoned) + 0.9
-    fig, axes = plt.subplots(nrow, ncol, squeeze=False, layout="constrained",
-                             figsize=(panel_w * ncol + 1.4, panel_h * nrow + 0.9))
-    for r, agg in enumerate(aggs):
-        for c, gamma in enumerate(gammas):
-            ax = axes[r][c]
-            cells = delta[(delta["aggregation"] == agg) & (delta["gamma"] == gamma)]
-            _draw_panel(ax, cells, poisoned, evaluated, norm, CMAP)
-            ax.set_title(f"{AGGREGATION_LABELS.get(agg, agg)}, γ = {_gamma_label(gamma)}",
-                         fontsize=10)
-            if r == nrow - 1:
-                ax.set_xlabel("evaluated center")
-            if c == 0:
-                ax.set_ylabel("poisoned center")
-    sm = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
-    fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.85, aspect=25,
-                 label="ΔMAE vs no poisoning (HU)")
-    fig.suptitle("Data poisoning: test MAE change per evaluated center (paper 000 Table 3)\n"
-                 "hatched (value): the poisoned center on its own test set", fontsize=10)
-    save(fig, str(out_png))
+    # rc_context: the theme must not leak into image montages drawn later in the same process.
+    with plt.rc_context():
+        sns.set_theme(**STAT_THEME)
+        fig, axes = plt.subplots(nrow, ncol, squeeze=False, layout="constrained",
+                                 figsize=(panel_w * ncol + 1.4, panel_h * nrow + 0.9))
+        for r, agg in enumerate(aggs):
+            for c, gamma in enumerate(gammas):
+                ax = axes[r][c]
+                cells = delta[(delta["aggregation"] == agg) & (delta["gamma"] == gamma)]
+                _draw_panel(ax, cells, poisoned, evaluated, norm, CMAP)
+                ax.set_title(f"{aggregation_label(agg)}, γ = {_gamma_label(gamma)}",
+                             fontsize=10)
+                ax.set_xlabel("evaluated center" if r == nrow - 1 else "")
+                ax.set_ylabel("poisoned center" if c == 0 else "")
+        sm = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
+        fig.colorbar(sm, ax=axes.ravel().tolist(), shrink=0.85, aspect=25,
+                     label="ΔMAE vs no poisoning (HU)")
+        fig.suptitle("Data poisoning: test MAE change per evaluated center (paper 000 Table 3)\n"
+                     "hatched (value): the poisoned center on its own test set", fontsize=10)
+        save(fig, str(out_png))
     return delta

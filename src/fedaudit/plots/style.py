@@ -1,6 +1,12 @@
-"""One figure style for every FedAudit plot, and the HU windows used to show CT."""
+"""One figure style for every FedAudit plot, and the HU windows used to show CT.
+
+Image montages (MR/CT slices) are plain matplotlib and call :func:`apply_style`; statistical
+figures (heatmaps, curves, ROC) are drawn with seaborn under ``seaborn.set_theme(**STAT_THEME)``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import matplotlib
 
@@ -15,6 +21,27 @@ HU_WINDOWS: dict[str, tuple[float, float]] = {
     "wide": (0.0, 2000.0),
 }
 
+# Shared by both kinds of figure, so sizes and fonts match across the report.
+RC: dict[str, Any] = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "savefig.bbox": "tight",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "image.interpolation": "nearest",
+    "image.origin": "lower",
+}
+
+# Keyword arguments of seaborn.set_theme. Plain data, not a function calling seaborn: the
+# montages import this module in envs without seaborn (data, preprocess, attacks).
+# "colorblind": the per-center colours must stay distinguishable for colour-blind readers.
+STAT_THEME: dict[str, Any] = {
+    "context": "paper",
+    "style": "whitegrid",
+    "palette": "colorblind",
+    "rc": RC,
+}
+
 
 def hu_limits(window: str) -> tuple[float, float]:
     level, width = HU_WINDOWS[window]
@@ -22,15 +49,7 @@ def hu_limits(window: str) -> tuple[float, float]:
 
 
 def apply_style() -> None:
-    plt.rcParams.update({
-        "figure.dpi": 110,
-        "savefig.dpi": 110,
-        "savefig.bbox": "tight",
-        "font.size": 9,
-        "axes.titlesize": 9,
-        "image.interpolation": "nearest",
-        "image.origin": "lower",
-    })
+    plt.rcParams.update(RC)
 
 
 def save(fig: plt.Figure, path: str) -> None:

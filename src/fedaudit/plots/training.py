@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from fedaudit.plots.style import apply_style, plt, save
+from fedaudit.plots.style import STAT_THEME, plt, save
 
 REQUIRED = ("round", "center", "train_loss")
 # A federation without validation patients logs no validation columns at all.
@@ -89,44 +90,60 @@ def training_curves_figure(history: pd.DataFrame, out_png: str | Path, *, scenar
     pooled = pooled_validation_mae(history)
     reference = constant_lines(history)
 
-    apply_style()
-    fig, (ax_loss, ax_mae) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
     centers = sorted(history["center"].astype(str).unique())
-    for i, center in enumerate(centers):
-        h = history[history["center"].astype(str) == center].sort_values("round")
-        attacker = poisoned is not None and center == str(poisoned)
-        style = {"color": f"C{i % 10}", "lw": 1.4, "ls": "--" if attacker else "-",
-                 "marker": "o", "ms": 3,
-                 "label": f"{center} (poisoned)" if attacker else center}
-        ax_loss.plot(h["round"], h["train_loss"], **style)
-        if np.isfinite(h["val_mae"].astype(float)).any():
-            ax_mae.plot(h["round"], h["val_mae"], **style)
-        if center in reference:
-            ax_mae.axhline(reference[center], color=style["color"], lw=1.1, ls=":")
-    pooled_line, = ax_mae.plot(pooled["round"], pooled["val_mae_pooled"], color="black",
-                               lw=2.6, label="all centers\n(voxel-weighted)")
-    extra = [pooled_line]
-    if reference:
-        extra.append(Line2D([], [], color="0.3", lw=1.1, ls=":",
-                            label="constant predictor\n(per center, dotted)"))
+    attacker = None if poisoned is None else str(poisoned)
+    label = {c: f"{c} (poisoned)" if c == attacker else c for c in centers}
+    data = history.assign(center=history["center"].astype(str))
+    data["line"] = data["center"].map(label)
+    data["val_mae"] = data["val_mae"].astype(float)
+    # rc_context: the theme must not leak into image montages drawn later in the same process.
+    with plt.rc_context():
+        sns.set_theme(**STAT_THEME)
+        colors = dict(zip(centers, sns.color_palette(n_colors=len(centers)), strict=True))
+        palette = {label[c]: colors[c] for c in centers}
+        dashes = {label[c]: (4, 2) if c == attacker else "" for c in centers}
+        # One row per round and center: estimator=None draws the values as logged (no
+        # averaging, no bootstrap, so the figure is deterministic).
+        lines = {"x": "round", "hue": "line", "style": "line", "hue_order": list(palette),
+                 "style_order": list(palette), "palette": palette, "dashes": dashes,
+                 "markers": dict.fromkeys(palette, "o"), "markersize": 4, "lw": 1.4,
+                 "estimator": None, "legend": False}
 
-    ax_loss.set_title("local training loss")
-    ax_loss.set_ylabel(LOSS_LABELS[loss])
-    ax_mae.set_title("validation MAE of the aggregated model (in-mask, axial slices)")
-    if not np.isfinite(pooled["val_mae_pooled"]).any():
-        ax_mae.text(0.5, 0.5, "no validation patients", ha="center", va="center",
-                    transform=ax_mae.transAxes, color="0.4")
-    ax_mae.set_ylabel("validation MAE (HU)")
-    for ax in (ax_loss, ax_mae):
-        ax.set_xlabel("round")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    # One legend outside both panels: inside, it would hide parts of the curves. Every center
-    # has a loss line, so the loss panel's handles name them all.
-    handles, _ = ax_loss.get_legend_handles_labels()
-    fig.legend(handles=[*handles, *extra], title="center", loc="outside right center",
-               frameon=False)
-    suffix = f", center {poisoned} poisoned" if poisoned is not None else ""
-    fig.suptitle(f"Training curves: scenario {scenario}{suffix}", fontsize=10)
-    save(fig, str(out_png))
+        fig, (ax_loss, ax_mae) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
+        sns.lineplot(data=data, y="train_loss", ax=ax_loss, **lines)
+        validated = data[np.isfinite(data["val_mae"])]
+        if len(validated):
+            sns.lineplot(data=validated, y="val_mae", ax=ax_mae, **lines)
+        for center, value in reference.items():
+            if center in colors:
+                ax_mae.axhline(value, color=colors[center], lw=1.1, ls=":")
+        pooled_ok = pooled[np.isfinite(pooled["val_mae_pooled"])]
+        if len(pooled_ok):
+            sns.lineplot(data=pooled_ok, x="round", y="val_mae_pooled", ax=ax_mae,
+                         color="black", lw=2.6, estimator=None, legend=False)
+
+        ax_loss.set_title("local training loss")
+        ax_loss.set_ylabel(LOSS_LABELS[loss])
+        ax_mae.set_title("validation MAE of the aggregated model (in-mask, axial slices)")
+        if not len(pooled_ok):
+            ax_mae.text(0.5, 0.5, "no validation patients", ha="center", va="center",
+                        transform=ax_mae.transAxes, color="0.4")
+        ax_mae.set_ylabel("validation MAE (HU)")
+        for ax in (ax_loss, ax_mae):
+            ax.set_xlabel("round")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # One legend outside both panels: inside, it would hide parts of the curves. Built
+        # from the same palette and dashes so it names every center, validated or not.
+        handles = [Line2D([], [], color=palette[name], lw=1.4, marker="o", ms=4,
+                          ls="--" if dashes[name] else "-", label=name) for name in palette]
+        if len(pooled_ok):
+            handles.append(Line2D([], [], color="black", lw=2.6,
+                                  label="all centers\n(voxel-weighted)"))
+        if reference:
+            handles.append(Line2D([], [], color="0.3", lw=1.1, ls=":",
+                                  label="constant predictor\n(per center, dotted)"))
+        fig.legend(handles=handles, title="center", loc="outside right center", frameon=False)
+        suffix = f", center {poisoned} poisoned" if poisoned is not None else ""
+        fig.suptitle(f"Training curves: scenario {scenario}{suffix}", fontsize=10)
+        save(fig, str(out_png))
     return pooled

@@ -18,6 +18,9 @@ import SimpleITK as sitk
 
 from fedaudit.preprocess.mask import apply_mask
 
+# The value fedaudit.intensity.AIR_HU names for training and evaluation. Not imported from
+# there: intensity needs torch, which the preprocess env lacks (tests/test_resample.py
+# checks the two agree).
 CT_OUTSIDE = -1000.0
 MR_OUTSIDE = 0.0
 

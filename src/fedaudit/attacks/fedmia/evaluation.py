@@ -1,6 +1,6 @@
 """FedMIA on one scenario's server log: measure (attacker), then score and evaluate (evaluator).
 
-The algorithm is in :mod:`fedaudit.attacks.fedmia`; this module moves files and holds the
+The algorithm is in :mod:`fedaudit.attacks.fedmia.algorithm`; this module moves files and holds the
 evaluation design. The measurement reads only what the server holds (its log) and the candidate
 units the attacker queries; the membership ground truth enters in :func:`evaluate_scenario` only.
 
@@ -35,7 +35,7 @@ import pandas as pd
 from scipy.stats import norm
 from tqdm import tqdm
 
-from fedaudit.attacks.fedmia import (
+from fedaudit.attacks.fedmia.algorithm import (
     FPR_POINTS,
     batch_groups,
     candidate_slices,
@@ -47,11 +47,11 @@ from fedaudit.attacks.fedmia import (
     trainable_names,
 )
 from fedaudit.attacks.membership_stats import cluster_auc
+from fedaudit.attacks.views import ServerView
 from fedaudit.data.slices import load_volume
 from fedaudit.federation.local import resolve_device
 from fedaudit.federation.plan import used_training_patients
-from fedaudit.federation.server_log import AGGREGATE, load_round, resolve_rounds
-from fedaudit.federation.weights import exchanged_names, set_arrays
+from fedaudit.federation.server_log import AGGREGATE
 from fedaudit.models.unet import UNet2D
 from fedaudit.runtime import derive_seed
 
@@ -74,7 +74,8 @@ def measure(*, server_log: str | Path, rounds: str | int | Sequence[int],
     if unknown or not units:
         raise ValueError(f"FedMIA units must be among {UNITS}; got {list(units)}")
     dev = resolve_device(device)
-    round_list = resolve_rounds(server_log, rounds)
+    view = ServerView(server_log, model_base)
+    round_list = view.rounds(rounds)
     t0 = time.perf_counter()
     cand = candidate_slices(((c, load_volume(f)) for c, f in patients), per_orientation)
     groups = {u: None if u == "slice" else batch_groups(cand, batch_size) for u in units}
@@ -89,9 +90,8 @@ def measure(*, server_log: str | Path, rounds: str | int | Sequence[int],
     files: list[str] = []
     t1 = time.perf_counter()
     for rnd in tqdm(round_list, desc="FedMIA rounds", file=sys.stderr, mininterval=5):
-        log = load_round(server_log, rnd)
-        set_arrays(model, [log.global_arrays[n] for n in exchanged_names(model)])
-        model.to(dev)
+        log = view.round(rnd)
+        view.global_model(log, model).to(dev)
         clients = sorted(log.updates)
         if centers is not None and clients != centers:
             raise ValueError(f"{server_log}: round {rnd} has clients {clients}, earlier rounds "

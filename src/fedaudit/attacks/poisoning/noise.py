@@ -77,3 +77,9 @@ def poison_patient(volume: Volume, gamma: float, seed: int, center: str) -> Volu
         for modality in ("mr", "ct")
     }
     return Volume(name=volume.name, mr=noisy["mr"], ct=noisy["ct"], mask=volume.mask.copy())
+
+
+def poison_client(volume: Volume, params: dict, seed: int, center: str) -> Volume:
+    """The catalog's client-attack hook (``client_attacks: [{name: poisoning, center, gamma}]``):
+    Eq. 2 on one of the attacking center's training volumes."""
+    return poison_patient(volume, float(params["gamma"]), seed, center)

@@ -56,10 +56,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fedaudit.attacks.views import ServerView
 from fedaudit.data.slices import Volume, load_volume, slice_indices
 from fedaudit.federation.local import LOSSES, resolve_device
-from fedaudit.federation.server_log import load_round, resolve_rounds
-from fedaudit.federation.weights import exchanged_names, set_arrays
 from fedaudit.intensity import AIR_HU, hu_to_unit
 from fedaudit.models.tiny import TinyMLPTranslator
 from fedaudit.models.unet import UNet2D
@@ -529,23 +528,13 @@ def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence
     and the settings used.
     """
     dev = resolve_device(device)
-    rnds = resolve_rounds(server_log, round)
+    view = ServerView(server_log, model_base)
+    rnds = view.rounds(round)
     if len(rnds) != 1:
         raise ValueError(f"DLG attacks one round; {round!r} gives {rnds}")
     rnd = rnds[0]
     # Server party: the global model it sent at the start of the round.
-    logged = load_round(server_log, rnd)
-    unet = UNet2D(base=model_base)
-    names = exchanged_names(unet)
-    missing = [n for n in names if n not in logged.global_arrays]
-    if missing:
-        raise ValueError(f"{server_log} round {rnd} lacks {len(missing)} tensors of a "
-                         f"UNet2D(base={model_base}), e.g. {missing[0]}: wrong model_base?")
-    try:
-        set_arrays(unet, [logged.global_arrays[n] for n in names])
-    except ValueError as exc:
-        raise ValueError(f"{server_log} round {rnd} does not fit UNet2D(base={model_base}): "
-                         f"{exc}; wrong model_base?") from exc
+    unet = view.global_model(view.round(rnd))
 
     # Client party: its private slice and the gradient it computes on it.
     volumes = [load_volume(f) for f in train_folders]

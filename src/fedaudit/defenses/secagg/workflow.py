@@ -30,6 +30,7 @@ the reply's fit metrics) to the strategy, which writes them to the server log
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -107,3 +108,45 @@ class CapturingSecAggPlusWorkflow(SecAggPlusWorkflow):
             record(int(cast(int, cfg[WorkflowKey.CURRENT_ROUND])),
                    masked_vectors(capturing.replies), settings)
         return ok
+
+
+# --------------------------------------------------------------------------- the defense's hooks
+
+
+def client_mods(plan: Any) -> list[Any]:
+    """Every client wraps its ClientApp in Flower's SecAgg+ client mod."""
+    from flwr.client.mod import secaggplus_mod
+
+    return [secaggplus_mod]
+
+
+def max_examples(plan: Any, max_weight: float | None) -> float:
+    """Upper bound on the slices a client reports in one round (SecAgg+'s ``max_weight``)."""
+    from fedaudit.io import read_header
+
+    if max_weight is not None:
+        return float(max_weight)
+    cap = plan.local.max_slices_per_volume
+    bound = 0
+    for c in plan.clients:
+        n = 0
+        for folder in c.train:
+            if cap is not None:
+                n += cap
+            else:  # at most every slice of the cube in its epoch orientation
+                n += max(read_header(Path(folder) / "mr.nii.gz", "MR").GetSize())
+        bound = max(bound, n * plan.local.local_epochs)
+    return float(bound + 1)
+
+
+def fit_workflow(plan: Any, params: dict[str, Any]) -> CapturingSecAggPlusWorkflow:
+    """The server's fit workflow: Flower's SecAgg+ workflow, which also logs each client's
+    masked vector. Flower refuses an integer share count <= 2; the float 1.0 means "all
+    clients", which is the default's meaning and lets a two-center federation use SecAgg+."""
+    n = len(plan.clients)
+    return CapturingSecAggPlusWorkflow(
+        num_shares=params["num_shares"] or (n if n > 2 else 1.0),
+        reconstruction_threshold=params["reconstruction_threshold"] or n // 2 + 1,
+        max_weight=max_examples(plan, params["max_weight"]),
+        clipping_range=params["clipping_range"],
+        quantization_range=params["quantization_range"])

@@ -19,7 +19,7 @@ Source: Zhu, Li, Gu, Yao, Fan, Han, "FedMIA: An Effective Membership Inference A
    variance + 1e-8), refitted after dropping values above μ + 3σ (possible members of another
    client); the score is Φ((s_t(i) − μ)/σ), averaged over the rounds used. The uncalibrated
    cosine s_t(i) is the second score: all a server holding only the aggregate can compute.
-3. Evaluation (evaluator; holds the ground truth): :mod:`fedaudit.attacks.fedmia_run`.
+3. Evaluation (evaluator; holds the ground truth): :mod:`fedaudit.attacks.fedmia.evaluation`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,28 @@
+"""DLG gradient inversion (Zhu et al. 2019; paper 000 "Gradient Inversion", Fig. 2): the
+honest-but-curious server inverts a client's shared gradient at the global model it logged.
+Its jobs (``rules.smk``), config (``schema.yaml``), table and verdict finding (``report.py``)
+and captions; the worked example of CONTRIBUTING.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fedaudit.catalog import AttackSpec, TableSpec, check_logged_rounds
+
+PACKAGE = "fedaudit.attacks.dlg"
+
+ATTACK = AttackSpec(
+    name="dlg", title="Gradient inversion (DLG)", view="server_log",
+    folder=Path(__file__).parent, default_scenarios=("baseline",), check=".plugin:check",
+    package=PACKAGE,
+    tables=(TableSpec(name="inversion", category="Privacy",
+                      subcategory="Gradient inversion (DLG)", build=".report:build_table",
+                      findings=".report:findings", thresholds=".report:thresholds", order=20,
+                      package=PACKAGE),))
+
+
+def check(config: dict[str, Any], scenarios: set[str]) -> None:
+    """The round DLG attacks must be logged."""
+    if config["attacks"]["dlg"]["enabled"]:
+        check_logged_rounds(config, "round", config["attacks"]["dlg"]["round"])

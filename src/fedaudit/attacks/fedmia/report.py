@@ -1,0 +1,191 @@
+"""FedMIA's table and verdict finding (paper 000 Fig. 3 as numbers, measured as membership).
+
+The verdict rests on the lower 95 % bound of the pooled patient-level AUC against same-center
+non-members, read against the memorising positive control (issue 12).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.attacks.membership_stats import MIN_PER_CLASS
+from fedaudit.report.tables import DASH, Block, Table, TableError, need
+from fedaudit.report.verdict import Finding, level_of
+
+# ROC-AUC of the membership attack: chance is 0.5.
+MIA_HIGH, MIA_MODERATE = 0.8, 0.6
+# The memorising federation must reach this patient-level AUC for a low AUC elsewhere to read as
+# "no leak" rather than "attack too weak" (issue 12).
+MIA_CONTROL_OK = 0.9
+
+
+# -- membership inference --------------------------------------------------------------------
+
+# How each server view is named in the table: what it holds and which score reads it.
+VIEW_LABELS = {"update": "client updates (FedMIA)",
+               "masked": "SecAgg+ masked vectors (FedMIA, per client)",
+               "aggregate": "SecAgg+ aggregate (cosine, membership in the federation)"}
+PRIMARY_SCORE = {"update": "fedmia", "masked": "fedmia", "aggregate": "cosine"}
+UNIT_LABELS = {"slice": "slices", "batch": "batches"}
+MEMBERSHIP_COLUMNS = ["scenario", "control", "secagg", "view", "score", "unit", "level", "test",
+                      "target", "auc", "ci_low", "ci_high", "p_value", "n_member_patients",
+                      "n_nonmember_patients"]
+
+
+def auc_ci(auc: float, lo: float, hi: float) -> str:
+    if not np.isfinite(auc):
+        return DASH
+    ci = f" [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else " [n too small]"
+    return f"{auc:.2f}{ci}"
+
+
+def membership_table(fedmia: pd.DataFrame) -> Table:
+    """FedMIA per scenario, server view and target center (paper 000 Fig. 3 as numbers, measured
+    as membership): patient-level AUC with a 95 % patient-bootstrap CI against the target's own
+    held-out patients, per candidate unit, the permutation p-value, and center inference (members
+    vs the external center) apart. ``all`` pools the targets."""
+    need(fedmia, MEMBERSHIP_COLUMNS, "FedMIA table")
+    t = fedmia[[PRIMARY_SCORE.get(v) == s for v, s in zip(fedmia["view"], fedmia["score"],
+                                                           strict=True)]]
+    t = t[t["level"] == "patient"]
+    if t.empty:
+        raise TableError("FedMIA table has no patient-level rows")
+    units = [u for u in UNIT_LABELS if u in set(t["unit"])]
+    order = {v: i for i, v in enumerate(VIEW_LABELS)}
+    keys = (t[["scenario", "control", "view"]].drop_duplicates()
+            .assign(o=lambda d: d["control"].astype(int) * 10 + d["view"].map(order))
+            .sort_values(["o", "scenario"]))
+    targets = sorted(set(t["target"]) - {"all"}) + ["all"]
+    idx = t.set_index(["scenario", "view", "unit", "test", "target"])
+    rows, last = [], None
+    for rec in keys.itertuples():
+        for target in targets:
+            row = {"Scenario": (rec.scenario + (" (memorising control)" if rec.control else ""))
+                   if (rec.scenario, rec.view) != last else "",
+                   "Server view": VIEW_LABELS[rec.view] if (rec.scenario, rec.view) != last
+                   else "",
+                   "Target": "pooled" if target == "all" else target}
+            last = (rec.scenario, rec.view)
+            first = idx.loc[(rec.scenario, rec.view, units[0], "membership", target)]
+            row["Patients (members / held-out)"] = (f"{int(first.n_member_patients)} / "
+                                                    f"{int(first.n_nonmember_patients)}")
+            for u in units:
+                m = idx.loc[(rec.scenario, rec.view, u, "membership", target)]
+                row[f"AUC, {UNIT_LABELS[u]} [95% CI]"] = auc_ci(m.auc, m.ci_low, m.ci_high)
+                row[f"p, {UNIT_LABELS[u]}"] = f"{m.p_value:.2f}" if np.isfinite(m.p_value) \
+                    else DASH
+            c = idx.loc[(rec.scenario, rec.view, units[0], "center", target)]
+            row[f"Center inference AUC, {UNIT_LABELS[units[0]]}"] = auc_ci(c.auc, c.ci_low,
+                                                                            c.ci_high)
+            rows.append(row)
+    notes = ["Membership: members are the patients the target center trained on; non-members "
+             "its own held-out patients (validation and test, and train-split patients a capped "
+             "scenario left out): same scanner, so only membership separates them. AUC at "
+             "patient level (a patient's score = mean over its candidate units), 95 % CI from "
+             f"2,000 bootstrap resamples of patients (none with fewer than {MIN_PER_CLASS} "
+             "patients in a class; at a perfect separation the interval collapses to the point, "
+             "read p with it); p: one-sided permutation test of patient labels within each "
+             "center. "
+             "Pooled: every target's patients together. AUC 0.5 = chance.",
+             "Center inference: members against the external center's patients; it also "
+             "rewards telling scanners apart and is not a membership result.",
+             "Under SecAgg+ the server receives each client's masked vector (FedMIA per client) "
+             "and the unmasked aggregate (only the uncalibrated cosine applies: membership in "
+             "the federation as a whole)."]
+    data = t[t["target"].isin(targets)].reset_index(drop=True)
+    return Table("membership", "Membership inference (FedMIA) against same-center non-members",
+                 data, [Block(pd.DataFrame(rows))], notes)
+
+
+
+def _pooled(data: pd.DataFrame, scenario: str, view: str, unit: str, test: str = "membership"
+            ) -> pd.Series | None:
+    sel = data[(data["scenario"] == scenario) & (data["view"] == view) & (data["unit"] == unit)
+               & (data["test"] == test) & (data["target"] == "all")
+               & (data["level"] == "patient")]
+    return None if sel.empty else sel.iloc[0]
+
+
+def _mia_numbers(r: pd.Series) -> str:
+    ci = (f"95% CI {r['ci_low']:.2f}–{r['ci_high']:.2f}" if np.isfinite(r["ci_low"])
+          else "too few patients for a CI")
+    return (f"AUC {r['auc']:.2f} ({ci}; {int(r['n_member_patients'])} member vs "
+            f"{int(r['n_nonmember_patients'])} same-center held-out patients, permutation "
+            f"p = {r['p_value']:.2f})")
+
+
+def membership_finding(data: pd.DataFrame, unit: str = "slice") -> Finding:
+    """``data``: the tidy frame of :func:`~fedaudit.report.tables.membership_table`; ``unit``:
+    the candidate unit the verdict reads, fixed in advance (the first of
+    ``attacks.fedmia.units``), never the better of the units measured.
+
+    The level rests on the lower 95 % bound of the pooled patient-level AUC against same-center
+    non-members (never on the best center), for the per-client views (client updates without
+    SecAgg+, masked vectors with it); the memorising control says whether a low AUC means
+    "no leak" or "attack too weak to tell"."""
+    topic = "Membership inference (FedMIA)"
+    if not (data["unit"] == unit).any():
+        raise ValueError(f"the membership table has no rows for unit {unit!r} (has "
+                         f"{sorted(set(data['unit']))})")
+    audited = data[~data["control"].astype(bool)]
+    control = data[data["control"].astype(bool)]
+    parts, levels = [], []
+    for view, label in (("update", "on the client updates"),
+                        ("masked", "with SecAgg+, on the masked per-client vectors")):
+        for scenario in dict.fromkeys(audited[audited["view"] == view]["scenario"]):
+            r = _pooled(audited, scenario, view, unit)
+            if r is None or not np.isfinite(r["auc"]):
+                continue
+            lo = r["ci_low"] if np.isfinite(r["ci_low"]) else 0.5
+            level = level_of(lo, MIA_HIGH, MIA_MODERATE) if r["p_value"] < 0.05 else "low"
+            levels.append(level)
+            parts.append(f"{scenario} {label}: {_mia_numbers(r)}, {level} risk by the lower "
+                         "bound")
+    for scenario in dict.fromkeys(audited[audited["view"] == "aggregate"]["scenario"]):
+        r = _pooled(audited, scenario, "aggregate", unit)
+        if r is not None and np.isfinite(r["auc"]):
+            parts.append(f"{scenario} aggregate cosine (membership in the federation): "
+                         f"AUC {r['auc']:.2f}")
+    if not parts:
+        return Finding(topic, "inconclusive", "no patient-level result was produced.")
+    level = max(levels, key=["low", "moderate", "high"].index) if levels else "low"
+    text = "; ".join(parts)
+    if not control.empty:
+        c = _pooled(control, control["scenario"].iloc[0], "update", unit)
+        if c is not None and np.isfinite(c["auc"]):
+            if c["auc"] >= MIA_CONTROL_OK:
+                text += (f". The memorising control reaches {_mia_numbers(c)}: the attack works, "
+                         "so a low AUC above means no leak at this budget")
+            else:
+                text += (f". The memorising control reaches only {_mia_numbers(c)} (needs ≥ "
+                         f"{MIA_CONTROL_OK}): the attack's power is unproven here, so a low AUC "
+                         "does not show that the federation resists")
+                if level == "low":
+                    level = "inconclusive"
+    what = "batches of one patient's slices" if unit == "batch" else "single slices"
+    return Finding(topic, level, f"{text} (candidates: {what}).")
+
+
+
+
+def build_table(inputs: Any, params: Any) -> Table:
+    return membership_table(pd.read_csv(inputs.fedmia))
+
+
+def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
+    return [membership_finding(data, unit=settings["unit"])]
+
+
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """What the verdict reads from the config: one unit, fixed before any result (the first
+    configured), never the better of the units measured."""
+    return {"unit": config["attacks"]["fedmia"]["units"][0]}
+
+
+def thresholds(settings: dict[str, Any]) -> str:
+    return (f"membership, the lower 95% bound of the pooled patient-level AUC (permutation "
+            f"p < 0.05) ≥ {MIA_HIGH} high, ≥ {MIA_MODERATE} moderate, read only when the "
+            f"memorising control reaches AUC ≥ {MIA_CONTROL_OK}")

@@ -1,0 +1,79 @@
+"""FedMIA's rule steps (called by ``workflow/scripts/step.py`` through the catalog): ``measure``
+(attacker side: the server log only), ``evaluate`` (evaluator side: the membership truth),
+``summary`` and ``roc_figure`` (paper 000 Fig. 3)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.io import read_json
+
+
+def measure(smk: Any, log: logging.Logger) -> None:
+    """Rule fedmia_measure: the attacker's similarity matrices from one scenario's server log."""
+    from fedaudit.attacks.fedmia.evaluation import measure as run_measure
+    from fedaudit.attacks.fedmia.evaluation import save_measurement
+
+    p = smk.params
+    m = run_measure(server_log=smk.input.server_log, rounds=p.rounds,
+                    patients=[tuple(x) for x in p.patients], model_base=p.model_base,
+                    per_orientation=p.per_orientation, units=p.units, batch_size=p.batch_size,
+                    loss=p.loss, chunk_size=p.chunk_size, device=p.device)
+    save_measurement(smk.output[0], m)
+    log.info("views %s, units %s for clients %s in %.1f s", list(m["views"]),
+             list(m["units"]), list(m["centers"]), m["seconds"])
+
+
+def evaluate(smk: Any, log: logging.Logger) -> None:
+    """Rule fedmia_evaluate: scores per target center, AUC with patient CIs against the truth."""
+    from fedaudit.attacks.fedmia.evaluation import (
+        evaluate_scenario,
+        load_measurement,
+        membership_truth,
+    )
+    from fedaudit.preprocess.outliers import read_excluded
+
+    p = smk.params
+    records = {rec["center"]: rec for rec in map(read_json, smk.input.splits)}
+    # A QC-excluded patient was never trained on: it is neither a member nor a fair non-member.
+    excluded = read_excluded(smk.input.qc_flags)
+    if excluded:
+        log.info("left out (QC-excluded): %s", sorted(excluded))
+    truth = membership_truth(records, excluded=excluded,
+                             max_train_patients=p.max_train_patients)
+    for target, t in truth["targets"].items():
+        log.info("target %s: members %s, same-center non-members %s", target, t["members"],
+                 t["held_out"])
+    metrics, scores, curves = evaluate_scenario(
+        load_measurement(smk.input.similarity), truth, seed=p.seed,
+        scenario=smk.wildcards.scenario, secagg=p.secagg, control=p.control)
+    metrics.to_csv(smk.output.metrics, index=False)
+    scores.to_csv(smk.output.scores, index=False)
+    np.savez(smk.output.roc, **curves)
+    main = metrics[(metrics.test == "membership") & (metrics.level == "patient")
+                   & (metrics.target == "all")]
+    for r in main.itertuples():
+        log.info("%s/%s/%s pooled patient-level AUC %.3f (95%% CI %.3f-%.3f, p %.3f; %d vs %d "
+                 "patients)", r.view, r.score, r.unit, r.auc, r.ci_low, r.ci_high, r.p_value,
+                 r.n_member_patients, r.n_nonmember_patients)
+
+
+def summary(smk: Any, log: logging.Logger) -> None:
+    """Rule fedmia_summary: one table of every FedMIA result."""
+    table = pd.concat([pd.read_csv(f) for f in smk.input.metrics], ignore_index=True)
+    table.to_csv(smk.output.table, index=False)
+    log.info("%d rows", len(table))
+
+
+def roc_figure(smk: Any, log: logging.Logger) -> None:
+    """Rule figure_fedmia_roc: pooled ROC curves per scenario and server view (Fig. 3)."""
+    from fedaudit.plots.roc import fedmia_roc_figure
+
+    table = pd.read_csv(smk.input.table)
+    fedmia_roc_figure(dict(zip(smk.params.scenarios, smk.input.roc, strict=True)), table,
+                      smk.output[0], unit=smk.params.unit)
+    log.info("ROC figure %s", smk.output[0])

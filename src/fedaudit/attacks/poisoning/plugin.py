@@ -1,0 +1,19 @@
+"""Data poisoning by one client (paper 000, "Data Poisoning", Eq. 2) as a client attack, with
+Table 3 (MAE per poisoned center x noise x evaluated center) and its verdict findings."""
+
+from pathlib import Path
+
+from fedaudit.catalog import ClientAttackSpec, TableSpec
+
+CLIENT_ATTACK = ClientAttackSpec(
+    name="poisoning", title="Data poisoning",
+    transform="fedaudit.attacks.poisoning.noise:poison_client",
+    schema={"properties": {"gamma": {"type": "number", "minimum": 0, "maximum": 1,
+                                     "description": "Noise level of Eq. 2 (0 = clean data)."}},
+            "required": ["gamma"]},
+    folder=Path(__file__).parent,
+    tables=(TableSpec(name="poisoning", category="Integrity", subcategory="Data poisoning",
+                      build=".report:poisoning_table", findings=".report:poisoning_findings",
+                      thresholds="fedaudit.report.verdict:poisoning_thresholds",
+                      order=30, package="fedaudit.attacks.poisoning"),),
+    package="fedaudit.attacks.poisoning")

@@ -1,0 +1,395 @@
+"""The threat catalog: attacks, defenses, aggregation rules and server behaviours as plugins.
+
+Every threat FedAudit audits and every countermeasure it measures is *registered* here by a
+small spec, and everything that used to list them by name -- the config schema and its checks,
+the Snakemake rules, the tables, the report's categories and the front page's verdict --
+iterates over the registries instead. Adding an attack is then one folder (see CONTRIBUTING.md):
+
+- ``plugin.py``: the spec (``ATTACK = AttackSpec(...)``, ``DEFENSE = ...``, ...);
+- ``schema.yaml``: its config fragment (JSON schema, with defaults), mounted at
+  ``attacks.<name>`` / ``defenses.<name>`` / ``aggregations.<name>``;
+- ``rules.smk``: its Snakemake jobs, included by the workflow when the plugin is enabled;
+- its code (attacker side: only its view; evaluator side: the ground truth), its table builder,
+  its finding for the verdict and its captions.
+
+Built-in plugins live in ``fedaudit/attacks/<name>/``, ``fedaudit/defenses/<name>/`` and
+``fedaudit/federation/aggregators/<name>/``; a study adds its own folders with the config's
+``plugins`` list (paths). Specs name their functions as ``"module:function"`` references
+(``".table:inversion_table"`` is relative to the plugin's own package), resolved only when
+called: importing the catalog -- which the config validation does -- loads no torch, Flower or
+pandas.
+
+The views an attack may declare (what its attacker legitimately holds):
+
+- ``server_log``: the honest-but-curious server's log (global model per round, what each client
+  sent; under SecAgg+ the masked vectors), :class:`fedaudit.attacks.views.ServerView`;
+- ``malicious_server``: a server that controls the model it sends (``server`` behaviours);
+- ``client``: one client's own data and the global models it received;
+- ``trained_model``: the final model at test time, :class:`fedaudit.attacks.views.ModelView`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+VIEWS = ("server_log", "malicious_server", "client", "trained_model")
+# Where the built-in plugins live (one sub-folder with a plugin.py each).
+BUILTIN_FOLDERS = {
+    "attacks": PACKAGE_ROOT / "attacks",
+    "defenses": PACKAGE_ROOT / "defenses",
+    "aggregators": PACKAGE_ROOT / "federation" / "aggregators",
+}
+
+
+class CatalogError(ValueError):
+    """A plugin folder that cannot be loaded or a spec that is inconsistent."""
+
+
+class SettingError(ValueError):
+    """Raised by a plugin's config ``check``: ``key`` is relative to the plugin's section
+    (``batch_size`` for ``attacks.fedmia.batch_size``)."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key, self.why = key, why
+
+
+def resolve(ref: str, package: str) -> Callable[..., Any]:
+    """``"module:function"`` -> the function; a module starting with ``.`` is relative to the
+    plugin's package."""
+    module, _, name = ref.partition(":")
+    if not name:
+        raise CatalogError(f"{ref!r}: expected 'module:function'")
+    return getattr(importlib.import_module(module, package), name)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A result table of the report (``results/tables/<name>.{csv,md,tex,html}``).
+
+    ``build(inputs, params) -> fedaudit.report.tables.Table`` reads the rule's inputs (a
+    Snakemake ``Namedlist``: ``inputs.<key>``) and params; ``gate(data, params)`` may open the
+    verdict (the utility gate), ``findings(data, params)`` return the verdict's findings from the
+    table's CSV; ``settings(config) -> dict`` is what they read from the config (a param of
+    the front page rule, so a change re-runs it); ``thresholds(settings) -> str`` states its
+    risk levels on the front page; ``order`` places its findings (smaller first)."""
+
+    name: str
+    category: str
+    subcategory: str
+    build: str
+    findings: str | None = None
+    gate: str | None = None
+    settings: str | None = None
+    thresholds: str | None = None
+    order: int = 50
+    package: str = ""
+
+    def call(self, what: str, *args: Any, default: Any = None) -> Any:
+        ref = getattr(self, what)
+        return default if ref is None else resolve(ref, self.package)(*args)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A threat with its own jobs. ``steps`` is the module whose functions the rules call
+    (``fedaudit.catalog.run_step``); ``check(config, scenarios)`` raises ``ValueError`` for
+    settings the schema cannot express; ``default_scenarios`` are attacked when the config's
+    ``attacks.<name>.scenarios`` is null (those that are trained)."""
+
+    name: str
+    title: str
+    view: str
+    folder: Path
+    steps: str = ".steps"
+    default_scenarios: tuple[str, ...] = ("baseline",)
+    check: str | None = None
+    tables: tuple[TableSpec, ...] = ()
+    package: str = ""
+
+    @property
+    def rules(self) -> Path:
+        return self.folder / "rules.smk"
+
+    def step(self, name: str) -> Callable[..., Any]:
+        module = importlib.import_module(self.steps, self.package)
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            raise CatalogError(f"attack {self.name}: {module.__name__} has no step {name!r}"
+                               ) from None
+
+
+@dataclass(frozen=True)
+class ClientAttackSpec:
+    """A malicious client's behaviour during training (poisoning today): ``transform(volume,
+    params, seed, center) -> volume`` applied to the attacking center's training volumes.
+    ``params`` are the entries of a scenario's ``client_attacks`` item besides ``name`` and
+    ``center``, validated by ``schema`` (a JSON schema object)."""
+
+    name: str
+    title: str
+    transform: str
+    schema: dict[str, Any] = field(default_factory=dict)
+    tables: tuple[TableSpec, ...] = ()
+    folder: Path | None = None
+    package: str = ""
+
+
+@dataclass(frozen=True)
+class DefenseSpec:
+    """A countermeasure switched on per scenario (``defenses: [name]``). ``client_mods(plan)``
+    returns Flower client mods, ``fit_workflow(plan, params)`` the server's fit workflow (or
+    None for the default); ``compatible`` lists the aggregation rules it works with (None: all);
+    ``min_clients`` the federation size it needs. Its settings come from the config's
+    ``defenses.<name>`` (schema fragment ``schema.yaml``)."""
+
+    name: str
+    title: str
+    folder: Path
+    client_mods: str | None = None
+    fit_workflow: str | None = None
+    compatible: tuple[str, ...] | None = None
+    why_incompatible: str = ""
+    min_clients: int = 1
+    package: str = ""
+
+
+@dataclass(frozen=True)
+class AggregatorSpec:
+    """A server aggregation rule: ``function(updates, num_examples, **params) -> (aggregate,
+    metrics)`` over the clients' updates, its parameters' schema (``schema.yaml`` in its folder,
+    mounted at ``aggregations.<name>``) and ``check(n_clients, **params)`` raising ``ValueError``
+    for a federation it cannot serve (Krum's n > 2f + 2)."""
+
+    name: str
+    label: str
+    folder: Path
+    function: str
+    check: str | None = None
+    package: str = ""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What the server does besides aggregating: ``honest`` (the default) or a malicious
+    behaviour, whose ``wrap(strategy, params)`` changes the strategy (e.g. the model it sends)."""
+
+    name: str
+    title: str
+    wrap: str | None = None
+    package: str = ""
+
+
+HONEST = ServerSpec("honest", "honest-but-curious server")
+
+
+@dataclass
+class Catalog:
+    attacks: dict[str, AttackSpec] = field(default_factory=dict)
+    client_attacks: dict[str, ClientAttackSpec] = field(default_factory=dict)
+    defenses: dict[str, DefenseSpec] = field(default_factory=dict)
+    aggregators: dict[str, AggregatorSpec] = field(default_factory=dict)
+    servers: dict[str, ServerSpec] = field(default_factory=lambda: {"honest": HONEST})
+    tables: dict[str, TableSpec] = field(default_factory=dict)
+    loaded: set[str] = field(default_factory=set)
+
+    def add(self, spec: Any, origin: str) -> None:
+        kinds = {AttackSpec: self.attacks, ClientAttackSpec: self.client_attacks,
+                 DefenseSpec: self.defenses, AggregatorSpec: self.aggregators,
+                 ServerSpec: self.servers, TableSpec: self.tables}
+        registry = kinds.get(type(spec))
+        if registry is None:
+            raise CatalogError(f"{origin}: {type(spec).__name__} is not a plugin spec")
+        if spec.name in registry and registry[spec.name] != spec:
+            raise CatalogError(f"{origin}: a {type(spec).__name__} named {spec.name!r} is "
+                               "already registered")
+        if isinstance(spec, AttackSpec) and spec.view not in VIEWS:
+            raise CatalogError(f"{origin}: attack {spec.name!r} declares view {spec.view!r}; "
+                               f"known views: {', '.join(VIEWS)}")
+        registry[spec.name] = spec
+        for table in getattr(spec, "tables", ()):
+            self.add(table, origin)
+
+
+_BUILTIN = Catalog()
+_FOLDERS: dict[str, list[Any]] = {}  # resolved plugin folder -> the specs it registered
+_SPEC_NAMES = ("ATTACK", "CLIENT_ATTACK", "DEFENSE", "AGGREGATOR", "SERVER", "TABLES")
+
+
+def _with_package(spec: Any, package: str) -> Any:
+    """``spec`` with its (and its tables') relative refs anchored at ``package`` unless set."""
+    if getattr(spec, "package", None) == "":
+        spec = replace(spec, package=package)
+    tables = getattr(spec, "tables", None)
+    if tables:
+        spec = replace(spec, tables=tuple(_with_package(t, package) for t in tables))
+    return spec
+
+
+def _specs(module: Any, origin: str) -> list[Any]:
+    package = plugin_package(module.__name__)
+    out = []
+    for attr in _SPEC_NAMES:
+        value = getattr(module, attr, None)
+        if value is not None:
+            out += [_with_package(s, package)
+                    for s in (value if isinstance(value, list | tuple) else [value])]
+    if not out:
+        raise CatalogError(f"{origin} defines none of {', '.join(_SPEC_NAMES)}")
+    return out
+
+
+def _load_builtins() -> None:
+    if "<builtin>" in _BUILTIN.loaded:
+        return
+    _BUILTIN.loaded.add("<builtin>")
+    modules = ["fedaudit.report.core_tables"]  # quality: the evaluation's table
+    for root in BUILTIN_FOLDERS.values():
+        for plugin in sorted(root.glob("*/plugin.py")):
+            rel = plugin.parent.relative_to(PACKAGE_ROOT).parts
+            modules.append(".".join(("fedaudit", *rel, "plugin")))
+    for name in modules:
+        for spec in _specs(importlib.import_module(name), name):
+            _BUILTIN.add(spec, name)
+
+
+def _load_folder(folder: str | Path) -> list[Any]:
+    """The specs of the plugin in ``folder`` (a ``plugin.py`` beside its other files); the
+    folder is imported as a package ``fedaudit_plugins.<folder name>`` so its specs' relative
+    refs (``".steps"``) resolve."""
+    folder = Path(folder)
+    key = str(folder.resolve())
+    if key in _FOLDERS:
+        return _FOLDERS[key]
+    plugin = folder / "plugin.py"
+    if not plugin.is_file():
+        raise CatalogError(f"plugin folder {folder}: no plugin.py (see CONTRIBUTING.md)")
+    if "fedaudit_plugins" not in sys.modules:
+        ns = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(
+            "fedaudit_plugins", None, is_package=True))
+        ns.__path__ = []
+        sys.modules["fedaudit_plugins"] = ns
+    pkg_name = f"fedaudit_plugins.{folder.resolve().name}"
+    spec = importlib.machinery.ModuleSpec(pkg_name, None, is_package=True)
+    package = importlib.util.module_from_spec(spec)
+    package.__path__ = [key]
+    sys.modules[pkg_name] = package
+    try:
+        module = importlib.import_module(f"{pkg_name}.plugin")
+    except Exception as err:
+        del sys.modules[pkg_name]
+        raise CatalogError(f"plugin folder {folder}: plugin.py fails to import: {err}") from err
+    _FOLDERS[key] = _specs(module, str(plugin))
+    return _FOLDERS[key]
+
+
+def catalog(plugins: Iterable[str | Path] = ()) -> Catalog:
+    """The registries: the built-in plugins plus those in the ``plugins`` folders (a fresh
+    view each call, so one study's plugins never leak into another's)."""
+    _load_builtins()
+    out = Catalog(**{k: dict(v) for k, v in vars(_BUILTIN).items() if isinstance(v, dict)})
+    for folder in plugins:
+        for spec in _load_folder(folder):
+            out.add(spec, str(folder))
+    return out
+
+
+def plugin_package(module_name: str) -> str:
+    """The package a ``plugin.py`` belongs to (what its specs' relative refs resolve against)."""
+    return module_name.rpartition(".")[0]
+
+
+def fragment(folder: Path | None) -> dict[str, Any]:
+    """A plugin's config schema fragment (``schema.yaml``; an empty object when it has none)."""
+    path = folder / "schema.yaml" if folder is not None else None
+    if path is None or not path.is_file():
+        return {"type": "object", "additionalProperties": False, "default": {}, "properties": {}}
+    with open(path) as fh:
+        out = yaml.safe_load(fh)
+    out.setdefault("default", {})
+    return out
+
+
+def fragment_defaults(folder: Path | None) -> dict[str, Any]:
+    """The settings a plugin's schema fragment gives when the config sets none."""
+    frag = fragment(folder)
+    return {k: copy.deepcopy(v["default"]) for k, v in frag.get("properties", {}).items()
+            if "default" in v}
+
+
+def assemble_schema(base: dict[str, Any], cat: Catalog) -> dict[str, Any]:
+    """The config schema with every registered plugin's fragment mounted and the name lists
+    (aggregation rules, defenses, client attacks, server behaviours) filled in."""
+    schema = copy.deepcopy(base)
+    props = schema["properties"]
+    for name, spec in cat.attacks.items():
+        props["attacks"]["properties"][name] = fragment(spec.folder)
+    for name, spec in cat.defenses.items():
+        props["defenses"]["properties"][name] = fragment(spec.folder)
+    for name, spec in cat.aggregators.items():
+        props["aggregations"]["properties"][name] = fragment(spec.folder)
+    defs = schema["$defs"]
+    aggregators = list(cat.aggregators)
+    defs["aggregation_name"] = {**defs.get("aggregation_name", {}), "enum": aggregators}
+    defs["defense_name"] = {**defs.get("defense_name", {}), "enum": list(cat.defenses)}
+    defs["server_name"] = {**defs.get("server_name", {}), "enum": list(cat.servers)}
+    # The built-in grid's names: baseline (FedAvg), secagg (FedAvg + SecAgg+) and every other
+    # aggregation rule by its own name.
+    defs["unpoisoned_name"] = {**defs.get("unpoisoned_name", {}),
+                               "enum": ["baseline", "secagg",
+                                        *[a for a in aggregators if a != "fedavg"]]}
+    defs["client_attack"] = {"oneOf": [_client_attack_schema(spec)
+                                       for spec in cat.client_attacks.values()]}
+    return schema
+
+
+def _client_attack_schema(spec: ClientAttackSpec) -> dict[str, Any]:
+    body = copy.deepcopy(spec.schema)
+    props = {"name": {"const": spec.name}, "center": {"type": "string"},
+             **body.get("properties", {})}
+    return {"type": "object", "additionalProperties": False,
+            "required": ["name", "center", *body.get("required", [])], "properties": props}
+
+
+def check_logged_rounds(config: dict[str, Any], key: str, wanted: Any) -> None:
+    """For an attack's ``check``: the rounds it reads (``key`` of its section) must exist and be
+    in the server log."""
+    if wanted in ("last", "all"):
+        return
+    rounds = config["train"]["rounds"]
+    wanted = [wanted] if isinstance(wanted, int) else wanted
+    late = [r for r in wanted if r > rounds]
+    if late:
+        raise SettingError(key, f"round(s) {late} exceed train.rounds = {rounds}")
+    if config["train"]["server_log"]["rounds"] == "last" and wanted != [rounds]:
+        raise SettingError(key, f"{wanted} but train.server_log.rounds is 'last', so only "
+                           f"round {rounds} is logged")
+
+
+# --------------------------------------------------------------------------- rules' entry point
+
+
+def run_step(smk: Any, log: Any) -> None:
+    """What every plugin rule's script does: find the attack (``params.attack``), load the
+    study's plugin folders, and call its step ``params.step`` with the Snakemake object."""
+    cat = catalog(smk.config.get("plugins", []))
+    name = smk.params.attack
+    if name not in cat.attacks:
+        raise CatalogError(f"rule {smk.rule}: attack {name!r} is not registered")
+    cat.attacks[name].step(smk.params.step)(smk, log)
+
+
+def ordered_tables(cat: Catalog, names: Sequence[str]) -> list[TableSpec]:
+    return sorted((cat.tables[n] for n in names), key=lambda t: (t.order, t.name))

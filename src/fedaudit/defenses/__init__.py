@@ -1,0 +1,1 @@
+"""Countermeasures a scenario switches on by name (``defenses: [...]``), one folder each."""

@@ -1,0 +1,36 @@
+"""The tables that are not an attack's: synthesis quality (paper 000 Table 2), registered in the
+catalog like the attacks' so the report and the front page iterate over one list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedaudit.catalog import TableSpec
+
+TABLES = [TableSpec(name="quality", category="Training", subcategory="Synthesis quality",
+                    build=".core_tables:quality_table", gate=".core_tables:utility_gate",
+                    findings=".core_tables:secagg_cost", order=100,
+                    package="fedaudit.report")]
+
+
+def quality_table(inputs: Any, params: Any) -> Any:
+    import pandas as pd
+
+    from fedaudit.report import tables
+
+    return tables.quality_table(pd.read_csv(inputs.summary), plain=params.plain,
+                                secagg=params.secure, external=params.external)
+
+
+def utility_gate(data: Any, settings: dict[str, Any]) -> list[Any]:
+    from fedaudit.report import verdict
+
+    gate = verdict.utility_finding(data)
+    return [gate] if gate else []
+
+
+def secagg_cost(data: Any, settings: dict[str, Any]) -> list[Any]:
+    from fedaudit.report import verdict
+
+    cost = verdict.secagg_cost_finding(data)
+    return [cost] if cost else []

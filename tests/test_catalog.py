@@ -1,0 +1,105 @@
+"""The threat catalog (fedaudit.catalog): built-in registries, plugin folders, and a toy attack
+registered from a test folder that appears in the DAG, the tables and the front page with no
+edit outside its folder."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, run_snakemake
+
+from fedaudit.catalog import CatalogError, catalog
+from fedaudit.config import ConfigError, load_config, validate_config
+
+TOY = Path(__file__).parent / "plugins" / "loss_threshold"
+
+
+def test_builtin_registries_hold_paper_000s_threats() -> None:
+    cat = catalog()
+    assert set(cat.attacks) == {"fedmia", "dlg"}
+    assert {a.view for a in cat.attacks.values()} == {"server_log"}
+    assert set(cat.client_attacks) == {"poisoning"}
+    assert set(cat.defenses) == {"secagg"} and cat.defenses["secagg"].compatible == ("fedavg",)
+    assert set(cat.aggregators) == {"fedavg", "fedmedian", "krum", "trimmed_mean"}
+    assert set(cat.servers) == {"honest"}
+    assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion"}
+    for spec in cat.attacks.values():
+        assert spec.rules.is_file(), spec.name
+
+
+def test_a_plugin_folder_is_loaded_only_where_the_config_names_it() -> None:
+    assert "loss_threshold" not in catalog().attacks
+    cat = catalog([TOY])
+    assert cat.attacks["loss_threshold"].view == "trained_model"
+    assert cat.tables["loss_membership"].package == "fedaudit_plugins.loss_threshold"
+    assert "loss_threshold" not in catalog().attacks  # no leak into other studies
+    demo = load_config(REPO / "config" / "config.yaml")
+    assert "loss_threshold" not in demo["attacks"]
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    with_toy = validate_config({**raw, "plugins": [str(TOY)]})
+    # its schema fragment is mounted with its defaults; null scenarios become its default
+    assert with_toy["attacks"]["loss_threshold"] == {"enabled": True, "scenarios": ["baseline"],
+                                                     "slices": 4}
+    bad = copy.deepcopy(raw)
+    bad["plugins"] = [str(TOY)]
+    bad["attacks"]["loss_threshold"] = {"slices": 0}
+    with pytest.raises(ConfigError, match="'attacks.loss_threshold.slices'"):
+        validate_config(bad)
+
+
+def test_a_broken_plugin_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match=f"plugin folder {tmp_path}: no plugin.py"):
+        catalog([tmp_path])
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match="config key 'plugins': plugin folder .*no plugin.py"):
+        validate_config({**raw, "plugins": [str(tmp_path)]})
+    (tmp_path / "plugin.py").write_text(
+        "from pathlib import Path\nfrom fedaudit.catalog import AttackSpec\n"
+        "ATTACK = AttackSpec(name='x', title='x', view='telepathy', folder=Path('.'))\n")
+    with pytest.raises(CatalogError, match="declares view 'telepathy'; known views: server_log"):
+        catalog([tmp_path])
+
+
+@pytest.mark.workflow
+def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
+        workdir: Path) -> None:
+    shutil.copytree(TOY, workdir / "plugins" / "loss_threshold")
+    cfg = {"seed": 4, "plugins": ["plugins/loss_threshold"],
+           "centers": {"A": {"role": "train", "source": {"type": "demo", "patients": 3}},
+                       "B": {"role": "train", "source": {"type": "demo", "patients": 3}},
+                       "E": {"role": "external", "source": {"type": "demo", "patients": 1}}},
+           "demo": {"resolution_scale": 6.0},
+           "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [10]},
+                          "cube": {"size": 32}},
+           "train": {"rounds": 1, "model": {"base": 2}, "max_slices_per_volume": 2,
+                     "val_max_slices": 2, "threads": 1, "device": "cpu"},
+           "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
+           "evaluate": {"threads": 1},
+           "attacks": {"device": "cpu", "threads": 1, "fedmia": {"enabled": False},
+                       "dlg": {"enabled": False}}}
+    (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
+    plan = run_snakemake(workdir, "-n", "--configfile", str(workdir / "c.yaml"))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    for job in ("loss_threshold", "table_loss_membership", "front_page"):
+        assert f"rule {job}:" in plan.stdout, job
+    res = run_snakemake(workdir, "results/report/front_page.rst", "--cores", "2",
+                        "--configfile", str(workdir / "c.yaml"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = pd.read_csv(workdir / "results/tables/loss_membership.csv")
+    # every patient of both training centers is a candidate; accuracy is a share of them
+    assert table.loc[0, "patients"] == 6 and 0.0 <= table.loc[0, "accuracy"] <= 1.0
+    assert table.loc[0, "chance"] == 0.5
+    scores = pd.read_csv(workdir / "results/attacks/loss_threshold/baseline.csv")
+    # the evaluator's truth is the splits' train patients, and nobody else
+    train = {(c, p) for c in "AB" for p in json.loads(
+        (workdir / f"results/splits/{c}.json").read_text())["train"]}
+    assert set(zip(scores.center[scores.member], scores.patient[scores.member],
+                   strict=True)) == train
+    page = (workdir / "results/report/front_page.rst").read_text()
+    assert "**Membership by loss threshold (toy)**: baseline: accuracy" in page
