@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+SCHEMA_PATH = PACKAGE_ROOT.parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 VIEWS = ("server_log", "malicious_server", "client", "trained_model")
 # Where the built-in plugins live (one sub-folder with a plugin.py each).
 BUILTIN_FOLDERS = {
@@ -322,11 +323,29 @@ def fragment(folder: Path | None) -> dict[str, Any]:
     return out
 
 
+def defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """What a schema object gives when the config sets nothing: each property's ``default``,
+    nested sections filled the same way (the one place defaults are written)."""
+    out: dict[str, Any] = {}
+    for key, sub in schema.get("properties", {}).items():
+        if "properties" in sub:
+            out[key] = {**defaults_of(sub), **copy.deepcopy(sub.get("default", {}))}
+        elif "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+    return out
+
+
 def fragment_defaults(folder: Path | None) -> dict[str, Any]:
     """The settings a plugin's schema fragment gives when the config sets none."""
-    frag = fragment(folder)
-    return {k: copy.deepcopy(v["default"]) for k, v in frag.get("properties", {}).items()
-            if "default" in v}
+    return defaults_of(fragment(folder))
+
+
+def schema_defaults(section: str | None = None) -> dict[str, Any]:
+    """The defaults of the config schema (of one section, e.g. ``train``): what the dataclasses
+    built from a config fall back to, read from the schema rather than written again."""
+    with open(SCHEMA_PATH) as fh:
+        schema = yaml.safe_load(fh)
+    return defaults_of(schema if section is None else schema["properties"][section])
 
 
 def assemble_schema(base: dict[str, Any], cat: Catalog) -> dict[str, Any]:
@@ -384,7 +403,7 @@ def check_logged_rounds(config: dict[str, Any], key: str, wanted: Any) -> None:
 def run_step(smk: Any, log: Any) -> None:
     """What every plugin rule's script does: find the attack (``params.attack``), load the
     study's plugin folders, and call its step ``params.step`` with the Snakemake object."""
-    cat = catalog(smk.config.get("plugins", []))
+    cat = catalog(smk.config["plugins"])
     name = smk.params.attack
     if name not in cat.attacks:
         raise CatalogError(f"rule {smk.rule}: attack {name!r} is not registered")

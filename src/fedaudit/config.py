@@ -19,10 +19,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from fedaudit.catalog import SCHEMA_PATH
 from fedaudit.io import find_volume
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 RESULTS = "results"
 DEMO_ROOT = f"{RESULTS}/data/demo"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -14,7 +14,7 @@ with logged(snakemake) as log:
     from fedaudit.report import verdict
 
     p = snakemake.params
-    cat = catalog(snakemake.config.get("plugins", []))
+    cat = catalog(snakemake.config["plugins"])
     data = dict(zip(p.names, (pd.read_csv(f) for f in snakemake.input.tables), strict=True))
     specs = ordered_tables(cat, p.names)
     findings = [f for spec in specs

@@ -7,7 +7,7 @@ with logged(snakemake) as log:
     from fedaudit.catalog import catalog
     from fedaudit.report.render import FORMATS, write_table
 
-    spec = catalog(snakemake.config.get("plugins", [])).tables[snakemake.params.table]
+    spec = catalog(snakemake.config["plugins"]).tables[snakemake.params.table]
     table = spec.call("build", snakemake.input, snakemake.params)
     write_table(table, {fmt: snakemake.output[fmt] for fmt in FORMATS})
     log.info("%s:\n%s", table.title, "\n".join(b.frame.to_string(index=False)

@@ -28,26 +28,32 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fedaudit.catalog import schema_defaults
 from fedaudit.data.slices import SliceDataset, Volume, axial_slices, plan_epoch
 from fedaudit.intensity import HU_RANGE
+
+_TRAIN = schema_defaults("train")
 
 
 @dataclass(frozen=True)
 class LocalConfig:
-    lr: float = 1e-4
-    batch_size: int = 8
-    local_epochs: int = 1
-    loss: str = "l1"
-    proximal_mu: float = 3.0
-    max_slices_per_volume: int | None = None
-    augment: bool = True
-    rotate_deg: float = 10.0
-    translate_frac: float = 0.05
-    num_workers: int = 0
-    val_max_slices: int | None = None
-    lr_schedule: str = "constant"
-    optimizer: str = "adam"
-    momentum: float = 0.0  # SGD only
+    """A client's local training settings; the defaults are the config schema's ``train``
+    section (paper 000's values), read from it, not written again."""
+
+    lr: float = _TRAIN["lr"]
+    batch_size: int = _TRAIN["batch_size"]
+    local_epochs: int = _TRAIN["local_epochs"]
+    loss: str = _TRAIN["loss"]
+    proximal_mu: float = _TRAIN["proximal_mu"]
+    max_slices_per_volume: int | None = _TRAIN["max_slices_per_volume"]
+    augment: bool = _TRAIN["augment"]["enabled"]
+    rotate_deg: float = _TRAIN["augment"]["rotate_deg"]
+    translate_frac: float = _TRAIN["augment"]["translate_frac"]
+    num_workers: int = _TRAIN["num_workers"]
+    val_max_slices: int | None = _TRAIN["val_max_slices"]
+    lr_schedule: str = _TRAIN["lr_schedule"]
+    optimizer: str = _TRAIN["optimizer"]
+    momentum: float = _TRAIN["momentum"]  # SGD only
 
 
 LR_SCHEDULES = ("constant", "cosine")

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedaudit.catalog import schema_defaults
 from fedaudit.federation.local import LocalConfig
 from fedaudit.scenarios import Scenario
 
@@ -22,22 +23,28 @@ class ClientData:
     val: tuple[str, ...] = ()
 
 
+_DEFAULTS = schema_defaults()
+_TRAIN = _DEFAULTS["train"]
+
+
 @dataclass(frozen=True)
 class TrainPlan:
+    """Everything one run needs; the defaults are the config schema's (read from it)."""
+
     scenario: Scenario
     clients: tuple[ClientData, ...]
     out_dir: str
-    seed: int = 42
-    rounds: int = 20
-    model_base: int = 64
+    seed: int = _DEFAULTS["seed"]
+    rounds: int = _TRAIN["rounds"]
+    model_base: int = _TRAIN["model"]["base"]
     local: LocalConfig = field(default_factory=LocalConfig)
-    device: str = "auto"
-    amp: bool = True
-    threads: int = 1
-    backend: str = "inprocess"
-    ray_num_cpus: float = 1.0
-    ray_num_gpus: float = 0.0
-    log_rounds: str = "all"  # all | last
+    device: str = _TRAIN["device"]
+    amp: bool = _TRAIN["amp"]
+    threads: int = _TRAIN["threads"]
+    backend: str = _TRAIN["backend"]
+    ray_num_cpus: float = _TRAIN["ray"]["num_cpus"]
+    ray_num_gpus: float = _TRAIN["ray"]["num_gpus"]
+    log_rounds: str = _TRAIN["server_log"]["rounds"]  # all | last
     # plugin folders of the study (fedaudit.catalog): the client and server processes load
     # them to find the scenario's aggregation rule, defenses and client attacks
     plugins: tuple[str, ...] = ()

@@ -9,8 +9,7 @@ from fedaudit.catalog import TableSpec
 
 TABLES = [TableSpec(name="quality", category="Training", subcategory="Synthesis quality",
                     build=".core_tables:quality_table", gate=".core_tables:utility_gate",
-                    findings=".core_tables:secagg_cost", order=100,
-                    package="fedaudit.report")]
+                    findings=".core_tables:secagg_cost", order=100)]
 
 
 def quality_table(inputs: Any, params: Any) -> Any:

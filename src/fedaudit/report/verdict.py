@@ -92,7 +92,7 @@ def data_quality_finding(flags: dict) -> Finding:
     topic = "Data quality (preprocessing QC)"
     if not flagged:
         return Finding(topic, "info", "no patient's QC numbers are outliers of its center "
-                       f"(robust z below {flags.get('z_threshold', 3.5)}).")
+                       f"(robust z below {flags['z_threshold']}).")
     excluded = set(flags.get("excluded", []))
     parts = [f"{key} ({'excluded' if key in excluded else 'kept'}: {why})"
              for key, why in flagged.items()]

@@ -57,6 +57,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fedaudit.attacks.views import ServerView
+from fedaudit.catalog import fragment_defaults, schema_defaults
 from fedaudit.data.slices import Volume, load_volume, slice_indices
 from fedaudit.federation.local import LOSSES, resolve_device
 from fedaudit.intensity import AIR_HU, hu_to_unit
@@ -108,19 +109,23 @@ def client_gradient(model: nn.Module, mr: torch.Tensor, ct: torch.Tensor,
 # Attacker party
 # ---------------------------------------------------------------------------------------------
 
+_DLG = fragment_defaults(Path(__file__).parent)
+
+
 @dataclass(frozen=True)
 class DLGConfig:
-    """Attack settings; defaults are paper 000's ("Gradient Inversion")."""
+    """Attack settings; the defaults are the config schema's (``attacks.dlg``, paper 000's
+    "Gradient Inversion" values), read from the plugin's schema fragment."""
 
-    optimizer: str = "adam"
-    iterations: int = 30000
-    lr: float = 0.1
-    step_size: int = 10000  # Adam's StepLR period (iterations)
-    gamma: float = 0.1  # Adam's StepLR factor
-    history_size: int = 100  # L-BFGS memory (PyTorch's default)
-    snapshots: int = 7  # dummy MRs kept for the evolution figure, iteration 0 and last included
-    target: str = "known"
-    loss: str = "l1"
+    optimizer: str = _DLG["optimizers"][0]
+    iterations: int = _DLG["iterations"]
+    lr: float = _DLG["adam"]["lr"]
+    step_size: int = _DLG["adam"]["step_size"]  # Adam's StepLR period (iterations)
+    gamma: float = _DLG["adam"]["gamma"]  # Adam's StepLR factor
+    history_size: int = _DLG["lbfgs"]["history_size"]  # L-BFGS memory
+    snapshots: int = _DLG["snapshots"]  # dummies kept for the figure, first and last included
+    target: str = _DLG["target"]
+    loss: str = schema_defaults("train")["loss"]
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

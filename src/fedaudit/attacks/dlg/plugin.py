@@ -10,16 +10,12 @@ from typing import Any
 
 from fedaudit.catalog import AttackSpec, TableSpec, check_logged_rounds
 
-PACKAGE = "fedaudit.attacks.dlg"
-
 ATTACK = AttackSpec(
     name="dlg", title="Gradient inversion (DLG)", view="server_log",
     folder=Path(__file__).parent, default_scenarios=("baseline",), check=".plugin:check",
-    package=PACKAGE,
     tables=(TableSpec(name="inversion", category="Privacy",
                       subcategory="Gradient inversion (DLG)", build=".report:build_table",
-                      findings=".report:findings", thresholds=".report:thresholds", order=20,
-                      package=PACKAGE),))
+                      findings=".report:findings", thresholds=".report:thresholds", order=20),))
 
 
 def check(config: dict[str, Any], scenarios: set[str]) -> None:

@@ -9,16 +9,14 @@ from typing import Any
 
 from fedaudit.catalog import AttackSpec, SettingError, TableSpec, check_logged_rounds
 
-PACKAGE = "fedaudit.attacks.fedmia"
-
 ATTACK = AttackSpec(
     name="fedmia", title="Membership inference (FedMIA)", view="server_log",
     folder=Path(__file__).parent, default_scenarios=("baseline", "secagg"),
-    check=".plugin:check", package=PACKAGE,
+    check=".plugin:check",
     tables=(TableSpec(name="membership", category="Privacy",
                       subcategory="Membership inference (FedMIA)", build=".report:build_table",
                       findings=".report:findings", settings=".report:settings",
-                      thresholds=".report:thresholds", order=10, package=PACKAGE),))
+                      thresholds=".report:thresholds", order=10),))
 
 
 def check(config: dict[str, Any], scenarios: set[str]) -> None:

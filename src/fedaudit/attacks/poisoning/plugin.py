@@ -15,5 +15,4 @@ CLIENT_ATTACK = ClientAttackSpec(
     tables=(TableSpec(name="poisoning", category="Integrity", subcategory="Data poisoning",
                       build=".report:poisoning_table", findings=".report:poisoning_findings",
                       thresholds="fedaudit.report.verdict:poisoning_thresholds",
-                      order=30, package="fedaudit.attacks.poisoning"),),
-    package="fedaudit.attacks.poisoning")
+                      order=30),))

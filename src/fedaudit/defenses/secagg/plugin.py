@@ -14,4 +14,4 @@ DEFENSE = DefenseSpec(
     why_incompatible="under SecAgg+ the server only sees the sum of masked updates, so "
                      "median/Krum/trimmed mean would silently become the mean. Use aggregation "
                      "fedavg with secagg.",
-    min_clients=2, package="fedaudit.defenses.secagg")
+    min_clients=2)
