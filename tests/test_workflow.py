@@ -84,6 +84,26 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     assert _job_counts(full.stdout)["evaluate"] == 27, full.stderr[-2000:]
 
 
+def test_adding_krum_to_the_scenario_lists_needs_no_code(workdir: Path) -> None:
+    """A registered aggregation rule is a scenario name and a grid entry by itself; its
+    parameter is its own config key (aggregations.krum.f), travelling with its scenarios only."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["scenarios"]["unpoisoned"].append("krum")
+    cfg["scenarios"]["poisoning"]["aggregations"].append("krum")
+    cfg["aggregations"] = {"krum": {"f": 0}}  # four clients: Krum's n > 2f + 2 needs f = 0
+    res = run_snakemake(workdir, "-n", "--configfile", str(_write_config(workdir, cfg, "k.yaml")),
+                        "-p")
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = _job_counts(res.stdout)
+    assert counts["train"] == 8 and counts["evaluate"] == 7
+    for path in ("results/train/krum/model.pt", "results/train/poison-D-g1.0-krum/model.pt"):
+        assert path in res.stdout
+    cfg["aggregations"] = {"krum": {"f": 1}}
+    bad = run_snakemake(workdir, "-n", "--configfile", str(_write_config(workdir, cfg, "k.yaml")))
+    assert bad.returncode != 0
+    assert "aggregation 'krum' needs n > 2f + 2 clients" in bad.stderr + bad.stdout
+
+
 def test_lint_is_clean(workdir: Path) -> None:
     res = run_snakemake(workdir, "--lint", "--configfile", str(REPO / "config" / "config.yaml"))
     assert res.returncode == 0, res.stdout + res.stderr

@@ -185,7 +185,8 @@ class AggregatorSpec:
 @dataclass(frozen=True)
 class ServerSpec:
     """What the server does besides aggregating: ``honest`` (the default) or a malicious
-    behaviour, whose ``wrap(strategy, params)`` changes the strategy (e.g. the model it sends)."""
+    behaviour, whose ``wrap(strategy, plan) -> strategy`` changes the Flower strategy (e.g. the
+    model it sends); a scenario names it with ``server: <name>``."""
 
     name: str
     title: str
