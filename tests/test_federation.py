@@ -222,8 +222,8 @@ def test_secagg_aggregate_equals_fedavg_and_server_never_sees_an_update(
 
 def _stage2_vectors(messages, plan) -> dict[tuple[int, str], list[np.ndarray]]:
     """(round, center) -> masked integer arrays, decoded from the recorded SecAgg+ replies
-    independently of secagg_view: the center from the in-process grid's node id (1000 + index
-    of the client in the plan), the round from the message's group id."""
+    independently of the SecAgg+ defense's capture: the center from the in-process grid's node
+    id (1000 + index of the client in the plan), the round from the message's group id."""
     from flwr.common import bytes_to_ndarray
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 

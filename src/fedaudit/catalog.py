@@ -256,7 +256,6 @@ def _specs(module: Any, origin: str) -> list[Any]:
 def _load_builtins() -> None:
     if "<builtin>" in _BUILTIN.loaded:
         return
-    _BUILTIN.loaded.add("<builtin>")
     modules = ["fedaudit.report.core_tables"]  # quality: the evaluation's table
     for root in BUILTIN_FOLDERS.values():
         for plugin in sorted(root.glob("*/plugin.py")):
@@ -265,6 +264,7 @@ def _load_builtins() -> None:
     for name in modules:
         for spec in _specs(importlib.import_module(name), name):
             _BUILTIN.add(spec, name)
+    _BUILTIN.loaded.add("<builtin>")
 
 
 def _load_folder(folder: str | Path) -> list[Any]:

@@ -251,7 +251,7 @@ def poisoning_table(grid: pd.DataFrame, summary: pd.DataFrame,
              "p: two-sided paired Wilcoxon signed-rank test against the block's no-poisoning "
              "federation (shown only where a center has at least 2 test patients)."]
     if trimmed_is_median and "trimmed_mean" in set(grid["aggregation"]):
-        notes.append("Trimmed mean: with this many clients and train.trim_beta it trims all but "
-                     "the middle value(s), so it is exactly FedMedian here.")
+        notes.append("Trimmed mean: with this many clients and aggregations.trimmed_mean.beta "
+                     "it trims all but the middle value(s), so it is exactly FedMedian here.")
     return Table("poisoning", "Data poisoning: MAE under FedAvg and FedMedian "
                  "(paper 000 Table 3)", grid, blocks, notes)
