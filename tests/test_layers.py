@@ -33,6 +33,8 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.federation.run", "fedaudit.attacks"),
     # the catalog is read while the config is validated: specs only, no torch
     ("fedaudit.catalog", "torch"),
+    # the DLG figure reads result files, it does not run the attack
+    ("fedaudit.plots.dlg", "torch"),
 ]
 
 # Runs in the child: a meta-path finder that sees every import not yet in sys.modules and, at the

@@ -7,7 +7,7 @@ slice, same attack; :func:`fedaudit.attacks.dlg.inversion.run_dlg`): the same UN
 BatchNorm (the positive control) and the MLP code check (:mod:`fedaudit.models.tiny`), and the
 gradient-matching loss of all three networks. Every reconstruction is shown after its
 least-squares gain/offset fit inside the mask
-(:func:`fedaudit.attacks.dlg.inversion.fit_gain_offset`):
+(:func:`fedaudit.attacks.dlg.results.fit_gain_offset`):
 with train-mode BatchNorm the gradient hides the MR's scale, and a dummy whose scale drifted to
 ~1e3 would otherwise show as a flat white head. Slices are shown as stored (rows = posterior
 direction of the LPS volume) with ``origin="upper"``, so anterior is up as in
@@ -32,7 +32,7 @@ def _img(ax, image: np.ndarray, title: str) -> None:
 
 def _fitted(image: np.ndarray, true_mr: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``image`` after its gain/offset fit to ``true_mr`` inside ``mask`` (the evaluator's view)."""
-    from fedaudit.attacks.dlg.inversion import fit_gain_offset
+    from fedaudit.attacks.dlg.results import fit_gain_offset
 
     k = mask.astype(bool)
     if not np.isfinite(image[k]).all():
@@ -53,7 +53,7 @@ def dlg_evolution_figure(results: dict[str, str | Path], out_png: str | Path,
     one optimiser). The first image of each slice in the batch is shown."""
     import matplotlib.pyplot as plt
 
-    from fedaudit.attacks.dlg.inversion import load_result
+    from fedaudit.attacks.dlg.results import load_result
 
     if not results:
         raise ValueError(f"{out_png}: no DLG results to plot")

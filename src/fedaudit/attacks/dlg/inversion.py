@@ -41,7 +41,6 @@ Choices the paper leaves open, made here:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import sys
@@ -56,6 +55,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fedaudit.attacks.dlg.results import (  # noqa: F401 - part of this module's API
+    NETWORKS,
+    DLGResult,
+    fit_gain_offset,
+    load_result,
+    save_result,
+)
 from fedaudit.attacks.views import ServerView
 from fedaudit.catalog import fragment_defaults, schema_defaults
 from fedaudit.data.slices import Volume, load_volume, slice_indices
@@ -152,28 +158,6 @@ class DLGConfig:
             raise ValueError(f"DLG lr must be a finite number > 0; got {self.lr}")
         if not (math.isfinite(self.gamma) and 0 < self.gamma <= 1):
             raise ValueError(f"DLG gamma (StepLR factor) must be in (0, 1]; got {self.gamma}")
-
-
-@dataclass
-class DLGResult:
-    """What one attack produced. Arrays are float32 on the host, ``[B, 1, H, W]`` per image.
-
-    ``loss[i]`` is the gradient-matching objective at the dummy after ``i`` updates (one entry
-    per iteration run, non-finite ones included when the run stopped early);
-    ``snapshots[j]`` is the masked dummy MR after ``snapshot_iterations[j]`` updates;
-    ``reconstruction`` is the dummy after ``final_iteration`` updates: the last iteration, or,
-    when the objective became non-finite (``stopped_early``), the last dummy checked finite.
-    """
-
-    reconstruction: np.ndarray
-    ct_reconstruction: np.ndarray | None
-    snapshots: np.ndarray
-    snapshot_iterations: np.ndarray
-    loss: np.ndarray
-    seconds: float
-    iterations_per_s: float
-    stopped_early: bool
-    final_iteration: int
 
 
 def snapshot_schedule(iterations: int, snapshots: int) -> np.ndarray:
@@ -365,29 +349,6 @@ def _as_slices(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     raise ValueError(f"{name} must be [H, W], [B, H, W] or [B, 1, H, W]; got {a.shape}")
 
 
-def fit_gain_offset(true_mr: np.ndarray, reconstruction: np.ndarray,
-                    mask: np.ndarray) -> tuple[float, float]:
-    """Least-squares gain and offset of one slice inside the mask:
-    ``a, b = argmin_{a >= 0, b} Σ_mask (a·rec + b − true)²``.
-
-    Closed form: ``a = cov(rec, true) / var(rec)``, ``b = mean(true) − a·mean(rec)`` (means and
-    moments over mask pixels). The gain is constrained to ``a >= 0``: BatchNorm hides a
-    *positive* rescaling of the input, not a sign flip, so a contrast-inverted reconstruction
-    gets no credit; where the unconstrained gain is negative, and for a constant reconstruction
-    (var 0: every gain fits equally), the constrained optimum is ``a = 0, b = mean(true)``.
-    """
-    r, g = reconstruction[mask].astype(np.float64), true_mr[mask].astype(np.float64)
-    dr = r - r.mean()
-    var = float(np.dot(dr, dr))
-    cov = float(np.dot(dr, g - g.mean()))
-    # var relative to the reconstruction's magnitude: float round-off leaves a constant slice
-    # with var ~ 1e-32·mean², which must not turn into an arbitrary huge gain.
-    if not np.isfinite(var) or var <= 1e-24 * max(float(np.dot(r, r)), 1e-300) or cov <= 0:
-        return 0.0, float(g.mean())
-    gain = cov / var
-    return gain, float(g.mean() - gain * r.mean())
-
-
 def _masked_ssim_psnr(g: np.ndarray, r: np.ndarray, k: np.ndarray) -> tuple[float, float]:
     from skimage.metrics import structural_similarity
 
@@ -505,11 +466,6 @@ def bn_free_control(unet: UNet2D) -> UNet2D:
     return control
 
 
-# What run_dlg attacks, in this order: the audited model, the architecture-level positive control
-# that gates the verdict, and the check of the attack code.
-NETWORKS = ("unet", "control", "code_check")
-
-
 def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence[str],
             model_base: int, cfg: DLGConfig, seed: int, device: str = "cpu",
             control_hidden: int = 64, batch_size: int = 1,
@@ -571,53 +527,3 @@ def run_dlg(*, server_log: str | Path, round: int | str, train_folders: Sequence
             **results, "quality": quality,
             "config": asdict(cfg), "seed": int(seed), "model_base": int(model_base),
             "control_hidden": int(control_hidden)}
-
-
-_RESULT_ARRAYS = ("reconstruction", "snapshots", "snapshot_iterations", "loss")
-_RESULT_SCALARS = ("seconds", "iterations_per_s", "stopped_early", "final_iteration")
-
-
-def save_result(path: str | Path, outcome: dict[str, Any]) -> Path:
-    """One ``.npz``: the raw arrays of every network's attack (:data:`NETWORKS`) and the ground
-    truth, plus a JSON ``meta``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {k: np.asarray(outcome[k])
-                                     for k in ("true_mr", "true_ct", "mask")}
-    scalars: dict[str, dict[str, Any]] = {}
-    for label in NETWORKS:
-        res: DLGResult = outcome[label]
-        for k in _RESULT_ARRAYS:
-            arrays[f"{label}_{k}"] = np.asarray(getattr(res, k))
-        if res.ct_reconstruction is not None:
-            arrays[f"{label}_ct_reconstruction"] = res.ct_reconstruction
-        scalars[label] = {k: getattr(res, k) for k in _RESULT_SCALARS}
-    meta = {k: outcome[k] for k in outcome
-            if k not in arrays and k not in NETWORKS}
-    meta["results"] = scalars
-    arrays["meta"] = np.asarray(json.dumps(meta))
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-    return path
-
-
-def load_result(path: str | Path) -> dict[str, Any]:
-    """The inverse of :func:`save_result`: the dict :func:`run_dlg` returned."""
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    meta = json.loads(str(data.pop("meta")))
-    scalars = meta.pop("results")
-    if set(scalars) != set(NETWORKS):
-        # Files of the two-network version named the MLP "control": reading one as the
-        # BatchNorm-free UNet would mislabel the verdict's gate.
-        raise ValueError(f"{path} holds DLG results for {sorted(scalars)}, not {list(NETWORKS)}: "
-                         "written by an older version (where 'control' was the MLP); re-run "
-                         "its dlg job")
-    out: dict[str, Any] = {**meta, **{k: data[k] for k in ("true_mr", "true_ct", "mask")}}
-    for label in NETWORKS:
-        out[label] = DLGResult(
-            **{k: data[f"{label}_{k}"] for k in _RESULT_ARRAYS},
-            ct_reconstruction=data.get(f"{label}_ct_reconstruction"),
-            **scalars[label])
-    return out

@@ -107,7 +107,7 @@ rule table_inversion:
 
 rule figure_dlg:
     """Paper 000 Fig. 2: DLG reconstruction evolution per center for one optimiser."""
-    # attacks env: the attack's results are read back with torch
+    # attacks env: its step lives in DLG's steps module beside the attack (torch)
     input:
         results=lambda wc: expand(
             rules.dlg.output.result,
