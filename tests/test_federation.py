@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -372,10 +373,21 @@ def test_killed_run_resumes_and_matches_uninterrupted_run(study, tmp_path: Path)
     done = sorted(p.name for p in (out / "checkpoints").glob("round_*.pt"))
     assert done and "round_004.pt" not in done
 
+    # Snakemake deletes a re-run job's declared outputs: the published server log goes, the
+    # rounds logged under checkpoints/ before the kill stay
+    shutil.rmtree(out / "server_log", ignore_errors=True)
     resumed = train_federation(tiny_plan(study, out, rounds=4))
     assert resumed["resumed_from"] >= 1
     full = train_federation(tiny_plan(study, tmp_path / "full", rounds=4))
     assert full["resumed_from"] == 0
+    # the resumed run's server log holds every round, the ones before the kill included, as
+    # the uninterrupted run's does
+    full_log = tmp_path / "full" / "server_log"
+    assert logged_rounds(out / "server_log") == logged_rounds(full_log) == [1, 2, 3, 4]
+    first, again = load_round(out / "server_log", 1), load_round(full_log, 1)
+    for center, update in first.updates.items():
+        for name, arr in update.items():
+            np.testing.assert_array_equal(arr, again.updates[center][name])
     for a, b in zip(_model_arrays(out / "model.pt"), _model_arrays(tmp_path / "full" /
                                                                    "model.pt"), strict=True):
         np.testing.assert_array_equal(a, b)
