@@ -19,7 +19,14 @@ from typing import Any
 import jsonschema
 import yaml
 
-from fedaudit.catalog import SCHEMA_PATH
+from fedaudit.catalog import (
+    SCHEMA_PATH,
+    CatalogError,
+    SettingError,
+    assemble_schema,
+    catalog,
+    resolve,
+)
 from fedaudit.io import find_volume
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +45,6 @@ class ConfigError(ValueError):
 def load_schema(path: Path = SCHEMA_PATH, plugins: Iterable[str | Path] = ()) -> dict[str, Any]:
     """The config schema with every registered plugin's fragment mounted
     (:func:`fedaudit.catalog.assemble_schema`): the built-in ones and those in ``plugins``."""
-    from fedaudit.catalog import assemble_schema, catalog
-
     with open(path) as fh:
         base = yaml.safe_load(fh)
     return assemble_schema(base, catalog(plugins))
@@ -47,8 +52,6 @@ def load_schema(path: Path = SCHEMA_PATH, plugins: Iterable[str | Path] = ()) ->
 
 def _plugin_folders(raw: dict[str, Any]) -> list[str]:
     """The config's ``plugins`` list, checked before the rest (it shapes the schema)."""
-    from fedaudit.catalog import CatalogError, catalog
-
     folders = raw.get("plugins", [])
     if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
         raise ConfigError("invalid FedAudit config:\n  - config key 'plugins': must be a list "
@@ -177,8 +180,6 @@ def _check_attacks(config: dict[str, Any], scenarios: set[str]) -> None:
     """Attack settings that the schema cannot express (they refer to scenarios and rounds), for
     every registered attack: its ``scenarios`` (null = its defaults that are trained) must be
     trained, and its own ``check`` (:class:`fedaudit.catalog.AttackSpec`) must pass."""
-    from fedaudit.catalog import SettingError, catalog, resolve
-
     for name, spec in catalog(config["plugins"]).attacks.items():
         settings = config["attacks"][name]
         if "scenarios" in settings and settings["scenarios"] is None:
