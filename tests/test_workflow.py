@@ -118,6 +118,18 @@ def test_typo_in_config_stops_the_run(workdir: Path) -> None:
     assert "unknown config key 'preprocess.cube.sise'" in res.stderr + res.stdout
 
 
+def test_the_workflow_profile_overrides_nothing_of_the_slurm_profile() -> None:
+    """profiles/default is loaded as the workflow profile on top of any --profile, key by key:
+    a key the SLURM profile also sets (latency-wait 5 against 60 did) would silently win."""
+    default = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    slurm = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    clash = {k: (default[k], slurm[k]) for k in set(default) & set(slurm)
+             if default[k] != slurm[k]}
+    assert not clash, f"profiles/default overrides profiles/slurm: {clash}"
+    # threads that change numbers (N4) are the config's, not the executor's
+    assert "n4" not in slurm.get("set-threads", {})
+
+
 def test_slurm_profile_dry_run(workdir: Path) -> None:
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
