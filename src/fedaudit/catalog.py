@@ -37,6 +37,7 @@ import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,6 @@ class Catalog:
     aggregators: dict[str, AggregatorSpec] = field(default_factory=dict)
     servers: dict[str, ServerSpec] = field(default_factory=lambda: {"honest": HONEST})
     tables: dict[str, TableSpec] = field(default_factory=dict)
-    loaded: set[str] = field(default_factory=set)
 
     def add(self, spec: Any, origin: str) -> None:
         kinds = {AttackSpec: self.attacks, ClientAttackSpec: self.client_attacks,
@@ -226,6 +226,7 @@ class Catalog:
 
 
 _BUILTIN = Catalog()
+_BUILTIN_LOADED = False
 _FOLDERS: dict[str, list[Any]] = {}  # resolved plugin folder -> the specs it registered
 _SPEC_NAMES = ("ATTACK", "CLIENT_ATTACK", "DEFENSE", "AGGREGATOR", "SERVER", "TABLES")
 
@@ -254,7 +255,8 @@ def _specs(module: Any, origin: str) -> list[Any]:
 
 
 def _load_builtins() -> None:
-    if "<builtin>" in _BUILTIN.loaded:
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
         return
     modules = ["fedaudit.report.core_tables"]  # quality: the evaluation's table
     for root in BUILTIN_FOLDERS.values():
@@ -264,7 +266,7 @@ def _load_builtins() -> None:
     for name in modules:
         for spec in _specs(importlib.import_module(name), name):
             _BUILTIN.add(spec, name)
-    _BUILTIN.loaded.add("<builtin>")
+    _BUILTIN_LOADED = True
 
 
 def _load_folder(folder: str | Path) -> list[Any]:
@@ -301,7 +303,7 @@ def catalog(plugins: Iterable[str | Path] = ()) -> Catalog:
     """The registries: the built-in plugins plus those in the ``plugins`` folders (a fresh
     view each call, so one study's plugins never leak into another's)."""
     _load_builtins()
-    out = Catalog(**{k: dict(v) for k, v in vars(_BUILTIN).items() if isinstance(v, dict)})
+    out = Catalog(**{k: dict(v) for k, v in vars(_BUILTIN).items()})
     for folder in plugins:
         for spec in _load_folder(folder):
             out.add(spec, str(folder))
@@ -313,13 +315,25 @@ def plugin_package(module_name: str) -> str:
     return module_name.rpartition(".")[0]
 
 
+@lru_cache(maxsize=64)
+def _read_yaml(path: Path) -> Any:
+    """A schema file, parsed once per process (config validation, scenario composition and
+    the dataclasses' defaults all read the same few files); callers get a deep copy."""
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def read_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The base config schema (without plugin fragments), a fresh copy."""
+    return copy.deepcopy(_read_yaml(path))
+
+
 def fragment(folder: Path | None) -> dict[str, Any]:
     """A plugin's config schema fragment (``schema.yaml``; an empty object when it has none)."""
     path = folder / "schema.yaml" if folder is not None else None
     if path is None or not path.is_file():
         return {"type": "object", "additionalProperties": False, "default": {}, "properties": {}}
-    with open(path) as fh:
-        out = yaml.safe_load(fh)
+    out = copy.deepcopy(_read_yaml(path))
     out.setdefault("default", {})
     return out
 
@@ -344,8 +358,7 @@ def fragment_defaults(folder: Path | None) -> dict[str, Any]:
 def schema_defaults(section: str | None = None) -> dict[str, Any]:
     """The defaults of the config schema (of one section, e.g. ``train``): what the dataclasses
     built from a config fall back to, read from the schema rather than written again."""
-    with open(SCHEMA_PATH) as fh:
-        schema = yaml.safe_load(fh)
+    schema = _read_yaml(SCHEMA_PATH)  # defaults_of copies what it returns
     return defaults_of(schema if section is None else schema["properties"][section])
 
 

@@ -25,6 +25,7 @@ from fedaudit.catalog import (
     SettingError,
     assemble_schema,
     catalog,
+    read_schema,
     resolve,
 )
 from fedaudit.io import find_volume
@@ -45,9 +46,7 @@ class ConfigError(ValueError):
 def load_schema(path: Path = SCHEMA_PATH, plugins: Iterable[str | Path] = ()) -> dict[str, Any]:
     """The config schema with every registered plugin's fragment mounted
     (:func:`fedaudit.catalog.assemble_schema`): the built-in ones and those in ``plugins``."""
-    with open(path) as fh:
-        base = yaml.safe_load(fh)
-    return assemble_schema(base, catalog(plugins))
+    return assemble_schema(read_schema(path), catalog(plugins))
 
 
 def _plugin_folders(raw: dict[str, Any]) -> list[str]:

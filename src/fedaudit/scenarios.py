@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-from fedaudit.catalog import catalog, fragment, fragment_defaults, resolve
+from fedaudit.catalog import Catalog, catalog, fragment, fragment_defaults, resolve
 
 # Names the evaluation uses for its references (fedaudit.evaluation.run.CONSTANT).
 RESERVED = ("constant",)
@@ -133,11 +133,11 @@ class ScenarioError(ValueError):
     pass
 
 
-def _aggregation_params(config: dict[str, Any], name: str, overrides: dict[str, Any],
-                        where: str) -> dict[str, Any]:
+def _aggregation_params(cat: Catalog, config: dict[str, Any], name: str,
+                        overrides: dict[str, Any], where: str) -> dict[str, Any]:
     """The rule's parameters: ``aggregations.<rule>`` (defaults from its schema) with a
     scenario's overrides, checked against the rule's schema fragment."""
-    spec = catalog(config["plugins"]).aggregators[name]
+    spec = cat.aggregators[name]
     params = {**config["aggregations"][name], **overrides}
     errors = list(jsonschema.Draft202012Validator(fragment(spec.folder)).iter_errors(params))
     if errors:
@@ -146,8 +146,7 @@ def _aggregation_params(config: dict[str, Any], name: str, overrides: dict[str, 
     return params
 
 
-def _check_composition(s: Scenario, config: dict[str, Any], n_train: int) -> None:
-    cat = catalog(config["plugins"])
+def _check_composition(cat: Catalog, s: Scenario, n_train: int) -> None:
     for d in s.defenses:
         spec = cat.defenses[d["name"]]
         if spec.compatible is not None and s.aggregation not in spec.compatible:
@@ -170,12 +169,13 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
     sc = config["scenarios"]
     train_centers = [c for c, v in config["centers"].items() if v["role"] == "train"]
     defense_settings = config["defenses"]
+    cat = catalog(config["plugins"])
 
     def compose(name: str, agg: str, secagg: bool, poison_center: str | None = None,
-                gamma: float = 0.0, where: str = "") -> Scenario:
+                gamma: float = 0.0) -> Scenario:
         return scenario_of(name, agg, secagg, poison_center, gamma,
                            aggregation_params=_aggregation_params(
-                               config, agg, {}, where or f"aggregations.{agg}"),
+                               cat, config, agg, {}, f"aggregations.{agg}"),
                            secagg_settings=defense_settings[SECAGG])
 
     out: dict[str, Scenario] = {}
@@ -210,13 +210,13 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
                                     f"{attack['center']!r} is not a train center")
         agg = spec["aggregation"]
         out[name] = Scenario(
-            name, agg, _aggregation_params(config, agg, spec["aggregation_params"],
+            name, agg, _aggregation_params(cat, config, agg, spec["aggregation_params"],
                                            f"{where}.aggregation_params"),
             tuple({"name": d, **defense_settings[d]} for d in spec["defenses"]),
             tuple(dict(a) for a in spec["client_attacks"]), spec["server"], spec["reference"])
     n_train = len(train_centers)
     for s in out.values():
-        _check_composition(s, config, n_train)
+        _check_composition(cat, s, n_train)
     names = set(out)
     builtin = [n for n in unpoisoned if n in out]
     for name, s in list(out.items()):
