@@ -96,10 +96,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     env = {**os.environ, "SLURM_CONF": str(conf)}
     started: list[subprocess.Popen] = []
     munged_pid = None
-    if not Path("/run/munge/munge.socket.2").exists():
+    # Probe munge itself, not its socket file: a package's post-install start can leave a stale
+    # socket behind with no daemon (seen on CI: "Connection refused"); --force takes it over.
+    if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
         Path("/run/munge").mkdir(parents=True, exist_ok=True)
         subprocess.run(["munged", "--force"], check=True, capture_output=True)
         munged_pid = int(Path("/run/munge/munged.pid").read_text())
+        if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
+            pytest.fail("munged started but `munge -n` still fails: SLURM cannot authenticate")
     try:
         for daemon in (["slurmctld", "-D", "-f", str(conf)],
                        ["slurmd", "-D", "-f", str(conf), "-N", host]):
