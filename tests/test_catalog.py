@@ -22,13 +22,16 @@ TOY = Path(__file__).parent / "plugins" / "loss_threshold"
 
 def test_builtin_registries_hold_paper_000s_threats() -> None:
     cat = catalog()
-    assert set(cat.attacks) == {"fedmia", "dlg"}
-    assert {a.view for a in cat.attacks.values()} == {"server_log"}
+    assert set(cat.attacks) == {"fedmia", "dlg", "trap_weights"}
+    assert {a.name: a.view for a in cat.attacks.values()} == {
+        "fedmia": "server_log", "dlg": "server_log", "trap_weights": "malicious_server"}
     assert set(cat.client_attacks) == {"poisoning"}
-    assert set(cat.defenses) == {"secagg"} and cat.defenses["secagg"].compatible == ("fedavg",)
+    assert set(cat.defenses) == {"secagg", "architecture_check", "weight_audit"}
+    assert cat.defenses["secagg"].compatible == ("fedavg",)
     assert set(cat.aggregators) == {"fedavg", "fedmedian", "krum", "trimmed_mean"}
-    assert set(cat.servers) == {"honest"}
-    assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion"}
+    assert set(cat.servers) == {"honest", "trap_weights"}
+    assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion", "trap_weights",
+                               "trap_weights_3d", "trap_weights_defenses"}
     for spec in cat.attacks.values():
         assert spec.rules.is_file(), spec.name
 
@@ -82,7 +85,7 @@ def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
            "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
            "evaluate": {"threads": 1},
            "attacks": {"device": "cpu", "threads": 1, "fedmia": {"enabled": False},
-                       "dlg": {"enabled": False}}}
+                       "dlg": {"enabled": False}, "trap_weights": {"enabled": False}}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     plan = run_snakemake(workdir, "-n", "--configfile", str(workdir / "c.yaml"))
     assert plan.returncode == 0, plan.stderr[-3000:]

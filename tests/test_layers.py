@@ -35,6 +35,12 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.catalog", "torch"),
     # the DLG figure reads result files, it does not run the attack
     ("fedaudit.plots.dlg", "torch"),
+    # the trap-weight tables run in the report environment (no Flower, no torch)
+    ("fedaudit.attacks.trap_weights.report", "flwr"),
+    ("fedaudit.attacks.trap_weights.report", "torch"),
+    # a model definition is architecture only; defenses reach the clients through the catalog
+    ("fedaudit.models.definition", "flwr"),
+    ("fedaudit.federation.client", "fedaudit.defenses"),
 ]
 
 # Runs in the child: a meta-path finder that sees every import not yet in sys.modules and, at the

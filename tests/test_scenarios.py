@@ -103,7 +103,9 @@ def test_each_scenario_depends_on_exactly_the_settings_it_reads(demo) -> None:
         assert {"lr", "rounds", "model", "proximal_mu", "lr_schedule"} <= set(settings)
         assert not set(EXECUTION_KEYS) & set(settings)
         assert not {"secagg", "krum_f", "trim_beta"} & set(settings)
-    assert sc["secagg"].defense("secagg")["clipping_range"] == 8.0 and not sc["baseline"].defenses
+    assert sc["secagg"].defense("secagg")["clipping_range"] == 8.0
+    # baseline's only defense is the weight audit, which watches every federation by default
+    assert sc["baseline"].defenses == ({"name": "weight_audit"},)
     assert sc["krum"].aggregation_params == {"f": 0} and sc["baseline"].aggregation_params == {}
     cfg["defenses"] = {"secagg": {"clipping_range": 4.0}}
     changed = scenarios_from_config(validate_config(cfg))

@@ -48,7 +48,8 @@ CUT = {
               "threads": 1, "device": "cpu", "lr": 0.001},
     "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
     "evaluate": {"threads": 1},
-    "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False}},
+    "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False},
+                "trap_weights": {"enabled": False}},
 }
 TARGET = "results/eval/summary.csv"
 # The profile's training job takes 8 threads where the local run takes the config's 1: the model

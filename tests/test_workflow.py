@@ -39,7 +39,9 @@ TINY = {
     "evaluate": {"threads": 1},
     "attacks": {"threads": 1, "device": "cpu",
                 "fedmia": {"slices_per_orientation": 2, "rounds": "all", "batch_size": 2},
-                "dlg": {"iterations": 6, "snapshots": 3, "control_hidden": 8}},
+                "dlg": {"iterations": 6, "snapshots": 3, "control_hidden": 8},
+                "trap_weights": {"batch_sizes": [2, 4], "clients": [None], "neurons": 64,
+                                 "inits": ["trap"], "volumes": {"batch_sizes": [8]}}},
 }
 
 
@@ -296,10 +298,12 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
     _check_report(workdir)
 
 
-TABLES = ("quality", "poisoning", "membership", "inversion")
+TABLES = ("quality", "poisoning", "membership", "inversion", "trap_weights", "trap_weights_3d",
+          "trap_weights_defenses")
 FIGURES = ("training/baseline.png", "training/secagg.png", "training/poison-A-g1.0-fedavg.png",
            "poisoning_heatmap.png", "sct_comparison.png", "fedmia_roc.png",
-           "dlg_evolution_baseline_adam.png", "dlg_evolution_baseline_lbfgs.png")
+           "dlg_evolution_baseline_adam.png", "dlg_evolution_baseline_lbfgs.png",
+           "trap_weights_slices_baseline.png", "trap_weights_slices_secagg.png")
 
 
 def _check_report(workdir: Path) -> None:
@@ -323,7 +327,8 @@ def _check_report(workdir: Path) -> None:
     front = (workdir / "results/report/front_page.rst").read_text()
     for topic in ("Does the federation work? (utility gate)", "Data quality (preprocessing QC)",
                   "Membership inference (FedMIA)", "Gradient inversion (DLG)",
-                  "Data poisoning under FedAvg", "Price of SecAgg+", "synthetic demo data"):
+                  "Data poisoning under FedAvg", "Price of SecAgg+", "synthetic demo data",
+                  "Malicious server (trap weights)", "Malicious-server defenses"):
         assert topic in front, topic
     assert "Centers {{" in front  # the introduction's template is left for the report to fill
 
@@ -394,6 +399,38 @@ def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     assert raw["unet_snapshots"].shape[0] == 3
     assert np.all(raw["unet_reconstruction"][raw["mask"] == 0] == 0)
     assert (workdir / "results/logs/attacks/dlg/baseline/A_adam.log").read_text().count("it/s")
+    _check_trap_weights(workdir)
+
+
+def _check_trap_weights(workdir: Path) -> None:
+    """The malicious server on baseline and SecAgg+, both modes, and the clients' defenses."""
+    root = workdir / "results/attacks/trap_weights"
+    rows = pd.concat([pd.read_csv(root / f"{s}/slices_{m}.csv")
+                      for s in ("baseline", "secagg") for m in ("gradient", "local")])
+    attack = rows[rows.setting == "attack"]
+    assert set(attack["batch_size"]) == {2, 4} and set(attack["clients"]) == {2}
+    # the server sees each client without SecAgg+, only the sum with it
+    views = attack.groupby("scenario")["view"].agg(set).to_dict()
+    assert views == {"baseline": {"client"}, "secagg": {"aggregate"}}
+    assert (attack["recovered"] <= attack["attacked"]).all()
+    # the positive control: the untrained UNet at batch 1 gives every slice back exactly
+    control = rows[rows.setting == "control"]
+    assert len(control) and (control["recovered"] == control["attacked"]).all()
+    assert (control["mean_ssim_recovered"] > 0.99).all()
+    vols = pd.read_csv(root / "baseline/volumes.csv")
+    assert set(vols["center"]) == {"A", "B"} and (vols["slices_recovered"] <= vols["depth"]).all()
+    assert not (root / "secagg/volumes.csv").exists()  # 3-D needs one client's own update
+    defenses = pd.read_csv(root / "baseline/defenses.csv").set_index(["server", "defense"])
+    assert defenses.loc[("front", "architecture_check"), "round_refused"]
+    assert "front.linear.weight" in defenses.loc[("front", "architecture_check"), "message"]
+    assert not defenses.loc[("stealth", "architecture_check"), "round_refused"]
+    assert defenses.loc[("stealth", "weight_audit"), "alarms"] == 2  # both clients
+    # every honest round of every trained federation was audited
+    for scenario in ("baseline", "secagg", "memo"):
+        hist = pd.read_csv(workdir / f"results/train/{scenario}/history.tsv", sep="\t")
+        # round 1 has no previous model to compare with; round 2 has
+        assert hist[hist["round"] == 2]["audit_score"].between(0, 10).all(), scenario
+    assert (workdir / "results/figures/trap_weights_slices_baseline.png").stat().st_size > 10_000
 
 
 def _demo_patient(tmp: Path, center: str, index: int) -> Path:
@@ -443,7 +480,8 @@ def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
         "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}},
         # one train center: no SecAgg+ and no FedMIA (both need two)
         "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
-        "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False}}}
+        "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False},
+                    "trap_weights": {"enabled": False}}}
     res = run_snakemake(workdir, "--cores", "2", "--keep-going", "--configfile",
                         str(_write_config(workdir, cfg)))
     assert res.returncode != 0

@@ -24,6 +24,7 @@ from fedaudit.catalog import Catalog, catalog, fragment, fragment_defaults, reso
 # Names the evaluation uses for its references (fedaudit.evaluation.run.CONSTANT).
 RESERVED = ("constant",)
 SECAGG = "secagg"
+WEIGHT_AUDIT = "weight_audit"
 POISONING = "poisoning"
 
 
@@ -239,6 +240,14 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
             raise ScenarioError("config key 'scenarios.membership_control': FedMIA needs at "
                                 "least 2 train centers (the null comes from the other clients)")
         out[name] = Scenario(name, "fedavg", train=dict(ctl["train"]), control="membership")
+    if defense_settings.get(WEIGHT_AUDIT, {}).get("monitor"):
+        # The weight audit watches every federation (it changes no model): what it finds over
+        # all honest rounds is the false-alarm count of the trap-weight defense table. Its entry
+        # carries no settings: it records threshold-free scores and never refuses, so changing
+        # the threshold re-runs the tables, not the training.
+        out = {n: s if s.defense(WEIGHT_AUDIT) is not None
+               else replace(s, defenses=(*s.defenses, {"name": WEIGHT_AUDIT}))
+               for n, s in out.items()}
     only = sc["only"]
     if only is not None:
         unknown = [n for n in only if n not in out]

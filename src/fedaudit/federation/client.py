@@ -7,6 +7,13 @@ scenario's ``client_attacks``, e.g. paper 000's data poisoning, Eq. 2) transform
 volumes before training with the attack's registered hook (:mod:`fedaudit.catalog`); everything
 else about it is honest.
 
+What the server sends with a round may go beyond the weights, as when clients run
+server-supplied training code (paper 002's threat model): a model definition
+(``config["model"]``, :mod:`fedaudit.models.definition`; the agreed UNet when absent) and local
+training settings (``config["local"]``: :class:`fedaudit.federation.local.LocalConfig` fields and
+``max_batches``). Honest servers send neither; the clients' architecture check
+(:mod:`fedaudit.defenses.architecture_check`) refuses a model that is not the enrolled one.
+
 Determinism (DESIGN.md): numpy, torch and python RNGs are seeded from (seed, center, round) at
 the start of every round; SecAgg+'s stochastic quantisation draws from numpy's global RNG right
 after training, so it is covered too.
@@ -17,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from dataclasses import fields, replace
 from functools import lru_cache
 
 import numpy as np
@@ -26,9 +34,16 @@ from flwr.common import Config, NDArrays, Scalar
 
 from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import Volume, load_volume
-from fedaudit.federation.local import resolve_device, round_lr, train_local, validate
+from fedaudit.federation.local import (
+    LocalConfig,
+    resolve_device,
+    round_lr,
+    train_local,
+    validate,
+)
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.weights import get_arrays, set_arrays, subtract
+from fedaudit.models import definition
 from fedaudit.models.unet import UNet2D
 from fedaudit.runtime import derive_seed
 
@@ -51,6 +66,32 @@ def _volumes(folders: tuple[str, ...], attacks: tuple[tuple[str, str], ...], see
 @lru_cache(maxsize=2)
 def _model(base: int) -> UNet2D:
     return UNet2D(base=base)
+
+
+@lru_cache(maxsize=2)
+def _model_from(definition_json: str) -> torch.nn.Module:
+    return definition.build(json.loads(definition_json))
+
+
+# What a round's ``config["local"]`` may set (the server ships the training code, paper 002's
+# threat model): LocalConfig fields, plus ``max_batches`` (the number of local steps).
+SERVER_SETTABLE = frozenset(f.name for f in fields(LocalConfig)) | {"max_batches"}
+
+
+def round_training(plan: TrainPlan, config: Config) -> tuple[LocalConfig, float, int | None]:
+    """The local settings of a round: the plan's, with what the server's round config sets;
+    the learning rate is the plan's schedule unless the server set one."""
+    overrides = json.loads(str(config.get("local", "{}")))
+    unknown = sorted(set(overrides) - SERVER_SETTABLE)
+    if unknown:
+        raise ValueError(f"round {config.get('round')}: the server set unknown local training "
+                         f"settings {unknown}")
+    max_batches = overrides.pop("max_batches", None)
+    if overrides.get("slab") is not None:
+        overrides["slab"] = tuple(int(i) for i in overrides["slab"])
+    local = replace(plan.local, **overrides)
+    lr = local.lr if "lr" in overrides else round_lr(local, int(config["round"]), plan.rounds)
+    return local, lr, max_batches
 
 
 def seed_everything(seed: int) -> None:
@@ -81,11 +122,16 @@ class SCTClient(NumPyClient):
         rnd = int(config["round"])
         seed = derive_seed(self.plan.seed, "train", self.center, rnd)
         seed_everything(seed)
-        model = _model(self.plan.model_base)
+        # The model the server sent: the agreed UNet unless its round config defines another
+        # (:mod:`fedaudit.models.definition`; an architecture check may refuse it first).
+        sent = config.get("model")
+        model = (_model(self.plan.model_base) if sent is None
+                 else _model_from(definition.to_json(json.loads(str(sent)))))
         set_arrays(model, parameters)
-        stats = train_local(model, self._train_volumes(), self.plan.local, seed=seed,
-                            device=self.device, amp=self.plan.amp,
-                            lr=round_lr(self.plan.local, rnd, self.plan.rounds))
+        local, lr, max_batches = round_training(self.plan, config)
+        stats = train_local(model, self._train_volumes(), local, seed=seed,
+                            device=self.device, amp=self.plan.amp, lr=lr,
+                            max_batches=max_batches)
         update = subtract(get_arrays(model), parameters)
         n = int(stats.pop("num_examples"))
         log.info("client %s round %d: %d slices, loss %.4f, %.1f slices/s", self.center, rnd, n,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,10 @@ class LocalConfig:
     lr_schedule: str = _TRAIN["lr_schedule"]
     optimizer: str = _TRAIN["optimizer"]
     momentum: float = _TRAIN["momentum"]  # SGD only
+    # Not a config key: a server-supplied preprocessing (paper 002, "Adaptation to 3D Data")
+    # may make a round train on head-containing axial slices [first, stop) of training volume
+    # ``index``, in order, as one batch: (index, first, stop).
+    slab: tuple[int, int, int] | None = None
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -117,24 +121,25 @@ def make_optimizer(cfg: LocalConfig, model: nn.Module, lr: float) -> torch.optim
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (known: {', '.join(OPTIMIZERS)})")
 
 
-def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *,
-                seed: int, device: torch.device, amp: bool = True,
-                lr: float | None = None) -> dict[str, float]:
-    """Train ``model`` in place for ``cfg.local_epochs`` Random Multi-2D epochs.
-
-    Returns num_examples (slices seen, the FedAvg weight), the mean loss without the proximal
-    term, and timing. ``seed`` fixes the epoch plan, augmentation, and shuffling. ``lr`` is this
-    round's learning rate (:func:`round_lr`); None means ``cfg.lr``.
-    """
+def training_batches(volumes: Sequence[Volume], cfg: LocalConfig, *, seed: int,
+                     device: torch.device, max_batches: int | None = None
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The (MR, CT) batches of one round's local training, in order: ``cfg.local_epochs``
+    Random Multi-2D epochs drawn from ``seed``, at most ``max_batches`` batches in all. The one
+    source of what a client trains on, so an evaluator can know which slices a round saw."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model.to(device, memory_format=torch.channels_last)
-    model.train()
-    global_params = [p.detach().clone() for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(cfg, model, cfg.lr if lr is None else lr)
-    loss_fn = LOSSES[cfg.loss]
-    n_seen, loss_sum, n_batches = 0, torch.zeros((), device=device), 0
-    t0 = time.perf_counter()
+    if cfg.slab is not None:
+        index, first, stop = cfg.slab
+        if not 0 <= index < len(volumes):
+            raise ValueError(f"slab volume {index}: the client has {len(volumes)} volume(s)")
+        mr, ct, _ = axial_slices(volumes[index], None)
+        if not 0 <= first < stop <= mr.shape[0]:
+            raise ValueError(f"slab [{first}, {stop}) outside the {mr.shape[0]} head slices of "
+                             f"{volumes[index].name}")
+        yield mr[first:stop], ct[first:stop]
+        return
+    n = 0
     for _ in range(cfg.local_epochs):
         refs = plan_epoch(list(volumes), rng, cfg.max_slices_per_volume)
         ds = SliceDataset(list(volumes), refs, augment=cfg.augment, rotate_deg=cfg.rotate_deg,
@@ -142,22 +147,47 @@ def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *
         loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False,
                             num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                             drop_last=False, persistent_workers=False)
-        for mr, ct in loader:
-            mr = mr.to(device, non_blocking=True, memory_format=torch.channels_last)
-            ct = ct.to(device, non_blocking=True, memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                pred = model(mr)
-                data_loss = loss_fn(pred.float(), ct)
-            loss = data_loss
-            if cfg.proximal_mu > 0:
-                loss = loss + proximal_term(model, global_params, cfg.proximal_mu)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            # Accumulate on the device: one host sync per round, not per step.
-            loss_sum += data_loss.detach()
-            n_batches += 1
-            n_seen += mr.shape[0]
+        for batch in loader:
+            if max_batches is not None and n >= max_batches:
+                return
+            n += 1
+            yield batch
+
+
+def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *,
+                seed: int, device: torch.device, amp: bool = True,
+                lr: float | None = None, max_batches: int | None = None) -> dict[str, float]:
+    """Train ``model`` in place for ``cfg.local_epochs`` Random Multi-2D epochs (at most
+    ``max_batches`` steps: one step is the gradient sharing of paper 002).
+
+    Returns num_examples (slices seen, the FedAvg weight), the mean loss without the proximal
+    term, and timing. ``seed`` fixes the epoch plan, augmentation, and shuffling. ``lr`` is this
+    round's learning rate (:func:`round_lr`); None means ``cfg.lr``.
+    """
+    model.to(device, memory_format=torch.channels_last)
+    model.train()
+    global_params = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(cfg, model, cfg.lr if lr is None else lr)
+    loss_fn = LOSSES[cfg.loss]
+    n_seen, loss_sum, n_batches = 0, torch.zeros((), device=device), 0
+    t0 = time.perf_counter()
+    for mr, ct in training_batches(volumes, cfg, seed=seed, device=device,
+                                   max_batches=max_batches):
+        mr = mr.to(device, non_blocking=True, memory_format=torch.channels_last)
+        ct = ct.to(device, non_blocking=True, memory_format=torch.channels_last)
+        with _autocast(device, amp):
+            pred = model(mr)
+            data_loss = loss_fn(pred.float(), ct)
+        loss = data_loss
+        if cfg.proximal_mu > 0:
+            loss = loss + proximal_term(model, global_params, cfg.proximal_mu)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # Accumulate on the device: one host sync per round, not per step.
+        loss_sum += data_loss.detach()
+        n_batches += 1
+        n_seen += mr.shape[0]
     seconds = time.perf_counter() - t0
     if n_seen == 0:
         raise RuntimeError("no training slices: every training volume has an empty head mask")

@@ -117,7 +117,7 @@ def publish_server_log(partial: Path, final: Path) -> None:
     shutil.copytree(partial, final, copy_function=link)
 
 
-def _run_inprocess(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp) -> list[str]:
+def run_inprocess(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp) -> list[str]:
     grid = InProcessGrid(client_app, len(plan.clients))
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = grid.run.run_id
@@ -203,7 +203,7 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
                  "".join(f" + {d}" for d in plan.scenario.defense_names))
         server_app = make_server_app(plan, strategy, remaining)
         client_app = make_client_app(plan)
-        runner = _run_inprocess if plan.backend == "inprocess" else _run_ray
+        runner = run_inprocess if plan.backend == "inprocess" else _run_ray
         errors = runner(plan, server_app, client_app)
         if errors or strategy.error or strategy.completed_round != plan.rounds:
             detail = "\n".join(errors) or strategy.error or ""
