@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -263,17 +264,20 @@ def wrap(strategy: AuditStrategy, plan: Any) -> TrapServer:
     """The ``trap_weights`` server behaviour of a trained scenario (``server: trap_weights``):
     the attack's configured settings, one trap round (the last), captured beside the server
     log in ``<out_dir>/malicious/``."""
-    section = fragment_defaults(Path(__file__).parent)
-    settings = TrapSettings.from_config(section)
-    return TrapServer(strategy, settings, {plan.rounds}, base=plan.model_base,
+    return TrapServer(strategy, TrapSettings(), {plan.rounds}, base=plan.model_base,
                       sample_shape=(1, *plan_slice_shape(plan)), seed=plan.seed,
                       capture_dir=Path(plan.out_dir) / "malicious")
 
 
 def plan_slice_shape(plan: Any) -> tuple[int, int]:
     """(H, W) of the plan's slices: the cube size of its first training volume."""
+    return _cube_size(str(Path(plan.clients[0].train[0]) / "mr.nii.gz"))
+
+
+@lru_cache(maxsize=8)
+def _cube_size(mr: str) -> tuple[int, int]:
+    # one header read per volume, not one per trap round
     from fedaudit.io import read_header
 
-    first = Path(plan.clients[0].train[0]) / "mr.nii.gz"
-    n = max(read_header(first, "MR").GetSize())
+    n = max(read_header(mr, "MR").GetSize())
     return n, n

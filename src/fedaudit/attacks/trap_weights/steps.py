@@ -31,15 +31,15 @@ from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.federation.strategy import FederationError
 from fedaudit.io import read_json
 from fedaudit.preprocess.outliers import read_excluded
-from fedaudit.scenarios import Scenario
+from fedaudit.scenarios import EXECUTION_KEYS, Scenario
 
 
 def scenario_plan(smk: Any) -> TrainPlan:
     """The attacked scenario's federation, as its train rule built it."""
     p = smk.params
     records = {rec["center"]: rec for rec in map(read_json, smk.input.splits)}
-    train = {**p.train, **{k: smk.config["train"][k]
-                           for k in ("threads", "num_workers", "backend", "ray")}}
+    # execution-only settings from the config, as the train rule does (they change no result)
+    train = {**p.train, **{k: smk.config["train"][k] for k in EXECUTION_KEYS}}
     return plan_from_config(train, Scenario.from_dict(p.scenario),
                             {c: records[c] for c in p.centers}, "results/preprocessed",
                             f"results/train/{p.scenario['name']}", seed=p.seed,
