@@ -22,18 +22,26 @@ TOY = Path(__file__).parent / "plugins" / "loss_threshold"
 
 def test_builtin_registries_hold_paper_000s_threats() -> None:
     cat = catalog()
-    assert set(cat.attacks) == {"fedmia", "dlg", "trap_weights"}
+    assert set(cat.attacks) == {"fedmia", "dlg", "trap_weights", "gradinv", "cpl", "idlg",
+                                "inverting_gradients"}
     assert {a.name: a.view for a in cat.attacks.values()} == {
-        "fedmia": "server_log", "dlg": "server_log", "trap_weights": "malicious_server"}
+        "fedmia": "server_log", "dlg": "server_log", "trap_weights": "malicious_server",
+        "gradinv": "server_log", "cpl": "server_log", "idlg": "server_log",
+        "inverting_gradients": "server_log"}
+    # paper 003's methods: recipes the gradient-inversion suite runs (DLG has jobs of its own)
+    assert {n for n, a in cat.attacks.items() if a.method} == {"dlg", "cpl", "idlg",
+                                                               "inverting_gradients"}
     assert set(cat.client_attacks) == {"poisoning"}
-    assert set(cat.defenses) == {"secagg", "architecture_check", "weight_audit"}
+    assert set(cat.defenses) == {"secagg", "architecture_check", "weight_audit",
+                                 "laplace_noise", "dp_fedavg"}
     assert cat.defenses["secagg"].compatible == ("fedavg",)
     assert set(cat.aggregators) == {"fedavg", "fedmedian", "krum", "trimmed_mean"}
     assert set(cat.servers) == {"honest", "trap_weights"}
     assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion", "trap_weights",
-                               "trap_weights_3d", "trap_weights_defenses"}
+                               "trap_weights_3d", "trap_weights_defenses", "inversion_suite",
+                               "inversion_classifier", "privacy_utility"}
     for spec in cat.attacks.values():
-        assert spec.rules.is_file(), spec.name
+        assert spec.rules.is_file() or spec.method, spec.name
 
 
 def test_a_plugin_folder_is_loaded_only_where_the_config_names_it() -> None:

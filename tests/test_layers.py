@@ -41,6 +41,15 @@ LAYERS: list[tuple[str, str]] = [
     # a model definition is architecture only; defenses reach the clients through the catalog
     ("fedaudit.models.definition", "flwr"),
     ("fedaudit.federation.client", "fedaudit.defenses"),
+    # the suite's tables and figure run in the report environment; its steps module is what
+    # the figure's rule imports there
+    ("fedaudit.attacks.gradinv.report", "torch"),
+    ("fedaudit.attacks.gradinv.report", "flwr"),
+    ("fedaudit.attacks.gradinv.steps", "torch"),
+    ("fedaudit.plots.privacy_utility", "torch"),
+    # the noise transform is shared by the client mod and the attacks: numpy only
+    ("fedaudit.defenses.update_noise", "torch"),
+    ("fedaudit.defenses.update_noise", "flwr"),
 ]
 
 # Runs in the child: a meta-path finder that sees every import not yet in sys.modules and, at the

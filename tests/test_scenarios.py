@@ -29,14 +29,14 @@ def test_demo_runs_the_headline_and_the_full_grid_has_the_papers_27(demo) -> Non
     sc = scenarios_from_config(validate_config(demo))
     assert list(sc) == [
         "baseline", "secagg", "fedmedian", "poison-D-g1.0-fedavg", "poison-D-g1.0-fedmedian",
-        "memorise"]
+        "laplace-b0.0001", "laplace-b0.01", "dp-z1.0", "memorise"]
     assert evaluated(sc) == list(sc)[:-1]  # the membership control is trained, not evaluated
     assert membership_control(sc) == "memorise" and sc["memorise"].reference is None
     full = copy.deepcopy(demo)
     full["scenarios"].update(yaml.safe_load((REPO / "config" / "demo-full.yaml").read_text())
                              ["scenarios"])
     sc = scenarios_from_config(validate_config(full))
-    assert len(evaluated(sc)) == 27
+    assert len(evaluated(sc)) == 27 + 3  # the grid and the demo's three noise levels
     s = sc["poison-C-g1.0-fedmedian"]
     assert (s.poison_center, s.gamma, s.aggregation, s.secagg) == ("C", 1.0, "fedmedian", False)
     # each poisoned federation is compared with the clean one using the same aggregation

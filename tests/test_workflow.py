@@ -35,13 +35,19 @@ TINY = {
                   # the FedMIA control: trained and attacked, never evaluated
                   "membership_control": {"enabled": True, "name": "memo", "train": {
                       "max_train_patients": 1, "optimizer": "sgd", "lr": 0.05,
-                      "local_epochs": 2}}},
+                      "local_epochs": 2}},
+                  # one privacy-utility point: DP-FedAvg noised on the clients
+                  "noise": {"dp_fedavg": [0.5]}},
     "evaluate": {"threads": 1},
     "attacks": {"threads": 1, "device": "cpu",
                 "fedmia": {"slices_per_orientation": 2, "rounds": "all", "batch_size": 2},
                 "dlg": {"iterations": 6, "snapshots": 3, "control_hidden": 8},
                 "trap_weights": {"batch_sizes": [2, 4], "clients": [None], "neurons": 64,
-                                 "inits": ["trap"], "volumes": {"batch_sizes": [8]}}},
+                                 "inits": ["trap"], "volumes": {"batch_sizes": [8]}},
+                "gradinv": {"slices": {"translation": 1, "classification": 1},
+                            "evaluations": {"translation": 4, "classification": 20},
+                            "classifier": {"rounds": 1, "local_epochs": 1}},
+                "inverting_gradients": {"batch_sizes": [1, 2]}},
 }
 
 
@@ -74,16 +80,18 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     assert counts["demo_patient"] + counts["demo_patient_with_mask"] == n_pat
     assert counts["splits"] == n_centers and counts["data_montage"] == n_centers
     assert counts["qc_table"] == 1 and counts["all"] == 1
-    # 3 unpoisoned + the largest center poisoned under FedAvg and FedMedian, each trained and
-    # evaluated once, beside one constant predictor; the membership control is trained and
-    # attacked, never evaluated
-    assert counts["evaluate"] == 5 and counts["train"] == 6
-    assert counts["fedmia_measure"] == 3  # baseline, secagg, the control
+    # 3 unpoisoned + the largest center poisoned under FedAvg and FedMedian + 3 noise levels,
+    # each trained and evaluated once, beside one constant predictor; the membership control
+    # is trained and attacked, never evaluated
+    assert counts["evaluate"] == 8 and counts["train"] == 9
+    assert counts["fedmia_measure"] == 6  # baseline, secagg, the control, the noise levels
+    # paper 003's suite: baseline and the 3 noise levels x 2 targets x 4 methods
+    assert counts["gradinv"] == 32 and counts["gradinv_classifier"] == 4
     assert counts["eval_summary"] == counts["constant_predictor"] == 1
     # the full grid is one more config file away
     full = run_snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "config.yaml"),
                          str(REPO / "config" / "demo-full.yaml"))
-    assert _job_counts(full.stdout)["evaluate"] == 27, full.stderr[-2000:]
+    assert _job_counts(full.stdout)["evaluate"] == 27 + 3, full.stderr[-2000:]
 
 
 def test_adding_krum_to_the_scenario_lists_needs_no_code(workdir: Path) -> None:
@@ -97,7 +105,7 @@ def test_adding_krum_to_the_scenario_lists_needs_no_code(workdir: Path) -> None:
                         "-p")
     assert res.returncode == 0, res.stderr[-2000:]
     counts = _job_counts(res.stdout)
-    assert counts["train"] == 8 and counts["evaluate"] == 7
+    assert counts["train"] == 11 and counts["evaluate"] == 10
     for path in ("results/train/krum/model.pt", "results/train/poison-D-g1.0-krum/model.pt"):
         assert path in res.stdout
     cfg["aggregations"] = {"krum": {"f": 1}}
@@ -173,7 +181,9 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     # the learning rate: every scenario re-trains, nothing upstream of training re-runs
     # (the membership control sets its own lr, so it is not among them)
     counts = plan(lambda c: c["train"].update(lr=0.002))
-    assert counts["train"] == 3 and counts["evaluate"] == 3, counts
+    assert counts["train"] == 4 and counts["evaluate"] == 4, counts
+    # ... and the UNet attacks of the suite (2 scenarios x 4 methods), not its classifiers
+    assert counts["gradinv"] == 8 and "gradinv_classifier" not in counts, counts
     # the control's own budget: its training and its FedMIA jobs, no evaluation
     counts = plan(lambda c: c["scenarios"]["membership_control"]["train"].update(local_epochs=3))
     assert counts["train"] == 1 and counts["fedmia_measure"] == 1, counts
@@ -185,6 +195,16 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     counts = plan(lambda c: c["attacks"]["dlg"].update(iterations=5))
     assert counts.pop("dlg") == 4, counts  # 2 centers x 2 optimisers
     assert set(counts) == {"dlg_summary", "figure_dlg", "table_inversion", "front_page", "all"}
+    # the suite's classifier: its federations and the attacks on it, not the UNet's
+    counts = plan(lambda c: c["attacks"]["gradinv"].update(classifier={"lr": 0.1}))
+    assert counts.pop("gradinv_classifier") == 2 and counts.pop("gradinv") == 8, counts
+    assert set(counts) == {"gradinv_summary", "table_inversion_suite", "table_privacy_utility",
+                           "table_inversion_classifier", "figure_privacy_utility",
+                           "front_page", "all"}, counts
+    # a DP level re-runs its own federation and what reads it, nothing of the baseline
+    counts = plan(lambda c: c.update(defenses={"dp_fedavg": {"clip": 2.0}}))
+    assert counts["train"] == 1 and counts["gradinv_classifier"] == 1, counts
+    assert counts["gradinv"] == 8 and "dlg" not in counts, counts
     # one optimiser's own setting re-runs only its jobs
     counts = plan(lambda c: c["attacks"]["dlg"].update(lbfgs={"lr": 0.05}))
     assert counts["dlg"] == 2 and "train" not in counts, counts
@@ -247,10 +267,10 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
                 str(workdir / f"results/preprocessed/{center}/{pid}/mask.nii.gz"))) > 0
             assert np.all(sct[~mask] == -1000.0) and sct.shape == mask.shape
     wil = pd.read_csv(workdir / "results/eval/wilcoxon.csv")
-    assert set(wil["scenario"]) == {"poison-A-g1.0-fedavg", "secagg"}
+    assert set(wil["scenario"]) == {"poison-A-g1.0-fedavg", "secagg", "dp-z0.5"}
     assert set(wil["reference"]) == {"baseline"}
     summary = pd.read_csv(workdir / "results/eval/summary.csv")
-    assert len(summary) == 4 * 3  # (scenarios + the constant predictor) x evaluated centers
+    assert len(summary) == 5 * 3  # (scenarios + the constant predictor) x evaluated centers
     # the constant predictor: one value everywhere in the head, the training patients' median
     value = json.loads((workdir / "results/eval/constant/constant.json").read_text())["value_hu"]
     def head_hu(folder: Path) -> np.ndarray:
@@ -299,11 +319,12 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
 
 
 TABLES = ("quality", "poisoning", "membership", "inversion", "trap_weights", "trap_weights_3d",
-          "trap_weights_defenses")
+          "trap_weights_defenses", "inversion_suite", "inversion_classifier", "privacy_utility")
 FIGURES = ("training/baseline.png", "training/secagg.png", "training/poison-A-g1.0-fedavg.png",
            "poisoning_heatmap.png", "sct_comparison.png", "fedmia_roc.png",
            "dlg_evolution_baseline_adam.png", "dlg_evolution_baseline_lbfgs.png",
-           "trap_weights_slices_baseline.png", "trap_weights_slices_secagg.png")
+           "trap_weights_slices_baseline.png", "trap_weights_slices_secagg.png",
+           "privacy_utility.png")
 
 
 def _check_report(workdir: Path) -> None:
@@ -328,7 +349,8 @@ def _check_report(workdir: Path) -> None:
     for topic in ("Does the federation work? (utility gate)", "Data quality (preprocessing QC)",
                   "Membership inference (FedMIA)", "Gradient inversion (DLG)",
                   "Data poisoning under FedAvg", "Price of SecAgg+", "synthetic demo data",
-                  "Malicious server (trap weights)", "Malicious-server defenses"):
+                  "Malicious server (trap weights)", "Malicious-server defenses",
+                  "Gradient inversion suite", "Defense: DP-FedAvg noise on client updates"):
         assert topic in front, topic
     assert "Centers {{" in front  # the introduction's template is left for the report to fill
 
@@ -354,14 +376,14 @@ def _check_report(workdir: Path) -> None:
 def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     """FedMIA on baseline and SecAgg+ logs, DLG on baseline: tables, raw arrays, figures."""
     fed = pd.read_csv(workdir / "results/attacks/fedmia/fedmia.csv")
-    assert set(fed["scenario"]) == {"baseline", "secagg", "memo"}
+    assert set(fed["scenario"]) == {"baseline", "secagg", "memo", "dp-z0.5"}
     assert set(fed["target"]) == {"A", "B", "all"}
     assert set(fed["rounds"].astype(str)) == {"1,2"}  # rounds: all
     assert set(fed["unit"]) == {"slice", "batch"}
     # the server's views: client updates; under SecAgg+ masked vectors and the aggregate
     views = fed.groupby("scenario")["view"].agg(set).to_dict()
     assert views == {"baseline": {"update"}, "secagg": {"masked", "aggregate"},
-                     "memo": {"update"}}
+                     "memo": {"update"}, "dp-z0.5": {"update"}}
     assert fed["auc"].dropna().between(0, 1).all()
     assert fed[fed.scenario == "memo"]["control"].all()
     assert not fed[fed.scenario == "baseline"]["control"].any()
@@ -400,6 +422,40 @@ def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     assert np.all(raw["unet_reconstruction"][raw["mask"] == 0] == 0)
     assert (workdir / "results/logs/attacks/dlg/baseline/A_adam.log").read_text().count("it/s")
     _check_trap_weights(workdir)
+    _check_gradinv(workdir)
+
+
+def _check_gradinv(workdir: Path) -> None:
+    """Paper 003's suite on baseline and the DP level: every method on both targets, the
+    control and batches only without noise, the noise in the attacked gradient, ε."""
+    rows = pd.read_csv(workdir / "results/attacks/gradinv/gradinv.csv")
+    assert set(rows["method"]) == {"dlg", "cpl", "idlg", "inverting_gradients"}
+    assert set(rows["scenario"]) == {"baseline", "dp-z0.5"}
+    assert set(rows["center"]) == {"A", "B"}
+    nets = rows.groupby("scenario")["network"].agg(set).to_dict()
+    assert nets == {"baseline": {"unet", "control", "classifier"},
+                    "dp-z0.5": {"unet", "classifier"}}
+    batches = rows.groupby("scenario")["batch_size"].agg(set).to_dict()
+    assert batches == {"baseline": {1, 2}, "dp-z0.5": {1}}
+    assert set(rows.loc[rows.scenario == "dp-z0.5", "noise"]) == {"dp_fedavg"}
+    assert rows["ssim"].between(-1, 1).all() and rows["null_ssim"].between(-1, 1).all()
+    clf = rows[(rows.target == "classifier") & (rows.batch_size == 1)]
+    assert clf["label_recovered"].between(0, 3).all()
+    # iDLG and CPL read the label off the gradient: exact without noise
+    exact = clf[(clf.scenario == "baseline") & clf.method.isin(["idlg", "cpl"])]
+    assert exact["label_correct"].all()
+    acc = pd.read_csv(workdir / "results/attacks/gradinv/classifier_accuracy.csv")
+    assert {"baseline", "dp-z0.5"} == set(acc["scenario"])
+    pu = pd.read_csv(workdir / "results/tables/privacy_utility.csv").set_index("scenario")
+    assert np.isnan(pu.loc["baseline", "epsilon"]) and pu.loc["dp-z0.5", "epsilon"] > 0
+    assert np.isfinite(pu.loc["baseline", "mae"])
+    if not np.isfinite(pu.loc["dp-z0.5", "mae"]):
+        # DP noise on BatchNorm's running variances can leave a model that outputs NaN: said,
+        # not printed as 0
+        assert "NaN (no usable model)" in (workdir / "results/tables/privacy_utility.md"
+                                           ).read_text()
+    table2 = (workdir / "results/tables/inversion_classifier.md").read_text()
+    assert "| Dataset | Method | Model | ASR | SSIM | MSE | Time (s) |" in table2
 
 
 def _check_trap_weights(workdir: Path) -> None:

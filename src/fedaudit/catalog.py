@@ -46,6 +46,9 @@ import yaml
 PACKAGE_ROOT = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_ROOT.parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 VIEWS = ("server_log", "malicious_server", "client", "trained_model")
+# In an attack's ``default_scenarios``: every scenario of the update-noise grid
+# (``scenarios.noise``), so a defense's privacy-utility point is attacked like the baseline.
+NOISE_GRID = "@noise"
 # Where the built-in plugins live (one sub-folder with a plugin.py each).
 BUILTIN_FOLDERS = {
     "attacks": PACKAGE_ROOT / "attacks",
@@ -108,7 +111,10 @@ class AttackSpec:
     """A threat with its own jobs. ``steps`` is the module whose functions the rules call
     (``fedaudit.catalog.run_step``); ``check(config, scenarios)`` raises ``ValueError`` for
     settings the schema cannot express; ``default_scenarios`` are attacked when the config's
-    ``attacks.<name>.scenarios`` is null (those that are trained)."""
+    ``attacks.<name>.scenarios`` is null (those that are trained). ``method`` makes the attack
+    a gradient-inversion method the suite (:mod:`fedaudit.attacks.gradinv`) runs:
+    ``method(settings, task, suite) -> fedaudit.attacks.gradinv.engine.Method`` builds its
+    recipe from its config section for a task (``translation`` or ``classification``)."""
 
     name: str
     title: str
@@ -118,6 +124,7 @@ class AttackSpec:
     default_scenarios: tuple[str, ...] = ("baseline",)
     check: str | None = None
     tables: tuple[TableSpec, ...] = ()
+    method: str | None = None
     package: str = ""
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from fedaudit.catalog import (
+    NOISE_GRID,
     SCHEMA_PATH,
     CatalogError,
     SettingError,
@@ -175,6 +176,18 @@ def _check_semantics(config: dict[str, Any]) -> None:
     _check_attacks(config, set(scenarios))
 
 
+def _expand_defaults(config: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """An attack's default scenarios with :data:`fedaudit.catalog.NOISE_GRID` replaced by every
+    scenario of the update-noise grid (``scenarios.noise``), in config order."""
+    from fedaudit.scenarios import noise_name
+
+    out: list[str] = []
+    for name in names:
+        out += ([noise_name(d, level) for d, levels in config["scenarios"]["noise"].items()
+                 for level in levels] if name == NOISE_GRID else [name])
+    return out
+
+
 def _check_attacks(config: dict[str, Any], scenarios: set[str]) -> None:
     """Attack settings that the schema cannot express (they refer to scenarios and rounds), for
     every registered attack: its ``scenarios`` (null = its defaults that are trained) must be
@@ -182,7 +195,8 @@ def _check_attacks(config: dict[str, Any], scenarios: set[str]) -> None:
     for name, spec in catalog(config["plugins"]).attacks.items():
         settings = config["attacks"][name]
         if "scenarios" in settings and settings["scenarios"] is None:
-            settings["scenarios"] = [s for s in spec.default_scenarios if s in scenarios]
+            settings["scenarios"] = [s for s in _expand_defaults(config, spec.default_scenarios)
+                                     if s in scenarios]
         if spec.check is not None:
             try:
                 resolve(spec.check, spec.package)(config, scenarios)

@@ -9,7 +9,12 @@ rule with its parameters, defenses, malicious clients and the server's behaviour
 grid below composes paper 000's. Paper 000: the baseline is FedAvg + FedProx (μ = 3), SecAgg+ is
 the FedMIA defence, FedMedian the poisoning defence; the poisoning grid corrupts one training
 center at a time with γ ∈ {0.1, 0.5, 1.0} under FedAvg and FedMedian (Table 3), each compared
-with the unpoisoned federation that uses the same aggregation.
+with the unpoisoned federation that uses the same aggregation. The update-noise grid
+(``scenarios.noise``) adds one FedAvg federation per noise level whose clients perturb the
+update they send: Laplace noise of scale b (paper 003 §V, ``laplace-b<b>``) or DP-FedAvg's clip
+and Gaussian noise with multiplier z (McMahan et al. 2018, Alg. 1, ``dp-z<z>``); the level
+travels in the scenario's defense entry, which is how the attacks learn it
+(:func:`fedaudit.defenses.update_noise.noise_defense`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ RESERVED = ("constant",)
 SECAGG = "secagg"
 WEIGHT_AUDIT = "weight_audit"
 POISONING = "poisoning"
+# The update-noise defenses (fedaudit.defenses.update_noise; named here, not imported: the
+# federation's client imports this module and must not load the defenses package)
+LAPLACE, DP_FEDAVG = "laplace_noise", "dp_fedavg"
+NOISE_DEFENSES = (LAPLACE, DP_FEDAVG)
 
 
 def aggregation_label(name: str) -> str:
@@ -110,6 +119,39 @@ def poison_name(center: str, gamma: float, aggregation: str) -> str:
     """e.g. ``poison-C-g1.0-fedmedian``: one decimal at least, more only when needed."""
     g = f"{gamma:.1f}" if round(gamma, 1) == gamma else f"{gamma:g}"
     return f"poison-{center}-g{g}-{aggregation}"
+
+
+def _level_text(x: float) -> str:
+    """One decimal at least, more only when needed (``1.0``, ``0.5``, ``0.001``)."""
+    return f"{x:.1f}" if round(x, 1) == x else f"{x:g}"
+
+
+# grid prefix and the defense entry's key of the level, per noise defense
+NOISE_LEVEL = {LAPLACE: ("laplace-b", "scale"), DP_FEDAVG: ("dp-z", "noise_multiplier")}
+
+
+def noise_name(defense: str, level: float) -> str:
+    """e.g. ``laplace-b0.001`` (Laplace scale b) or ``dp-z0.5`` (DP-FedAvg noise multiplier
+    z), the level written as in :func:`poison_name`."""
+    return f"{NOISE_LEVEL[defense][0]}{_level_text(float(level))}"
+
+
+def noise_scenario(defense: str, level: float, settings: dict[str, Any], **rest: Any
+                   ) -> Scenario:
+    """A FedAvg federation whose clients add ``defense``'s noise at ``level`` to their updates;
+    the other settings (DP-FedAvg's clip and delta) are ``settings`` (``defenses.<name>``)."""
+    entry = {"name": defense, **settings, NOISE_LEVEL[defense][1]: float(level)}
+    return Scenario(noise_name(defense, level), "fedavg", defenses=(entry,), **rest)
+
+
+def _noise_after_secagg(defenses: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+    """The defenses with every noise defense after SecAgg+ (its client mod must run inside
+    SecAgg+'s so the noise is added before masking: :mod:`fedaudit.defenses.noise_mod`), the
+    others' order kept."""
+    if not any(d["name"] == SECAGG for d in defenses):
+        return defenses
+    return (*[d for d in defenses if d["name"] not in NOISE_DEFENSES],
+            *[d for d in defenses if d["name"] in NOISE_DEFENSES])
 
 
 def _builtin(name: str) -> tuple[str, bool]:
@@ -197,6 +239,15 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
             for agg in grid["aggregations"]:
                 name = poison_name(c, gamma, agg)
                 out[name] = compose(name, agg, False, c, float(gamma))
+    for defense, levels in sc["noise"].items():
+        for level in levels:
+            s = noise_scenario(defense, level, defense_settings[defense],
+                               aggregation_params=_aggregation_params(
+                                   cat, config, "fedavg", {}, "aggregations.fedavg"))
+            if s.name in out:
+                raise ScenarioError(f"config key 'scenarios.noise.{defense}': level {level} "
+                                    f"gives the name {s.name!r} twice")
+            out[s.name] = s
     for name, spec in sc["custom"].items():
         where = f"scenarios.custom.{name}"
         if name in RESERVED:
@@ -213,11 +264,18 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
         out[name] = Scenario(
             name, agg, _aggregation_params(cat, config, agg, spec["aggregation_params"],
                                            f"{where}.aggregation_params"),
-            tuple({"name": d, **defense_settings[d]} for d in spec["defenses"]),
+            _noise_after_secagg(tuple({"name": d, **defense_settings[d]}
+                                      for d in spec["defenses"])),
             tuple(dict(a) for a in spec["client_attacks"]), spec["server"], spec["reference"])
     n_train = len(train_centers)
     for s in out.values():
         _check_composition(cat, s, n_train)
+        from fedaudit.defenses.update_noise import NoiseSettingError, noise_defense
+
+        try:
+            noise_defense(s.defenses)
+        except NoiseSettingError as err:
+            raise ScenarioError(f"scenario {s.name!r}: {err}") from err
     names = set(out)
     builtin = [n for n in unpoisoned if n in out]
     for name, s in list(out.items()):

@@ -106,6 +106,7 @@ def montage_patients(wildcards):
 # depend on exactly its train/val volumes; the splits rule writes the same records to disk.
 from fedaudit.splits import split_center  # noqa: E402
 from fedaudit.scenarios import (  # noqa: E402
+    NOISE_DEFENSES,
     evaluated,
     membership_control,
     result_settings,
@@ -144,6 +145,16 @@ TRAINING_PATIENTS = [(c, p) for c in TRAIN_CENTERS for p in SPLITS[c]["train"] +
 def training_volumes(wildcards=None):
     """Preprocessed train and validation volumes of every training center."""
     return [f for c, p in TRAINING_PATIENTS for f in preprocessed(c, p)]
+
+
+def split_folders(split, centers):
+    """center -> the preprocessed folders of its patients in one split."""
+    return {c: [f"results/preprocessed/{c}/{p}" for p in SPLITS[c][split]] for c in centers}
+
+
+def update_noise(scenario):
+    """A scenario's defense entries that change what its clients send (the update noise)."""
+    return [d for d in SCENARIOS[scenario].defenses if d["name"] in NOISE_DEFENSES]
 
 
 def test_patients():

@@ -118,7 +118,13 @@ def publish_server_log(partial: Path, final: Path) -> None:
 
 
 def run_inprocess(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp) -> list[str]:
-    grid = InProcessGrid(client_app, len(plan.clients))
+    return run_on_grid(len(plan.clients), server_app, client_app)
+
+
+def run_on_grid(num_clients: int, server_app: ServerApp, client_app: ClientApp) -> list[str]:
+    """Run ``server_app`` with ``num_clients`` nodes of ``client_app`` on the in-process grid
+    (:mod:`fedaudit.federation.grid`); returns the clients' error tracebacks (empty if none)."""
+    grid = InProcessGrid(client_app, num_clients)
     TaskIdentity.task_id = 1
     TaskIdentity.run_id = grid.run.run_id
     TaskIdentity.node_id = SUPERLINK_NODE_ID

@@ -192,7 +192,8 @@ class AuditStrategy(Strategy):
         self.history.extend(rows)
         summary = ", ".join(
             f"{r['center']}: loss {r.get('train_loss', float('nan')):.4f} "
-            f"val MAE {r.get('val_mae', float('nan')):.1f} HU" for r in rows)
+            + (f"val accuracy {r['val_acc']:.3f}" if "val_acc" in r  # a classifier federation
+               else f"val MAE {r.get('val_mae', float('nan')):.1f} HU") for r in rows)
         log.info("round %d/%d done in %.1f s — %s", rnd, self.total_rounds, seconds, summary)
         if self.on_round_end is not None:
             self.on_round_end(rnd, self.global_arrays, self.history)

@@ -62,6 +62,7 @@ from fedaudit.attacks.dlg.results import (  # noqa: F401 - part of this module's
     load_result,
     save_result,
 )
+from fedaudit.attacks.gradinv.engine import shared_gradient_on
 from fedaudit.attacks.views import ServerView
 from fedaudit.catalog import fragment_defaults, schema_defaults
 from fedaudit.data.slices import Volume, load_volume, slice_indices
@@ -214,14 +215,7 @@ def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarr
     dev = resolve_device(device) if isinstance(device, str) else device
     net = copy.deepcopy(model).to(dev).train()
     params = _trainable(net)
-    shared = [torch.as_tensor(g).detach().to(dev, torch.float32) for g in shared_grads]
-    if len(shared) != len(params):
-        raise ValueError(f"{len(shared)} shared gradients for a model with {len(params)} "
-                         "trainable tensors")
-    for i, (p, g) in enumerate(zip(params, shared, strict=True)):
-        if p.shape != g.shape:
-            raise ValueError(f"shared gradient {i} has shape {tuple(g.shape)}, the parameter "
-                             f"{tuple(p.shape)}: gradient and model do not belong together")
+    shared = shared_gradient_on(params, shared_grads, dev)
     m = _as_batch(mask, dev, "mask")
     if not bool((m > 0).flatten(1).any(1).all()):
         raise ValueError("every slice's mask must contain at least one pixel")

@@ -13,6 +13,8 @@ from fedaudit.catalog import AttackSpec, TableSpec, check_logged_rounds
 ATTACK = AttackSpec(
     name="dlg", title="Gradient inversion (DLG)", view="server_log",
     folder=Path(__file__).parent, default_scenarios=("baseline",), check=".plugin:check",
+    # the gradient-inversion suite (paper 003) runs DLG beside CPL, iDLG and GradInv
+    method=".suite:build",
     tables=(TableSpec(name="inversion", category="Privacy",
                       subcategory="Gradient inversion (DLG)", build=".report:build_table",
                       findings=".report:findings", thresholds=".report:thresholds", order=20),))

@@ -7,11 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fedaudit.catalog import AttackSpec, SettingError, TableSpec, check_logged_rounds
+from fedaudit.catalog import (
+    NOISE_GRID,
+    AttackSpec,
+    SettingError,
+    TableSpec,
+    check_logged_rounds,
+)
 
 ATTACK = AttackSpec(
     name="fedmia", title="Membership inference (FedMIA)", view="server_log",
-    folder=Path(__file__).parent, default_scenarios=("baseline", "secagg"),
+    folder=Path(__file__).parent, default_scenarios=("baseline", "secagg", NOISE_GRID),
     check=".plugin:check",
     tables=(TableSpec(name="membership", category="Privacy",
                       subcategory="Membership inference (FedMIA)", build=".report:build_table",

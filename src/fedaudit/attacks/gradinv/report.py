@@ -1,0 +1,426 @@
+"""The suite's tables and verdict findings: the inversion table (every method × target ×
+center), paper 003's Table II layout for the slice classifier, and the privacy-utility table of
+the update-noise defenses with their ε.
+
+Reading rules (DESIGN.md): every ASR stands beside its null (the same scoring of a *different*
+slice of the same center) with an exact 95% interval over attacked slices; a verdict over k
+methods rests on the lower bound of a Bonferroni-corrected interval (level 1 − 0.05/k) minus
+the null's share, never on the best method's point estimate; a low UNet result is read only
+where the BatchNorm-free control is recovered, and the classifier (where every method must
+succeed) shows that the attack code works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.attacks.trap_weights.report import clopper_pearson
+from fedaudit.report.tables import DASH, Block, Table, TableError, need
+from fedaudit.report.verdict import Finding
+
+METHODS = {"dlg": "DLG", "cpl": "CPL", "idlg": "iDLG", "inverting_gradients": "GradInv"}
+NETWORKS = {"unet": "UNet", "control": "UNet without BatchNorm (control)",
+            "classifier": "CNN classifier (32×32)"}
+NOISE_LABELS = {"laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg"}
+# the suite's verdict: lower bound of the (corrected) pooled UNet ASR minus the null's share
+ASR_HIGH, ASR_MODERATE = 0.5, 0.1
+TOPIC = "Gradient inversion suite (CPL, DLG, iDLG, GradInv)"
+KEYS = ["scenario", "target", "network", "method", "batch_size"]
+
+
+def _fmt(v: float, digits: int = 2) -> str:
+    return f"{v:.{digits}f}" if np.isfinite(v) else DASH
+
+
+def _sci(v: float) -> str:
+    return f"{v:.2e}" if np.isfinite(v) else DASH
+
+
+def pooled_rows(rows: pd.DataFrame, level: float = 0.95) -> dict[str, float]:
+    """One setting's attacked slices: counts, ASR with its exact interval at ``level``, the
+    null's successes, the means over successes (paper 003 Table II) and over all slices."""
+    ok = rows["success"].astype(bool)
+    n, k = len(rows), int(ok.sum())
+    lo, hi = clopper_pearson(k, n, level)
+    succ = rows[ok]
+    out = {"attacked": n, "successes": k, "asr": k / n if n else np.nan, "ci_low": lo,
+           "ci_high": hi, "null_successes": int(rows["null_success"].astype(bool).sum()),
+           "ssim_success": float(succ["ssim"].mean()) if k else np.nan,
+           "mse_success": float(succ["mse"].mean()) if k else np.nan,
+           "psnr_success": float(succ["psnr"].replace(np.inf, 100.0).mean()) if k else np.nan,
+           "ssim_all": float(rows["ssim"].mean()), "null_ssim": float(rows["null_ssim"].mean()),
+           "seconds_per_image": float(rows["seconds_per_image"].mean()),
+           "evaluations": float(rows["evaluations"].mean())}
+    if "label_correct" in rows and rows["label_correct"].notna().any():
+        lab = rows["label_correct"].dropna().astype(bool)
+        out["labels_correct"], out["labels_total"] = int(lab.sum()), len(lab)
+    return out
+
+
+def summarise(gradinv: pd.DataFrame) -> pd.DataFrame:
+    """Per setting (scenario, target, network, method, batch) and center, plus ``all``."""
+    need(gradinv, [*KEYS, "center", "success", "ssim", "mse", "psnr", "null_success",
+                   "null_ssim", "seconds_per_image", "evaluations"], "gradient-inversion table")
+    out = []
+    for key, rows in gradinv.groupby(KEYS, sort=False):
+        for center, sub in [*rows.groupby("center"), ("all", rows)]:
+            out.append({**dict(zip(KEYS, key, strict=True)), "center": center,
+                        **pooled_rows(sub)})
+    return pd.DataFrame(out)
+
+
+def _plain(gradinv: pd.DataFrame) -> str:
+    """The scenario the inversion tables show: baseline, else the first one without noise."""
+    noisy = set(gradinv.loc[gradinv["noise"].notna(), "scenario"]) if "noise" in gradinv \
+        else set()
+    names = list(dict.fromkeys(gradinv["scenario"]))
+    plain = [s for s in names if s not in noisy]
+    return "baseline" if "baseline" in plain else (plain or names)[0]
+
+
+def suite_table(gradinv: pd.DataFrame) -> Table:
+    """The inversion table of the unperturbed scenario: one row per network × method × batch,
+    the per-center ASR, then pooled ASR [95% CI], null, SSIM / MSE of the successes, SSIM over
+    all attacked slices, time and evaluations per image."""
+    scenario = _plain(gradinv)
+    data = summarise(gradinv[gradinv["scenario"] == scenario])
+    centers = sorted(c for c in data["center"].unique() if c != "all")
+    rows = []
+    order = list(NETWORKS)
+    data = data.sort_values(["network", "method", "batch_size"], key=lambda s: s.map(
+        order.index) if s.name == "network" else s.map(list(METHODS).index)
+        if s.name == "method" else s, kind="stable")
+    for key, sub in data.groupby(["network", "method", "batch_size"], sort=False):
+        net, method, b = key
+        pooled = sub[sub["center"] == "all"].iloc[0]
+        row = {"Network": NETWORKS.get(net, net),
+               "Attack": METHODS.get(method, method) + ("" if b == 1 else f" (batch {b})")}
+        if method == "idlg" and net != "classifier":
+            row["Attack"] += " → joint DLG"
+        for c in centers:
+            r = sub[sub["center"] == c]
+            row[c] = (f"{int(r['successes'].iloc[0])}/{int(r['attacked'].iloc[0])}"
+                      if len(r) else DASH)
+        row["ASR [95% CI]"] = (f"{pooled['asr']:.2f} [{pooled['ci_low']:.2f}–"
+                               f"{pooled['ci_high']:.2f}]")
+        row["Null"] = f"{int(pooled['null_successes'])}/{int(pooled['attacked'])}"
+        row["SSIM (succ.)"] = _fmt(pooled["ssim_success"], 3)
+        row["MSE (succ.)"] = _sci(pooled["mse_success"])
+        row["SSIM (all)"] = _fmt(pooled["ssim_all"], 3)
+        row["Null SSIM"] = _fmt(pooled["null_ssim"], 3)
+        row["Labels"] = (f"{int(pooled['labels_correct'])}/{int(pooled['labels_total'])}"
+                         if np.isfinite(pooled.get("labels_total", np.nan)) else DASH)
+        row["s / image"] = _fmt(pooled["seconds_per_image"], 1)
+        row["Evaluations"] = f"{pooled['evaluations']:,.0f}"
+        rows.append(row)
+    notes = [f"Scenario {scenario}. The honest-but-curious server holds the global model it "
+             "sent and one client's gradient of one slice (batch 1) or of B slices; it is never "
+             "given the MR. Each center's columns: slices reconstructed at SSIM ≥ 0.9 (after "
+             "the least-squares gain/offset fit, inside the head mask on the UNet, over the "
+             "whole 32×32 image on the classifier) out of those attacked; ASR pooled over "
+             "centers with an exact (Clopper–Pearson) 95% interval over slices.",
+             "Null: the same scoring of a different slice of the same center (what looking "
+             "like this center's anatomy earns without any leak). SSIM / MSE (succ.): means "
+             "over the successful attacks, as paper 003 Table II; SSIM (all): over every "
+             "attacked slice.",
+             "UNet: the audited global model of the attacked round (BatchNorm in train mode); "
+             "the control is the same UNet without BatchNorm: a low UNet score is read only "
+             "where the control is recovered. CNN classifier: paper 003's target, where the "
+             "attacks must work (the positive control of the attack code). Labels: the "
+             "classifier labels the attacker ends with that are correct (iDLG/CPL extract "
+             "them from the gradient; DLG optimises a soft label; GradInv is given them "
+             "above batch 1).",
+             "iDLG → joint DLG: iDLG's label extraction needs cross-entropy on a last fully "
+             "connected layer; the UNet regresses a CT with L1, so joint-target DLG (dummy MR "
+             "and dummy CT) runs in its place. Every method gets the same budget of objective "
+             "evaluations (double backpropagations) per attack and restart."]
+    return Table("inversion_suite", "Gradient inversion suite (paper 003): attack success",
+                 data, [Block(pd.DataFrame(rows))], notes)
+
+
+def classifier_table(gradinv: pd.DataFrame, accuracy: pd.DataFrame) -> Table:
+    """Paper 003 Table II's layout for the classifier of the unperturbed scenario: Dataset
+    (center), Method, Model, ASR, SSIM, MSE (means over successes), Time per image."""
+    clf = gradinv[(gradinv["target"] == "classifier") & (gradinv["batch_size"] == 1)]
+    if clf.empty:
+        raise TableError("no batch-1 classifier attack in the gradient-inversion table")
+    scenario = _plain(clf)
+    data = summarise(clf[clf["scenario"] == scenario])
+    rows = []
+    for center, sub in data.groupby("center", sort=True):
+        for i, (_, r) in enumerate(sub.sort_values(
+                "method", key=lambda s: s.map(list(METHODS).index)).iterrows()):
+            rows.append({"Dataset": (f"center {center}" if center != "all" else "all centers")
+                         if i == 0 else "",
+                         "Method": METHODS.get(r["method"], r["method"]), "Model": "CNN",
+                         "ASR": f"{r['asr']:.0%} ({int(r['successes'])}/{int(r['attacked'])})",
+                         "SSIM": _fmt(r["ssim_success"], 4), "MSE": _sci(r["mse_success"]),
+                         "Time (s)": _fmt(r["seconds_per_image"], 2)})
+    notes = [f"Scenario {scenario}; each center's attacked slices are a seeded draw of its "
+             "training slices (slice count in the ASR column). SSIM and MSE are means over the "
+             "successful attacks only (paper 003's Table II), after the gain/offset fit, over "
+             "the whole 32×32 image; time is per attacked image on this run's hardware."]
+    if not accuracy.empty:
+        acc = accuracy[(accuracy["scenario"] == scenario) & (accuracy["split"] == "test")
+                       & (accuracy["center"] == "all")]
+        if len(acc):
+            a = acc.iloc[0]
+            notes.append(f"The classifier (DLG's 4-layer sigmoid CNN, labels: the slice's "
+                         f"anatomical level) reaches test accuracy {a['accuracy']:.2f} against "
+                         f"{a['majority_class_accuracy']:.2f} for the majority class; the "
+                         "attacked model is its global model of the attacked round.")
+    return Table("inversion_classifier",
+                 "Paper 003 Table II layout: gradient inversion of the slice classifier", data,
+                 [Block(pd.DataFrame(rows))], notes)
+
+
+# --------------------------------------------------------------------------- privacy-utility
+
+
+def _level(meta: dict[str, Any]) -> tuple[str | None, float, dict[str, Any] | None]:
+    for d in meta.get("defenses", ()):
+        if d["name"] == "laplace_noise":
+            return d["name"], float(d["scale"]), d
+        if d["name"] == "dp_fedavg":
+            return d["name"], float(d["noise_multiplier"]), d
+    return None, 0.0, None
+
+
+def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd.DataFrame,
+                    fedmia: pd.DataFrame | None, scenarios: dict[str, dict[str, Any]],
+                    rounds: dict[str, int], classifier_rounds: int) -> pd.DataFrame:
+    """One row per attacked scenario: its noise (defense, level, ε at δ over the sCT
+    federation's rounds and over the classifier's), the utility (sCT MAE / SSIM pooled over
+    test patients, classifier test accuracy), FedMIA's pooled patient-level AUC, and per
+    method × target the ASR and the mean SSIM over every attacked slice (batch 1)."""
+    from fedaudit.defenses.dp_fedavg.budget import scenario_epsilon
+
+    rows = []
+    for scenario, meta in scenarios.items():
+        defense, level, entry = _level(meta)
+        eps = scenario_epsilon(meta.get("defenses", ()), rounds[scenario])
+        eps_clf = scenario_epsilon(meta.get("defenses", ()), classifier_rounds)
+        row: dict[str, Any] = {"scenario": scenario, "defense": defense or "none",
+                               "level": level, "epsilon": np.nan if eps is None else eps,
+                               "epsilon_classifier": np.nan if eps_clf is None else eps_clf,
+                               "delta": float(entry["delta"]) if entry and "delta" in entry
+                               else np.nan}
+        q = quality[(quality["scenario"] == scenario) & (quality["center"] != "center")]
+        if len(q):
+            # a federation whose model outputs NaN has NaN metrics: its utility is NaN, not
+            # the 0 a NaN-skipping sum would give
+            w = q["n"].astype(float)
+            row["mae"] = float(np.average(q["mae_mean"].astype(float), weights=w))
+            row["ssim_sct"] = float(np.average(q["ssim_mean"].astype(float), weights=w))
+            row["test_patients"] = int(w.sum())
+        acc = classifier[(classifier["scenario"] == scenario) & (classifier["split"] == "test")
+                         & (classifier["center"] == "all")]
+        if len(acc):
+            row["accuracy"] = float(acc["accuracy"].iloc[0])
+            row["majority"] = float(acc["majority_class_accuracy"].iloc[0])
+        if fedmia is not None:
+            f = fedmia[(fedmia["scenario"] == scenario) & (fedmia["score"] == "fedmia")
+                       & (fedmia["unit"] == "slice") & (fedmia["level"] == "patient")
+                       & (fedmia["test"] == "membership") & (fedmia["target"] == "all")
+                       & (fedmia["view"] == "update")]
+            if len(f):
+                row.update(fedmia_auc=float(f["auc"].iloc[0]),
+                           fedmia_ci_low=float(f["ci_low"].iloc[0]),
+                           fedmia_ci_high=float(f["ci_high"].iloc[0]))
+        g = gradinv[(gradinv["scenario"] == scenario) & (gradinv["batch_size"] == 1)
+                    & (gradinv["network"] != "control")]
+        if (g["target"] == "unet").any():
+            row["null_unet_ssim"] = float(g.loc[g["target"] == "unet", "null_ssim"].mean())
+        for (target, method), sub in g.groupby(["target", "method"]):
+            p = pooled_rows(sub)
+            row[f"{target}_{method}_asr"] = p["asr"]
+            row[f"{target}_{method}_ci_low"] = p["ci_low"]
+            row[f"{target}_{method}_ssim"] = p["ssim_all"]
+            row[f"{target}_{method}_n"] = p["attacked"]
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    rank = {"none": 0, "laplace_noise": 1, "dp_fedavg": 2}
+    return out.sort_values(["defense", "level"], key=lambda s: s.map(rank)
+                           if s.name == "defense" else s, kind="stable").reset_index(drop=True)
+
+
+def _utility(row: pd.Series, key: str, digits: int) -> str:
+    """A utility cell: the value, or "NaN (no usable model)" when the federation was trained
+    and evaluated but its model outputs NaN."""
+    v = row.get(key, np.nan)
+    if np.isfinite(v):
+        return f"{v:.{digits}f}"
+    return "NaN (no usable model)" if row.get("test_patients", 0) > 0 else DASH
+
+
+def privacy_utility_table(data: pd.DataFrame) -> Table:
+    methods = [m for m in METHODS if any(c.startswith(("unet_" + m + "_asr",
+                                                        "classifier_" + m + "_asr"))
+                                         for c in data.columns)]
+    util, attack = [], []
+    for _, r in data.iterrows():
+        head = {"Defense": NOISE_LABELS.get(r["defense"], "none"),
+                "Level": DASH if r["defense"] == "none" else
+                (f"b = {r['level']:g}" if r["defense"] == "laplace_noise"
+                 else f"z = {r['level']:g}")}
+        eps = r.get("epsilon", np.nan)
+        util.append({**head,
+                     "ε (sCT)": (f"{eps:.3g}" if np.isfinite(eps) else DASH),
+                     "ε (classifier)": (f"{r['epsilon_classifier']:.3g}"
+                                        if np.isfinite(r.get("epsilon_classifier", np.nan))
+                                        else DASH),
+                     "sCT MAE (HU)": _utility(r, "mae", 1),
+                     "sCT SSIM": _utility(r, "ssim_sct", 3),
+                     "Classifier acc.": (f"{r['accuracy']:.2f} (majority "
+                                         f"{r['majority']:.2f})"
+                                         if np.isfinite(r.get("accuracy", np.nan)) else DASH),
+                     "FedMIA AUC [95% CI]": (
+                         f"{r['fedmia_auc']:.2f} [{_fmt(r['fedmia_ci_low'])}–"
+                         f"{_fmt(r['fedmia_ci_high'])}]"
+                         if np.isfinite(r.get("fedmia_auc", np.nan)) else DASH)})
+        row = dict(head)
+        for m in methods:
+            asr = r.get(f"classifier_{m}_asr", np.nan)
+            row[f"{METHODS[m]} CNN ASR"] = _fmt(asr) if np.isfinite(asr) else DASH
+            row[f"{METHODS[m]} UNet SSIM"] = _fmt(r.get(f"unet_{m}_ssim", np.nan), 3)
+        attack.append(row)
+    delta = data["delta"].dropna()
+    notes = ["One row per attacked federation: baseline, then each noise level of the update-"
+             "noise grid. Laplace: every client adds Lap(0, b) to each coordinate of the "
+             "update it sends (paper 003 §V), no clipping, so no DP guarantee (ε –). "
+             "DP-FedAvg: every client clips its update to L2 norm C and adds N(0, (zC)²) "
+             "itself (McMahan et al. 2018, Alg. 1, noised on the client because the attacker is "
+             "the server); ε at δ = "
+             + (f"{delta.iloc[0]:g}" if len(delta) else "–")
+             + " from dp-accounting's RDP accountant, user level (one hospital's whole data), "
+             "every client in every round, over the rounds each federation ran.",
+             "Utility: sCT MAE / SSIM pooled over the test patients (the evaluation's "
+             "metrics; NaN when the trained model outputs NaN: noise on every exchanged array "
+             "reaches BatchNorm's running variances, and once one turns negative the UNet's "
+             "evaluation-mode output is NaN); the classifier (no BatchNorm) test accuracy with "
+             "its majority-class reference. "
+             "FedMIA: pooled patient-level AUC against same-center non-members (server view "
+             "of each client's update).",
+             "Attacks: the attacked client's shared gradient carries the scenario's noise "
+             "(the same transform its clients apply to their updates). CNN ASR: share of "
+             "attacked classifier slices reconstructed at SSIM ≥ 0.9; UNet SSIM: mean fitted "
+             "SSIM over every attacked UNet slice (successes are rare there, so the mean shows "
+             "the trend)."]
+    return Table("privacy_utility", "Noise defenses: privacy-utility trade-off", data,
+                 [Block(pd.DataFrame(util), title="Utility and budget"),
+                  Block(pd.DataFrame(attack), title="Attack success")], notes)
+
+
+# ------------------------------------------------------------------------------- findings
+
+
+def suite_finding(data: pd.DataFrame) -> Finding:
+    """``data``: the tidy frame of :func:`suite_table`."""
+    all_ = data[(data["center"] == "all") & (data["batch_size"] == 1)]
+    clf = all_[all_["network"] == "classifier"]
+    unet = all_[all_["network"] == "unet"]
+    ctl = all_[all_["network"] == "control"]
+    if unet.empty:
+        return Finding(TOPIC, "inconclusive", "no UNet attack was scored.")
+    k = len(unet)
+    best = None
+    for _, r in unet.iterrows():
+        lo, _ = clopper_pearson(int(r["successes"]), int(r["attacked"]), 1 - 0.05 / k)
+        bound = lo - r["null_successes"] / r["attacked"]
+        if best is None or bound > best[0]:
+            best = (bound, r, lo)
+    bound, r, lo = best
+    level = "high" if bound >= ASR_HIGH else "moderate" if bound >= ASR_MODERATE else "low"
+    n = int(r["attacked"])
+    counts = (f"best UNet attack {METHODS.get(r['method'], r['method'])}: "
+              f"{int(r['successes'])}/{n} slices at SSIM ≥ 0.9 (lower bound {lo:.2f} at "
+              f"{1 - 0.05 / k:.4f} for {k} attacks, null {int(r['null_successes'])}/{n}; mean "
+              f"SSIM {r['ssim_all']:.2f})")
+    code = ""
+    if len(clf):
+        worst = clf["asr"].min()
+        code = (f"; on the classifier the same code recovers {worst:.0%}–{clf['asr'].max():.0%}"
+                " of slices per method" + (" (the attack code works)" if worst > 0 else
+                                           " (some method recovers nothing: check its budget)"))
+    control_ok = bool(len(ctl)) and bool((ctl["successes"] > 0).any())
+    if level == "low" and not control_ok:
+        return Finding(TOPIC, "inconclusive",
+                       f"inconclusive: {counts}, but no method recovers a slice of the UNet "
+                       f"without BatchNorm either (best control mean SSIM "
+                       f"{_fmt(ctl['ssim_all'].max() if len(ctl) else np.nan)}), so this "
+                       f"budget does not show that the UNet resists{code}.")
+    return Finding(TOPIC, level, f"{level} risk: {counts}{code}.")
+
+
+def defense_finding(data: pd.DataFrame) -> list[Finding]:
+    """One line per noise defense: how attack success and utility move with its level."""
+    out = []
+    base = data[data["defense"] == "none"]
+    for defense, sub in data[data["defense"] != "none"].groupby("defense", sort=False):
+        sub = sub.sort_values("level")
+        rows = pd.concat([base, sub])
+        asr_cols = [c for c in data.columns if c.startswith("classifier_") and
+                    c.endswith("_asr")]
+        ssim_cols = [c for c in data.columns if c.startswith("unet_") and c.endswith("_ssim")]
+        best_asr = rows[asr_cols].max(axis=1).to_numpy() if asr_cols else np.array([])
+        unet_ssim = rows[ssim_cols].max(axis=1).to_numpy() if ssim_cols else np.array([])
+        mono = bool(len(best_asr) > 1 and np.all(np.diff(best_asr) <= 1e-9))
+        levels = ", ".join(f"{v:g}" for v in sub["level"])
+        label = NOISE_LABELS.get(defense, defense)
+        parts = []
+        if len(best_asr):
+            parts.append(f"the best method's classifier ASR goes "
+                         f"{' → '.join(_fmt(v) for v in best_asr)} from baseline over levels "
+                         f"{levels} ({'monotone' if mono else 'not monotone'})")
+        if len(unet_ssim):
+            null = rows["null_unet_ssim"].max() if "null_unet_ssim" in rows else np.nan
+            parts.append(f"the best UNet mean SSIM {' → '.join(_fmt(v) for v in unet_ssim)}"
+                         + (f" (a different slice of the same center scores {null:.2f})"
+                            if np.isfinite(null) else ""))
+        if "mae" in rows:
+            parts.append("sCT MAE " + " → ".join(_fmt(v, 0) if np.isfinite(v) else
+                                                 "NaN (no usable model)"
+                                                 for v in rows["mae"]) + " HU")
+        if "accuracy" in rows:
+            parts.append(f"classifier accuracy {' → '.join(_fmt(v) for v in rows['accuracy'])}")
+        eps = sub["epsilon"].to_numpy(float)
+        budget = (f"; ε {' → '.join(f'{e:.3g}' for e in eps)} at δ = "
+                  f"{sub['delta'].iloc[0]:g}" if np.isfinite(eps).any()
+                  else "; no DP guarantee (no clipping)")
+        out.append(Finding(f"Defense: {label} noise on client updates", "info",
+                           "; ".join(parts) + budget + "."))
+    return out
+
+
+def build_suite_table(inputs: Any, params: Any) -> Table:
+    return suite_table(pd.read_csv(inputs.gradinv))
+
+
+def build_classifier_table(inputs: Any, params: Any) -> Table:
+    return classifier_table(pd.read_csv(inputs.gradinv), pd.read_csv(inputs.classifier))
+
+
+def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
+    # an empty input when FedMIA is disabled
+    fedmia = pd.read_csv(inputs.fedmia) if len(inputs.fedmia) else None
+    data = privacy_utility(pd.read_csv(inputs.gradinv), pd.read_csv(inputs.quality),
+                           pd.read_csv(inputs.classifier), fedmia, dict(params.scenarios),
+                           dict(params.rounds), int(params.classifier_rounds))
+    return privacy_utility_table(data)
+
+
+def suite_findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
+    return [suite_finding(data)]
+
+
+def defense_findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
+    return defense_finding(data)
+
+
+def thresholds(settings: dict[str, Any]) -> str:
+    return (f"gradient inversion: lower bound of the UNet ASR (Bonferroni over methods) minus "
+            f"the null's share ≥ {ASR_HIGH} high, ≥ {ASR_MODERATE} moderate; a low one read "
+            "only where the BatchNorm-free UNet is recovered")

@@ -1,0 +1,274 @@
+"""The suite's rule steps (called through :func:`fedaudit.catalog.run_step`):
+
+* ``train_classifier`` -- paper 003's target: the slice classifier federation of one scenario
+  (with that scenario's update noise on every client's update);
+* ``attack`` -- one method against one target (``unet``: the UNet and its BatchNorm-free
+  control at the scenario's logged round; ``classifier``: the classifier's global model of the
+  attacked round), every training center, a seeded sample of slices; one row per slice;
+* ``summary`` -- every row in one CSV, and the classifiers' accuracies.
+
+The three parties stay apart: the client computes its gradient (and adds its defense's noise),
+the attacker gets the model, that shared gradient, the mask and only the target knowledge its
+method allows, and the evaluator scores against the true slice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.io import read_json, write_json
+from fedaudit.preprocess.outliers import read_excluded
+from fedaudit.runtime import derive_seed
+
+if TYPE_CHECKING:
+    import torch
+
+TARGETS = ("unet", "classifier")
+
+
+def _folders(smk: Any, key: str) -> dict[str, list[str]]:
+    """center -> its preprocessed patient folders of a split, QC-excluded patients left out
+    (a client trains on what passed QC)."""
+    excluded = read_excluded(smk.input.qc_flags)
+    return {c: [f for f in folders if (c, Path(f).name) not in excluded]
+            for c, folders in getattr(smk.params, key).items()}
+
+
+def train_classifier(smk: Any, log: logging.Logger) -> None:
+    """Rule gradinv_classifier: the classifier federation of one scenario."""
+    from fedaudit.defenses.noise_mod import noise_mod
+    from fedaudit.defenses.update_noise import noise_defense
+    from fedaudit.federation.classifier import train_classifier_federation
+
+    p = smk.params
+    clf = p.classifier
+    noise = noise_defense(p.defenses)
+    mods = [] if noise is None else [noise_mod(noise, derive_seed(p.seed, "classifier-noise"))]
+    result = train_classifier_federation(
+        _folders(smk, "train_folders"), out_dir=smk.output.folder, rounds=clf["rounds"],
+        local_epochs=clf["local_epochs"], lr=clf["lr"], batch_size=clf["batch_size"],
+        classes=clf["classes"], seed=derive_seed(p.seed, "classifier"),
+        val_folders=_folders(smk, "val_folders"), test_folders=_folders(smk, "test_folders"),
+        max_slices_per_volume=clf["max_slices_per_volume"], threads=smk.threads,
+        client_mods=mods)
+    acc = result["accuracy"]
+    log.info("classifier federation (%s): %.1f s; accuracy\n%s", smk.wildcards.scenario,
+             result["seconds"], acc.to_string(index=False))
+
+
+# ------------------------------------------------------------------------------------ attack
+
+
+def _method(name: str, settings: dict[str, Any], task: str, suite: dict[str, Any],
+            batch_size: int, plugins: tuple[str, ...]) -> Any:
+    from fedaudit.catalog import catalog, resolve
+
+    spec = catalog(plugins).attacks[name]
+    if spec.method is None:
+        raise ValueError(f"attack {name!r} is not a gradient-inversion method")
+    return resolve(spec.method, spec.package)(settings, task, suite, batch_size)
+
+
+def _unet_targets(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
+    from fedaudit.attacks.dlg.inversion import bn_free_control
+    from fedaudit.attacks.views import ServerView
+
+    view = ServerView(smk.input.target, p.model_base)
+    rounds = view.rounds(p.gradinv["round"])
+    if len(rounds) != 1:
+        raise ValueError(f"the suite attacks one round; {p.gradinv['round']!r} gives {rounds}")
+    unet = view.global_model(view.round(rounds[0]))
+    nets = {"unet": unet, "control": bn_free_control(unet)}
+    return {k: nets[k] for k in p.gradinv["networks"]}, rounds[0]
+
+
+def _classifier_target(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
+    from fedaudit.federation.classifier import initial_classifier, load_global_models
+    from fedaudit.federation.weights import exchanged_names, set_arrays
+
+    clf = p.gradinv["classifier"]
+    rnd = clf["attacked_round"]
+    arrays = load_global_models(Path(smk.input.target) / "global_models.npz")[rnd]
+    net = initial_classifier(0, clf["classes"])
+    set_arrays(net, [arrays[n] for n in exchanged_names(net)])
+    return {"classifier": net}, rnd
+
+
+def _null_partners(provenance: list[dict[str, Any]], null_provenance: list[dict[str, Any]]
+                   ) -> list[int]:
+    """For attacked slice i, the first null slice from position i on (cyclically) that is not
+    the same slice: the null scores a *different* slice of the center."""
+    n = len(null_provenance)
+    out = []
+    for i, q in enumerate(provenance):
+        j = next((k % n for k in range(i, i + n) if null_provenance[k % n] != q), i % n)
+        out.append(j)
+    return out
+
+
+def _unet_slices(folders: list[str], n: int, seed: int) -> dict[str, Any]:
+    from fedaudit.attacks.dlg.inversion import pick_client_slices
+    from fedaudit.data.slices import load_volume
+
+    volumes = [load_volume(f) for f in folders]
+    mr, ct, mask, prov = pick_client_slices(volumes, n, seed)
+    null_mr, _, _, null_prov = pick_client_slices(volumes, n, derive_seed(seed, "null"))
+    return {"x": mr, "target": ct, "mask": mask, "provenance": prov, "null": null_mr,
+            "null_provenance": null_prov}
+
+
+def _classifier_slices(folders: list[str], n: int, seed: int, classes: int) -> dict[str, Any]:
+    from fedaudit.attacks.dlg.inversion import MIN_AREA_FRACTION
+    from fedaudit.data.levels import slice_dataset
+    from fedaudit.data.slices import load_volume
+
+    x, y, mask, prov = slice_dataset([load_volume(f) for f in folders], classes)
+    # representative slices as for the UNet: a head area of at least MIN_AREA_FRACTION of the
+    # largest one of the same patient (the attacker's mask is not used, see below)
+    area = mask.flatten(1).sum(1).numpy()
+    patients = np.array([q["patient"] for q in prov])
+    ok = np.array([area[i] >= MIN_AREA_FRACTION * area[patients == patients[i]].max()
+                   for i in range(len(prov))])
+    idx = np.flatnonzero(ok)
+    if idx.size < n:
+        raise ValueError(f"{idx.size} representative slices in {folders}; {n} requested")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(idx, size=n, replace=False)
+    null = rng.choice(idx, size=n, replace=False)
+    # paper 003 reconstructs and scores the whole 32x32 image: the classifier's attacker gets
+    # no mask, and the scoring mask is the whole image
+    full = np.ones((n, 1, x.shape[-2], x.shape[-1]), bool)
+    return {"x": x[pick].numpy(), "target": y[pick].numpy(), "mask": full,
+            "provenance": [prov[i] for i in pick], "null": x[null].numpy(),
+            "null_provenance": [prov[i] for i in null]}
+
+
+def attack(smk: Any, log: logging.Logger) -> None:
+    """Rule gradinv: one method against one target, every training center."""
+    import torch
+
+    from fedaudit.attacks.gradinv.engine import client_gradient, invert
+    from fedaudit.attacks.gradinv.scoring import match_batch, slice_scores
+    from fedaudit.defenses.update_noise import noise_defense, perturb_update
+    from fedaudit.federation.local import resolve_device
+
+    p, wc = smk.params, smk.wildcards
+    g = p.gradinv
+    torch.set_num_threads(max(1, smk.threads))
+    torch.set_flush_denormal(True)  # sigmoid tails: denormal floats slow CPUs tenfold
+    dev = resolve_device(p.device)
+    task = "classification" if wc.gradinv_target == "classifier" else "translation"
+    nets, rnd = (_classifier_target(smk, p) if task == "classification"
+                 else _unet_targets(smk, p))
+    noise = noise_defense(p.defenses)
+    batch_sizes = p.method_settings.get("batch_sizes", [1])
+    if noise is not None:
+        # Under noise the question is how far the attack falls from its unperturbed result:
+        # the audited model at batch 1. The BatchNorm-free control and the larger batches are
+        # read in the unperturbed scenarios (they cost as much again).
+        nets = {k: v for k, v in nets.items() if k != "control"}
+        batch_sizes = [1]
+    n = g["slices"][task]
+    folders = _folders(smk, "train_folders")
+    rows: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
+    for center, center_folders in folders.items():
+        seed = derive_seed(p.seed, "gradinv", center, wc.gradinv_target)
+        data = (_classifier_slices(center_folders, max(n, *batch_sizes), seed,
+                                   g["classifier"]["classes"])
+                if task == "classification"
+                else _unet_slices(center_folders, max(n, *batch_sizes), seed))
+        arrays[f"{center}/truth"] = data["x"][:n]
+        partners = _null_partners(data["provenance"], data["null_provenance"])
+        for net_name, net in nets.items():
+            net = net.to(dev)
+            for b in batch_sizes:
+                method = _method(wc.gradinv_method, p.method_settings, task, g, b, p.plugins)
+                groups = [[i] for i in range(n)] if b == 1 else [list(range(b))]
+                for gi, members in enumerate(groups):
+                    x = torch.from_numpy(data["x"][members]).to(dev)
+                    t = torch.as_tensor(data["target"][members]).to(dev)
+                    shared = client_gradient(net, x, t, task=task, loss=p.loss)
+                    if noise is not None:
+                        seed_n = derive_seed(p.seed, "gradinv-noise", wc.scenario, center,
+                                             net_name, b, gi)
+                        shared = [torch.from_numpy(a) for a in perturb_update(
+                            [s.cpu().numpy() for s in shared], noise, seed_n)]
+                    known = data["target"][members] if method.target == "known" else None
+                    res = invert(net, shared, method, task=task, shape=tuple(x.shape),
+                                 seed=derive_seed(p.seed, "gradinv-dummy", center, gi),
+                                 mask=None if task == "classification"
+                                 else data["mask"][members],
+                                 known_target=known, num_classes=g["classifier"]["classes"],
+                                 loss=p.loss, device=dev)
+                    recon = res.reconstruction[:, 0]
+                    truth = data["x"][members][:, 0]
+                    msk = data["mask"][members][:, 0]
+                    order, scores = match_batch(truth, recon, msk, g["success_ssim"])
+                    if b == 1:
+                        arrays[f"{center}/{net_name}/{members[0]}"] = recon[0]
+                    for j, i in enumerate(members):
+                        null = slice_scores(truth[j], data["null"][partners[i]][0], msk[j])
+                        row = {"scenario": wc.scenario, "target": wc.gradinv_target,
+                               "network": net_name, "method": wc.gradinv_method, "center": center,
+                               "batch_size": b, "round": rnd, "slice": i,
+                               "patient": data["provenance"][i]["patient"],
+                               "axial_index": data["provenance"][i]["axial_index"],
+                               "label_target": method.target,
+                               **scores[j],
+                               "success": bool(scores[j]["ssim"] >= g["success_ssim"]),
+                               "null_ssim": null["ssim"],
+                               "null_success": bool(null["ssim"] >= g["success_ssim"]),
+                               "evaluations": res.evaluations / b,
+                               "seconds_per_image": res.seconds / b,
+                               "objective": res.objective,
+                               "stopped_early": res.stopped_early,
+                               "noise": None if noise is None else noise["name"]}
+                        if task == "classification":
+                            true_label = int(data["target"][i])
+                            row["label_true"] = true_label
+                            row["label_recovered"] = int(res.label[order[j]])
+                            row["label_correct"] = row["label_recovered"] == true_label
+                        rows.append(row)
+                    log.info("%s on %s (%s), center %s, batch %d, slices %s: fitted SSIM %s, "
+                             "%.2f s/image", wc.gradinv_method, net_name, wc.scenario, center, b,
+                             members, [round(s["ssim"], 3) for s in scores],
+                             res.seconds / b)
+    write_json({"results": rows}, smk.output.metrics)
+    out = Path(smk.output.arrays)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+
+
+def summary(smk: Any, log: logging.Logger) -> None:
+    """Rule gradinv_summary: every attacked slice in one CSV; the classifiers' accuracies."""
+    rows = [r for f in smk.input.metrics for r in read_json(f)["results"]]
+    frame = pd.DataFrame(rows)
+    frame.to_csv(smk.output.table, index=False)
+    acc = []
+    for scenario, folder in zip(smk.params.classifier_scenarios, smk.input.classifiers,
+                                strict=True):
+        a = pd.read_csv(Path(folder) / "accuracy.tsv", sep="\t")
+        a.insert(0, "scenario", scenario)
+        acc.append(a)
+    (pd.concat(acc) if acc else pd.DataFrame()).to_csv(smk.output.classifier, index=False)
+    pooled = frame.groupby(["scenario", "target", "network", "method", "batch_size"]).agg(
+        attacked=("success", "size"), asr=("success", "mean"), ssim=("ssim", "mean"),
+        null_asr=("null_success", "mean"))
+    log.info("gradient inversion, per setting:\n%s", pooled.round(3).to_string())
+    log.info("settings: %s", json.dumps(smk.params.settings, sort_keys=True))
+
+
+def figure(smk: Any, log: logging.Logger) -> None:
+    """Rule figure_privacy_utility (report env: no torch)."""
+    from fedaudit.plots.privacy_utility import privacy_utility_figure
+
+    table = pd.read_csv(smk.input.table)
+    privacy_utility_figure(table, smk.output[0])
+    log.info("privacy-utility figure %s (%d federations)", smk.output[0], len(table))

@@ -1,0 +1,1 @@
+"""DP-FedAvg with the noise added by each client (McMahan et al. 2018, Alg. 1)."""

@@ -1,0 +1,64 @@
+"""ε of DP-FedAvg from a maintained accountant (Google's ``dp-accounting``, RDP accountant).
+
+The mechanism (McMahan et al. 2018, "Learning Differentially Private Recurrent Language
+Models", Alg. 1 and §3): per round each participating client's update is clipped to L2 norm
+``C`` and Gaussian noise of std ``z·C`` is added (here by the client itself,
+:mod:`fedaudit.defenses.update_noise`). The guarantee is **user level**: the protected unit is
+one client's whole dataset (a hospital), the adjacency is add/remove-one-client (a client with
+no data contributes a zero update), so one round's sensitivity is ``C`` and one round is the
+Gaussian mechanism with noise multiplier ``z``. Every client takes part in every round
+(sampling rate q = 1), so ``T`` rounds are the T-fold composition; with q < 1 each round is the
+Poisson-subsampled Gaussian (McMahan et al. 2018 §3, Abadi et al. 2016 §3.1). Everything the
+server or anyone else derives from the noised updates (the global models) is post-processing.
+For replace-one-client adjacency (any two datasets of a client) the sensitivity is ``2C``:
+pass ``noise_multiplier = z / 2``.
+
+The accounting is Rényi DP (Mironov 2017, "Rényi Differential Privacy", Prop. 3 and Prop. 7;
+subsampled Gaussian: Mironov, Talwar & Zhang 2019) as implemented by
+``dp_accounting.rdp.RdpAccountant``, whose conversion to (ε, δ) is Canonne, Kamath & Steinke
+2020, Prop. 12 (tighter than Abadi et al.'s moments-accountant tail bound). No formula is
+written here.
+
+``laplace_noise`` has no clipping, so no finite sensitivity and no ε: :func:`scenario_epsilon`
+returns None for it (tables print "—").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def epsilon(noise_multiplier: float, rounds: int, delta: float,
+            sampling_rate: float = 1.0) -> float:
+    """ε of ``rounds`` rounds of the Gaussian mechanism with ``noise_multiplier`` z (noise std
+    over sensitivity), each on a Poisson sample of clients of rate ``sampling_rate`` (1: every
+    client every round), at ``delta``; RDP accountant of ``dp-accounting`` (module docstring)."""
+    from dp_accounting import dp_event
+    from dp_accounting.rdp import RdpAccountant
+
+    if noise_multiplier <= 0:
+        return float("inf")
+    if rounds < 0 or not 0 < sampling_rate <= 1 or not 0 < delta < 1:
+        raise ValueError(f"need rounds >= 0, 0 < sampling_rate <= 1, 0 < delta < 1; got "
+                         f"{rounds}, {sampling_rate}, {delta}")
+    if rounds == 0:
+        return 0.0
+    event: Any = dp_event.GaussianDpEvent(noise_multiplier)
+    if sampling_rate < 1:
+        event = dp_event.PoissonSampledDpEvent(sampling_rate, event)
+    accountant = RdpAccountant()
+    accountant.compose(dp_event.SelfComposedDpEvent(event, int(rounds)))
+    return float(accountant.get_epsilon(delta))
+
+
+def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], rounds: int) -> float | None:
+    """ε of a scenario's update noise after ``rounds`` rounds: DP-FedAvg's from
+    :func:`epsilon` (every client every round), None when the scenario has no DP guarantee
+    (no noise defense, or Laplace noise without clipping)."""
+    from fedaudit.defenses.update_noise import DP_FEDAVG, noise_defense
+
+    d = noise_defense(defenses)
+    if d is None or d["name"] != DP_FEDAVG:
+        return None
+    return epsilon(float(d["noise_multiplier"]), rounds, float(d["delta"]))

@@ -1,0 +1,100 @@
+"""The Flower client mod of the noise defenses: the client perturbs its update before sending.
+
+The transform is :func:`fedaudit.defenses.update_noise.perturb_update` (its docstring cites the
+sources: paper 003 §V for Laplace gradient perturbation, McMahan et al. 2018 Alg. 1 for
+DP-FedAvg's clip and Gaussian noise). The mod intercepts the client's fit reply (the FitRes
+parameters are the update Δw_k, :mod:`fedaudit.federation.client`) and replaces its arrays with
+the perturbed ones, so the server -- the attacker of our threat model -- never receives the
+clean update.
+
+Randomness: the noise of center ``c`` in round ``r`` is drawn from
+``derive_seed(plan.seed, <defense name>, c, r)`` (:func:`fedaudit.runtime.derive_seed`), so a
+re-run reproduces the same federation and no two clients or rounds share noise.
+
+Order with SecAgg+: Flower applies ``ClientApp(mods=[m1, m2])`` as ``m1(m2(client))`` (mods
+listed first wrap outermost; ``flwr.client.mod.utils.make_ffn``). ``secaggplus_mod`` calls the
+inner app for the FitRes and masks its parameters, so the noise mod must be *inside* it, i.e.
+listed after it: the scenario composition puts ``secagg`` before a noise defense
+(:func:`fedaudit.scenarios.scenarios_from_config`), :func:`client_mods` refuses a scenario that
+lists them the other way round, and the mod itself fails loudly if it ever sees a SecAgg+ reply
+(it would otherwise pass the masked vector through un-noised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flwr.app import Context, Message
+from flwr.app.message_type import MessageType
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat as compat
+
+from fedaudit.defenses.update_noise import DP_FEDAVG, LAPLACE, perturb_update
+from fedaudit.runtime import derive_seed
+
+SECAGG = "secagg"
+
+
+class NoiseOrderError(RuntimeError):
+    """The noise mod found itself outside SecAgg+'s mod (it would noise nothing)."""
+
+
+def noise_seed(seed: int, name: str, center: str, rnd: int) -> int:
+    """The seed of center ``center``'s noise in round ``rnd`` under defense ``name``."""
+    return derive_seed(seed, name, center, int(rnd))
+
+
+def noise_mod(defense: dict[str, Any], seed: int
+              ) -> Callable[[Message, Context, Callable], Message]:
+    """A Flower client mod adding ``defense``'s noise (a scenario's defense entry) to every fit
+    reply's parameters, seeded per (``seed``, defense, center, round)."""
+    name = str(defense["name"])
+
+    def mod(msg: Message, context: Context, call_next: Callable) -> Message:
+        content = msg.content
+        if not (msg.metadata.message_type == MessageType.TRAIN
+                and "fitins.parameters" in content.array_records):
+            return call_next(msg, context)
+        rnd = int(compat.recorddict_to_fitins(content, keep_input=True).config["round"])
+        reply = call_next(msg, context)
+        if reply.has_error():
+            return reply
+        if RECORD_KEY_CONFIGS in reply.content.config_records:
+            raise NoiseOrderError(f"{name}: the noise mod wraps SecAgg+'s mod, so it would see "
+                                  "only the masked vector; list secagg before it")
+        fitres = compat.recorddict_to_fitres(reply.content, keep_input=True)
+        # the client names its center in its metrics (fedaudit.federation.client); a client
+        # that does not is keyed by its partition id, equally stable across runs
+        center = str(fitres.metrics.get(
+            "center", f"partition{context.node_config.get('partition-id', '?')}"))
+        noisy = perturb_update(parameters_to_ndarrays(fitres.parameters), defense,
+                               noise_seed(seed, name, center, rnd))
+        reply.content.array_records["fitres.parameters"] = compat.parameters_to_arrayrecord(
+            ndarrays_to_parameters(noisy), keep_input=True)
+        return reply
+
+    return mod
+
+
+def _client_mods(plan: Any, name: str) -> list[Callable]:
+    from fedaudit.scenarios import ScenarioError
+
+    names = plan.scenario.defense_names
+    if SECAGG in names and names.index(name) < names.index(SECAGG):
+        raise ScenarioError(
+            f"scenario {plan.scenario.name!r}: {name} is listed before secagg, so its mod would "
+            "wrap SecAgg+'s and see only masked vectors; list secagg first (the noise must be "
+            "added before masking)")
+    return [noise_mod(plan.scenario.defense(name), plan.seed)]
+
+
+def laplace_mods(plan: Any) -> list[Callable]:
+    """The ``laplace_noise`` defense's hook (:class:`fedaudit.catalog.DefenseSpec`)."""
+    return _client_mods(plan, LAPLACE)
+
+
+def dp_fedavg_mods(plan: Any) -> list[Callable]:
+    """The ``dp_fedavg`` defense's hook (:class:`fedaudit.catalog.DefenseSpec`)."""
+    return _client_mods(plan, DP_FEDAVG)

@@ -1,0 +1,113 @@
+"""Noise on the update a client sends: the transform the noise defenses apply, numpy only.
+
+Two defenses perturb a client's update Δw_k = w_k − w_global (what our clients send,
+:mod:`fedaudit.federation.client`) before it leaves the hospital, so that the honest-but-curious
+server -- the attacker of our threat model, who sees every individual update -- only ever holds
+the perturbed one:
+
+- ``laplace_noise`` (:mod:`fedaudit.defenses.laplace_noise`): paper 003 (MedPFL) §V, "gradient
+  perturbation": i.i.d. zero-mean Laplace noise of scale ``b`` on every coordinate of the shared
+  local update (the defense measured against CPL, Wei et al. 2020, "A Framework for Evaluating
+  Gradient Leakage Attacks in Federated Learning", Table III's "noise levels"). There is no
+  clipping, so the update's sensitivity is unbounded and the noise gives **no** differential
+  privacy guarantee; it is a heuristic whose effect is measured by the attacks.
+- ``dp_fedavg`` (:mod:`fedaudit.defenses.dp_fedavg`): the clip-and-noise step of DP-FedAvg
+  (McMahan et al. 2018, "Learning Differentially Private Recurrent Language Models", Alg. 1:
+  ``ClipFn`` bounds the update's L2 norm by ``S = C``, Gaussian noise of std ``z·S`` is added),
+  performed by each client on its own update (so the server never holds an un-noised one).
+
+The same function serves the client mod (what the federation really sends) and the attacks
+and tests that need to know what a level means; :func:`noise_defense` finds a scenario's noise
+entry. The scenario's defense entry (``{"name": "laplace_noise", "scale": b}`` or
+``{"name": "dp_fedavg", "clip": C, "noise_multiplier": z, "delta": δ}``) carries its level,
+so an attack reads the level from the scenario it attacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+LAPLACE = "laplace_noise"
+DP_FEDAVG = "dp_fedavg"
+NOISE_DEFENSES = (LAPLACE, DP_FEDAVG)
+
+
+class NoiseSettingError(ValueError):
+    """A noise defense entry that cannot be applied (unknown name, missing or bad level)."""
+
+
+def noise_defense(scenario_defenses: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The scenario's noise defense entry (``laplace_noise`` or ``dp_fedavg``), or None.
+
+    ``scenario_defenses`` is a scenario's ``defenses`` (``Scenario.defenses``: dicts with a
+    ``name``). At most one noise defense can shape an update: two would noise it twice with
+    levels no table could name, so that is an error."""
+    found = [dict(d) for d in scenario_defenses if d["name"] in NOISE_DEFENSES]
+    if len(found) > 1:
+        raise NoiseSettingError(
+            f"a scenario can add noise to the updates in one way only; it names "
+            f"{' and '.join(d['name'] for d in found)}. Use one of them per scenario.")
+    return found[0] if found else None
+
+
+def global_norm(arrays: Sequence[np.ndarray]) -> float:
+    """The L2 norm of all arrays taken as one vector (float64 accumulation)."""
+    return float(np.sqrt(sum(float(np.sum(np.square(np.asarray(a, np.float64))))
+                             for a in arrays)))
+
+
+def clip_update(arrays: Sequence[np.ndarray], clip: float) -> list[np.ndarray]:
+    """McMahan et al. 2018, Alg. 1, ``ClipFn`` (flat clipping): Δ · min(1, C / ‖Δ‖₂) with the
+    norm taken over every array together (float64 out)."""
+    norm = global_norm(arrays)
+    factor = 1.0 if norm <= clip else clip / norm
+    return [np.asarray(a, np.float64) * factor for a in arrays]
+
+
+def _level(defense: Mapping[str, Any], key: str, positive: bool = True) -> float:
+    if key not in defense:
+        raise NoiseSettingError(f"defense {defense.get('name')!r}: no {key!r} setting")
+    value = float(defense[key])
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        raise NoiseSettingError(f"defense {defense.get('name')!r}: {key} = {value} must be "
+                                f"{'positive' if positive else 'non-negative'} and finite")
+    return value
+
+
+def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
+                   seed: int) -> list[np.ndarray]:
+    """The update a client sends under the noise defense ``defense`` (float32 arrays, shapes
+    kept); the noise comes from ``numpy.random.default_rng(seed)``, drawn array by array in
+    order, so one seed gives one perturbation.
+
+    - ``laplace_noise`` (paper 003 §V): ``Δ + Lap(0, b)`` i.i.d. per coordinate,
+      ``b = defense["scale"]`` (E|noise| = b, Var = 2b²).
+    - ``dp_fedavg`` (McMahan et al. 2018, Alg. 1, ``ClipFn`` then the Gaussian mechanism, here
+      on the client): ``Δ · min(1, C/‖Δ‖₂) + N(0, (z·C)² I)``, ``C = defense["clip"]``,
+      ``z = defense["noise_multiplier"]``; ``‖Δ‖₂`` is the norm over every array together.
+    """
+    name = defense.get("name")
+    rng = np.random.default_rng(seed)
+    if name == LAPLACE:
+        b = _level(defense, "scale")
+        return [(np.asarray(a, np.float64) + rng.laplace(0.0, b, np.shape(a))
+                 ).astype(np.float32) for a in arrays]
+    if name == DP_FEDAVG:
+        clip = _level(defense, "clip")
+        std = _level(defense, "noise_multiplier", positive=False) * clip
+        return [(a + rng.normal(0.0, std, a.shape)).astype(np.float32)
+                for a in clip_update(arrays, clip)]
+    raise NoiseSettingError(f"{name!r} is not a noise defense (known: "
+                            f"{', '.join(NOISE_DEFENSES)})")
+
+
+def level_of(defense: Mapping[str, Any]) -> float:
+    """The defense's noise level as the grid names it: Laplace scale b, or DP noise multiplier
+    z (the per-coordinate std of the DP noise is z·C)."""
+    key = {LAPLACE: "scale", DP_FEDAVG: "noise_multiplier"}.get(defense.get("name"))
+    if key is None:
+        raise NoiseSettingError(f"{defense.get('name')!r} is not a noise defense")
+    return float(defense[key])

@@ -1,0 +1,84 @@
+"""The privacy-utility figure of the update-noise defenses: utility on the x axis, attack
+success on the y axis, one point per noise level (baseline included), ε as labels; one panel
+for the sCT federation (MAE against FedMIA's AUC, or the best UNet inversion SSIM without
+FedMIA) and one for paper 003's slice classifier (accuracy against the best inversion ASR)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.plots.style import STAT_THEME, apply_style
+
+LABELS = {"none": "baseline", "laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg"}
+
+
+def _best(frame: pd.DataFrame, prefix: str, suffix: str) -> np.ndarray:
+    cols = [c for c in frame.columns if c.startswith(prefix) and c.endswith(suffix)]
+    return frame[cols].max(axis=1).to_numpy(float) if cols else np.full(len(frame), np.nan)
+
+
+def _label(row: pd.Series) -> str:
+    if row["defense"] == "none":
+        return "baseline"
+    eps = row.get("epsilon", np.nan)
+    lvl = f"b={row['level']:g}" if row["defense"] == "laplace_noise" else f"z={row['level']:g}"
+    return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε")
+
+
+def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(**STAT_THEME)
+    apply_style()
+    # the sCT federation's privacy axis: FedMIA's AUC (the attack paper 000 evaluates DP
+    # against), else the best inversion SSIM on the UNet
+    fedmia = "fedmia_auc" in table and np.isfinite(table["fedmia_auc"].astype(float)).any()
+    panels = [("mae", "sCT MAE in the head (HU, lower is better)",
+               *(("fedmia_auc", "", "FedMIA AUC (patients, same-center non-members)")
+                 if fedmia else ("unet_", "_ssim", "best UNet mean SSIM of the attacks"))),
+              ("accuracy", "classifier test accuracy", "classifier_", "_asr",
+               "best classifier ASR (SSIM ≥ 0.9)")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    palette = dict(zip(LABELS, sns.color_palette("colorblind", len(LABELS)), strict=True))
+    # labels of different defenses go to different sides so coinciding points stay legible
+    offsets = {"none": (6, 8), "laplace_noise": (6, -12), "dp_fedavg": (6, 20)}
+    for ax, (xcol, xlabel, prefix, suffix, ylabel) in zip(axes, panels, strict=True):
+        y = _best(table, prefix, suffix)
+        x = table[xcol].to_numpy(float) if xcol in table else np.full(len(table), np.nan)
+        frame = table.assign(_x=x, _y=y)
+        for defense, sub in frame.groupby("defense", sort=False):
+            base = frame[frame["defense"] == "none"]
+            line = sub if defense == "none" else pd.concat([base, sub.sort_values("level")])
+            line = line[np.isfinite(line["_x"]) & np.isfinite(line["_y"])]
+            ax.plot(line["_x"], line["_y"], "o-", color=palette.get(defense),
+                    label=LABELS.get(defense, defense))
+            for _, r in sub.iterrows():
+                if np.isfinite(r["_x"]) and np.isfinite(r["_y"]):
+                    ax.annotate(_label(r), (r["_x"], r["_y"]), textcoords="offset points",
+                                xytext=offsets.get(defense, (6, 6)), fontsize=7,
+                                color=palette.get(defense))
+        missing = [_label(r) for _, r in frame.iterrows()
+                   if not (np.isfinite(r["_x"]) and np.isfinite(r["_y"]))]
+        if missing:
+            ax.text(0.02, 0.97, "not plotted (no usable model):\n" + "\n".join(missing),
+                    transform=ax.transAxes, va="top", fontsize=7)
+        if prefix == "fedmia_auc":
+            ax.axhline(0.5, ls="--", color="grey", lw=1)
+            ax.text(ax.get_xlim()[0], 0.5, " chance", fontsize=7, va="bottom", color="grey")
+        if prefix == "unet_" and "null_unet_ssim" in table:
+            null = float(table["null_unet_ssim"].max())
+            ax.axhline(null, ls="--", color="grey", lw=1)
+            ax.text(ax.get_xlim()[0], null, " a different slice of the center", fontsize=7,
+                    va="bottom", color="grey")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(-0.05, 1.05)
+        # clear of the "not plotted" note (top left) and of the points
+        ax.legend(loc="upper center" if prefix == "classifier_" else "center right", fontsize=7)
+    axes[0].set_title("sCT federation (UNet)")
+    axes[1].set_title("paper 003's slice classifier (CNN)")
+    fig.suptitle("Noise defenses: utility against attack success (one point per noise level)")
+    fig.savefig(path)
+    plt.close(fig)

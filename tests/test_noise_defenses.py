@@ -1,0 +1,287 @@
+"""The update-noise defenses: Laplace gradient perturbation (paper 003 §V) and DP-FedAvg with
+client-side noise (McMahan et al. 2018, Alg. 1): the transform, the client mod in a real Flower
+round (alone and inside SecAgg+), the scenario grid and the ε accountant."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO
+from fl_study import make_study, tiny_plan
+
+from fedaudit.config import ConfigError, validate_config
+from fedaudit.defenses.dp_fedavg.budget import epsilon, scenario_epsilon
+from fedaudit.defenses.noise_mod import noise_seed
+from fedaudit.defenses.update_noise import (
+    NoiseSettingError,
+    clip_update,
+    global_norm,
+    noise_defense,
+    perturb_update,
+)
+from fedaudit.federation import run as run_mod
+from fedaudit.federation.client import SCTClient
+from fedaudit.federation.run import train_federation
+from fedaudit.federation.server_log import load_round
+from fedaudit.scenarios import Scenario, ScenarioError, noise_name, scenarios_from_config
+
+LAP = {"name": "laplace_noise", "scale": 0.01}
+
+
+def _arrays(rng: np.random.Generator, scale: float = 1.0) -> list[np.ndarray]:
+    shapes = [(64, 32, 3, 3), (64,), (500, 400), (7,)]
+    return [(scale * rng.standard_normal(s)).astype(np.float32) for s in shapes]
+
+
+def _flat(arrays) -> np.ndarray:
+    return np.concatenate([np.ravel(a).astype(np.float64) for a in arrays])
+
+
+# --------------------------------------------------------------------------- the transform
+
+
+def test_laplace_noise_has_mean_zero_and_mean_absolute_value_b() -> None:
+    arrays = _arrays(np.random.default_rng(0))
+    out = perturb_update(arrays, LAP, seed=1)
+    assert [a.shape for a in out] == [a.shape for a in arrays]
+    assert all(a.dtype == np.float32 for a in out)
+    noise = _flat(out) - _flat(arrays)
+    n, b = noise.size, LAP["scale"]
+    # Lap(0, b): sd √2·b, |X| ~ Exp(1/b) with sd b; by the CLT the sample means lie within 5
+    # standard errors with probability 1 - 6e-7 (float32 rounding is ~1e-9, negligible)
+    assert abs(noise.mean()) < 5 * math.sqrt(2) * b / math.sqrt(n)
+    assert abs(np.abs(noise).mean() - b) < 5 * b / math.sqrt(n)
+    assert abs(noise.std() - math.sqrt(2) * b) < 0.02 * b  # Laplace spread (a Gaussian: 1.25b)
+
+
+def test_dp_fedavg_clips_to_exactly_c_above_and_keeps_updates_below() -> None:
+    arrays = _arrays(np.random.default_rng(0))
+    norm = global_norm(arrays)
+    assert norm > 100
+    clipped = perturb_update(arrays, {"name": "dp_fedavg", "clip": 3.0,
+                                      "noise_multiplier": 0.0}, seed=1)
+    assert global_norm(clipped) == pytest.approx(3.0, rel=1e-6)  # float32 rounding only
+    # clipping scales every array by the same factor (the direction is kept)
+    assert np.allclose(_flat(clipped) * norm / 3.0, _flat(arrays), rtol=1e-5, atol=1e-6)
+    small = [a * np.float32(1e-3) for a in arrays]
+    kept = perturb_update(small, {"name": "dp_fedavg", "clip": 3.0, "noise_multiplier": 0.0}, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(kept, small, strict=True))
+    assert global_norm(clip_update(small, 3.0)) < 3.0
+
+
+def test_dp_fedavg_noise_has_std_z_times_c() -> None:
+    zeros = [np.zeros(s, np.float32) for s in [(300, 1000), (17,)]]
+    z, c = 0.5, 2.0
+    noise = _flat(perturb_update(zeros, {"name": "dp_fedavg", "clip": c, "noise_multiplier": z,
+                                         "delta": 1e-5}, seed=3))
+    sd = z * c
+    # sample sd of n normals: standard error sd/√(2n); 5 of them
+    assert abs(noise.std() - sd) < 5 * sd / math.sqrt(2 * noise.size)
+    assert abs(noise.mean()) < 5 * sd / math.sqrt(noise.size)
+
+
+def test_same_seed_same_noise_other_seed_other_noise() -> None:
+    arrays = _arrays(np.random.default_rng(0), 1e-3)
+    for d in (LAP, {"name": "dp_fedavg", "clip": 1.0, "noise_multiplier": 1.0, "delta": 1e-5}):
+        a, b, c = (perturb_update(arrays, d, s) for s in (5, 5, 6))
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+        assert not np.array_equal(a[2], c[2])
+    assert noise_seed(7, "laplace_noise", "A", 1) == noise_seed(7, "laplace_noise", "A", 1)
+    assert len({noise_seed(7, "laplace_noise", c, r) for c in "AB" for r in (1, 2)}) == 4
+
+
+def test_noise_defense_finds_one_entry_and_refuses_two() -> None:
+    assert noise_defense([{"name": "secagg"}]) is None
+    assert noise_defense([{"name": "secagg"}, LAP]) == LAP
+    with pytest.raises(NoiseSettingError, match="laplace_noise and dp_fedavg"):
+        noise_defense([LAP, {"name": "dp_fedavg", "clip": 1.0, "noise_multiplier": 1.0}])
+    with pytest.raises(NoiseSettingError, match="not a noise defense"):
+        perturb_update([np.zeros(3)], {"name": "secagg"}, 0)
+    with pytest.raises(NoiseSettingError, match="scale"):
+        perturb_update([np.zeros(3)], {"name": "laplace_noise", "scale": -1.0}, 0)
+
+
+# --------------------------------------------------------------------------- a real Flower round
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory):
+    return make_study(tmp_path_factory.mktemp("study"))
+
+
+def _train_recorded(plan, monkeypatch) -> dict[str, list[np.ndarray]]:
+    """Train ``plan``; center -> the clean update its client computed in round 1."""
+    clean: dict[str, list[np.ndarray]] = {}
+    orig_fit = SCTClient.fit
+
+    def spy_fit(self, parameters, config):
+        res = orig_fit(self, parameters, config)
+        if int(config["round"]) == 1:
+            clean[self.center] = [a.copy() for a in res[0]]
+        return res
+
+    monkeypatch.setattr(SCTClient, "fit", spy_fit)
+    train_federation(plan)
+    return clean
+
+
+@pytest.mark.parametrize("defense", [
+    {"name": "laplace_noise", "scale": 0.01},
+    # a clip far below the tiny federation's update norms (~0.3), so every update is clipped
+    {"name": "dp_fedavg", "clip": 0.01, "noise_multiplier": 2.0, "delta": 1e-5}],
+    ids=["laplace", "dp_fedavg"])
+def test_the_server_receives_the_noised_update(study, tmp_path, monkeypatch, defense) -> None:
+    plan = tiny_plan(study, tmp_path, Scenario("noisy", defenses=(defense,)), rounds=1)
+    clean = _train_recorded(plan, monkeypatch)
+    got = load_round(tmp_path / "server_log", 1)
+    assert set(clean) == set(got.updates) == {"A", "B", "C"}
+    for center, upd in clean.items():
+        received = [got.updates[center][n] for n in got.names]
+        expected = perturb_update(upd, defense, noise_seed(plan.seed, defense["name"], center, 1))
+        assert all(np.array_equal(r, e) for r, e in zip(received, expected, strict=True))
+        if defense["name"] == "laplace_noise":
+            noise = _flat(received) - _flat(upd)
+            assert abs(np.abs(noise).mean() - 0.01) < 5 * 0.01 / math.sqrt(noise.size)
+        else:
+            assert global_norm(upd) > 10 * defense["clip"]
+            noise = _flat(received) - _flat(clip_update(upd, defense["clip"]))
+            sd = defense["noise_multiplier"] * defense["clip"]
+            assert abs(noise.std() - sd) < 5 * sd / math.sqrt(2 * noise.size)
+
+
+def test_noise_is_added_inside_secagg_and_the_wrong_order_is_refused(study, tmp_path,
+                                                                      monkeypatch) -> None:
+    from fedaudit.catalog import catalog, fragment_defaults
+    from fedaudit.defenses.secagg.workflow import max_examples
+
+    sa = {"name": "secagg", **fragment_defaults(catalog().defenses["secagg"].folder)}
+    lap = {"name": "laplace_noise", "scale": 0.05}
+    wrong = tiny_plan(study, tmp_path / "wrong", Scenario("w", defenses=(lap, sa)), rounds=1)
+    with pytest.raises(ScenarioError, match="listed before secagg"):
+        run_mod.make_client_app(wrong)
+
+    plan = tiny_plan(study, tmp_path / "ok", Scenario("ok", defenses=(sa, lap)), rounds=1)
+    clean = _train_recorded(plan, monkeypatch)
+    got = load_round(tmp_path / "ok" / "server_log", 1)
+    total = sum(got.num_examples.values())
+    noisy = {c: perturb_update(u, lap, noise_seed(plan.seed, "laplace_noise", c, 1))
+             for c, u in clean.items()}
+    agg = _flat([got.updates["A"][n] for n in got.names])
+    fedavg_noisy = sum(got.num_examples[c] / total * _flat(noisy[c]) for c in clean)
+    fedavg_clean = sum(got.num_examples[c] / total * _flat(clean[c]) for c in clean)
+    # the unmasked aggregate is FedAvg of the *noised* updates within SecAgg+'s quantisation
+    # step (as in test_federation's SecAgg+ test) ...
+    step = 2 * sa["clipping_range"] / sa["quantization_range"]
+    tol = 3 * step * max_examples(plan, None) / total
+    assert np.abs(agg - fedavg_noisy).max() < tol
+    # ... and far from FedAvg of the clean ones: the weighted sum of three Laplace draws has
+    # mean |.| of the order of the scale
+    assert np.abs(agg - fedavg_clean).mean() > 0.3 * lap["scale"]
+
+
+# --------------------------------------------------------------------------- the scenario grid
+
+
+@pytest.fixture
+def demo() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_noise_grid_names_levels_and_references(demo) -> None:
+    cfg = copy.deepcopy(demo)
+    cfg["scenarios"]["noise"] = {"laplace_noise": [0.001, 0.1], "dp_fedavg": [0.5, 2]}
+    cfg["defenses"] = {"dp_fedavg": {"clip": 1.2}}
+    sc = scenarios_from_config(validate_config(cfg))
+    assert {"laplace-b0.001", "laplace-b0.1", "dp-z0.5", "dp-z2.0"} <= set(sc)
+    lap, dp = sc["laplace-b0.001"], sc["dp-z2.0"]
+    assert (lap.aggregation, lap.reference, dp.aggregation, dp.reference) == (
+        "fedavg", "baseline", "fedavg", "baseline")
+    assert noise_defense(lap.defenses) == {"name": "laplace_noise", "scale": 0.001}
+    assert noise_defense(dp.defenses) == {"name": "dp_fedavg", "clip": 1.2,
+                                          "noise_multiplier": 2.0, "delta": 1e-5}
+    assert noise_name("laplace_noise", 1e-4) == "laplace-b0.0001"
+    assert noise_name("dp_fedavg", 1) == "dp-z1.0"
+    # no grid without levels (the schema's default; the demo config sets four)
+    plain = copy.deepcopy(demo)
+    plain["scenarios"].pop("noise", None)
+    assert not any(n.startswith(("laplace-", "dp-")) for n in
+                   scenarios_from_config(validate_config(plain)))
+
+
+@pytest.mark.parametrize("level", [0, -0.5, "big"])
+def test_a_bad_noise_level_is_a_config_error(demo, level) -> None:
+    cfg = copy.deepcopy(demo)
+    cfg["scenarios"]["noise"] = {"dp_fedavg": [level]}
+    with pytest.raises(ConfigError, match="scenarios.noise.dp_fedavg"):
+        validate_config(cfg)
+
+
+def test_custom_scenarios_name_noise_defenses_with_their_defaults(demo) -> None:
+    cfg = copy.deepcopy(demo)
+    cfg.pop("defenses", None)  # the schema's defaults (the demo config sets its own clip)
+    cfg["scenarios"]["custom"] = {"lap-sa": {"defenses": ["laplace_noise", "secagg"]},
+                                  "dp": {"defenses": ["dp_fedavg"]}}
+    sc = scenarios_from_config(validate_config(cfg))
+    # SecAgg+ first, so the noise mod runs inside its mod (noise before masking)
+    assert sc["lap-sa"].defense_names[:2] == ["secagg", "laplace_noise"]
+    assert sc["lap-sa"].defense("laplace_noise") == {"name": "laplace_noise", "scale": 0.001}
+    assert sc["dp"].defense("dp_fedavg") == {"name": "dp_fedavg", "clip": 1.0,
+                                             "noise_multiplier": 1.0, "delta": 1e-5}
+    cfg["scenarios"]["custom"] = {"both": {"defenses": ["laplace_noise", "dp_fedavg"]}}
+    with pytest.raises(ConfigError, match="'both'.*one way only"):
+        validate_config(cfg)
+
+
+# --------------------------------------------------------------------------- ε
+
+
+def test_rdp_epsilon_reproduces_abadi_et_al_2016() -> None:
+    """Abadi et al. 2016, "Deep Learning with Differential Privacy", §3.1 and §5: q = 0.01,
+    σ = 4, T = 10,000 steps, δ = 1e-5 gives ε ≈ 1.26 with the moments accountant."""
+    from dp_accounting import dp_event
+    from dp_accounting.rdp import RdpAccountant
+
+    eps = epsilon(4.0, 10_000, 1e-5, sampling_rate=0.01)
+    # Measured: 1.0355. The moments accountant is RDP at integer orders λ+1 (Mironov 2017,
+    # §3.3) turned into (ε, δ) by the tail bound ε = min_α RDP(α) + log(1/δ)/(α−1) (Abadi et al.
+    # Thm. 2; Mironov Prop. 3). dp-accounting's get_epsilon uses the tighter conversion of
+    # Canonne et al. 2020 Prop. 12, which subtracts log(α)/(α−1) − log(1−1/α) ≈ 0.22 at the
+    # optimal α ≈ 17-20. So the library's ε must be *below* 1.26, by about that gap:
+    assert 1.26 - 0.30 < eps < 1.26
+    # and the library's RDP curve with the paper's own conversion and orders (λ ≤ 32) gives
+    # the published number to its two decimals (measured 1.2586).
+    acc = RdpAccountant(orders=list(range(2, 34)))
+    acc.compose(dp_event.SelfComposedDpEvent(
+        dp_event.PoissonSampledDpEvent(0.01, dp_event.GaussianDpEvent(4.0)), 10_000))
+    tail = min(acc.rdp - math.log(1e-5) / (acc.orders - 1))
+    assert abs(tail - 1.26) < 0.005
+
+
+def test_epsilon_falls_with_noise_and_grows_with_rounds() -> None:
+    by_z = [epsilon(z, 35, 1e-5) for z in (0.5, 1.0, 2.0, 8.0)]
+    assert all(a > b for a, b in zip(by_z, by_z[1:], strict=False))
+    by_t = [epsilon(2.0, t, 1e-5) for t in (1, 10, 35, 100)]
+    assert all(a < b for a, b in zip(by_t, by_t[1:], strict=False))
+    assert epsilon(1.0, 0, 1e-5) == 0.0
+    # one round of the Gaussian mechanism (q = 1): the classical σ ≥ √(2 ln(1.25/δ))/ε
+    # (Dwork & Roth 2014, Thm. A.1) is an upper bound the accountant must not exceed
+    z = 5.0
+    assert epsilon(z, 1, 1e-5) < math.sqrt(2 * math.log(1.25 / 1e-5)) / z
+    assert scenario_epsilon([LAP], 35) is None
+    assert scenario_epsilon([{"name": "secagg"}], 35) is None
+    dp = {"name": "dp_fedavg", "clip": 1.0, "noise_multiplier": 2.0, "delta": 1e-5}
+    assert scenario_epsilon([dp], 35) == epsilon(2.0, 35, 1e-5)
+
+
+def test_the_scenarios_name_the_same_noise_defenses_as_the_transform() -> None:
+    """fedaudit.scenarios spells the names (it must not import the defenses package)."""
+    from fedaudit import scenarios
+    from fedaudit.catalog import catalog
+    from fedaudit.defenses import update_noise
+
+    assert scenarios.NOISE_DEFENSES == update_noise.NOISE_DEFENSES
+    assert set(update_noise.NOISE_DEFENSES) <= set(catalog().defenses)
