@@ -268,10 +268,10 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
                                       for d in spec["defenses"])),
             tuple(dict(a) for a in spec["client_attacks"]), spec["server"], spec["reference"])
     n_train = len(train_centers)
+    from fedaudit.defenses.update_noise import NoiseSettingError, noise_defense
+
     for s in out.values():
         _check_composition(cat, s, n_train)
-        from fedaudit.defenses.update_noise import NoiseSettingError, noise_defense
-
         try:
             noise_defense(s.defenses)
         except NoiseSettingError as err:

@@ -17,7 +17,6 @@ GRADINV_READS = {
         **{k: GRADINV[k] for k in (*_GRADINV_COMMON, "networks")},
         "slices": {"translation": GRADINV["slices"]["translation"]},
         "evaluations": {"translation": GRADINV["evaluations"]["translation"]},
-        "classifier": {"classes": GRADINV["classifier"]["classes"]},
     },
     "classifier": {
         **{k: GRADINV[k] for k in _GRADINV_COMMON},

@@ -89,13 +89,14 @@ def _unet_targets(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
 
 
 def _classifier_target(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
-    from fedaudit.federation.classifier import initial_classifier, load_global_models
+    from fedaudit.federation.classifier import load_global_models
     from fedaudit.federation.weights import exchanged_names, set_arrays
+    from fedaudit.models.classifier import DLGConvNet
 
     clf = p.gradinv["classifier"]
     rnd = clf["attacked_round"]
     arrays = load_global_models(Path(smk.input.target) / "global_models.npz")[rnd]
-    net = initial_classifier(0, clf["classes"])
+    net = DLGConvNet(num_classes=clf["classes"])
     set_arrays(net, [arrays[n] for n in exchanged_names(net)])
     return {"classifier": net}, rnd
 
@@ -175,13 +176,15 @@ def attack(smk: Any, log: logging.Logger) -> None:
         nets = {k: v for k, v in nets.items() if k != "control"}
         batch_sizes = [1]
     n = g["slices"][task]
+    num_classes = g["classifier"]["classes"] if task == "classification" else 0
+    methods = {b: _method(wc.gradinv_method, p.method_settings, task, g, b, p.plugins)
+               for b in batch_sizes}
     folders = _folders(smk, "train_folders")
     rows: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
     for center, center_folders in folders.items():
         seed = derive_seed(p.seed, "gradinv", center, wc.gradinv_target)
-        data = (_classifier_slices(center_folders, max(n, *batch_sizes), seed,
-                                   g["classifier"]["classes"])
+        data = (_classifier_slices(center_folders, max(n, *batch_sizes), seed, num_classes)
                 if task == "classification"
                 else _unet_slices(center_folders, max(n, *batch_sizes), seed))
         arrays[f"{center}/truth"] = data["x"][:n]
@@ -189,7 +192,7 @@ def attack(smk: Any, log: logging.Logger) -> None:
         for net_name, net in nets.items():
             net = net.to(dev)
             for b in batch_sizes:
-                method = _method(wc.gradinv_method, p.method_settings, task, g, b, p.plugins)
+                method = methods[b]
                 groups = [[i] for i in range(n)] if b == 1 else [list(range(b))]
                 for gi, members in enumerate(groups):
                     x = torch.from_numpy(data["x"][members]).to(dev)
@@ -205,7 +208,7 @@ def attack(smk: Any, log: logging.Logger) -> None:
                                  seed=derive_seed(p.seed, "gradinv-dummy", center, gi),
                                  mask=None if task == "classification"
                                  else data["mask"][members],
-                                 known_target=known, num_classes=g["classifier"]["classes"],
+                                 known_target=known, num_classes=num_classes,
                                  loss=p.loss, device=dev)
                     recon = res.reconstruction[:, 0]
                     truth = data["x"][members][:, 0]
