@@ -23,23 +23,28 @@ TOY = Path(__file__).parent / "plugins" / "loss_threshold"
 def test_builtin_registries_hold_paper_000s_threats() -> None:
     cat = catalog()
     assert set(cat.attacks) == {"fedmia", "dlg", "trap_weights", "gradinv", "cpl", "idlg",
-                                "inverting_gradients"}
+                                "inverting_gradients", "evasion"}
     assert {a.name: a.view for a in cat.attacks.values()} == {
         "fedmia": "server_log", "dlg": "server_log", "trap_weights": "malicious_server",
         "gradinv": "server_log", "cpl": "server_log", "idlg": "server_log",
-        "inverting_gradients": "server_log"}
+        "inverting_gradients": "server_log", "evasion": "client"}
     # paper 003's methods: recipes the gradient-inversion suite runs (DLG has jobs of its own)
     assert {n for n, a in cat.attacks.items() if a.method} == {"dlg", "cpl", "idlg",
                                                                "inverting_gradients"}
     assert set(cat.client_attacks) == {"poisoning"}
     assert set(cat.defenses) == {"secagg", "architecture_check", "weight_audit",
-                                 "laplace_noise", "dp_fedavg"}
+                                 "laplace_noise", "dp_fedavg", "dp_sgd"}
+    # DP-SGD changes the local training and the model, not what a client sends
+    dp = cat.defenses["dp_sgd"]
+    assert (dp.client_mods, dp.local_training, dp.model) == (
+        None, ".private:local_training", ".plugin:model")
     assert cat.defenses["secagg"].compatible == ("fedavg",)
     assert set(cat.aggregators) == {"fedavg", "fedmedian", "krum", "trimmed_mean"}
     assert set(cat.servers) == {"honest", "trap_weights"}
     assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion", "trap_weights",
                                "trap_weights_3d", "trap_weights_defenses", "inversion_suite",
-                               "inversion_classifier", "privacy_utility"}
+                               "inversion_classifier", "privacy_utility", "evasion",
+                               "evasion_transfer", "evasion_dp"}
     for spec in cat.attacks.values():
         assert spec.rules.is_file() or spec.method, spec.name
 

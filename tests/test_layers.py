@@ -47,9 +47,26 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.attacks.gradinv.report", "flwr"),
     ("fedaudit.attacks.gradinv.steps", "torch"),
     ("fedaudit.plots.privacy_utility", "torch"),
+    # the evasion tables and figures run in the report environment; its steps module is what
+    # the figure rules import there, and its rates are read without torch
+    ("fedaudit.attacks.evasion.report", "torch"),
+    ("fedaudit.attacks.evasion.steps", "torch"),
+    ("fedaudit.attacks.evasion.metrics", "torch"),
+    ("fedaudit.plots.evasion", "torch"),
+    # the attack itself needs torch alone: Flower only to recompute a client's local model
+    ("fedaudit.attacks.evasion.algorithm", "flwr"),
+    ("fedaudit.attacks.evasion.run", "flwr"),
     # the noise transform is shared by the client mod and the attacks: numpy only
     ("fedaudit.defenses.update_noise", "torch"),
     ("fedaudit.defenses.update_noise", "flwr"),
+    # DP-SGD's ε is computed by the privacy-utility table in the report environment (no torch,
+    # no Opacus); only the clients' training imports Opacus
+    ("fedaudit.defenses.dp_sgd.budget", "torch"),
+    ("fedaudit.defenses.dp_sgd.budget", "opacus"),
+    # the deployment backend (processes, TLS) loads only when a job selects it; the app
+    # processes it starts import it, and never an attack
+    ("fedaudit.federation.run", "fedaudit.federation.deployment"),
+    ("fedaudit.federation.deployment", "fedaudit.attacks"),
 ]
 
 # Runs in the child: a meta-path finder that sees every import not yet in sys.modules and, at the

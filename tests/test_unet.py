@@ -144,4 +144,4 @@ def test_norm_none_has_no_batchnorm_and_keeps_the_convolution_names() -> None:
     with torch.no_grad():
         assert bn_free.train()(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
     with pytest.raises(ValueError, match="norm must be one of"):
-        UNet2D(base=4, norm="group")
+        UNet2D(base=4, norm="layer")

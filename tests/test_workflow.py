@@ -47,7 +47,11 @@ TINY = {
                 "gradinv": {"slices": {"translation": 1, "classification": 1},
                             "evaluations": {"translation": 4, "classification": 20},
                             "classifier": {"rounds": 1, "local_epochs": 1}},
-                "inverting_gradients": {"batch_sizes": [1, 2]}},
+                "inverting_gradients": {"batch_sizes": [1, 2]},
+                # paper 004's evasion: 2 slices, two ε, 2 and 4 steps, one α
+                "evasion": {"slices": 2, "batch_size": 2, "epsilons": [0.03, 0.1],
+                            "alpha_fractions": [0.25], "steps": [2, 4],
+                            "targeted": {"min_voxels": 2}}},
 }
 
 
@@ -87,6 +91,8 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     assert counts["fedmia_measure"] == 6  # baseline, secagg, the control, the noise levels
     # paper 003's suite: baseline and the 3 noise levels x 2 targets x 4 methods
     assert counts["gradinv"] == 32 and counts["gradinv_classifier"] == 4
+    # paper 004's evasion: baseline, FedMedian and the 3 noise levels
+    assert counts["evasion"] == 5 and counts["evasion_summary"] == 1
     assert counts["eval_summary"] == counts["constant_predictor"] == 1
     # the full grid is one more config file away
     full = run_snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "config.yaml"),
@@ -319,12 +325,14 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
 
 
 TABLES = ("quality", "poisoning", "membership", "inversion", "trap_weights", "trap_weights_3d",
-          "trap_weights_defenses", "inversion_suite", "inversion_classifier", "privacy_utility")
+          "trap_weights_defenses", "inversion_suite", "inversion_classifier", "privacy_utility",
+          "evasion", "evasion_transfer", "evasion_dp")
 FIGURES = ("training/baseline.png", "training/secagg.png", "training/poison-A-g1.0-fedavg.png",
            "poisoning_heatmap.png", "sct_comparison.png", "fedmia_roc.png",
            "dlg_evolution_baseline_adam.png", "dlg_evolution_baseline_lbfgs.png",
            "trap_weights_slices_baseline.png", "trap_weights_slices_secagg.png",
-           "privacy_utility.png")
+           "privacy_utility.png", "evasion_epsilon.png", "evasion_alpha.png",
+           "evasion_example.png")
 
 
 def _check_report(workdir: Path) -> None:
@@ -350,7 +358,8 @@ def _check_report(workdir: Path) -> None:
                   "Membership inference (FedMIA)", "Gradient inversion (DLG)",
                   "Data poisoning under FedAvg", "Price of SecAgg+", "synthetic demo data",
                   "Malicious server (trap weights)", "Malicious-server defenses",
-                  "Gradient inversion suite", "Defense: DP-FedAvg noise on client updates"):
+                  "Gradient inversion suite", "Defense: DP-FedAvg noise on client updates",
+                  "Test-time evasion by a malicious client", "Evasion across the attacked"):
         assert topic in front, topic
     assert "Centers {{" in front  # the introduction's template is left for the report to fill
 
@@ -423,6 +432,7 @@ def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     assert (workdir / "results/logs/attacks/dlg/baseline/A_adam.log").read_text().count("it/s")
     _check_trap_weights(workdir)
     _check_gradinv(workdir)
+    _check_evasion(workdir)
 
 
 def _check_gradinv(workdir: Path) -> None:
@@ -456,6 +466,30 @@ def _check_gradinv(workdir: Path) -> None:
                                            ).read_text()
     table2 = (workdir / "results/tables/inversion_classifier.md").read_text()
     assert "| Dataset | Method | Model | ASR | SSIM | MSE | Time (s) |" in table2
+
+
+def _check_evasion(workdir: Path) -> None:
+    """Paper 004's evasion on baseline (local models from the log) and the DP level (local
+    models recomputed by the clients' own training): every model scored, the ball kept."""
+    root = workdir / "results/attacks/evasion"
+    rows = pd.read_csv(root / "evasion.csv")
+    # DP noise on BatchNorm's variances may leave a DP model without a finite sCT: then nothing
+    # is crafted there and models.csv says so
+    scenarios = set(rows["scenario"])
+    assert "baseline" in scenarios and scenarios <= {"baseline", "dp-z0.5"}
+    assert set(rows["attacker"]) == {"A"}
+    assert set(rows["model"]) == {"A", "global", "B"}
+    assert set(rows["role"]) == {"whitebox", "global", "victim"}
+    assert (rows["linf"] <= rows["epsilon"] + 1e-6).all()
+    assert set(rows["method"]) == {"fgsm", "bim", "pgd", "random"}
+    models = pd.read_csv(root / "models.csv").drop_duplicates("scenario").set_index("scenario")
+    assert models.loc["baseline", "local_models"] == "server_log"
+    assert models.loc["dp-z0.5", "local_models"] == "recomputed"
+    rates = pd.read_csv(root / "rates.csv")
+    assert rates["n_slices"].max() <= 2 and rates["asr"].dropna().between(0, 1).all()
+    table = (workdir / "results/tables/evasion.md").read_text()
+    assert "| Scenario | Attack type | Clean MAE, clients (HU) |" in table
+    assert "PGD-4" in table and "PGD-2" in table
 
 
 def _check_trap_weights(workdir: Path) -> None:

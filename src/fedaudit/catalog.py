@@ -162,13 +162,22 @@ class DefenseSpec:
     returns Flower client mods, ``fit_workflow(plan, params)`` the server's fit workflow (or
     None for the default); ``compatible`` lists the aggregation rules it works with (None: all);
     ``min_clients`` the federation size it needs. Its settings come from the config's
-    ``defenses.<name>`` (schema fragment ``schema.yaml``)."""
+    ``defenses.<name>`` (schema fragment ``schema.yaml``).
+
+    A defense that changes how a client trains rather than what it sends (DP-SGD) names
+    ``local_training(settings, seed) -> fedaudit.federation.local.LocalTraining``, built by each
+    client per round from the scenario's entry and the round seed and handed to ``train_local``;
+    ``model(settings) -> dict`` gives the entries of the model definition it needs
+    (:func:`fedaudit.models.definition.agreed`'s ``norm``/``groups``: DP-SGD's GroupNorm UNet),
+    which every scenario naming it trains, evaluates and attacks."""
 
     name: str
     title: str
     folder: Path
     client_mods: str | None = None
     fit_workflow: str | None = None
+    local_training: str | None = None
+    model: str | None = None
     compatible: tuple[str, ...] | None = None
     why_incompatible: str = ""
     min_clients: int = 1

@@ -12,8 +12,10 @@ center at a time with γ ∈ {0.1, 0.5, 1.0} under FedAvg and FedMedian (Table 3
 with the unpoisoned federation that uses the same aggregation. The update-noise grid
 (``scenarios.noise``) adds one FedAvg federation per noise level whose clients perturb the
 update they send: Laplace noise of scale b (paper 003 §V, ``laplace-b<b>``) or DP-FedAvg's clip
-and Gaussian noise with multiplier z (McMahan et al. 2018, Alg. 1, ``dp-z<z>``); the level
-travels in the scenario's defense entry, which is how the attacks learn it
+and Gaussian noise with multiplier z (McMahan et al. 2018, Alg. 1, ``dp-z<z>``) -- or, as an
+option, whose clients train with sample-level DP-SGD at noise multiplier σ (Abadi et al. 2016,
+Alg. 1, ``dpsgd-z<σ>``; their UNet is the GroupNorm one, :mod:`fedaudit.defenses.dp_sgd`); the
+level travels in the scenario's defense entry, which is how the attacks learn it
 (:func:`fedaudit.defenses.update_noise.noise_defense`).
 """
 
@@ -33,8 +35,8 @@ WEIGHT_AUDIT = "weight_audit"
 POISONING = "poisoning"
 # The update-noise defenses (fedaudit.defenses.update_noise; named here, not imported: the
 # federation's client imports this module and must not load the defenses package)
-LAPLACE, DP_FEDAVG = "laplace_noise", "dp_fedavg"
-NOISE_DEFENSES = (LAPLACE, DP_FEDAVG)
+LAPLACE, DP_FEDAVG, DP_SGD = "laplace_noise", "dp_fedavg", "dp_sgd"
+NOISE_DEFENSES = (LAPLACE, DP_FEDAVG, DP_SGD)
 
 
 def aggregation_label(name: str) -> str:
@@ -127,19 +129,21 @@ def _level_text(x: float) -> str:
 
 
 # grid prefix and the defense entry's key of the level, per noise defense
-NOISE_LEVEL = {LAPLACE: ("laplace-b", "scale"), DP_FEDAVG: ("dp-z", "noise_multiplier")}
+NOISE_LEVEL = {LAPLACE: ("laplace-b", "scale"), DP_FEDAVG: ("dp-z", "noise_multiplier"),
+               DP_SGD: ("dpsgd-z", "noise_multiplier")}
 
 
 def noise_name(defense: str, level: float) -> str:
-    """e.g. ``laplace-b0.001`` (Laplace scale b) or ``dp-z0.5`` (DP-FedAvg noise multiplier
-    z), the level written as in :func:`poison_name`."""
+    """e.g. ``laplace-b0.001`` (Laplace scale b), ``dp-z0.5`` (DP-FedAvg noise multiplier z)
+    or ``dpsgd-z1.0`` (DP-SGD noise multiplier σ), the level written as in :func:`poison_name`."""
     return f"{NOISE_LEVEL[defense][0]}{_level_text(float(level))}"
 
 
 def noise_scenario(defense: str, level: float, settings: dict[str, Any], **rest: Any
                    ) -> Scenario:
-    """A FedAvg federation whose clients add ``defense``'s noise at ``level`` to their updates;
-    the other settings (DP-FedAvg's clip and delta) are ``settings`` (``defenses.<name>``)."""
+    """A FedAvg federation whose clients add ``defense``'s noise at ``level`` to their updates
+    (DP-SGD: inside every local step); the other settings (clip, delta, ...) are ``settings``
+    (``defenses.<name>``)."""
     entry = {"name": defense, **settings, NOISE_LEVEL[defense][1]: float(level)}
     return Scenario(noise_name(defense, level), "fedavg", defenses=(entry,), **rest)
 
@@ -319,7 +323,7 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
 # Keys of the config's ``train`` section that change how a federation is computed, not what:
 # thread counts, DataLoader workers and the backend give the same model (tested), so changing them
 # must not re-train anything. Every other key is a Snakemake param of the train rule.
-EXECUTION_KEYS = ("threads", "num_workers", "backend", "ray")
+EXECUTION_KEYS = ("threads", "num_workers", "backend", "ray", "deployment")
 def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     """The ``train`` settings that determine ``scenario``'s model: its rule's params, so that
     changing one re-trains exactly the scenarios that read it (and nothing for the

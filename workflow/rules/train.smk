@@ -1,8 +1,8 @@
 # Federated training per scenario (paper 000, "Federated Learning Framework"), Flower apps with an
-# in-process or Ray backend; a scenario is a composition from the threat catalog (aggregation
-# rule, defenses, malicious clients, server behaviour). Checkpoints (and the server log's rounds
-# while training) live beside the outputs, not declared, so a killed job resumes from its last
-# round when re-run.
+# in-process, Ray or deployment (a SuperLink and one SuperNode per center on localhost) backend; a
+# scenario is a composition from the threat catalog (aggregation rule, defenses, malicious
+# clients, server behaviour). Checkpoints (and the server log's rounds while training) live
+# beside the outputs, not declared, so a killed job resumes from its last round when re-run.
 
 
 wildcard_constraints:
@@ -31,7 +31,9 @@ rule train:
         train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
         centers=TRAIN_CENTERS,
-    threads: config["train"]["threads"]
+    # deployed, the centers' ClientApp processes train at the same time, each on train.threads
+    threads:
+        config["train"]["threads"] * (len(TRAIN_CENTERS) if config["train"]["backend"] == "deployment" else 1)
     priority: train_priority
     resources:
         # MR + CT float32 and a mask per patient held in memory (~9 B/voxel; 16 with headroom)

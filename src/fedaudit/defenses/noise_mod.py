@@ -31,7 +31,13 @@ from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat as compat
 
-from fedaudit.defenses.update_noise import DP_FEDAVG, LAPLACE, perturb_update
+from fedaudit.defenses.update_noise import (
+    DP_FEDAVG,
+    DP_SGD,
+    LAPLACE,
+    NoiseSettingError,
+    perturb_update,
+)
 from fedaudit.runtime import derive_seed
 
 SECAGG = "secagg"
@@ -51,6 +57,10 @@ def noise_mod(defense: dict[str, Any], seed: int
     """A Flower client mod adding ``defense``'s noise (a scenario's defense entry) to every fit
     reply's parameters, seeded per (``seed``, defense, center, round)."""
     name = str(defense["name"])
+    if name == DP_SGD:
+        raise NoiseSettingError("dp_sgd adds its noise inside every local step "
+                                "(fedaudit.defenses.dp_sgd.private), not to the update a "
+                                "client sends: it is not a client mod")
 
     def mod(msg: Message, context: Context, call_next: Callable) -> Message:
         content = msg.content

@@ -16,6 +16,12 @@ the perturbed one:
   ``ClipFn`` bounds the update's L2 norm by ``S = C``, Gaussian noise of std ``z·S`` is added),
   performed by each client on its own update (so the server never holds an un-noised one).
 
+A third defense noises inside the local training instead: ``dp_sgd``
+(:mod:`fedaudit.defenses.dp_sgd`, Abadi et al. 2016, Alg. 1: every slice's gradient clipped to
+``C = max_grad_norm``, N(0, σ²C²) on each lot's sum). It runs in the clients' training loop
+(Opacus), not here; :func:`perturb_update` gives its one-step form for the attacks that invert a
+single slice's gradient: a lot of that one slice, i.e. ``clip(g, C) + N(0, (σC)² I)``.
+
 The same function serves the client mod (what the federation really sends) and the attacks
 and tests that need to know what a level means; :func:`noise_defense` finds a scenario's noise
 entry. The scenario's defense entry (``{"name": "laplace_noise", "scale": b}`` or
@@ -32,7 +38,8 @@ import numpy as np
 
 LAPLACE = "laplace_noise"
 DP_FEDAVG = "dp_fedavg"
-NOISE_DEFENSES = (LAPLACE, DP_FEDAVG)
+DP_SGD = "dp_sgd"
+NOISE_DEFENSES = (LAPLACE, DP_FEDAVG, DP_SGD)
 
 
 class NoiseSettingError(ValueError):
@@ -40,7 +47,8 @@ class NoiseSettingError(ValueError):
 
 
 def noise_defense(scenario_defenses: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The scenario's noise defense entry (``laplace_noise`` or ``dp_fedavg``), or None.
+    """The scenario's noise defense entry (``laplace_noise``, ``dp_fedavg`` or ``dp_sgd``), or
+    None.
 
     ``scenario_defenses`` is a scenario's ``defenses`` (``Scenario.defenses``: dicts with a
     ``name``). At most one noise defense can shape an update: two would noise it twice with
@@ -88,6 +96,10 @@ def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
     - ``dp_fedavg`` (McMahan et al. 2018, Alg. 1, ``ClipFn`` then the Gaussian mechanism, here
       on the client): ``Δ · min(1, C/‖Δ‖₂) + N(0, (z·C)² I)``, ``C = defense["clip"]``,
       ``z = defense["noise_multiplier"]``; ``‖Δ‖₂`` is the norm over every array together.
+    - ``dp_sgd`` (Abadi et al. 2016, Alg. 1, one step on a lot of one sample; ``arrays`` is that
+      sample's gradient): the same formula with ``C = defense["max_grad_norm"]``,
+      ``σ = defense["noise_multiplier"]``. A whole round of DP-SGD is not an update transform:
+      the clients run it (:mod:`fedaudit.defenses.dp_sgd.private`).
     """
     name = defense.get("name")
     rng = np.random.default_rng(seed)
@@ -100,14 +112,22 @@ def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
         std = _level(defense, "noise_multiplier", positive=False) * clip
         return [(a + rng.normal(0.0, std, a.shape)).astype(np.float32)
                 for a in clip_update(arrays, clip)]
+    if name == DP_SGD:
+        # one DP-SGD step whose lot is this one sample: per-sample clip to C, N(0, (σC)²) on
+        # the sum, divided by the expected lot size 1 (Abadi et al. 2016, Alg. 1)
+        clip = _level(defense, "max_grad_norm")
+        std = _level(defense, "noise_multiplier", positive=False) * clip
+        return [(a + rng.normal(0.0, std, a.shape)).astype(np.float32)
+                for a in clip_update(arrays, clip)]
     raise NoiseSettingError(f"{name!r} is not a noise defense (known: "
                             f"{', '.join(NOISE_DEFENSES)})")
 
 
 def level_of(defense: Mapping[str, Any]) -> float:
-    """The defense's noise level as the grid names it: Laplace scale b, or DP noise multiplier
-    z (the per-coordinate std of the DP noise is z·C)."""
-    key = {LAPLACE: "scale", DP_FEDAVG: "noise_multiplier"}.get(defense.get("name"))
+    """The defense's noise level as the grid names it: Laplace scale b, or the DP noise
+    multiplier z (DP-FedAvg) or σ (DP-SGD) (the per-coordinate std of the noise is z·C)."""
+    key = {LAPLACE: "scale", DP_FEDAVG: "noise_multiplier",
+           DP_SGD: "noise_multiplier"}.get(defense.get("name"))
     if key is None:
         raise NoiseSettingError(f"{defense.get('name')!r} is not a noise defense")
     return float(defense[key])

@@ -20,7 +20,10 @@ source of the batches a round used, so an evaluator can tell which slices an upd
 
 The data stay in memory: centers' slices are built once in the driver and the in-process clients
 read them (no Ray backend here). A defense that acts on the clients' replies (e.g. noise added to
-the update) plugs in as Flower client mods (``client_mods``).
+the update) plugs in as Flower client mods (``client_mods``); one that changes the local training
+itself (DP-SGD, :mod:`fedaudit.defenses.dp_sgd`) as ``local_training``: a factory of a
+:class:`~fedaudit.federation.local.LocalTraining` per client round (its seed), whose Poisson lots
+replace the permutation batches and whose clipped, noised step replaces plain SGD's.
 
 Outputs in ``out_dir`` (:func:`train_classifier_federation`):
 
@@ -45,7 +48,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,7 @@ from torch import nn
 
 from fedaudit.data.levels import slice_dataset
 from fedaudit.data.slices import load_volume
+from fedaudit.federation.local import LocalTraining
 from fedaudit.federation.run import run_on_grid
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays, subtract
@@ -119,28 +123,56 @@ def local_batches(num_samples: int, *, epochs: int, batch_size: int, seed: int
 
 
 def train_local_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
-                           lr: float, batch_size: int, seed: int) -> dict[str, float]:
+                           lr: float, batch_size: int, seed: int,
+                           private: LocalTraining | None = None) -> dict[str, float | str]:
     """Plain SGD on the mean cross-entropy over the batches of :func:`local_batches` (FedAvg's
     ClientUpdate, McMahan et al. 2017, Algorithm 1). Returns the mean batch loss, the running
-    accuracy over the samples seen (before each step) and the time taken."""
+    accuracy over the samples seen (before each step) and the time taken.
+
+    With ``private`` (DP-SGD) the batches are its Poisson lots (``index_batches``), every step
+    is its clipped and noised one, the statistics it withholds are NaN and its report (ε's
+    events) is added."""
     if x.shape[0] == 0:
         raise RuntimeError("no training slices: every training volume has an empty head mask")
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
+    net = model
+    if private is not None:
+        net, opt = private.attach(model, opt, batch_size)
+        batches: Iterable[torch.Tensor] = (
+            idx for _ in range(epochs) for idx in private.index_batches(x.shape[0], batch_size))
+    else:
+        batches = local_batches(x.shape[0], epochs=epochs, batch_size=batch_size, seed=seed)
     loss_sum, correct, seen, steps = 0.0, 0, 0, 0
+    report: dict[str, float | str] = {}
     t0 = time.perf_counter()
-    for idx in local_batches(x.shape[0], epochs=epochs, batch_size=batch_size, seed=seed):
-        logits = model(x[idx])
-        loss = nn.functional.cross_entropy(logits, y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach())
-        correct += int((logits.detach().argmax(1) == y[idx]).sum())
-        seen += idx.numel()
-        steps += 1
-    return {"train_loss": loss_sum / steps, "train_acc": correct / seen,
-            "train_seconds": time.perf_counter() - t0}
+    try:
+        for idx in batches:
+            opt.zero_grad(set_to_none=True)
+            steps += 1
+            if idx.numel() == 0:  # an empty Poisson lot: a step of pure noise
+                private.step(opt)  # type: ignore[union-attr]
+                continue
+            logits = net(x[idx])
+            loss = nn.functional.cross_entropy(logits, y[idx])
+            loss.backward()
+            if private is None:
+                opt.step()
+            else:
+                private.step(opt)
+            loss_sum += float(loss.detach())
+            correct += int((logits.detach().argmax(1) == y[idx]).sum())
+            seen += idx.numel()
+    finally:
+        if private is not None:
+            report = private.detach()
+    stats: dict[str, float | str] = {"train_loss": loss_sum / max(steps, 1),
+                                     "train_acc": correct / max(seen, 1),
+                                     "train_seconds": time.perf_counter() - t0}
+    if private is not None:
+        stats.update({k: float("nan") for k in private.withheld if k in stats})
+        stats.update({k: v for k, v in report.items() if k != "num_examples"})
+    return stats
 
 
 @torch.inference_mode()
@@ -167,10 +199,12 @@ class SliceClassifierClient(NumPyClient):
     """
 
     def __init__(self, center: str, train: tuple[torch.Tensor, torch.Tensor],
-                 val: tuple[torch.Tensor, torch.Tensor], settings: ClassifierSettings) -> None:
+                 val: tuple[torch.Tensor, torch.Tensor], settings: ClassifierSettings,
+                 local_training: Callable[[int], LocalTraining] | None = None) -> None:
         self.center = center
         self.train, self.val = train, val
         self.settings = settings
+        self.local_training = local_training
 
     def _model(self, parameters: NDArrays) -> DLGConvNet:
         s = self.settings
@@ -185,8 +219,9 @@ class SliceClassifierClient(NumPyClient):
         seed = derive_seed(s.seed, "classifier", self.center, rnd)
         _seed_everything(seed)
         model = self._model(parameters)
+        private = None if self.local_training is None else self.local_training(seed)
         stats = train_local_classifier(model, *self.train, epochs=s.local_epochs, lr=s.lr,
-                                       batch_size=s.batch_size, seed=seed)
+                                       batch_size=s.batch_size, seed=seed, private=private)
         update = subtract(get_arrays(model), parameters)
         n = int(self.train[0].shape[0])
         log.info("classifier client %s round %d: %d slices, loss %.4f, accuracy %.3f",
@@ -272,7 +307,8 @@ def train_classifier_federation(
         test_folders: Mapping[str, Sequence[str | os.PathLike[str]]] | None = None,
         size: int = _DEFAULT.size, init: str = _DEFAULT.init,
         max_slices_per_volume: int | None = _DEFAULT.max_slices_per_volume,
-        threads: int = 1, client_mods: Sequence[Any] = ()) -> dict[str, Any]:
+        threads: int = 1, client_mods: Sequence[Any] = (),
+        local_training: Callable[[int], LocalTraining] | None = None) -> dict[str, Any]:
     """Train DLG's CNN on the slice-level task with FedAvg through Flower; write ``out_dir``.
 
     ``train_folders`` (and ``val_folders``, ``test_folders``): center -> preprocessed patient
@@ -281,7 +317,9 @@ def train_classifier_federation(
     with ``test_folders``, the final accuracies. ``max_slices_per_volume`` caps each training
     volume's slices (a seeded subset, fixed for the whole run). ``threads`` fixes torch's
     intra-op threads (the same count is needed for bit-identical results). ``client_mods``:
-    Flower client mods wrapped around every client (a defense acting on the replies).
+    Flower client mods wrapped around every client (a defense acting on the replies);
+    ``local_training``: ``seed -> LocalTraining`` for a defense that changes the local training
+    (DP-SGD), called by every client every round with its round seed.
 
     Defaults (measured on the 14-patient demo, 5 rounds, 1 thread: ≈ 8 s, test accuracy 0.78
     against 0.26 for the majority class): SGD lr 0.05, batch 8, 3 local epochs, DLG's
@@ -323,7 +361,8 @@ def train_classifier_federation(
             centers=centers, names=names, initial=globals_by_round[1], aggregation="fedavg",
             first_round=1, total_rounds=s.rounds, log_dir=str(out / "server_log"),
             log_rounds="all", on_round_end=on_round_end)
-        clients = {c: SliceClassifierClient(c, train[c][:2], val[c][:2], s) for c in centers}
+        clients = {c: SliceClassifierClient(c, train[c][:2], val[c][:2], s, local_training)
+                   for c in centers}
 
         def client_fn(context: Context) -> Client:
             return clients[centers[int(context.node_config["partition-id"])]].to_client()

@@ -14,6 +14,11 @@ training settings (``config["local"]``: :class:`fedaudit.federation.local.LocalC
 ``max_batches``). Honest servers send neither; the clients' architecture check
 (:mod:`fedaudit.defenses.architecture_check`) refuses a model that is not the enrolled one.
 
+The enrolled model is the scenario's (:meth:`fedaudit.federation.plan.TrainPlan.model_definition`:
+the GroupNorm UNet under DP-SGD). A defense that changes the local training itself (DP-SGD:
+per-sample clipping and noise in every step) is built per round by :func:`local_training` from the
+catalog and handed to :func:`~fedaudit.federation.local.train_local`.
+
 Determinism (DESIGN.md): numpy, torch and python RNGs are seeded from (seed, center, round) at
 the start of every round; SecAgg+'s stochastic quantisation draws from numpy's global RNG right
 after training, so it is covered too.
@@ -36,6 +41,7 @@ from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import Volume, load_volume
 from fedaudit.federation.local import (
     LocalConfig,
+    LocalTraining,
     resolve_device,
     round_lr,
     train_local,
@@ -44,7 +50,6 @@ from fedaudit.federation.local import (
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.weights import get_arrays, set_arrays, subtract
 from fedaudit.models import definition
-from fedaudit.models.unet import UNet2D
 from fedaudit.runtime import derive_seed
 
 log = logging.getLogger(__name__)
@@ -64,13 +69,24 @@ def _volumes(folders: tuple[str, ...], attacks: tuple[tuple[str, str], ...], see
 
 
 @lru_cache(maxsize=2)
-def _model(base: int) -> UNet2D:
-    return UNet2D(base=base)
-
-
-@lru_cache(maxsize=2)
 def _model_from(definition_json: str) -> torch.nn.Module:
     return definition.build(json.loads(definition_json))
+
+
+def local_training(plan: TrainPlan, seed: int) -> LocalTraining | None:
+    """The scenario's defense that changes the local training itself (DP-SGD), built for one
+    round from its settings and the round ``seed`` (``DefenseSpec.local_training``), or None."""
+    cat = catalog(plan.plugins)
+    hooks = [(d, spec) for d in plan.scenario.defenses
+             if (spec := cat.defenses[d["name"]]).local_training is not None]
+    if len(hooks) > 1:
+        raise ValueError(f"scenario {plan.scenario.name!r}: defenses "
+                         f"{', '.join(d['name'] for d, _ in hooks)} each change the local "
+                         "training; a client can train in one way only")
+    if not hooks:
+        return None
+    d, spec = hooks[0]
+    return resolve(spec.local_training, spec.package)(d, seed)
 
 
 # What a round's ``config["local"]`` may set (the server ships the training code, paper 002's
@@ -125,13 +141,13 @@ class SCTClient(NumPyClient):
         # The model the server sent: the agreed UNet unless its round config defines another
         # (:mod:`fedaudit.models.definition`; an architecture check may refuse it first).
         sent = config.get("model")
-        model = (_model(self.plan.model_base) if sent is None
-                 else _model_from(definition.to_json(json.loads(str(sent)))))
+        model = _model_from(definition.to_json(self.plan.model_definition() if sent is None
+                                               else json.loads(str(sent))))
         set_arrays(model, parameters)
         local, lr, max_batches = round_training(self.plan, config)
         stats = train_local(model, self._train_volumes(), local, seed=seed,
                             device=self.device, amp=self.plan.amp, lr=lr,
-                            max_batches=max_batches)
+                            max_batches=max_batches, private=local_training(self.plan, seed))
         update = subtract(get_arrays(model), parameters)
         n = int(stats.pop("num_examples"))
         log.info("client %s round %d: %d slices, loss %.4f, %.1f slices/s", self.center, rnd, n,
@@ -142,7 +158,7 @@ class SCTClient(NumPyClient):
                  ) -> tuple[float, int, dict[str, Scalar]]:
         if not self.data.val:
             return 0.0, 0, {"center": self.center}
-        model = _model(self.plan.model_base)
+        model = _model_from(definition.to_json(self.plan.model_definition()))
         set_arrays(model, parameters)
         vols = _volumes(self.data.val, (), self.plan.seed, self.center, self.plan.plugins)
         res = validate(model, vols, self.plan.local, device=self.device, amp=self.plan.amp)

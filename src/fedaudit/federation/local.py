@@ -14,19 +14,26 @@ Learning-rate schedule across rounds (``lr_schedule``): ``constant`` is paper 00
 ``cosine`` anneals the lr a client uses in round r of R as lr·(1 + cos(π(r − 1)/R))/2 (Loshchilov &
 Hutter, "SGDR", ICLR 2017, Eq. 5 with one cycle and η_min = 0), the same for every client, so a
 short CPU federation ends on small steps instead of wherever its last large step left it.
+
+A defense may change the local training itself (``DefenseSpec.local_training``): DP-SGD
+(:mod:`fedaudit.defenses.dp_sgd`) replaces each epoch's shuffled batches by Poisson-sampled lots
+and each optimiser step by Abadi et al.'s clipped and noised one. It reaches :func:`train_local`
+as a :class:`LocalTraining` object; the federation never imports the defense (the client resolves
+it through the catalog).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from fedaudit.catalog import schema_defaults
 from fedaudit.data.slices import SliceDataset, Volume, axial_slices, plan_epoch
@@ -61,6 +68,41 @@ class LocalConfig:
 
 
 LR_SCHEDULES = ("constant", "cosine")
+
+
+class LocalTraining(Protocol):
+    """What a defense that changes the local training brings (``DefenseSpec.local_training``:
+    ``factory(settings, seed) -> LocalTraining``, one per client and round). Used in this order:
+    ``attach`` once, then per epoch ``loader`` (or ``index_batches``) and per batch ``step``,
+    then ``detach``. ``withheld`` names the training statistics the client must not send (they
+    are un-noised functions of its training data)."""
+
+    withheld: tuple[str, ...]
+
+    def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch_size: int
+               ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """The model to run forward and the optimiser to step (wrapped)."""
+        ...
+
+    def loader(self, dataset: Dataset, batch_size: int, **kwargs: Any
+               ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch's batches of ``dataset`` (``kwargs``: DataLoader options)."""
+        ...
+
+    def index_batches(self, num_samples: int, batch_size: int) -> Iterable[torch.Tensor]:
+        """One epoch's batches as sample indices (data held in memory)."""
+        ...
+
+    def step(self, optimizer: torch.optim.Optimizer,
+             extra_grads: Sequence[torch.Tensor] | None = None) -> None:
+        """One optimiser step after ``backward`` (an empty batch has had none); ``extra_grads``
+        (one per trainable parameter) are gradients of data-independent terms, added after the
+        defense has processed the data's gradient."""
+        ...
+
+    def detach(self) -> dict[str, float | str]:
+        """Unwrap the model; what the client reports about this training (fit metrics)."""
+        ...
 
 
 def round_lr(cfg: LocalConfig, rnd: int, total_rounds: int) -> float:
@@ -122,14 +164,21 @@ def make_optimizer(cfg: LocalConfig, model: nn.Module, lr: float) -> torch.optim
 
 
 def training_batches(volumes: Sequence[Volume], cfg: LocalConfig, *, seed: int,
-                     device: torch.device, max_batches: int | None = None
+                     device: torch.device, max_batches: int | None = None,
+                     private: LocalTraining | None = None
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The (MR, CT) batches of one round's local training, in order: ``cfg.local_epochs``
     Random Multi-2D epochs drawn from ``seed``, at most ``max_batches`` batches in all. The one
-    source of what a client trains on, so an evaluator can know which slices a round saw."""
+    source of what a client trains on, so an evaluator can know which slices a round saw.
+    With ``private`` (DP-SGD) each epoch's slices are batched by ``private.loader`` (Poisson
+    sampling: variable, possibly empty batches) instead of in the plan's order."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     if cfg.slab is not None:
+        if private is not None:
+            raise ValueError("the server set a slab (a batch of its choosing) but this client "
+                             "trains with DP-SGD, which samples its own batches (Poisson); "
+                             "it cannot train on a given batch")
         index, first, stop = cfg.slab
         if not 0 <= index < len(volumes):
             raise ValueError(f"slab volume {index}: the client has {len(volumes)} volume(s)")
@@ -144,9 +193,12 @@ def training_batches(volumes: Sequence[Volume], cfg: LocalConfig, *, seed: int,
         refs = plan_epoch(list(volumes), rng, cfg.max_slices_per_volume)
         ds = SliceDataset(list(volumes), refs, augment=cfg.augment, rotate_deg=cfg.rotate_deg,
                           translate_frac=cfg.translate_frac)
-        loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False,
-                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                            drop_last=False, persistent_workers=False)
+        options: dict[str, Any] = {"num_workers": cfg.num_workers,
+                                   "pin_memory": device.type == "cuda",
+                                   "persistent_workers": False}
+        loader = (DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, drop_last=False,
+                             **options) if private is None
+                  else private.loader(ds, cfg.batch_size, **options))
         for batch in loader:
             if max_batches is not None and n >= max_batches:
                 return
@@ -156,43 +208,85 @@ def training_batches(volumes: Sequence[Volume], cfg: LocalConfig, *, seed: int,
 
 def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *,
                 seed: int, device: torch.device, amp: bool = True,
-                lr: float | None = None, max_batches: int | None = None) -> dict[str, float]:
+                lr: float | None = None, max_batches: int | None = None,
+                private: LocalTraining | None = None) -> dict[str, float | str]:
     """Train ``model`` in place for ``cfg.local_epochs`` Random Multi-2D epochs (at most
     ``max_batches`` steps: one step is the gradient sharing of paper 002).
 
     Returns num_examples (slices seen, the FedAvg weight), the mean loss without the proximal
     term, and timing. ``seed`` fixes the epoch plan, augmentation, and shuffling. ``lr`` is this
     round's learning rate (:func:`round_lr`); None means ``cfg.lr``.
+
+    ``private`` (a :class:`LocalTraining`, DP-SGD) draws the batches and takes every step; the
+    step then runs in float32 (no autocast: per-sample gradients in bf16 would be clipped on
+    rounded norms), FedProx's proximal gradient μ(w − w_global) is added after the defense has
+    clipped and noised the data's gradient (it does not depend on the data: post-processing),
+    and the statistics it withholds are NaN. num_examples is then what ``private`` reports
+    (``num_examples`` in its metrics), not the count it sampled.
     """
     model.to(device, memory_format=torch.channels_last)
     model.train()
-    global_params = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
+    global_params = [p.detach().clone() for p in params]
     opt = make_optimizer(cfg, model, cfg.lr if lr is None else lr)
+    net = model
+    if private is not None:
+        net, opt = private.attach(model, opt, cfg.batch_size)
+        amp = False
     loss_fn = LOSSES[cfg.loss]
     n_seen, loss_sum, n_batches = 0, torch.zeros((), device=device), 0
+    report: dict[str, float | str] = {}
     t0 = time.perf_counter()
-    for mr, ct in training_batches(volumes, cfg, seed=seed, device=device,
-                                   max_batches=max_batches):
-        mr = mr.to(device, non_blocking=True, memory_format=torch.channels_last)
-        ct = ct.to(device, non_blocking=True, memory_format=torch.channels_last)
-        with _autocast(device, amp):
-            pred = model(mr)
-            data_loss = loss_fn(pred.float(), ct)
-        loss = data_loss
-        if cfg.proximal_mu > 0:
-            loss = loss + proximal_term(model, global_params, cfg.proximal_mu)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        # Accumulate on the device: one host sync per round, not per step.
-        loss_sum += data_loss.detach()
-        n_batches += 1
-        n_seen += mr.shape[0]
+    try:
+        for mr, ct in training_batches(volumes, cfg, seed=seed, device=device,
+                                       max_batches=max_batches, private=private):
+            opt.zero_grad(set_to_none=True)
+            if private is not None and mr.shape[0] == 0:
+                # an empty Poisson lot: Abadi et al.'s step still adds the noise
+                private.step(opt, _proximal_grads(params, global_params, cfg.proximal_mu))
+                n_batches += 1
+                continue
+            mr = mr.to(device, non_blocking=True, memory_format=torch.channels_last)
+            ct = ct.to(device, non_blocking=True, memory_format=torch.channels_last)
+            with _autocast(device, amp):
+                pred = net(mr)
+                data_loss = loss_fn(pred.float(), ct)
+            if private is None:
+                loss = data_loss
+                if cfg.proximal_mu > 0:
+                    loss = loss + proximal_term(model, global_params, cfg.proximal_mu)
+                loss.backward()
+                opt.step()
+            else:
+                data_loss.backward()
+                private.step(opt, _proximal_grads(params, global_params, cfg.proximal_mu))
+            # Accumulate on the device: one host sync per round, not per step.
+            loss_sum += data_loss.detach()
+            n_batches += 1
+            n_seen += mr.shape[0]
+    finally:
+        if private is not None:
+            report = private.detach()
     seconds = time.perf_counter() - t0
-    if n_seen == 0:
+    if n_batches == 0 or (private is None and n_seen == 0):
         raise RuntimeError("no training slices: every training volume has an empty head mask")
-    return {"num_examples": float(n_seen), "train_loss": float(loss_sum) / n_batches,
-            "train_seconds": seconds, "slices_per_s": n_seen / seconds}
+    stats: dict[str, float | str] = {
+        "num_examples": float(n_seen), "train_loss": float(loss_sum) / n_batches,
+        "train_seconds": seconds, "slices_per_s": n_seen / seconds}
+    if private is not None:
+        stats.update({k: float("nan") for k in private.withheld if k in stats})
+        stats.update(report)
+        stats["slices_per_s"] = float(stats["num_examples"]) / seconds
+    return stats
+
+
+def _proximal_grads(params: Sequence[torch.Tensor], global_params: Sequence[torch.Tensor],
+                    mu: float) -> list[torch.Tensor] | None:
+    """∇ of FedProx's term, μ(w − w_global) (Li et al. 2020, Eq. 2), or None for μ = 0."""
+    if mu <= 0:
+        return None
+    with torch.no_grad():
+        return [mu * (p - g) for p, g in zip(params, global_params, strict=True)]
 
 
 @torch.inference_mode()
@@ -203,7 +297,10 @@ def validate(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *,
     A per-round training curve, not the study's metric (that is the 3-D SynthRAD MAE in
     :mod:`fedaudit.evaluation.metrics`): errors are taken on the [−1024, 3000] HU scale.
     """
-    model.to(device).eval()
+    # channels_last as in training: the memory format picks the convolution kernels, so a
+    # model that just trained (in-process clients) and a fresh one (a deployed ClientApp
+    # process) must use the same one to give the same numbers
+    model.to(device, memory_format=torch.channels_last).eval()
     abs_sum = torch.zeros((), device=device, dtype=torch.float64)
     n_vox = torch.zeros((), device=device, dtype=torch.int64)
     step = cfg.batch_size * 4  # no gradients: larger batches fit

@@ -44,6 +44,10 @@ class TrainPlan:
     backend: str = _TRAIN["backend"]
     ray_num_cpus: float = _TRAIN["ray"]["num_cpus"]
     ray_num_gpus: float = _TRAIN["ray"]["num_gpus"]
+    # backend "deployment" (fedaudit.federation.deployment): plain HTTP instead of TLS, and the
+    # wall-clock limit of the whole deployed run
+    deployment_insecure: bool = _TRAIN["deployment"]["insecure"]
+    deployment_timeout_s: float = _TRAIN["deployment"]["timeout_s"]
     log_rounds: str = _TRAIN["server_log"]["rounds"]  # all | last
     # plugin folders of the study (fedaudit.catalog): the client and server processes load
     # them to find the scenario's aggregation rule, defenses and client attacks
@@ -62,12 +66,32 @@ class TrainPlan:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def model_definition(self) -> dict[str, Any]:
+        """The model the federation agrees on: ``UNet2D(model_base)`` with what the scenario's
+        defenses require of it (``DefenseSpec.model``: DP-SGD's GroupNorm)."""
+        return scenario_model(self.scenario, self.model_base, self.plugins)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainPlan:
+        """The plan :meth:`to_json` wrote (JSON turns tuples into lists; they are restored)."""
+        d = dict(d)
+        d["scenario"] = Scenario.from_dict(d["scenario"])
+        d["clients"] = tuple(ClientData(c["center"], tuple(c["train"]), tuple(c["val"]))
+                             for c in d["clients"])
+        local = dict(d["local"])
+        if local.get("slab") is not None:
+            local["slab"] = tuple(local["slab"])
+        d["local"] = LocalConfig(**local)
+        d["plugins"] = tuple(d["plugins"])
+        return cls(**d)
+
     def fingerprint(self) -> str:
         """Identifies the run a checkpoint belongs to: every setting except where outputs go
         and how the run executes, plus the size and mtime of every input volume (a re-made
         input must not resume an old run)."""
         d = self.to_json()
-        for k in ("out_dir", "backend", "ray_num_cpus", "ray_num_gpus", "threads", "plugins"):
+        for k in ("out_dir", "backend", "ray_num_cpus", "ray_num_gpus", "deployment_insecure",
+                  "deployment_timeout_s", "threads", "plugins"):
             d.pop(k)
         stamps = []
         for c in self.clients:
@@ -77,6 +101,29 @@ class TrainPlan:
                     stamps.append([str(f), st.st_size, st.st_mtime_ns])
         d["inputs"] = stamps
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def scenario_model(scenario: Scenario, base: int, plugins: tuple[str, ...] = ()
+                   ) -> dict[str, Any]:
+    """The model definition (:func:`fedaudit.models.definition.agreed`) of a scenario's
+    federation: the UNet of width ``base``, changed by each defense whose spec names a
+    ``model`` hook; two defenses asking for different changes are an error."""
+    from fedaudit.catalog import catalog, resolve
+    from fedaudit.models.definition import agreed
+
+    cat = catalog(plugins)
+    wanted: dict[str, Any] = {}
+    for d in scenario.defenses:
+        spec = cat.defenses[d["name"]]
+        if spec.model is None:
+            continue
+        change = resolve(spec.model, spec.package)(d)
+        clash = {k for k in change if k in wanted and wanted[k] != change[k]}
+        if clash:
+            raise ValueError(f"scenario {scenario.name!r}: defenses ask for different model "
+                             f"settings {sorted(clash)}: {wanted} and {change} ({d['name']})")
+        wanted.update(change)
+    return agreed(base, **wanted)
 
 
 def used_training_patients(center: str, train_split: list[str],
@@ -125,5 +172,8 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         rounds=int(t["rounds"]), model_base=int(t["model"]["base"]), local=local,
         device=t["device"], amp=bool(t["amp"]), threads=int(t["threads"]),
         backend=str(t["backend"]), ray_num_cpus=float(t["ray"]["num_cpus"]),
-        ray_num_gpus=float(t["ray"]["num_gpus"]), log_rounds=t["server_log"]["rounds"],
+        ray_num_gpus=float(t["ray"]["num_gpus"]),
+        deployment_insecure=bool(t["deployment"]["insecure"]),
+        deployment_timeout_s=float(t["deployment"]["timeout_s"]),
+        log_rounds=t["server_log"]["rounds"],
         plugins=tuple(plugins))

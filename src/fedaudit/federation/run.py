@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,20 @@ from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.strategy import Strategy
 from flwr.server.workflow import DefaultWorkflow
+from flwr.serverapp.grid import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import load_volume
 from fedaudit.evaluation.reference import ConstantModel
-from fedaudit.federation import checkpoint
-from fedaudit.federation.client import client_for
+from fedaudit.federation import checkpoint, server_log
+from fedaudit.federation.client import SCTClient, client_for
 from fedaudit.federation.grid import InProcessGrid
 from fedaudit.federation.local import validate
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
+from fedaudit.models import definition
 from fedaudit.models.store import save_model
 from fedaudit.models.unet import UNet2D
 
@@ -51,13 +54,19 @@ os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 
 def initial_model(plan: TrainPlan) -> UNet2D:
+    """The seeded initial global model: the scenario's UNet (GroupNorm under DP-SGD)."""
     torch.manual_seed(plan.seed)  # every scenario of a study starts from the same weights
-    return UNet2D(base=plan.model_base)
+    return definition.build(plan.model_definition())
 
 
 def make_client_app(plan: TrainPlan) -> ClientApp:
-    """The clients' app, wrapped in the client mods of the scenario's defenses."""
+    """The clients' app, wrapped in the client mods of the scenario's defenses. A node whose
+    config names its ``center`` (a deployed SuperNode) is that center's client; otherwise its
+    ``partition-id`` picks the center (:func:`fedaudit.federation.client.client_for`)."""
     def client_fn(context: Context):
+        center = context.node_config.get("center")
+        if center is not None:
+            return SCTClient(plan, str(center)).to_client()
         return client_for(plan, int(context.node_config["partition-id"]))
 
     cat = catalog(plan.plugins)
@@ -73,6 +82,14 @@ def make_server_app(plan: TrainPlan, strategy: Strategy, num_rounds: int) -> Ser
     """The server's app: Flower's default workflow, with the fit workflow of a defense that
     brings one (SecAgg+) and the strategy as the scenario's server behaviour wraps it."""
     app = ServerApp()
+    app.main()(server_main(plan, strategy, num_rounds))
+    return app
+
+
+def server_main(plan: TrainPlan, strategy: Strategy, num_rounds: int
+                ) -> Callable[[Grid, Context], None]:
+    """The body of :func:`make_server_app`'s app, for a ServerApp built elsewhere (the deployed
+    one, :mod:`fedaudit.federation.deployment`, builds its strategy in its own process)."""
     cat = catalog(plan.plugins)
     workflows = [(spec, d) for d in plan.scenario.defenses
                  if (spec := cat.defenses[d["name"]]).fit_workflow is not None]
@@ -84,8 +101,7 @@ def make_server_app(plan: TrainPlan, strategy: Strategy, num_rounds: int) -> Ser
     if server.wrap is not None:
         strategy = resolve(server.wrap, server.package)(strategy, plan)
 
-    @app.main()
-    def main(grid, context: Context) -> None:
+    def main(grid: Grid, context: Context) -> None:
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=num_rounds),
                                strategy=strategy)
         fit_workflow = None
@@ -94,7 +110,7 @@ def make_server_app(plan: TrainPlan, strategy: Strategy, num_rounds: int) -> Ser
             fit_workflow = resolve(spec.fit_workflow, spec.package)(plan, settings)
         DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
 
-    return app
+    return main
 
 
 def publish_server_log(partial: Path, final: Path) -> None:
@@ -166,6 +182,39 @@ def constant_validation_mae(plan: TrainPlan, value_hu: float) -> dict[str, float
     return out
 
 
+def checkpoint_dir(plan: TrainPlan) -> Path:
+    return Path(plan.out_dir) / "checkpoints"
+
+
+def resume_point(plan: TrainPlan, model: torch.nn.Module
+                 ) -> tuple[int, list[np.ndarray], list[dict[str, Any]]]:
+    """(first round to train, global arrays before it, history so far): from this run's newest
+    checkpoint, else round 1 from ``model`` (:func:`initial_model`). ``plan.rounds + 1`` when
+    the final round is checkpointed already."""
+    ck = checkpoint.latest(checkpoint_dir(plan), plan.fingerprint())
+    if ck is None:
+        return 1, get_arrays(model), []
+    return min(ck.round, plan.rounds) + 1, ck.arrays, ck.history
+
+
+def make_strategy(plan: TrainPlan, names: list[str], start: int, arrays: list[np.ndarray],
+                  history: list[dict[str, Any]]) -> AuditStrategy:
+    """The run's strategy from round ``start`` on: it writes the server log under
+    ``checkpoints/server_log`` and a checkpoint after every round."""
+    ckpt_dir = checkpoint_dir(plan)
+    fp = plan.fingerprint()
+
+    def on_round_end(rnd: int, global_arrays: list[np.ndarray], hist: list[dict]) -> None:
+        checkpoint.save(ckpt_dir, checkpoint.Checkpoint(rnd, global_arrays, hist, fp))
+
+    return AuditStrategy(
+        centers=plan.centers, names=names, initial=arrays,
+        aggregation=plan.scenario.aggregation, first_round=start, total_rounds=plan.rounds,
+        log_dir=str(ckpt_dir / "server_log"),
+        log_rounds=plan.log_rounds, aggregation_params=plan.scenario.aggregation_params,
+        plugins=plan.plugins, history=history, on_round_end=on_round_end)
+
+
 def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict[str, Any]:
     """Train (or resume) one scenario; raises if any round did not complete.
 
@@ -174,32 +223,17 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     ``val_mae`` must fall below."""
     out = Path(plan.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = out / "checkpoints"
+    ckpt_dir = checkpoint_dir(plan)
     log_dir = ckpt_dir / "server_log"
-    fp = plan.fingerprint()
     model = initial_model(plan)
-    names = exchanged_names(model)
-    ck = checkpoint.latest(ckpt_dir, fp)
-    if ck is not None and ck.round >= plan.rounds:
-        start, arrays, history = plan.rounds + 1, ck.arrays, ck.history
-        log.info("checkpoint of the final round %d found: nothing left to train", ck.round)
-    elif ck is not None:
-        start, arrays, history = ck.round + 1, ck.arrays, ck.history
-        log.info("resuming %s from the checkpoint of round %d", plan.scenario.name, ck.round)
+    start, global_arrays, history = resume_point(plan, model)
+    if start > plan.rounds:
+        log.info("checkpoint of the final round %d found: nothing left to train", plan.rounds)
+    elif start > 1:
+        log.info("resuming %s from the checkpoint of round %d", plan.scenario.name, start - 1)
     else:
-        start, arrays, history = 1, get_arrays(model), []
         checkpoint.clear(ckpt_dir)
         shutil.rmtree(log_dir, ignore_errors=True)  # rounds of another configuration
-
-    def on_round_end(rnd: int, global_arrays: list[np.ndarray], hist: list[dict]) -> None:
-        checkpoint.save(ckpt_dir, checkpoint.Checkpoint(rnd, global_arrays, hist, fp))
-
-    strategy = AuditStrategy(
-        centers=plan.centers, names=names, initial=arrays,
-        aggregation=plan.scenario.aggregation, first_round=start, total_rounds=plan.rounds,
-        log_dir=str(log_dir), log_rounds=plan.log_rounds,
-        aggregation_params=plan.scenario.aggregation_params, plugins=plan.plugins,
-        history=history, on_round_end=on_round_end)
     t0 = time.perf_counter()
     remaining = plan.rounds - start + 1
     if remaining > 0:
@@ -207,21 +241,32 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
                  plan.scenario.name, start, plan.rounds, plan.rounds, ", ".join(plan.centers),
                  plan.backend, plan.scenario.aggregation,
                  "".join(f" + {d}" for d in plan.scenario.defense_names))
-        server_app = make_server_app(plan, strategy, remaining)
-        client_app = make_client_app(plan)
-        runner = run_inprocess if plan.backend == "inprocess" else _run_ray
-        errors = runner(plan, server_app, client_app)
-        if errors or strategy.error or strategy.completed_round != plan.rounds:
-            detail = "\n".join(errors) or strategy.error or ""
-            raise FederationError(
-                f"scenario {plan.scenario.name}: training stopped after round "
-                f"{strategy.completed_round} of {plan.rounds}. {detail}".strip())
+        if plan.backend == "deployment":
+            # the strategy lives in the deployed ServerApp's process; its final checkpoint
+            # is the result (the deployment raises FederationError when a round failed)
+            from fedaudit.federation.deployment import run_deployed
+            global_arrays, history = run_deployed(plan, start)
+        else:
+            strategy = make_strategy(plan, exchanged_names(model), start, global_arrays,
+                                     history)
+            server_app = make_server_app(plan, strategy, remaining)
+            client_app = make_client_app(plan)
+            runner = run_inprocess if plan.backend == "inprocess" else _run_ray
+            errors = runner(plan, server_app, client_app)
+            if errors or strategy.error or strategy.completed_round != plan.rounds:
+                detail = "\n".join(errors) or strategy.error or ""
+                raise FederationError(
+                    f"scenario {plan.scenario.name}: training stopped after round "
+                    f"{strategy.completed_round} of {plan.rounds}. {detail}".strip())
+            global_arrays, history = strategy.global_arrays, strategy.history
     seconds = time.perf_counter() - t0
-    set_arrays(model, strategy.global_arrays)
+    set_arrays(model, global_arrays)
     save_model(out / "model.pt", model, base=plan.model_base,
                scenario=plan.scenario.as_dict(), rounds=plan.rounds, seed=plan.seed)
     publish_server_log(log_dir, out / "server_log")
-    hist = pd.DataFrame(strategy.history)
+    # the architecture the attacks rebuild (fedaudit.attacks.views.ServerView)
+    server_log.write_model(out / "server_log", plan.model_definition())
+    hist = pd.DataFrame(history)
     hist.insert(0, "scenario", plan.scenario.name)
     if reference_hu is not None:
         hist["val_mae_constant"] = hist["center"].map(constant_validation_mae(plan,

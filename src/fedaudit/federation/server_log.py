@@ -24,6 +24,11 @@ and only their sum, unmasked, gives the aggregate in ``update_aggregate.npz``. P
 under SecAgg+ (AUC 0.23-0.56) is a measurement on exactly this input, so :func:`load_round`
 returns it (``RoundLog.masked``) read the way the server reads a vector: Flower's ``dequantize``.
 
+Beside the rounds, ``model.json`` is the model definition the federation agreed on
+(:mod:`fedaudit.models.definition`: the UNet's width and, for the DP-SGD federations, its
+GroupNorm), which the server holds as it distributes the model; the attacks rebuild the network
+from it (:func:`read_model`). A log without it is the BatchNorm UNet's.
+
 The log is written from what the strategy received, never from a flag, so under SecAgg+ the
 absence of per-client updates follows from the protocol. The privacy attacks read it with
 :func:`load_round`; nothing else is needed to re-run them without re-training.
@@ -192,6 +197,24 @@ def load_round(root: str | Path, rnd: int) -> RoundLog:
         num_examples={c["center"]: c["num_examples"] for c in meta["clients"]},
         update_file={c["center"]: c["update_file"] for c in meta["clients"]},
         masked=masked, secagg=secagg)
+
+
+MODEL_FILE = "model.json"
+
+
+def write_model(root: str | Path, definition: dict[str, Any]) -> Path:
+    """Write the federation's model definition into the log folder ``root``."""
+    path = Path(root) / MODEL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(definition, sort_keys=True) + "\n")
+    return path
+
+
+def read_model(root: str | Path) -> dict[str, Any] | None:
+    """The model definition of the log at ``root``, or None when it has none (a log written
+    before definitions were stored, or by a test: the BatchNorm UNet)."""
+    path = Path(root) / MODEL_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def logged_rounds(root: str | Path) -> list[int]:

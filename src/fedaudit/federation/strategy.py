@@ -108,6 +108,13 @@ class AuditStrategy(Strategy):
                        f"{len(clients)} connected after {self.connect_timeout:.0f} s")
         return sorted(clients, key=lambda c: int(c.cid))
 
+    def _silent(self, results: list[tuple[ClientProxy, Any]]) -> str:
+        """The centers without a reply, for a failure message: a failed reply (a client's
+        exception, a deployed SuperNode that stopped answering) names no center itself."""
+        replied = {str(r.metrics.get("center")) for _, r in results}
+        missing = [c for c in self.centers if c not in replied]
+        return f" (no reply from center {', '.join(missing)})" if missing else ""
+
     def _should_log(self, rnd: int) -> bool:
         return self.log_dir is not None and (self.log_rounds == "all"
                                              or rnd == self.total_rounds)
@@ -139,7 +146,8 @@ class AuditStrategy(Strategy):
         if failures:
             reasons = "; ".join(str(f if isinstance(f, BaseException) else f[1].status)
                                 for f in failures)
-            self._fail(f"round {rnd}: {len(failures)} client(s) failed: {reasons}")
+            self._fail(f"round {rnd}: {len(failures)} client(s) failed"
+                       f"{self._silent(results)}: {reasons}")
         got = sorted((str(r.metrics.get("center")), r) for _, r in results)
         centers = [c for c, _ in got]
         if centers != self.centers:
@@ -182,7 +190,10 @@ class AuditStrategy(Strategy):
                            failures: list[Any]) -> tuple[float | None, dict[str, Scalar]]:
         rnd = self._round(server_round)
         if failures:
-            self._fail(f"round {rnd}: {len(failures)} client(s) failed validation")
+            reasons = "; ".join(str(f if isinstance(f, BaseException) else f[1].status)
+                                for f in failures)
+            self._fail(f"round {rnd}: {len(failures)} client(s) failed validation"
+                       f"{self._silent(results)}: {reasons}")
         for _, r in results:
             c = str(r.metrics.get("center"))
             row = self._round_rows.setdefault(c, {"round": rnd, "center": c})

@@ -1,6 +1,11 @@
 """The model store: the global model a training run writes (``results/train/<scenario>/model.pt``)
 and reads back, without Flower -- evaluation and the test-time attacks load checkpoints with
-torch alone."""
+torch alone.
+
+A checkpoint carries the model definition it was trained as (:mod:`fedaudit.models.definition`:
+the width and, for the DP-SGD federations' GroupNorm UNet, ``norm`` and ``groups``), so a reader
+rebuilds the right architecture without knowing which scenario wrote it. A checkpoint without a
+definition (written before it was stored) is the paper's BatchNorm UNet of its ``base``."""
 
 from __future__ import annotations
 
@@ -9,14 +14,23 @@ from typing import Any
 
 import torch
 
+from fedaudit.models import definition
 from fedaudit.models.unet import UNet2D
 
 
+def definition_of(model: UNet2D) -> dict[str, Any]:
+    """The enrolment definition of a UNet (:func:`fedaudit.models.definition.agreed`)."""
+    return definition.agreed(model.base, model.norm, model.groups)
+
+
 def save_model(path: str | Path, model: UNet2D, *, base: int, **meta: Any) -> Path:
-    """Write ``model``'s weights with its width ``base`` and provenance ``meta`` (scenario,
-    rounds, seed)."""
+    """Write ``model``'s weights with its width ``base``, its definition and provenance ``meta``
+    (scenario, rounds, seed)."""
+    if int(base) != model.base:
+        raise ValueError(f"{path}: base {base} given for a UNet of base {model.base}")
     path = Path(path)
-    torch.save({"state_dict": model.state_dict(), "base": int(base), **meta}, path)
+    torch.save({"state_dict": model.state_dict(), "base": int(base),
+                "definition": definition_of(model), **meta}, path)
     return path
 
 
@@ -24,7 +38,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> UNet2D:
     """The global model a training run wrote, in eval mode on ``device``."""
     try:
         d = torch.load(path, map_location=device, weights_only=False)
-        model = UNet2D(base=int(d["base"]))
+        defn = d["definition"] if "definition" in d else definition.agreed(int(d["base"]))
+        model = definition.build(defn)
         model.load_state_dict(d["state_dict"])
     except Exception as err:
         raise ValueError(f"{path}: not a FedAudit model file ({err})") from err

@@ -9,6 +9,8 @@ Ronneberger et al., "U-Net", MICCAI 2015.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -16,14 +18,33 @@ DEPTH = 4  # encoder levels; the input size must be divisible by 2**DEPTH
 LEAKY_SLOPE = 0.01  # PyTorch's default; paper 000 names LeakyReLU without a slope
 
 
-NORMS = ("batch", "none")
+NORMS = ("batch", "group", "none")
+# GroupNorm's group count G (Wu & He, "Group Normalization", ECCV 2018, §3.1: G = 32 is their
+# default, and their Table 3 finds it the best of G in {1, 2, 4, 8, 16, 32, 64}). A layer of C
+# channels gets gcd(G, C) groups, so every width divides evenly: for widths base·2^i with base a
+# power of two that is min(G, C) (it is also Opacus' rule when it replaces BatchNorm).
+GROUPS = 32
 
 
-def _conv_bn(in_ch: int, out_ch: int, act: nn.Module, norm: str = "batch") -> list[nn.Module]:
-    # norm="none" puts an Identity where the BatchNorm was, so the Sequential indices, and with
-    # them the convolutions' state_dict names, are the same as the BatchNorm model's.
-    layer: nn.Module = nn.BatchNorm2d(out_ch) if norm == "batch" else nn.Identity()
-    return [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), layer, act]
+def group_count(channels: int, groups: int = GROUPS) -> int:
+    """The number of GroupNorm groups of a layer with ``channels`` channels: gcd(G, C)."""
+    return math.gcd(int(groups), int(channels))
+
+
+def _norm_layer(channels: int, norm: str, groups: int) -> nn.Module:
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        return nn.GroupNorm(group_count(channels, groups), channels)
+    return nn.Identity()
+
+
+def _conv_bn(in_ch: int, out_ch: int, act: nn.Module, norm: str = "batch",
+             groups: int = GROUPS) -> list[nn.Module]:
+    # Every norm sits at the same Sequential index (norm="none" puts an Identity there), so the
+    # convolutions' state_dict names are the same whatever the normalisation.
+    return [nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), _norm_layer(out_ch, norm, groups),
+            act]
 
 
 class UNet2D(nn.Module):
@@ -53,42 +74,55 @@ class UNet2D(nn.Module):
     inversion attack's positive control (:mod:`fedaudit.attacks.dlg.inversion`). In train mode with
     batch 1, BatchNorm makes the shared gradient almost invariant to a positive rescaling of the
     input; without it the gradient determines the input's scale as well as its structure.
+
+    ``norm="group"`` is not the paper's model either: GroupNorm (Wu & He, ECCV 2018) with
+    gcd(``groups``, C) groups (:data:`GROUPS`) in place of every BatchNorm, same indices and the
+    same trainable parameters (a per-channel weight and bias), no running statistics. It is the
+    UNet of the DP-SGD federations (:mod:`fedaudit.defenses.dp_sgd`): a BatchNorm output mixes
+    every sample of the batch, so a sample's own gradient is undefined and per-sample clipping
+    (Abadi et al. 2016, Alg. 1) cannot bound what one slice contributes; GroupNorm normalises
+    each sample on its own. Its synthesis quality is therefore not BatchNorm-identical to the
+    baseline's.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, base: int = 64,
-                 norm: str = "batch") -> None:
+                 norm: str = "batch", groups: int = GROUPS) -> None:
         super().__init__()
         if min(in_channels, out_channels, base) < 1:
             raise ValueError(f"in_channels, out_channels and base must be >= 1, got "
                              f"{in_channels}, {out_channels}, {base}")
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.base = base
         self.norm = norm
+        self.groups = int(groups)
         widths = [base * 2**i for i in range(DEPTH)]
 
         self.encoders = nn.ModuleList()
         prev = in_channels
         for w in widths:
             self.encoders.append(nn.Sequential(
-                *_conv_bn(prev, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm),
-                *_conv_bn(w, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm),
+                *_conv_bn(prev, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm, groups),
+                *_conv_bn(w, w, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm, groups),
             ))
             prev = w
         self.pool = nn.MaxPool2d(2)
         # The bottleneck sits below the deepest encoder, so it belongs to the encoder side
         # (LeakyReLU), and doubles the width as the paper states.
         self.bottleneck = nn.Sequential(
-            *_conv_bn(prev, 2 * prev, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm))
+            *_conv_bn(prev, 2 * prev, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), norm, groups))
         prev = 2 * prev
 
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for w in reversed(widths):
             self.ups.append(nn.ConvTranspose2d(prev, w, kernel_size=4, stride=2, padding=1))
-            self.decoders.append(nn.Sequential(*_conv_bn(2 * w, w, nn.ReLU(inplace=True), norm)))
+            self.decoders.append(nn.Sequential(*_conv_bn(2 * w, w, nn.ReLU(inplace=True), norm,
+                                                         groups)))
             prev = w
         self.head = nn.Conv2d(prev, out_channels, kernel_size=1)
 

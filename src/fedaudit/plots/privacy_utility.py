@@ -10,7 +10,9 @@ import pandas as pd
 
 from fedaudit.plots.style import STAT_THEME, apply_style
 
-LABELS = {"none": "baseline", "laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg"}
+LABELS = {"none": "baseline", "laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg",
+          "dp_sgd": "DP-SGD (GroupNorm UNet)"}
+SYMBOLS = {"laplace_noise": "b", "dp_fedavg": "z", "dp_sgd": "σ"}
 
 
 def _best(frame: pd.DataFrame, prefix: str, suffix: str) -> np.ndarray:
@@ -22,7 +24,7 @@ def _label(row: pd.Series) -> str:
     if row["defense"] == "none":
         return "baseline"
     eps = row.get("epsilon", np.nan)
-    lvl = f"b={row['level']:g}" if row["defense"] == "laplace_noise" else f"z={row['level']:g}"
+    lvl = f"{SYMBOLS.get(row['defense'], 'z')}={row['level']:g}"
     return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε")
 
 
@@ -43,7 +45,8 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     palette = dict(zip(LABELS, sns.color_palette("colorblind", len(LABELS)), strict=True))
     # labels of different defenses go to different sides so coinciding points stay legible
-    offsets = {"none": (6, 8), "laplace_noise": (6, -12), "dp_fedavg": (6, 20)}
+    offsets = {"none": (6, 8), "laplace_noise": (6, -12), "dp_fedavg": (6, 20),
+               "dp_sgd": (6, -24)}
     for ax, (xcol, xlabel, prefix, suffix, ylabel) in zip(axes, panels, strict=True):
         y = _best(table, prefix, suffix)
         x = table[xcol].to_numpy(float) if xcol in table else np.full(len(table), np.nan)

@@ -111,6 +111,12 @@ def training_curves_figure(history: pd.DataFrame, out_png: str | Path, *, scenar
 
         fig, (ax_loss, ax_mae) = plt.subplots(1, 2, figsize=(10.0, 3.8), layout="constrained")
         sns.lineplot(data=data, y="train_loss", ax=ax_loss, **lines)
+        if not np.isfinite(data["train_loss"].astype(float)).any():
+            # DP-SGD clients send no training loss (an un-noised function of their slices:
+            # fedaudit.defenses.dp_sgd.private)
+            ax_loss.text(0.5, 0.5, "not reported\n(DP-SGD clients withhold their\n"
+                         "un-noised training loss)", transform=ax_loss.transAxes,
+                         ha="center", va="center", fontsize=9, color="grey")
         validated = data[np.isfinite(data["val_mae"])]
         if len(validated):
             sns.lineplot(data=validated, y="val_mae", ax=ax_mae, **lines)

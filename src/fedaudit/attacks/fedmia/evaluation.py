@@ -52,7 +52,6 @@ from fedaudit.data.slices import load_volume
 from fedaudit.federation.local import resolve_device
 from fedaudit.federation.plan import used_training_patients
 from fedaudit.federation.server_log import AGGREGATE
-from fedaudit.models.unet import UNet2D
 from fedaudit.runtime import derive_seed
 
 _LOG = logging.getLogger("fedaudit")
@@ -82,7 +81,7 @@ def measure(*, server_log: str | Path, rounds: str | int | Sequence[int],
     _LOG.info("%d candidate slices from %d patients (%.1f s to load); units: %s", len(cand),
               len(patients), time.perf_counter() - t0,
               {u: len(cand) if g is None else len(g) for u, g in groups.items()})
-    model = UNet2D(base=model_base)
+    model = view.network()  # the log's architecture (GroupNorm under DP-SGD)
     names = trainable_names(model)
     sims: dict[str, dict[str, list[np.ndarray]]] = {u: {} for u in units}
     centers: list[str] | None = None

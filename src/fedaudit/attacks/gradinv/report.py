@@ -12,6 +12,7 @@ succeed) shows that the attack code works.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,9 @@ from fedaudit.report.verdict import Finding
 METHODS = {"dlg": "DLG", "cpl": "CPL", "idlg": "iDLG", "inverting_gradients": "GradInv"}
 NETWORKS = {"unet": "UNet", "control": "UNet without BatchNorm (control)",
             "classifier": "CNN classifier (32×32)"}
-NOISE_LABELS = {"laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg"}
+NOISE_LABELS = {"laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg", "dp_sgd": "DP-SGD"}
+# how a level is written: Laplace scale b, DP-FedAvg's z, DP-SGD's σ
+LEVEL_SYMBOLS = {"laplace_noise": "b", "dp_fedavg": "z", "dp_sgd": "σ"}
 # the suite's verdict: lower bound of the (corrected) pooled UNet ASR minus the null's share
 ASR_HIGH, ASR_MODERATE = 0.5, 0.1
 TOPIC = "Gradient inversion suite (CPL, DLG, iDLG, GradInv)"
@@ -184,25 +187,44 @@ def _level(meta: dict[str, Any]) -> tuple[str | None, float, dict[str, Any] | No
     for d in meta.get("defenses", ()):
         if d["name"] == "laplace_noise":
             return d["name"], float(d["scale"]), d
-        if d["name"] == "dp_fedavg":
+        if d["name"] in ("dp_fedavg", "dp_sgd"):
             return d["name"], float(d["noise_multiplier"]), d
     return None, 0.0, None
 
 
+def _epsilon(defenses: list[dict[str, Any]], rounds: int, history: pd.DataFrame | None
+             ) -> float | None:
+    """DP-FedAvg's ε over ``rounds`` (user level), or DP-SGD's from the clients' reported
+    steps in ``history`` (slice level, the largest over clients), or None."""
+    from fedaudit.defenses.dp_fedavg.budget import scenario_epsilon as fedavg_epsilon
+    from fedaudit.defenses.dp_sgd.budget import scenario_epsilon as sgd_epsilon
+
+    if any(d["name"] == "dp_sgd" for d in defenses):
+        if history is None:
+            raise TableError("a DP-SGD scenario's ε needs its training history (history.tsv)")
+        return sgd_epsilon(defenses, history)
+    return fedavg_epsilon(defenses, rounds)
+
+
 def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd.DataFrame,
                     fedmia: pd.DataFrame | None, scenarios: dict[str, dict[str, Any]],
-                    rounds: dict[str, int], classifier_rounds: int) -> pd.DataFrame:
+                    rounds: dict[str, int], classifier_rounds: int,
+                    histories: dict[str, pd.DataFrame] | None = None,
+                    classifier_histories: dict[str, pd.DataFrame] | None = None
+                    ) -> pd.DataFrame:
     """One row per attacked scenario: its noise (defense, level, ε at δ over the sCT
     federation's rounds and over the classifier's), the utility (sCT MAE / SSIM pooled over
     test patients, classifier test accuracy), FedMIA's pooled patient-level AUC, and per
-    method × target the ASR and the mean SSIM over every attacked slice (batch 1)."""
-    from fedaudit.defenses.dp_fedavg.budget import scenario_epsilon
-
+    method × target the ASR and the mean SSIM over every attacked slice (batch 1).
+    ``histories`` / ``classifier_histories`` (scenario -> training history) give DP-SGD's ε
+    (:mod:`fedaudit.defenses.dp_sgd.budget`); other scenarios do not need them."""
+    histories, classifier_histories = histories or {}, classifier_histories or {}
     rows = []
     for scenario, meta in scenarios.items():
         defense, level, entry = _level(meta)
-        eps = scenario_epsilon(meta.get("defenses", ()), rounds[scenario])
-        eps_clf = scenario_epsilon(meta.get("defenses", ()), classifier_rounds)
+        defenses = list(meta.get("defenses", ()))
+        eps = _epsilon(defenses, rounds[scenario], histories.get(scenario))
+        eps_clf = _epsilon(defenses, classifier_rounds, classifier_histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "defense": defense or "none",
                                "level": level, "epsilon": np.nan if eps is None else eps,
                                "epsilon_classifier": np.nan if eps_clf is None else eps_clf,
@@ -242,7 +264,7 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
             row[f"{target}_{method}_n"] = p["attacked"]
         rows.append(row)
     out = pd.DataFrame(rows)
-    rank = {"none": 0, "laplace_noise": 1, "dp_fedavg": 2}
+    rank = {"none": 0, "laplace_noise": 1, "dp_fedavg": 2, "dp_sgd": 3}
     return out.sort_values(["defense", "level"], key=lambda s: s.map(rank)
                            if s.name == "defense" else s, kind="stable").reset_index(drop=True)
 
@@ -264,8 +286,7 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
     for _, r in data.iterrows():
         head = {"Defense": NOISE_LABELS.get(r["defense"], "none"),
                 "Level": DASH if r["defense"] == "none" else
-                (f"b = {r['level']:g}" if r["defense"] == "laplace_noise"
-                 else f"z = {r['level']:g}")}
+                f"{LEVEL_SYMBOLS.get(r['defense'], 'z')} = {r['level']:g}"}
         eps = r.get("epsilon", np.nan)
         util.append({**head,
                      "ε (sCT)": (f"{eps:.3g}" if np.isfinite(eps) else DASH),
@@ -287,28 +308,45 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
             row[f"{METHODS[m]} CNN ASR"] = _fmt(asr) if np.isfinite(asr) else DASH
             row[f"{METHODS[m]} UNet SSIM"] = _fmt(r.get(f"unet_{m}_ssim", np.nan), 3)
         attack.append(row)
-    delta = data["delta"].dropna()
+
+    def delta_of(defense: str) -> str:
+        d = data.loc[data["defense"] == defense, "delta"].dropna()
+        return f"{d.iloc[0]:g}" if len(d) else "–"
+
     notes = ["One row per attacked federation: baseline, then each noise level of the update-"
              "noise grid. Laplace: every client adds Lap(0, b) to each coordinate of the "
              "update it sends (paper 003 §V), no clipping, so no DP guarantee (ε –). "
              "DP-FedAvg: every client clips its update to L2 norm C and adds N(0, (zC)²) "
              "itself (McMahan et al. 2018, Alg. 1, noised on the client because the attacker is "
-             "the server); ε at δ = "
-             + (f"{delta.iloc[0]:g}" if len(delta) else "–")
+             "the server); ε at δ = " + delta_of("dp_fedavg")
              + " from dp-accounting's RDP accountant, user level (one hospital's whole data), "
-             "every client in every round, over the rounds each federation ran.",
-             "Utility: sCT MAE / SSIM pooled over the test patients (the evaluation's "
-             "metrics; NaN when the trained model outputs NaN: noise on every exchanged array "
-             "reaches BatchNorm's running variances, and once one turns negative the UNet's "
-             "evaluation-mode output is NaN); the classifier (no BatchNorm) test accuracy with "
-             "its majority-class reference. "
-             "FedMIA: pooled patient-level AUC against same-center non-members (server view "
-             "of each client's update).",
-             "Attacks: the attacked client's shared gradient carries the scenario's noise "
-             "(the same transform its clients apply to their updates). CNN ASR: share of "
-             "attacked classifier slices reconstructed at SSIM ≥ 0.9; UNet SSIM: mean fitted "
-             "SSIM over every attacked UNet slice (successes are rare there, so the mean shows "
-             "the trend)."]
+             "every client in every round, over the rounds each federation ran."]
+    if (data["defense"] == "dp_sgd").any():
+        notes.append(
+            "DP-SGD (an option): every client trains with Abadi et al. 2016's Alg. 1 through "
+            "Opacus (Poisson lots at q = batch / slices in its epoch, each slice's gradient "
+            "clipped to C, N(0, (σC)²) on the lot's sum, every local step). ε at δ = "
+            + delta_of("dp_sgd") + " from dp-accounting's RDP accountant over every step of "
+            "every round each client ran, the largest over clients; its unit is one 2-D "
+            "slice, not a patient: a patient contributes many slices, so its ε is larger. "
+            "These federations train the GroupNorm UNet (BatchNorm has no per-sample "
+            "gradients), so their sCT utility is not BatchNorm-identical to the baseline's; "
+            "the classifier (no normalisation layer) is the same network.")
+    notes += [
+        "Utility: sCT MAE / SSIM pooled over the test patients (the evaluation's "
+        "metrics; NaN when the trained model outputs NaN: noise on every exchanged array "
+        "reaches BatchNorm's running variances, and once one turns negative the UNet's "
+        "evaluation-mode output is NaN); the classifier (no BatchNorm) test accuracy with "
+        "its majority-class reference. "
+        "FedMIA: pooled patient-level AUC against same-center non-members (server view "
+        "of each client's update).",
+        "Attacks: the attacked client's shared gradient carries the scenario's noise "
+        "(the same transform its clients apply to their updates; under DP-SGD one step "
+        "on a lot of that slice: its gradient clipped to C plus N(0, (σC)²)). CNN ASR: "
+        "share of "
+        "attacked classifier slices reconstructed at SSIM ≥ 0.9; UNet SSIM: mean fitted "
+        "SSIM over every attacked UNet slice (successes are rare there, so the mean shows "
+        "the trend)."]
     return Table("privacy_utility", "Noise defenses: privacy-utility trade-off", data,
                  [Block(pd.DataFrame(util), title="Utility and budget"),
                   Block(pd.DataFrame(attack), title="Attack success")], notes)
@@ -390,7 +428,12 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
         budget = (f"; ε {' → '.join(f'{e:.3g}' for e in eps)} at δ = "
                   f"{sub['delta'].iloc[0]:g}" if np.isfinite(eps).any()
                   else "; no DP guarantee (no clipping)")
-        out.append(Finding(f"Defense: {label} noise on client updates", "info",
+        if defense == "dp_sgd":
+            budget += (" (per 2-D slice, the largest over clients; a patient's ε is larger; "
+                       "GroupNorm UNet, so its MAE is not BatchNorm-identical to baseline's)")
+        where = ("noise in every local step (sample level)" if defense == "dp_sgd"
+                 else "noise on client updates")
+        out.append(Finding(f"Defense: {label} {where}", "info",
                            "; ".join(parts) + budget + "."))
     return out
 
@@ -406,9 +449,19 @@ def build_classifier_table(inputs: Any, params: Any) -> Table:
 def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     # an empty input when FedMIA is disabled
     fedmia = pd.read_csv(inputs.fedmia) if len(inputs.fedmia) else None
+    scenarios = dict(params.scenarios)
+    # the DP-SGD scenarios' training histories: their ε is per client, from the steps reported
+    dp = {s for s, meta in scenarios.items()
+          if any(d["name"] == "dp_sgd" for d in meta.get("defenses", ()))}
+    histories, classifier_histories = {}, {}
+    for s, hist, folder in zip(scenarios, inputs.histories, inputs.classifiers, strict=True):
+        if s in dp:
+            histories[s] = pd.read_csv(hist, sep="\t")
+            classifier_histories[s] = pd.read_csv(Path(folder) / "history.tsv", sep="\t")
     data = privacy_utility(pd.read_csv(inputs.gradinv), pd.read_csv(inputs.quality),
-                           pd.read_csv(inputs.classifier), fedmia, dict(params.scenarios),
-                           dict(params.rounds), int(params.classifier_rounds))
+                           pd.read_csv(inputs.classifier), fedmia, scenarios,
+                           dict(params.rounds), int(params.classifier_rounds),
+                           histories, classifier_histories)
     return privacy_utility_table(data)
 
 

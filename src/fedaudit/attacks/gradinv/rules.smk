@@ -66,6 +66,8 @@ rule gradinv_classifier:
         classifier={k: v for k, v in GRADINV["classifier"].items() if k != "attacked_round"},
         defenses=lambda wc: update_noise(wc.scenario),
         seed=config["seed"],
+        # a DP-SGD scenario's clients find their local training through the catalog
+        plugins=tuple(config["plugins"]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -201,6 +203,9 @@ rule table_privacy_utility:
         fedmia=(
             rules.fedmia_summary.output.table if config["attacks"]["fedmia"]["enabled"] else []
         ),
+        # DP-SGD's ε is per client, from the (q, steps) each reported every round
+        histories=expand(rules.train.output.history, scenario=GRADINV_SCENARIOS),
+        classifiers=expand(rules.gradinv_classifier.output.folder, scenario=GRADINV_SCENARIOS),
     output:
         **table_outputs("privacy_utility", "report_captions/privacy_utility.rst"),
     log:

@@ -1,7 +1,8 @@
 """The suite's rule steps (called through :func:`fedaudit.catalog.run_step`):
 
 * ``train_classifier`` -- paper 003's target: the slice classifier federation of one scenario
-  (with that scenario's update noise on every client's update);
+  (with that scenario's update noise on every client's update, or its DP-SGD in every client's
+  local steps);
 * ``attack`` -- one method against one target (``unet``: the UNet and its BatchNorm-free
   control at the scenario's logged round; ``classifier``: the classifier's global model of the
   attacked round), every training center, a seeded sample of slices; one row per slice;
@@ -43,20 +44,32 @@ def _folders(smk: Any, key: str) -> dict[str, list[str]]:
 def train_classifier(smk: Any, log: logging.Logger) -> None:
     """Rule gradinv_classifier: the classifier federation of one scenario."""
     from fedaudit.defenses.noise_mod import noise_mod
-    from fedaudit.defenses.update_noise import noise_defense
+    from fedaudit.defenses.update_noise import DP_SGD, noise_defense
     from fedaudit.federation.classifier import train_classifier_federation
 
     p = smk.params
     clf = p.classifier
     noise = noise_defense(p.defenses)
-    mods = [] if noise is None else [noise_mod(noise, derive_seed(p.seed, "classifier-noise"))]
+    mods, private = [], None
+    if noise is not None and noise["name"] == DP_SGD:
+        # DP-SGD noises inside every local step: each client round builds its own, from the
+        # catalog (as the sCT federation's clients do), seeded by that round's seed
+        from fedaudit.catalog import catalog, resolve
+
+        spec = catalog(p.plugins).defenses[DP_SGD]
+        make = resolve(spec.local_training, spec.package)
+
+        def private(seed: int) -> Any:
+            return make(noise, seed)
+    elif noise is not None:
+        mods = [noise_mod(noise, derive_seed(p.seed, "classifier-noise"))]
     result = train_classifier_federation(
         _folders(smk, "train_folders"), out_dir=smk.output.folder, rounds=clf["rounds"],
         local_epochs=clf["local_epochs"], lr=clf["lr"], batch_size=clf["batch_size"],
         classes=clf["classes"], seed=derive_seed(p.seed, "classifier"),
         val_folders=_folders(smk, "val_folders"), test_folders=_folders(smk, "test_folders"),
         max_slices_per_volume=clf["max_slices_per_volume"], threads=smk.threads,
-        client_mods=mods)
+        client_mods=mods, local_training=private)
     acc = result["accuracy"]
     log.info("classifier federation (%s): %.1f s; accuracy\n%s", smk.wildcards.scenario,
              result["seconds"], acc.to_string(index=False))

@@ -68,10 +68,12 @@ def differences(agreed: dict[str, Any], agreed_layout: Layout, received: dict[st
     return out
 
 
-def architecture_mod(base: int) -> Callable[[Message, Context, Callable], Message]:
-    """A Flower client mod that checks every training message against the UNet2D(base) the
-    client enrolled with."""
-    agreed = definition.agreed(base)
+def architecture_mod(base: int | dict[str, Any]
+                     ) -> Callable[[Message, Context, Callable], Message]:
+    """A Flower client mod that checks every training message against the model the client
+    enrolled with: ``UNet2D(base)``, or a definition (the scenario's, e.g. DP-SGD's GroupNorm
+    UNet: :meth:`fedaudit.federation.plan.TrainPlan.model_definition`)."""
+    agreed = definition.agreed(base) if isinstance(base, int) else dict(base)
     agreed_layout = definition.layout(definition.build(agreed))
 
     def mod(msg: Message, context: Context, call_next: Callable) -> Message:
@@ -94,4 +96,4 @@ def architecture_mod(base: int) -> Callable[[Message, Context, Callable], Messag
 
 def client_mods(plan: Any) -> list[Callable]:
     """The defense's hook (:class:`fedaudit.catalog.DefenseSpec`)."""
-    return [architecture_mod(plan.model_base)]
+    return [architecture_mod(plan.model_definition())]

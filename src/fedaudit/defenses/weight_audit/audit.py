@@ -49,9 +49,9 @@ class WeightAuditAlarm(RuntimeError):
     """Raised (with ``refuse: true``) when a received model fails the audit."""
 
 
-def _named(fitins: Any, base: int) -> dict[str, np.ndarray]:
+def _named(fitins: Any, agreed: dict[str, Any]) -> dict[str, np.ndarray]:
     sent = fitins.config.get("model")
-    defn = definition.agreed(base) if sent is None else json.loads(str(sent))
+    defn = agreed if sent is None else json.loads(str(sent))
     arrays = parameters_to_ndarrays(fitins.parameters)
     try:
         names = [n for n, _ in definition.layout(definition.build(defn))]
@@ -62,11 +62,13 @@ def _named(fitins: Any, base: int) -> dict[str, np.ndarray]:
     return dict(zip(names, arrays, strict=True))
 
 
-def audit_mod(base: int, threshold: float, refuse: bool
+def audit_mod(base: int | dict[str, Any], threshold: float, refuse: bool
               ) -> Callable[[Message, Context, Callable], Message]:
     """A Flower client mod: audits every training message's model against the previous one
     the node received (kept in the node's ``Context.state``) and adds its verdict to the
-    round's fit metrics."""
+    round's fit metrics. ``base``: the enrolled UNet's width, or its definition (the
+    scenario's: :meth:`fedaudit.federation.plan.TrainPlan.model_definition`)."""
+    agreed = definition.agreed(base) if isinstance(base, int) else dict(base)
 
     def mod(msg: Message, context: Context, call_next: Callable) -> Message:
         content = msg.content
@@ -74,7 +76,7 @@ def audit_mod(base: int, threshold: float, refuse: bool
                 and "fitins.parameters" in content.array_records):
             return call_next(msg, context)
         fitins = compat.recorddict_to_fitins(content, keep_input=True)
-        received = _named(fitins, base)
+        received = _named(fitins, agreed)
         previous = None
         if STATE_ARRAYS in context.state.array_records:
             prev_names = json.loads(str(context.state.config_records[STATE_NAMES]["names"]))
@@ -104,4 +106,5 @@ def client_mods(plan: Any) -> list[Callable]:
     scenario's ``weight_audit`` defense entry."""
     settings = {**fragment_defaults(Path(__file__).parent),
                 **(plan.scenario.defense("weight_audit") or {})}
-    return [audit_mod(plan.model_base, float(settings["threshold"]), bool(settings["refuse"]))]
+    return [audit_mod(plan.model_definition(), float(settings["threshold"]),
+                      bool(settings["refuse"]))]

@@ -1,0 +1,165 @@
+"""The evasion attack's rule steps (called through :func:`fedaudit.catalog.run_step`):
+
+* ``attack`` -- one scenario: the attacker's last-round local model (white-box), every other
+  client's and the final global model (:mod:`.local_models`), the attacker's test slices, every
+  setting of the sweep (:mod:`.sweep`) crafted on the white-box model and scored on every model
+  (:mod:`.run`); one row per setting × model × slice;
+* ``summary`` -- every scenario's rows in one CSV and the rates (:func:`.metrics.rates`) at the
+  configured success threshold, which only this step reads (changing it re-runs no attack);
+* ``figure_epsilon``, ``figure_alpha``, ``figure_example`` -- the figures
+  (:mod:`fedaudit.plots.evasion`).
+
+torch is imported inside the functions: the figure steps run without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedaudit.attacks.evasion.sweep import settings_from_config
+from fedaudit.io import read_json, write_json
+from fedaudit.preprocess.outliers import read_excluded
+
+
+def _plan(smk: Any) -> Any:
+    """The attacked scenario's federation as its train rule built it (for recomputing a local
+    model; execution-only settings from the config, which change no result)."""
+    from fedaudit.federation.plan import plan_from_config
+    from fedaudit.scenarios import EXECUTION_KEYS, Scenario
+
+    p = smk.params
+    records = {rec["center"]: rec for rec in map(read_json, smk.input.splits)}
+    train = {**p.train, **{k: smk.config["train"][k] for k in EXECUTION_KEYS}}
+    return plan_from_config(train, Scenario.from_dict(p.scenario),
+                            {c: records[c] for c in p.centers}, "results/preprocessed",
+                            f"results/train/{p.scenario['name']}", seed=p.seed,
+                            excluded=read_excluded(smk.input.qc_flags),
+                            plugins=tuple(smk.config["plugins"]))
+
+
+def attack(smk: Any, log: logging.Logger) -> None:
+    """Rule evasion: craft on the attacker's own model, score on every model."""
+    import torch
+
+    from fedaudit.attacks.evasion.local_models import last_round_models, log_holds_updates
+    from fedaudit.attacks.evasion.run import attack_slices, craft_all, example, score
+    from fedaudit.attacks.views import ClientView
+    from fedaudit.data.slices import load_volume
+    from fedaudit.federation.local import resolve_device
+    from fedaudit.scenarios import Scenario
+
+    p, scenario_name = smk.params, smk.wildcards.scenario
+    cfg = p.evasion
+    attacker = cfg["attacker"]
+    threads = max(1, smk.threads)
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # denormal input gradients slow a CPU step by ~5-10 %
+    dev = resolve_device(p.device)
+    scenario = Scenario.from_dict(p.scenario)
+    view = ClientView(attacker, smk.input.server_log, smk.input.model, p.model_base)
+    from_log = log_holds_updates(scenario)
+    rnd, local = last_round_models(view, None if from_log else _plan(smk), list(p.centers),
+                                   from_log, threads)
+    models: dict[str, tuple[str, torch.nn.Module]] = {}
+    for m in local:
+        if m.center == attacker:
+            models[m.center] = ("whitebox", m.model)
+    models["global"] = ("global", view.final_model())
+    for m in local:
+        if m.center != attacker:
+            models[m.center] = ("victim", m.model)
+    excluded = read_excluded(smk.input.qc_flags)
+    folders = [f for f in p.test_folders if (attacker, Path(f).name) not in excluded]
+    data = attack_slices([load_volume(f) for f in folders], int(cfg["slices"]))
+    settings = settings_from_config(cfg)
+    log.info("%s: attacker %s, %d test slices of %d patient(s), %d settings, models: %s",
+             scenario_name, attacker, len(data), len({q["patient"] for q in data.provenance}),
+             len(settings), {k: v[0] for k, v in models.items()})
+    # the attacker's model must produce a finite sCT for a gradient to exist
+    _, usable = score({attacker: models[attacker]}, data, [], {}, cfg, dev)
+    crafted = craft_all(models[attacker][1], data, settings, cfg, p.seed, dev) \
+        if usable[attacker] else {}
+    rows, usable = score(models, data, settings, crafted, cfg, dev)
+    headline = next((s for s in settings if s.headline and s.method != "random"), None)
+    ex = example(models, data, headline, crafted, rows, cfg, dev) if headline else {}
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "attacker", attacker)
+    frame.insert(0, "scenario", scenario_name)
+    Path(smk.output.slices).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(smk.output.slices, index=False)
+    np.savez_compressed(smk.output.example, **ex)
+    clean = {}
+    if len(frame):
+        clean = frame[frame["setting"] == frame["setting"].iloc[0]].groupby(
+            "model")["clean_mae"].mean().to_dict()
+    write_json({"scenario": scenario_name, "attacker": attacker, "round": rnd,
+                "local_models": "server_log" if from_log else "recomputed",
+                "device": str(dev), "slices": len(data),
+                "patients": sorted({q["patient"] for q in data.provenance}),
+                "models": [{"model": k, "role": v[0], "usable": usable[k],
+                            "clean_mae": clean.get(k, float("nan"))}
+                           for k, v in models.items()]}, smk.output.meta)
+    if not usable[attacker]:
+        log.warning("%s: the attacker's local model outputs a non-finite sCT; nothing was "
+                    "crafted", scenario_name)
+    for s in settings:
+        if s.key in crafted and crafted[s.key][2]:
+            log.info("%-40s %.3f s per batch of %d", s.key, float(np.mean(crafted[s.key][2])),
+                     int(cfg["batch_size"]))
+
+
+def summary(smk: Any, log: logging.Logger) -> None:
+    """Rule evasion_summary: every scenario's rows, the rates, the models' provenance."""
+    from fedaudit.attacks.evasion.metrics import aasr, rates
+
+    frames = [pd.read_csv(f) for f in smk.input.slices]
+    frames = [f for f in frames if len(f)]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    rows.to_csv(smk.output.slices, index=False)
+    table = rates(rows, float(smk.params.threshold_hu))
+    table.to_csv(smk.output.rates, index=False)
+    models = [{"scenario": m["scenario"], "attacker": m["attacker"], "round": m["round"],
+               "local_models": m["local_models"], "slices": m["slices"],
+               "patients": len(m["patients"]), **entry}
+              for m in map(read_json, smk.input.meta) for entry in m["models"]]
+    pd.DataFrame(models).to_csv(smk.output.models, index=False)
+    if len(table):
+        head = table[table["headline"].astype(bool) & (table["method"] != "random")]
+        log.info("headline setting, ASR per model:\n%s",
+                 head[["scenario", "label", "model", "role", "n_slices", "asr", "ci_low",
+                       "null_asr", "delta_mae", "transfer_rate"]].round(3).to_string(index=False))
+        log.info("AASR per scenario and setting:\n%s", aasr(table).round(3).to_string())
+    log.info("threshold %.1f HU; settings %s", smk.params.threshold_hu,
+             json.dumps(smk.params.settings, sort_keys=True))
+
+
+def figure_epsilon(smk: Any, log: logging.Logger) -> None:
+    """Rule figure_evasion_epsilon: ASR against ε per attack, white-box and transfer."""
+    from fedaudit.plots.evasion import epsilon_figure
+
+    epsilon_figure(pd.read_csv(smk.input.rates), smk.params.scenario, smk.output[0])
+    log.info("ε sweep figure of %s: %s", smk.params.scenario, smk.output[0])
+
+
+def figure_alpha(smk: Any, log: logging.Logger) -> None:
+    """Rule figure_evasion_alpha: ASR against the step α at the primary ε."""
+    from fedaudit.plots.evasion import alpha_figure
+
+    alpha_figure(pd.read_csv(smk.input.rates), smk.params.scenario, smk.output[0])
+    log.info("α sweep figure of %s: %s", smk.params.scenario, smk.output[0])
+
+
+def figure_example(smk: Any, log: logging.Logger) -> None:
+    """Rule figure_evasion_example: clean / perturbed MR, the perturbation ×10, the sCT change."""
+    from fedaudit.plots.evasion import example_figure
+
+    with np.load(smk.input.example) as z:
+        arrays = {k: z[k] for k in z.files}
+    example_figure(arrays, smk.params.scenario, smk.output[0])
+    log.info("example figure of %s: %s", smk.params.scenario, smk.output[0])

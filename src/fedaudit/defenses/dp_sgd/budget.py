@@ -1,0 +1,105 @@
+"""ε of the DP-SGD federations, per client, from a maintained accountant (``dp-accounting``).
+
+The mechanism (Abadi et al. 2016, "Deep Learning with Differential Privacy", Alg. 1, as run by
+:mod:`.private`): every local step of a client is the Gaussian mechanism with noise multiplier σ
+on the sum of per-slice gradients clipped to C, applied to a Poisson sample of the slices of the
+client's current epoch at rate q = L/N (L = ``train.batch_size``, N = slices in that epoch's
+plan). A round is a sequence of such steps; the guarantee of a client composes every step of
+every round it ran, each with its own q (the epoch plan, and with it N, changes every round).
+Everything the server derives from the noisy steps (the update, the global models, the attacks)
+is post-processing.
+
+**Unit of privacy: one 2-D slice, not a patient.** The adjacency is add/remove one slice of the
+client's epoch (the setting of the subsampled-Gaussian analysis, Mironov, Talwar & Zhang 2019).
+A patient contributes many slices (every head-containing slice of its volume, in one of three
+orientations per epoch, and each voxel lies in slices of all three), so a patient-level
+guarantee is the group privacy of all of them and ε for a patient is much larger than the
+reported one (for k slices, roughly k times for small ε, with δ growing too). Slices seen by no
+lot cost nothing extra; a slice that is in an epoch's plan is sampled at rate q, so the bound
+below, which charges every slice at q in every epoch, is conservative. The epoch sizes N (hence
+q and the number of steps) are treated as public, as in Abadi et al. and Opacus.
+
+Accounting: Rényi DP of the Poisson-subsampled Gaussian (Mironov, Talwar & Zhang 2019; Abadi et
+al.'s moments accountant is the same quantity at integer orders), composed over steps and
+converted to (ε, δ) by ``dp_accounting.rdp.RdpAccountant`` (Canonne, Kamath & Steinke 2020,
+Prop. 12). The clients report their (q, steps) per epoch in their fit metrics
+(``dp_sgd_events``, :mod:`.private`), which the training history keeps; no formula is written
+here. Tests check the value against Abadi et al.'s published one and against Opacus' own RDP
+accountant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+DP_SGD = "dp_sgd"
+EVENTS = "dp_sgd_events"  # the fit metric of fedaudit.defenses.dp_sgd.private
+
+
+def epsilon(noise_multiplier: float, events: Iterable[tuple[float, int]], delta: float
+            ) -> float:
+    """ε at ``delta`` of DP-SGD steps with noise multiplier σ = ``noise_multiplier``:
+    ``events`` are (sample rate q, number of steps) pairs, composed in order (RDP accountant of
+    ``dp-accounting``, module docstring). No step costs nothing (0); σ = 0 is no privacy (inf).
+    """
+    from dp_accounting import dp_event
+    from dp_accounting.rdp import RdpAccountant
+
+    events = [(float(q), int(n)) for q, n in events]
+    if not 0 < delta < 1:
+        raise ValueError(f"need 0 < delta < 1; got {delta}")
+    bad = [(q, n) for q, n in events if not 0 < q <= 1 or n < 0]
+    if bad:
+        raise ValueError(f"DP-SGD events need 0 < q <= 1 and steps >= 0; got {bad[0]}")
+    if not any(n for _, n in events):
+        return 0.0
+    if noise_multiplier <= 0:
+        return float("inf")
+    accountant = RdpAccountant()
+    for q, n in events:
+        if n == 0:
+            continue
+        step: Any = dp_event.GaussianDpEvent(float(noise_multiplier))
+        if q < 1:
+            step = dp_event.PoissonSampledDpEvent(q, step)
+        accountant.compose(dp_event.SelfComposedDpEvent(step, n))
+    return float(accountant.get_epsilon(delta))
+
+
+def client_events(history: Any) -> dict[str, list[tuple[float, int]]]:
+    """Per center, the (q, steps) of every epoch it trained, in round order, from a training
+    history (``history.tsv`` as a DataFrame: one row per round and center, the DP-SGD clients'
+    ``dp_sgd_events`` JSON). Rows without events (a client that did not run DP-SGD) add
+    nothing."""
+    out: dict[str, list[tuple[float, int]]] = {}
+    if EVENTS not in history.columns:
+        return out
+    for _, row in history.sort_values("round", kind="stable").iterrows():
+        raw = row[EVENTS]
+        if not isinstance(raw, str):
+            continue  # NaN: no DP-SGD in that row
+        out.setdefault(str(row["center"]), []).extend(
+            (float(q), int(n)) for q, n in json.loads(raw))
+    return out
+
+
+def client_epsilons(defense: Mapping[str, Any], history: Any) -> dict[str, float]:
+    """ε of every client of a DP-SGD federation over all the rounds in ``history``."""
+    sigma, delta = float(defense["noise_multiplier"]), float(defense["delta"])
+    return {c: epsilon(sigma, ev, delta) for c, ev in sorted(client_events(history).items())}
+
+
+def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], history: Any) -> float | None:
+    """The scenario's DP-SGD ε: the largest over its clients (the client with the fewest slices
+    has the largest q), or None when the scenario does not run DP-SGD. A DP-SGD scenario whose
+    history has no events is an error (it was trained without the defense's reports)."""
+    entry = next((dict(d) for d in defenses if d["name"] == DP_SGD), None)
+    if entry is None:
+        return None
+    eps = client_epsilons(entry, history)
+    if not eps:
+        raise ValueError(f"a DP-SGD federation's history has no {EVENTS!r} column or rows: "
+                         "ε cannot be computed (re-train the scenario)")
+    return max(eps.values())
