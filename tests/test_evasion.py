@@ -36,7 +36,7 @@ from fedaudit.attacks.evasion.report import (
     evasion_finding,
     transfer_table,
 )
-from fedaudit.attacks.evasion.run import Slices, attack_slices, craft_all, score
+from fedaudit.attacks.evasion.run import Slices, attack_slices, constant_mae, craft_all, score
 from fedaudit.attacks.evasion.sweep import settings_from_config
 from fedaudit.attacks.views import ClientView
 from fedaudit.catalog import catalog, fragment_defaults
@@ -416,6 +416,13 @@ def test_craft_and_score_keep_the_parties_apart_and_fill_every_row(sct_model) ->
     t = metrics.rates(pd.DataFrame(rows).assign(scenario="s", attacker="A"), 30.0)
     x = t[t.model == "X"]
     assert not x["usable"].any() and x["asr"].isna().all() and (x["successes"] == 0).all()
+    # the trivial reference: a model no better than the constant predictor is not attacked
+    c = float(np.median(data.ct_hu[data.mask]))
+    assert constant_mae(data, c) == pytest.approx(np.abs(c - data.ct_hu)[data.mask].mean())
+    _, usable = score(models, data, [], {}, cfg, dev, constant_hu=c)
+    assert usable == {"A": True, "global": True, "B": False}
+    _, usable = score(models, data, [], {}, cfg, dev, constant_hu=1e6)
+    assert all(usable.values())
 
 
 # --------------------------------------------------------------------------- rates, closed

@@ -185,7 +185,9 @@ def attack_table(data: pd.DataFrame, models: pd.DataFrame, threshold_hu: float,
         blocks.append(Block(pd.DataFrame(targ), title="Targeted: bone toward soft tissue"))
     unusable = models[~_bool(models["usable"])] if len(models) else models
     if len(unusable):
-        notes.append("No usable model (non-finite sCT on the clean slices): "
+        notes.append("No usable model (non-finite sCT on the clean slices, or a clean MAE not "
+                     "below the constant predictor's on the same slices: its errors are not an "
+                     "attack's doing): "
                      + ", ".join(f"{r['scenario']}: {r['model']}"
                                  for _, r in unusable.iterrows()) + ".")
     return Table("evasion", "Test-time evasion (paper 004 Table I layout)", data, blocks,

@@ -52,6 +52,8 @@ rule evasion:
         volumes=training_volumes,
         splits=expand(rules.splits.output[0], center=TRAIN_CENTERS),
         qc_flags=QC_FLAGS,
+        # the constant predictor: a model whose clean MAE is not below it is not attacked
+        constant=CONSTANT_VALUE,
     output:
         slices=f"{EVASION_DIR}/{{scenario}}/slices.csv",
         example=f"{EVASION_DIR}/{{scenario}}/example.npz",

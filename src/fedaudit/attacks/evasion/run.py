@@ -146,15 +146,23 @@ def craft_all(whitebox: torch.nn.Module, data: Slices, settings: list[Setting],
     return out
 
 
+def constant_mae(data: Slices, constant_hu: float) -> float:
+    """The constant predictor's in-mask MAE (HU) over the attacked slices."""
+    return float(np.abs(float(constant_hu) - data.ct_hu)[data.mask].mean())
+
+
 def score(models: Mapping[str, tuple[str, torch.nn.Module]], data: Slices,
           settings: list[Setting], crafted: Mapping[str, tuple[np.ndarray, np.ndarray,
                                                                 list[float]]],
-          cfg: Mapping[str, Any], device: torch.device) -> tuple[list[dict[str, Any]],
-                                                                 dict[str, bool]]:
+          cfg: Mapping[str, Any], device: torch.device, constant_hu: float | None = None
+          ) -> tuple[list[dict[str, Any]], dict[str, bool]]:
     """The evaluator's side: one row per (setting, model, attacked slice) with the clean and
     adversarial in-mask MAE, the region's mean sCT and distance to the target HU, and the
-    perturbation's size; and which models are usable (finite clean output: noise on
-    BatchNorm's running variances can leave a model that outputs NaN)."""
+    perturbation's size; and which models are usable: a finite clean output (noise on
+    BatchNorm's running variances can leave a model that outputs NaN) and, given the constant
+    predictor's value ``constant_hu``, a clean in-mask MAE over the attacked slices below that
+    predictor's on the same slices -- an error a model that has learnt nothing already makes
+    is no evidence of an attack."""
     tcfg = cfg["targeted"]
     bs = int(cfg["batch_size"])
     target_hu = float(tcfg["target_hu"])
@@ -165,6 +173,9 @@ def score(models: Mapping[str, tuple[str, torch.nn.Module]], data: Slices,
         model.to(device).eval()
         sct = predict_hu(model, x_clean, bs)
         usable[name] = bool(np.isfinite(sct[data.mask]).all())
+        if usable[name] and constant_hu is not None:
+            usable[name] = bool(np.abs(sct - data.ct_hu)[data.mask].mean()
+                                < constant_mae(data, constant_hu))
         clean[name] = sct
     rows = []
     for s in settings:

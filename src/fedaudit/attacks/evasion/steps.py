@@ -48,7 +48,13 @@ def attack(smk: Any, log: logging.Logger) -> None:
     import torch
 
     from fedaudit.attacks.evasion.local_models import last_round_models, log_holds_updates
-    from fedaudit.attacks.evasion.run import attack_slices, craft_all, example, score
+    from fedaudit.attacks.evasion.run import (
+        attack_slices,
+        constant_mae,
+        craft_all,
+        example,
+        score,
+    )
     from fedaudit.attacks.views import ClientView
     from fedaudit.data.slices import load_volume
     from fedaudit.federation.local import resolve_device
@@ -82,10 +88,11 @@ def attack(smk: Any, log: logging.Logger) -> None:
              scenario_name, attacker, len(data), len({q["patient"] for q in data.provenance}),
              len(settings), {k: v[0] for k, v in models.items()})
     # the attacker's model must produce a finite sCT for a gradient to exist
-    _, usable = score({attacker: models[attacker]}, data, [], {}, cfg, dev)
+    constant_hu = float(read_json(smk.input.constant)["value_hu"])
+    _, usable = score({attacker: models[attacker]}, data, [], {}, cfg, dev, constant_hu)
     crafted = craft_all(models[attacker][1], data, settings, cfg, p.seed, dev) \
         if usable[attacker] else {}
-    rows, usable = score(models, data, settings, crafted, cfg, dev)
+    rows, usable = score(models, data, settings, crafted, cfg, dev, constant_hu)
     headline = next((s for s in settings if s.headline and s.method != "random"), None)
     ex = example(models, data, headline, crafted, rows, cfg, dev) if headline else {}
     frame = pd.DataFrame(rows)
@@ -101,13 +108,14 @@ def attack(smk: Any, log: logging.Logger) -> None:
     write_json({"scenario": scenario_name, "attacker": attacker, "round": rnd,
                 "local_models": "server_log" if from_log else "recomputed",
                 "device": str(dev), "slices": len(data),
+                "constant_mae": constant_mae(data, constant_hu),
                 "patients": sorted({q["patient"] for q in data.provenance}),
                 "models": [{"model": k, "role": v[0], "usable": usable[k],
                             "clean_mae": clean.get(k, float("nan"))}
                            for k, v in models.items()]}, smk.output.meta)
     if not usable[attacker]:
-        log.warning("%s: the attacker's local model outputs a non-finite sCT; nothing was "
-                    "crafted", scenario_name)
+        log.warning("%s: the attacker's local model outputs a non-finite sCT or is no better "
+                    "than the constant predictor; nothing was crafted", scenario_name)
     for s in settings:
         if s.key in crafted and crafted[s.key][2]:
             log.info("%-40s %.3f s per batch of %d", s.key, float(np.mean(crafted[s.key][2])),
