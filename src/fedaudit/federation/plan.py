@@ -11,7 +11,7 @@ from typing import Any
 
 from fedaudit.catalog import schema_defaults
 from fedaudit.federation.local import LocalConfig
-from fedaudit.scenarios import Scenario
+from fedaudit.scenarios import EXECUTION_KEYS, Scenario
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,17 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         deployment_timeout_s=float(t["deployment"]["timeout_s"]),
         log_rounds=t["server_log"]["rounds"],
         plugins=tuple(plugins))
+
+
+def attacked_plan(params: Any, config: dict[str, Any], split_records: list[dict],
+                  excluded: set[tuple[str, str]] | frozenset) -> TrainPlan:
+    """The attacked scenario's federation as its train rule built it, for an attack job that
+    re-runs a client (``params``: the job's ``train``, ``scenario``, ``centers`` and ``seed``;
+    ``split_records``: the centers' split files' contents). Execution-only settings come from
+    the config, as in the train rule: they change how a federation is computed, not its result."""
+    records = {rec["center"]: rec for rec in split_records}
+    train = {**params.train, **{k: config["train"][k] for k in EXECUTION_KEYS}}
+    return plan_from_config(train, Scenario.from_dict(params.scenario),
+                            {c: records[c] for c in params.centers}, "results/preprocessed",
+                            f"results/train/{params.scenario['name']}", seed=params.seed,
+                            excluded=excluded, plugins=tuple(config["plugins"]))

@@ -28,19 +28,11 @@ from fedaudit.preprocess.outliers import read_excluded
 
 
 def _plan(smk: Any) -> Any:
-    """The attacked scenario's federation as its train rule built it (for recomputing a local
-    model; execution-only settings from the config, which change no result)."""
-    from fedaudit.federation.plan import plan_from_config
-    from fedaudit.scenarios import EXECUTION_KEYS, Scenario
+    """The attacked scenario's federation (for recomputing a local model)."""
+    from fedaudit.federation.plan import attacked_plan
 
-    p = smk.params
-    records = {rec["center"]: rec for rec in map(read_json, smk.input.splits)}
-    train = {**p.train, **{k: smk.config["train"][k] for k in EXECUTION_KEYS}}
-    return plan_from_config(train, Scenario.from_dict(p.scenario),
-                            {c: records[c] for c in p.centers}, "results/preprocessed",
-                            f"results/train/{p.scenario['name']}", seed=p.seed,
-                            excluded=read_excluded(smk.input.qc_flags),
-                            plugins=tuple(smk.config["plugins"]))
+    return attacked_plan(smk.params, smk.config, [read_json(f) for f in smk.input.splits],
+                         read_excluded(smk.input.qc_flags))
 
 
 def attack(smk: Any, log: logging.Logger) -> None:

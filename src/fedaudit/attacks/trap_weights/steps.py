@@ -26,25 +26,17 @@ from fedaudit.attacks.trap_weights.matching import match_reconstructions
 from fedaudit.attacks.trap_weights.server import TrapSettings
 from fedaudit.attacks.trap_weights.volumes3d import score_volume
 from fedaudit.defenses.weight_audit.verdict import is_alarm
-from fedaudit.federation.plan import TrainPlan, plan_from_config
+from fedaudit.federation.plan import TrainPlan, attacked_plan
 from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.federation.strategy import FederationError
 from fedaudit.io import read_json
 from fedaudit.preprocess.outliers import read_excluded
-from fedaudit.scenarios import EXECUTION_KEYS, Scenario
 
 
 def scenario_plan(smk: Any) -> TrainPlan:
     """The attacked scenario's federation, as its train rule built it."""
-    p = smk.params
-    records = {rec["center"]: rec for rec in map(read_json, smk.input.splits)}
-    # execution-only settings from the config, as the train rule does (they change no result)
-    train = {**p.train, **{k: smk.config["train"][k] for k in EXECUTION_KEYS}}
-    return plan_from_config(train, Scenario.from_dict(p.scenario),
-                            {c: records[c] for c in p.centers}, "results/preprocessed",
-                            f"results/train/{p.scenario['name']}", seed=p.seed,
-                            excluded=read_excluded(smk.input.qc_flags),
-                            plugins=tuple(smk.config["plugins"]))
+    return attacked_plan(smk.params, smk.config, [read_json(f) for f in smk.input.splits],
+                         read_excluded(smk.input.qc_flags))
 
 
 def server_state(server_log: str, which: Any) -> tuple[int, list[str], list[np.ndarray]]:
