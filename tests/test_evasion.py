@@ -423,6 +423,10 @@ def test_craft_and_score_keep_the_parties_apart_and_fill_every_row(sct_model) ->
     assert usable == {"A": True, "global": True, "B": False}
     _, usable = score(models, data, [], {}, cfg, dev, constant_hu=1e6)
     assert all(usable.values())
+    gated, _ = score(models, data, settings, crafted, cfg, dev, constant_hu=c)
+    t = metrics.rates(pd.DataFrame(gated).assign(scenario="s", attacker="A"), 30.0)
+    assert not t[t.model == "B"]["usable"].any() and t[t.model == "B"]["asr"].isna().all()
+    assert t[t.model == "A"]["usable"].all()
 
 
 # --------------------------------------------------------------------------- rates, closed

@@ -87,14 +87,16 @@ def rates(slices: pd.DataFrame, threshold_hu: float) -> pd.DataFrame:
     the same ε and goal, the transfer rate from the white-box model, perturbation PSNR / L∞,
     crafting seconds per batch and, for targeted rows, the mean shift toward the target HU."""
     if slices.empty:
-        return pd.DataFrame(columns=[*CELL, "n_slices", "asr"])
+        return pd.DataFrame(columns=[*CELL, "usable", "n_slices", "asr"])
     rows = slices.copy()
     rows["success"] = successes(rows, threshold_hu)
     wb = rows[rows["role"] == "whitebox"].set_index(["scenario", "setting", "slice"])["success"]
     out = []
     for key, sub in rows.groupby(CELL, sort=False, dropna=False):
         n, k = len(sub), int(sub["success"].sum())
-        usable = bool(np.isfinite(sub["clean_mae"]).any())
+        # finite sCT and, where the scorer says so, better than the constant predictor
+        usable = bool(np.isfinite(sub["clean_mae"]).any()) and (
+            bool(sub["usable"].astype(bool).all()) if "usable" in sub else True)
         lo, hi = _interval(k, n) if usable else (np.nan, np.nan)
         cell = dict(zip(CELL, key, strict=True))
         rec = {**cell, "usable": usable, "n_slices": n,

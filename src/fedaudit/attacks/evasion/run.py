@@ -208,6 +208,7 @@ def score(models: Mapping[str, tuple[str, torch.nn.Module]], data: Slices,
                     "linf": pert["linf"][j], "mean_abs": pert["mean_abs"][j],
                     "psnr": pert["psnr"][j],
                     "seconds_per_batch": seconds[batch_of[j]] if seconds else np.nan,
+                    "usable": usable[name],
                     "batch_size": bs})
     return rows, usable
 

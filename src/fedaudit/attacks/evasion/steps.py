@@ -79,9 +79,10 @@ def attack(smk: Any, log: logging.Logger) -> None:
     log.info("%s: attacker %s, %d test slices of %d patient(s), %d settings, models: %s",
              scenario_name, attacker, len(data), len({q["patient"] for q in data.provenance}),
              len(settings), {k: v[0] for k, v in models.items()})
-    # the attacker's model must produce a finite sCT for a gradient to exist
+    # the attacker's model must produce a finite sCT for a gradient to exist; whether it beats
+    # the constant predictor is the evaluator's question (rows flagged, not dropped)
     constant_hu = float(read_json(smk.input.constant)["value_hu"])
-    _, usable = score({attacker: models[attacker]}, data, [], {}, cfg, dev, constant_hu)
+    _, usable = score({attacker: models[attacker]}, data, [], {}, cfg, dev)
     crafted = craft_all(models[attacker][1], data, settings, cfg, p.seed, dev) \
         if usable[attacker] else {}
     rows, usable = score(models, data, settings, crafted, cfg, dev, constant_hu)
@@ -105,9 +106,14 @@ def attack(smk: Any, log: logging.Logger) -> None:
                 "models": [{"model": k, "role": v[0], "usable": usable[k],
                             "clean_mae": clean.get(k, float("nan"))}
                            for k, v in models.items()]}, smk.output.meta)
-    if not usable[attacker]:
-        log.warning("%s: the attacker's local model outputs a non-finite sCT or is no better "
-                    "than the constant predictor; nothing was crafted", scenario_name)
+    if not crafted:
+        log.warning("%s: the attacker's local model outputs a non-finite sCT; nothing was "
+                    "crafted", scenario_name)
+    for k, ok in usable.items():
+        if not ok:
+            log.warning("%s: model %s is no usable model (non-finite sCT, or a clean MAE not "
+                        "below the constant predictor's %.1f HU): its rows are not scored",
+                        scenario_name, k, constant_mae(data, constant_hu))
     for s in settings:
         if s.key in crafted and crafted[s.key][2]:
             log.info("%-40s %.3f s per batch of %d", s.key, float(np.mean(crafted[s.key][2])),
