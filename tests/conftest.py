@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository root and a tiny-config helper for workflow tests."""
+"""Shared fixtures: the repository root, a tiny-config helper for workflow tests, and one torch
+thread per test worker."""
 
 from __future__ import annotations
 
@@ -53,3 +54,16 @@ def workdir(tmp_path: Path) -> Path:
     looked up relative to the working directory)."""
     shutil.copytree(REPO / "profiles", tmp_path / "profiles")
     return tmp_path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread per xdist worker (CI runs two workers on two cores): the small networks
+    in these tests run ~25x slower when two workers each spin two threads on two cores. A test
+    module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

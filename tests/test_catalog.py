@@ -49,6 +49,23 @@ def test_builtin_registries_hold_paper_000s_threats() -> None:
         assert spec.rules.is_file() or spec.method, spec.name
 
 
+def test_a_scenario_gets_its_one_step_replacing_defense_and_two_are_refused() -> None:
+    from fedaudit.scenarios import Scenario
+
+    cat = catalog()
+    dp = {"name": "dp_sgd", "noise_multiplier": 1.0}
+    hook = cat.defense_hook(Scenario("dpsgd", defenses=({"name": "weight_audit"}, dp)),
+                            "local_training")
+    assert hook is not None and hook[0] is dp and hook[1].name == "dp_sgd"
+    assert cat.defense_hook(Scenario("baseline"), "fit_workflow") is None
+    assert cat.defense_hook(Scenario("secagg", defenses=({"name": "secagg"},)),
+                            "fit_workflow")[1].name == "secagg"
+    both = Scenario("both", defenses=(dp, {"name": "dp_sgd", "noise_multiplier": 2.0}))
+    with pytest.raises(ValueError, match=r"scenario 'both': defenses dp_sgd, dp_sgd each "
+                                         r"replace the same step \(local_training\)"):
+        cat.defense_hook(both, "local_training")
+
+
 def test_a_plugin_folder_is_loaded_only_where_the_config_names_it() -> None:
     assert "loss_threshold" not in catalog().attacks
     cat = catalog([TOY])

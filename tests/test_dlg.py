@@ -40,14 +40,7 @@ from fedaudit.models.unet import UNet2D
 S = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread per xdist worker: the small networks here run ~25x slower when two
-    workers each spin two threads on two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def phantom_head(size: int = S) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

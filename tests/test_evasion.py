@@ -6,6 +6,7 @@ federation's server log, the evaluator's rates and the verdict."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from fedaudit.attacks.views import ClientView
 from fedaudit.catalog import catalog, fragment_defaults
 from fedaudit.config import ConfigError, load_config
 from fedaudit.data.slices import Volume
+from fedaudit.defenses.dp_sgd.budget import epsilon as dp_sgd_epsilon
 from fedaudit.defenses.noise_mod import noise_seed
 from fedaudit.defenses.update_noise import perturb_update
 from fedaudit.federation.run import train_federation
@@ -54,12 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = fragment_defaults(catalog().attacks["evasion"].folder)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------- (a) reference: torchattacks
@@ -541,15 +538,25 @@ def test_tables_have_paper_004s_layout_and_the_transfer_and_dp_views() -> None:
     tr = transfer_table(data, "baseline").blocks[0].frame
     assert "final global model" in set(tr["Model"])
     assert any(v.startswith("0.75") for v in tr["Transfer rate [95% CI]"])  # 6 of 8
-    meta = {"baseline": {"defenses": []},
+    sgd = {"name": "dp_sgd", "noise_multiplier": 2.0, "max_grad_norm": 1.0, "delta": 1e-5}
+    meta = {"baseline": {"defenses": [{"name": "weight_audit"}]},
             "dp-z1.0": {"defenses": [{"name": "dp_fedavg", "noise_multiplier": 1.0, "clip": 5.0,
-                                      "delta": 1e-5}]}}
-    dp = defense_rows(data, meta, {"baseline": 35, "dp-z1.0": 35})
+                                      "delta": 1e-5}]},
+            "dpsgd-z2.0": {"defenses": [sgd]}}
+    history = pd.DataFrame([{"round": 1, "center": c, "dp_sgd_events": json.dumps([[q, 4]])}
+                            for c, q in (("A", 0.5), ("B", 0.25))])
+    with pytest.raises(ValueError, match="needs its training history"):
+        defense_rows(data, meta, dict.fromkeys(meta, 35))
+    dp = defense_rows(data, meta, dict.fromkeys(meta, 35), {"dpsgd-z2.0": history})
     assert dp.loc[0, "whitebox_asr"] == 0.8 and dp.loc[0, "aasr"] == 0.6
     assert np.isnan(dp.loc[0, "epsilon_dp"]) and dp.loc[1, "epsilon_dp"] > 0
+    # DP-SGD's ε is its largest client's (A: q = 0.5), from the steps in the history
+    assert dp.loc[2, "epsilon_dp"] == pytest.approx(dp_sgd_epsilon(2.0, [(0.5, 4)], 1e-5))
     frame = defense_table(dp).blocks[0].frame
-    assert frame.loc[1, "Level"] == "z = 1" and frame.loc[1, "White-box ASR [95% CI]"] == \
-        "no usable model"
+    # a monitor (the weight audit) is not a noise defense
+    assert list(frame["Noise defense"]) == ["none", "DP-FedAvg", "DP-SGD"]
+    assert list(frame["Level"]) == ["–", "z = 1", "σ = 2"]
+    assert frame.loc[1, "White-box ASR [95% CI]"] == "no usable model"
     assert "baseline: white-box 0.80, AASR 0.60 (clean MAE of the attacker's model 100 HU)" \
         in defense_finding(dp)[0].sentence
 

@@ -33,14 +33,11 @@ from fedaudit.federation.classifier import initial_classifier
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread per test worker (CI runs two workers on two cores); sigmoid tails
-    produce denormal floats, which slow CPUs tenfold unless flushed (as the attack step does)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _flush_denormals(one_torch_thread):
+    """One torch thread per test worker (conftest); sigmoid tails produce denormal floats,
+    which slow CPUs tenfold unless flushed (as the attack step does)."""
     torch.set_flush_denormal(True)
     yield
-    torch.set_num_threads(before)
     torch.set_flush_denormal(False)
 
 

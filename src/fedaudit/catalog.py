@@ -240,6 +240,19 @@ class Catalog:
         for table in getattr(spec, "tables", ()):
             self.add(table, origin)
 
+    def defense_hook(self, scenario: Any, hook: str
+                     ) -> tuple[dict[str, Any], DefenseSpec] | None:
+        """The scenario's defense that sets ``hook`` (a :class:`DefenseSpec` field that replaces
+        one step: ``fit_workflow``, ``local_training``), with its config entry, or None. Two
+        such defenses in one scenario are refused: the step can be replaced once only."""
+        found = [(d, spec) for d in scenario.defenses
+                 if getattr(spec := self.defenses[d["name"]], hook) is not None]
+        if len(found) > 1:
+            raise ValueError(f"scenario {scenario.name!r}: defenses "
+                             f"{', '.join(d['name'] for d, _ in found)} each replace the same "
+                             f"step ({hook}); a scenario can name at most one of them")
+        return found[0] if found else None
+
 
 _BUILTIN = Catalog()
 _BUILTIN_LOADED = False

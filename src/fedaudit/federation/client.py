@@ -76,17 +76,11 @@ def _model_from(definition_json: str) -> torch.nn.Module:
 def local_training(plan: TrainPlan, seed: int) -> LocalTraining | None:
     """The scenario's defense that changes the local training itself (DP-SGD), built for one
     round from its settings and the round ``seed`` (``DefenseSpec.local_training``), or None."""
-    cat = catalog(plan.plugins)
-    hooks = [(d, spec) for d in plan.scenario.defenses
-             if (spec := cat.defenses[d["name"]]).local_training is not None]
-    if len(hooks) > 1:
-        raise ValueError(f"scenario {plan.scenario.name!r}: defenses "
-                         f"{', '.join(d['name'] for d, _ in hooks)} each change the local "
-                         "training; a client can train in one way only")
-    if not hooks:
+    hook = catalog(plan.plugins).defense_hook(plan.scenario, "local_training")
+    if hook is None:
         return None
-    d, spec = hooks[0]
-    return resolve(spec.local_training, spec.package)(d, seed)
+    settings, spec = hook
+    return resolve(spec.local_training, spec.package)(settings, seed)
 
 
 # What a round's ``config["local"]`` may set (the server ships the training code, paper 002's

@@ -91,12 +91,7 @@ def server_main(plan: TrainPlan, strategy: Strategy, num_rounds: int
     """The body of :func:`make_server_app`'s app, for a ServerApp built elsewhere (the deployed
     one, :mod:`fedaudit.federation.deployment`, builds its strategy in its own process)."""
     cat = catalog(plan.plugins)
-    workflows = [(spec, d) for d in plan.scenario.defenses
-                 if (spec := cat.defenses[d["name"]]).fit_workflow is not None]
-    if len(workflows) > 1:
-        raise ValueError(f"scenario {plan.scenario.name}: defenses "
-                         f"{[s.name for s, _ in workflows]} each replace the server's fit "
-                         "workflow; at most one can")
+    workflow = cat.defense_hook(plan.scenario, "fit_workflow")
     server = cat.servers[plan.scenario.server]
     if server.wrap is not None:
         strategy = resolve(server.wrap, server.package)(strategy, plan)
@@ -105,8 +100,8 @@ def server_main(plan: TrainPlan, strategy: Strategy, num_rounds: int
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=num_rounds),
                                strategy=strategy)
         fit_workflow = None
-        if workflows:
-            spec, settings = workflows[0]
+        if workflow is not None:
+            settings, spec = workflow
             fit_workflow = resolve(spec.fit_workflow, spec.package)(plan, settings)
         DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
 

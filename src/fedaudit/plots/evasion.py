@@ -41,6 +41,16 @@ def _curves(frame: pd.DataFrame, x: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _draw_curves(ax: Any, frame: pd.DataFrame, x: str, colors: Any) -> None:
+    """One panel's curves (:func:`_curves`) against ``x``, the white-box CI as a band."""
+    for (name, curve), color, style in zip(_curves(frame, x).items(), colors,
+                                           ("o-", "s--", "^:"), strict=False):
+        ax.plot(curve[x], curve["asr"], style, color=color, label=name)
+        if "ci_low" in curve:
+            ax.fill_between(curve[x], curve["ci_low"], curve["ci_high"],
+                            color=color, alpha=0.15, linewidth=0)
+
+
 def epsilon_figure(rates: pd.DataFrame, scenario: str, path: str) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -57,12 +67,7 @@ def epsilon_figure(rates: pd.DataFrame, scenario: str, path: str) -> None:
     for ax, method in zip(axes[0], attacks, strict=False):
         frame = sub[sub["method"] == method]
         steps = frame["steps"].max()
-        for (name, curve), color, style in zip(_curves(frame, "epsilon").items(), colors,
-                                               ("o-", "s--", "^:"), strict=False):
-            ax.plot(curve["epsilon"], curve["asr"], style, color=color, label=name)
-            if "ci_low" in curve:
-                ax.fill_between(curve["epsilon"], curve["ci_low"], curve["ci_high"],
-                                color=color, alpha=0.15, linewidth=0)
+        _draw_curves(ax, frame, "epsilon", colors)
         n_wb = null[null["role"] == "whitebox"].sort_values("epsilon")
         ax.plot(n_wb["epsilon"], n_wb["asr"], "x-", color="grey",
                 label="random ±ε (white-box model)")
@@ -92,12 +97,7 @@ def alpha_figure(rates: pd.DataFrame, scenario: str, path: str) -> None:
     for ax, method in zip(axes[0], attacks, strict=False):
         frame = sub[sub["method"] == method]
         eps = float(frame["epsilon"].iloc[0])
-        for (name, curve), color, style in zip(_curves(frame, "alpha").items(), colors,
-                                               ("o-", "s--", "^:"), strict=False):
-            ax.plot(curve["alpha"], curve["asr"], style, color=color, label=name)
-            if "ci_low" in curve:
-                ax.fill_between(curve["alpha"], curve["ci_low"], curve["ci_high"],
-                                color=color, alpha=0.15, linewidth=0)
+        _draw_curves(ax, frame, "alpha", colors)
         ax.axvline(eps / 4, color="grey", linestyle=":", linewidth=1)
         ax.annotate("ε/4", (eps / 4, 0.02), fontsize=7, color="grey")
         ax.set_xscale("log")

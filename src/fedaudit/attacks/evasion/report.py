@@ -26,6 +26,13 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.attacks.evasion.metrics import aasr, pooled_lower_bound
+from fedaudit.defenses.budgets import (
+    LEVEL_SYMBOLS,
+    NOISE_LABELS,
+    needs_history,
+    noise_level,
+    scenario_epsilon,
+)
 from fedaudit.report.tables import DASH, Block, Table, need
 from fedaudit.report.verdict import Finding
 
@@ -34,13 +41,18 @@ DEFENSE_TOPIC = "Evasion across the attacked federations (aggregation, update no
 # the verdict: lower bound of the global model's ASR (Bonferroni over the Table I attacks)
 # minus the random-noise null's ASR
 ASR_HIGH, ASR_MODERATE = 0.5, 0.1
-NOISE_LABELS = {"laplace_noise": ("Laplace", "scale", "b"),
-                "dp_fedavg": ("DP-FedAvg", "noise_multiplier", "z")}
 NEEDED = ["scenario", "attacker", "setting", "goal", "method", "label", "epsilon", "alpha",
           "steps", "sweep_epsilon", "sweep_steps", "headline", "model", "role", "usable",
           "n_slices", "n_patients", "successes", "asr", "ci_low", "ci_high", "null_asr",
           "clean_mae", "delta_mae", "transfer_rate", "psnr", "seconds_per_batch"]
 
+
+# How the scored local models are obtained (evasion/local_models.py), said in both tables.
+LOCAL_MODELS_NOTE = ("Local models of the last round are the global model the client received "
+                     "plus the update it computed: read from the server log where it holds "
+                     "the clients' own updates, recomputed by the client's own seeded training "
+                     "where it holds only noised ones or their sum (update-noise defenses, "
+                     "SecAgg+).")
 
 def _fmt(v: Any, digits: int = 2) -> str:
     try:
@@ -233,35 +245,34 @@ def transfer_table(data: pd.DataFrame, scenario: str) -> Table:
              "saw them). Transfer rate: of the slices that fool the white-box model, the share "
              "that also fool this one (paper 004 Table II's error transfer rate), exact 95% "
              "interval over those slices.",
-             "Local models of the last round are the global model the client received plus "
-             "the update it computed: read from the server log where it holds the clients' "
-             "own updates, recomputed by the client's own seeded training where it holds "
-             "only noised ones or their sum (update-noise defenses, SecAgg+)."]
+             LOCAL_MODELS_NOTE]
     return Table("evasion_transfer", "Test-time evasion: transfer to the global model and "
                  "the other clients", sub, [Block(pd.DataFrame(rows))], notes)
 
 
 def _defense_label(meta: dict[str, Any]) -> tuple[str, str]:
-    for d in meta.get("defenses", ()):
-        if d["name"] in NOISE_LABELS:
-            label, key, sym = NOISE_LABELS[d["name"]]
-            return label, f"{sym} = {float(d[key]):g}"
-    names = [d["name"] for d in meta.get("defenses", ())]
-    return (", ".join(names) if names else "none"), DASH
+    """The scenario's noise defense and its level; "none" without one (a monitor such as the
+    weight audit does not change training, so it is not this table's defense)."""
+    name, level, _ = noise_level(meta.get("defenses", ()))
+    if name is None:
+        return "none", DASH
+    return NOISE_LABELS[name], f"{LEVEL_SYMBOLS[name]} = {level:g}"
 
 
 def defense_rows(data: pd.DataFrame, scenarios: dict[str, dict[str, Any]],
-                 rounds: dict[str, int]) -> pd.DataFrame:
+                 rounds: dict[str, int], histories: dict[str, pd.DataFrame] | None = None
+                 ) -> pd.DataFrame:
     """Per attacked scenario, the headline attack: white-box ASR, global ASR, AASR, the nulls,
-    clean MAE of each model kind and the scenario's defense with its ε where it has one."""
-    from fedaudit.defenses.dp_fedavg.budget import scenario_epsilon
-
+    clean MAE of each model kind and the scenario's noise defense with its ε where it has one
+    (``histories``: scenario -> training history, which DP-SGD's ε is read from)."""
+    histories = histories or {}
     head = data[_bool(data["headline"]) & (data["method"] != "random")]
     agg = aasr(data).set_index(["scenario", "setting"])
     out = []
     for scenario, meta in scenarios.items():
         label, level = _defense_label(meta)
-        eps = scenario_epsilon(meta.get("defenses", ()), rounds[scenario])
+        eps = scenario_epsilon(meta.get("defenses", ()), rounds[scenario],
+                               histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "aggregation": meta.get("aggregation"),
                                "defense": label, "level": level,
                                "epsilon_dp": np.nan if eps is None else eps}
@@ -293,7 +304,7 @@ def defense_table(frame: pd.DataFrame) -> Table:
     for _, r in frame.iterrows():
         wb_ok = bool(r.get("whitebox_usable", False))
         rows.append({
-            "Scenario": r["scenario"], "Defense": r["defense"], "Level": r["level"],
+            "Scenario": r["scenario"], "Noise defense": r["defense"], "Level": r["level"],
             "ε (DP)": _fmt(r["epsilon_dp"], 3),
             "Clean MAE: white-box / global / victims (HU)": (
                 f"{_fmt(r.get('whitebox_clean_mae'), 0)} / {_fmt(r.get('global_clean_mae'), 0)}"
@@ -313,13 +324,13 @@ def defense_table(frame: pd.DataFrame) -> Table:
     eps = frame["epsilon"].dropna().iloc[0] if "epsilon" in frame and \
         frame["epsilon"].notna().any() else np.nan
     notes = [f"The headline attack ({attack} at ε = {_fmt(eps, 3)}) per attacked federation: "
-             "baseline (FedAvg), FedMedian and every level of the update-noise grid (Laplace "
-             "noise without a guarantee; DP-FedAvg with ε at δ from the RDP accountant over "
-             "the rounds run). White-box: the attacker's own local model; AASR: the other "
+             "baseline (FedAvg), FedMedian and every level of the noise grid (Laplace noise on "
+             "the update, without a guarantee; DP-FedAvg, user-level ε at δ from the RDP "
+             "accountant over the rounds run; DP-SGD, slice-level ε, the largest over "
+             "clients). White-box: the attacker's own local model; AASR: the other "
              "clients' local models. Paper 004 §VI found DP to lower the benign clients' ASR "
-             "more than the adversary's: the difference column shows it here. Under update "
-             "noise the local models are recomputed by each client's own seeded training (the "
-             "server log holds only noised updates)."]
+             "more than the adversary's: the difference column shows it here.",
+             LOCAL_MODELS_NOTE]
     return Table("evasion_dp", "Test-time evasion across aggregation rules and noise "
                  "defenses", frame, [Block(pd.DataFrame(rows))], notes)
 
@@ -415,8 +426,13 @@ def build_transfer_table(inputs: Any, params: Any) -> Table:
 
 
 def build_defense_table(inputs: Any, params: Any) -> Table:
-    return defense_table(defense_rows(pd.read_csv(inputs.rates), dict(params.scenarios),
-                                      dict(params.rounds)))
+    scenarios = dict(params.scenarios)
+    # DP-SGD's ε is per client, from the (q, steps) each reported every round
+    histories = {s: pd.read_csv(h, sep="\t") for s, h in
+                 zip(scenarios, inputs.histories, strict=True)
+                 if needs_history(scenarios[s].get("defenses", ()))}
+    return defense_table(defense_rows(pd.read_csv(inputs.rates), scenarios,
+                                      dict(params.rounds), histories))
 
 
 def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:

@@ -19,15 +19,19 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.attacks.trap_weights.report import clopper_pearson
+from fedaudit.defenses.budgets import (
+    LEVEL_SYMBOLS,
+    NOISE_LABELS,
+    needs_history,
+    noise_level,
+    scenario_epsilon,
+)
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
 
 METHODS = {"dlg": "DLG", "cpl": "CPL", "idlg": "iDLG", "inverting_gradients": "GradInv"}
 NETWORKS = {"unet": "UNet", "control": "UNet without BatchNorm (control)",
             "classifier": "CNN classifier (32×32)"}
-NOISE_LABELS = {"laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg", "dp_sgd": "DP-SGD"}
-# how a level is written: Laplace scale b, DP-FedAvg's z, DP-SGD's σ
-LEVEL_SYMBOLS = {"laplace_noise": "b", "dp_fedavg": "z", "dp_sgd": "σ"}
 # the suite's verdict: lower bound of the (corrected) pooled UNet ASR minus the null's share
 ASR_HIGH, ASR_MODERATE = 0.5, 0.1
 TOPIC = "Gradient inversion suite (CPL, DLG, iDLG, GradInv)"
@@ -183,29 +187,6 @@ def classifier_table(gradinv: pd.DataFrame, accuracy: pd.DataFrame) -> Table:
 # --------------------------------------------------------------------------- privacy-utility
 
 
-def _level(meta: dict[str, Any]) -> tuple[str | None, float, dict[str, Any] | None]:
-    for d in meta.get("defenses", ()):
-        if d["name"] == "laplace_noise":
-            return d["name"], float(d["scale"]), d
-        if d["name"] in ("dp_fedavg", "dp_sgd"):
-            return d["name"], float(d["noise_multiplier"]), d
-    return None, 0.0, None
-
-
-def _epsilon(defenses: list[dict[str, Any]], rounds: int, history: pd.DataFrame | None
-             ) -> float | None:
-    """DP-FedAvg's ε over ``rounds`` (user level), or DP-SGD's from the clients' reported
-    steps in ``history`` (slice level, the largest over clients), or None."""
-    from fedaudit.defenses.dp_fedavg.budget import scenario_epsilon as fedavg_epsilon
-    from fedaudit.defenses.dp_sgd.budget import scenario_epsilon as sgd_epsilon
-
-    if any(d["name"] == "dp_sgd" for d in defenses):
-        if history is None:
-            raise TableError("a DP-SGD scenario's ε needs its training history (history.tsv)")
-        return sgd_epsilon(defenses, history)
-    return fedavg_epsilon(defenses, rounds)
-
-
 def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd.DataFrame,
                     fedmia: pd.DataFrame | None, scenarios: dict[str, dict[str, Any]],
                     rounds: dict[str, int], classifier_rounds: int,
@@ -221,10 +202,11 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
     histories, classifier_histories = histories or {}, classifier_histories or {}
     rows = []
     for scenario, meta in scenarios.items():
-        defense, level, entry = _level(meta)
         defenses = list(meta.get("defenses", ()))
-        eps = _epsilon(defenses, rounds[scenario], histories.get(scenario))
-        eps_clf = _epsilon(defenses, classifier_rounds, classifier_histories.get(scenario))
+        defense, level, entry = noise_level(defenses)
+        eps = scenario_epsilon(defenses, rounds[scenario], histories.get(scenario))
+        eps_clf = scenario_epsilon(defenses, classifier_rounds,
+                                   classifier_histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "defense": defense or "none",
                                "level": level, "epsilon": np.nan if eps is None else eps,
                                "epsilon_classifier": np.nan if eps_clf is None else eps_clf,
@@ -451,8 +433,7 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     fedmia = pd.read_csv(inputs.fedmia) if len(inputs.fedmia) else None
     scenarios = dict(params.scenarios)
     # the DP-SGD scenarios' training histories: their ε is per client, from the steps reported
-    dp = {s for s, meta in scenarios.items()
-          if any(d["name"] == "dp_sgd" for d in meta.get("defenses", ()))}
+    dp = {s for s, meta in scenarios.items() if needs_history(meta.get("defenses", ()))}
     histories, classifier_histories = {}, {}
     for s, hist, folder in zip(scenarios, inputs.histories, inputs.classifiers, strict=True):
         if s in dp:
