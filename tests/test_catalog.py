@@ -33,11 +33,15 @@ def test_builtin_registries_hold_paper_000s_threats() -> None:
                                                                "inverting_gradients"}
     assert set(cat.client_attacks) == {"poisoning"}
     assert set(cat.defenses) == {"secagg", "architecture_check", "weight_audit",
-                                 "laplace_noise", "dp_fedavg", "dp_sgd"}
+                                 "laplace_noise", "dp_fedavg", "dp_sgd", "group_norm"}
     # DP-SGD changes the local training and the model, not what a client sends
     dp = cat.defenses["dp_sgd"]
     assert (dp.client_mods, dp.local_training, dp.model) == (
-        None, ".private:local_training", ".plugin:model")
+        None, ".private:local_training", "fedaudit.defenses.group_norm.plugin:model")
+    # DP-SGD's reference changes the model only (the same GroupNorm UNet, without DP)
+    gn = cat.defenses["group_norm"]
+    assert (gn.client_mods, gn.fit_workflow, gn.local_training, gn.model) == (
+        None, None, None, ".plugin:model")
     assert cat.defenses["secagg"].compatible == ("fedavg",)
     assert set(cat.aggregators) == {"fedavg", "fedmedian", "krum", "trimmed_mean"}
     assert set(cat.servers) == {"honest", "trap_weights"}

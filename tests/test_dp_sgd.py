@@ -20,6 +20,7 @@ from conftest import REPO
 from fl_study import make_study, tiny_plan
 from torch import nn
 
+from fedaudit.catalog import catalog
 from fedaudit.config import ConfigError, validate_config
 from fedaudit.data.slices import load_volume
 from fedaudit.defenses.dp_sgd.budget import (
@@ -30,7 +31,7 @@ from fedaudit.defenses.dp_sgd.budget import (
 )
 from fedaudit.defenses.dp_sgd.private import DPSGDError, DPSGDTraining, local_training
 from fedaudit.defenses.update_noise import perturb_update
-from fedaudit.federation.local import train_local
+from fedaudit.federation.local import train_local, training_batches
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
 from fedaudit.models import definition
 from fedaudit.models.store import load_model, save_model
@@ -263,18 +264,32 @@ def test_the_noise_grid_adds_dp_sgd_federations_with_group_norm(demo) -> None:
     sc = scenarios_from_config(valid)
     assert {"dpsgd-z0.8", "dpsgd-z2.0"} <= set(sc) and noise_name("dp_sgd", 1) == "dpsgd-z1.0"
     s = sc["dpsgd-z0.8"]
-    assert (s.aggregation, s.reference) == ("fedavg", "baseline")
+    # compared with the GroupNorm UNet trained without DP, which is compared with the baseline
+    assert (s.aggregation, s.reference) == ("fedavg", "groupnorm")
+    gn_scenario = sc["groupnorm"]
+    assert gn_scenario.reference == "baseline" and "dp_sgd" not in gn_scenario.defense_names
+    assert gn_scenario.defense("group_norm") == {"name": "group_norm", "groups": 16}
     assert s.defense("dp_sgd") == {"name": "dp_sgd", "noise_multiplier": 0.8,
                                    "max_grad_norm": 0.5, "delta": 1e-5, "groups": 16}
-    # the attacks that default to the noise grid attack it
-    assert {"dpsgd-z0.8", "dpsgd-z2.0"} <= set(valid["attacks"]["gradinv"]["scenarios"])
-    assert {"dpsgd-z0.8", "dpsgd-z2.0"} <= set(valid["attacks"]["fedmia"]["scenarios"])
-    # its federation's model is the GroupNorm UNet; the baseline's stays BatchNorm
+    # the attacks that default to the noise grid attack it and its reference
+    for attack in ("gradinv", "fedmia", "evasion"):
+        got = valid["attacks"][attack]["scenarios"]
+        assert got[got.index("groupnorm"):][:3] == ["groupnorm", "dpsgd-z0.8", "dpsgd-z2.0"]
+    # its federation's model is the GroupNorm UNet, as is its reference's (which trains without
+    # DP-SGD's local training); the baseline's stays BatchNorm
     plan = tiny_plan((), "out", scenario=s)
-    assert plan.model_definition() == {"arch": "unet2d", "base": 2, "norm": "group",
-                                       "groups": 16}
+    gn = {"arch": "unet2d", "base": 2, "norm": "group", "groups": 16}
+    assert plan.model_definition() == gn
+    ref = tiny_plan((), "out", scenario=sc["groupnorm"])
+    assert ref.model_definition() == gn
+    assert catalog().defense_hook(sc["groupnorm"], "local_training") is None
     assert tiny_plan((), "out", scenario=sc["baseline"]).model_definition() == \
         definition.agreed(2)
+    # a custom scenario may name the reference setting itself
+    cfg["scenarios"]["custom"] = {"gn8": {"defenses": ["group_norm"]}}
+    cfg["defenses"]["group_norm"] = {"groups": 8}
+    custom = scenarios_from_config(validate_config(cfg))["gn8"]
+    assert tiny_plan((), "out", scenario=custom).model_definition()["groups"] == 8
 
 
 @pytest.mark.parametrize(("key", "value", "where"), [
@@ -315,6 +330,41 @@ def _train(study, seed: int, norm: str = "group", **settings):
     stats = train_local(model, vols, cfg, seed=seed, device=torch.device("cpu"),
                         private=local_training({**DP, **settings}, seed))
     return model, start, stats
+
+
+def test_dp_sgd_without_clipping_or_noise_steps_along_the_unets_per_slice_gradients(
+        study) -> None:
+    """The positive control on the real network and training path: with σ = 0, a clip no
+    slice reaches and q = 1 (every slice of the epoch in the one lot), a DP-SGD step of plain
+    SGD is the sum of the slices' own gradients over the expected lot size L (Alg. 1), the
+    reference being one backward pass per slice of the same UNet. Opacus' per-sample Conv2d
+    gradients were wrong on channels_last activations (relative error ~1 on the UNet's 3x3
+    convolutions, and the demo's DP-SGD federations did not learn), which the small networks
+    above could not show."""
+    plan = tiny_plan(study, "unused")
+    vols = [load_volume(f) for f in plan.client("A").train]
+    lot = 4096  # above the epoch's slice count: q = 1
+    cfg = dataclasses.replace(plan.local, max_slices_per_volume=8, batch_size=lot,
+                              optimizer="sgd", momentum=0.0, proximal_mu=0.0)
+    (mr, ct), = training_batches(vols, cfg, seed=3, device=torch.device("cpu"), max_batches=1)
+    torch.manual_seed(0)
+    model = UNet2D(base=2, norm="group")
+    start = get_arrays(model)
+    reference = [np.zeros_like(a) for a in start]
+    for i in range(mr.shape[0]):
+        model.zero_grad(set_to_none=True)
+        nn.functional.l1_loss(model(mr[i:i + 1]), ct[i:i + 1]).backward()
+        for r, p in zip(reference, model.parameters(), strict=True):
+            r -= p.grad.numpy() / lot
+    train_local(model, vols, cfg, seed=3, device=torch.device("cpu"), lr=1.0, max_batches=1,
+                private=local_training({**DP, "noise_multiplier": 0.0, "max_grad_norm": 1e9},
+                                       seed=3))
+    step = [b - a for a, b in zip(start, get_arrays(model), strict=True)]
+    scale = max(float(np.abs(r).max()) for r in reference)
+    for (name, _), got, want in zip(model.named_parameters(), step, reference, strict=True):
+        # atol: a conv bias right before GroupNorm has a gradient of ~0 (the norm removes it);
+        # rtol: float32 sums in another order, and L1 kinks (sign(pred - ct) near 0)
+        np.testing.assert_allclose(got, want, rtol=1e-2, atol=1e-4 * scale, err_msg=name)
 
 
 def test_the_group_norm_unet_trains_with_dp_sgd_and_is_seeded(study) -> None:
@@ -418,12 +468,16 @@ def test_the_privacy_utility_table_shows_dp_sgd_with_its_slice_level_epsilon() -
                              for i, v in enumerate(ok)])
 
     gradinv = pd.concat([rows("baseline", None, [True] * 4),
+                         rows("groupnorm", None, [True, True, True, False]),
                          rows("dpsgd-z1.0", "dp_sgd", [True, False, False, False])])
-    scenarios = {"baseline": {"defenses": []}, "dpsgd-z1.0": {"defenses": [DP]}}
-    quality = pd.DataFrame({"scenario": list(scenarios), "center": "A", "n": 2,
-                            "mae_mean": [100.0, 180.0], "ssim_mean": [0.9, 0.7]})
+    scenarios = {"baseline": {"defenses": []},
+                 "groupnorm": {"defenses": [{"name": "group_norm", "groups": 32}]},
+                 "dpsgd-z1.0": {"defenses": [DP]}}
+    quality = pd.DataFrame({"scenario": [*scenarios, "constant"], "center": "A", "n": 2,
+                            "mae_mean": [100.0, 120.0, 280.0, 250.0],
+                            "ssim_mean": [0.9, 0.85, 0.2, 0.6]})
     acc = pd.DataFrame({"scenario": list(scenarios), "split": "test", "center": "all",
-                        "accuracy": [0.8, 0.5], "majority_class_accuracy": 0.26})
+                        "accuracy": [0.8, 0.8, 0.5], "majority_class_accuracy": 0.26})
     hist = pd.DataFrame([{"round": r, "center": c, "dp_sgd_events": json.dumps([[q, 3]])}
                          for r in (1, 2) for c, q in (("A", 0.2), ("B", 0.1))])
     clf_hist = pd.DataFrame([{"round": 1, "center": "A", "dp_sgd_events": "[[0.5, 2]]"}])
@@ -435,12 +489,26 @@ def test_the_privacy_utility_table_shows_dp_sgd_with_its_slice_level_epsilon() -
     assert data.loc["dpsgd-z1.0", "level"] == 1.0 and math.isnan(data.loc["baseline",
                                                                           "epsilon"])
     table = privacy_utility_table(data.reset_index())
-    util = table.blocks[0].frame.set_index("Defense")
-    assert util.loc["DP-SGD", "Level"] == "σ = 1"
+    util = table.blocks[0].frame
+    assert list(zip(util["Defense"], util["Level"], util["UNet"], strict=True)) == [
+        ("none", "–", "BatchNorm"), ("none", "–", "GroupNorm"), ("DP-SGD", "σ = 1", "GroupNorm")]
+    # beside the constant predictor on the same patients: 280 HU does not beat its 250 HU
+    assert list(util["MAE ÷ constant"]) == ["0.40", "0.48",
+                                           "1.12 (not beaten: no usable model)"]
     notes = " ".join(table.notes)
     assert "GroupNorm" in notes and "not a patient" in notes
     line = {f.topic: f.sentence for f in defense_finding(data.reset_index())}
-    assert "per 2-D slice" in line["Defense: DP-SGD noise in every local step (sample level)"]
+    dp_line = line["Defense: DP-SGD noise in every local step (sample level)"]
+    # read against the same UNet without DP, not the BatchNorm baseline
+    assert "per 2-D slice" in dp_line and "from groupnorm" in dp_line
+    assert "sCT MAE 120 → 280 HU (constant predictor 250 HU)" in dp_line
+    assert "compared with groupnorm)" in dp_line
+    without_reference = privacy_utility(
+        gradinv[gradinv["scenario"] != "groupnorm"], quality, acc, None,
+        {k: v for k, v in scenarios.items() if k != "groupnorm"}, dict.fromkeys(scenarios, 2),
+        1, {"dpsgd-z1.0": hist}, {"dpsgd-z1.0": clf_hist})
+    fallback = " ".join(f.sentence for f in defense_finding(without_reference))
+    assert "sCT MAE 100 → 280 HU" in fallback and "mixes DP's cost with GroupNorm's" in fallback
     # a DP-SGD row needs its history: ε is never guessed
     with pytest.raises(Exception, match="history"):
         privacy_utility(gradinv, quality, acc, None, scenarios, dict.fromkeys(scenarios, 2), 1)

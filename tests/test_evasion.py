@@ -538,11 +538,13 @@ def test_tables_have_paper_004s_layout_and_the_transfer_and_dp_views() -> None:
     tr = transfer_table(data, "baseline").blocks[0].frame
     assert "final global model" in set(tr["Model"])
     assert any(v.startswith("0.75") for v in tr["Transfer rate [95% CI]"])  # 6 of 8
-    sgd = {"name": "dp_sgd", "noise_multiplier": 2.0, "max_grad_norm": 1.0, "delta": 1e-5}
+    sgd = {"name": "dp_sgd", "noise_multiplier": 2.0, "max_grad_norm": 1.0, "delta": 1e-5,
+           "groups": 32}
     meta = {"baseline": {"defenses": [{"name": "weight_audit"}]},
             "dp-z1.0": {"defenses": [{"name": "dp_fedavg", "noise_multiplier": 1.0, "clip": 5.0,
                                       "delta": 1e-5}]},
-            "dpsgd-z2.0": {"defenses": [sgd]}}
+            "dpsgd-z2.0": {"defenses": [sgd]},
+            "groupnorm": {"defenses": [{"name": "group_norm", "groups": 32}]}}
     history = pd.DataFrame([{"round": 1, "center": c, "dp_sgd_events": json.dumps([[q, 4]])}
                             for c, q in (("A", 0.5), ("B", 0.25))])
     with pytest.raises(ValueError, match="needs its training history"):
@@ -554,8 +556,10 @@ def test_tables_have_paper_004s_layout_and_the_transfer_and_dp_views() -> None:
     assert dp.loc[2, "epsilon_dp"] == pytest.approx(dp_sgd_epsilon(2.0, [(0.5, 4)], 1e-5))
     frame = defense_table(dp).blocks[0].frame
     # a monitor (the weight audit) is not a noise defense
-    assert list(frame["Noise defense"]) == ["none", "DP-FedAvg", "DP-SGD"]
-    assert list(frame["Level"]) == ["–", "z = 1", "σ = 2"]
+    assert list(frame["Noise defense"]) == ["none", "DP-FedAvg", "DP-SGD", "none"]
+    assert list(frame["Level"]) == ["–", "z = 1", "σ = 2", "–"]
+    # DP-SGD and its reference train the GroupNorm UNet
+    assert list(frame["UNet"]) == ["BatchNorm", "BatchNorm", "GroupNorm", "GroupNorm"]
     assert frame.loc[1, "White-box ASR [95% CI]"] == "no usable model"
     assert "baseline: white-box 0.80, AASR 0.60 (clean MAE of the attacker's model 100 HU)" \
         in defense_finding(dp)[0].sentence

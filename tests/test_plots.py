@@ -347,3 +347,33 @@ def test_fedmia_roc_draws_each_curve_as_computed(tmp_path: Path, captured) -> No
         np.testing.assert_array_equal(base.get_xdata(), fpr)
         np.testing.assert_array_equal(base.get_ydata(), tpr)
         assert [t.get_text() for t in ax.get_legend().get_texts()] == list(curves)
+
+
+def test_privacy_utility_lines_start_at_the_federation_without_noise_of_their_unet(
+        tmp_path: Path, captured) -> None:
+    """DP-SGD's line starts at groupnorm (the same GroupNorm UNet without DP), DP-FedAvg's at
+    the BatchNorm baseline; the two federations without noise are points with their names."""
+    from fedaudit.plots import privacy_utility as pu
+
+    figs = captured(pu)
+    table = pd.DataFrame([
+        {"scenario": "baseline", "defense": "none", "model": "BatchNorm", "level": 0.0,
+         "mae": 100.0, "accuracy": 0.8, "fedmia_auc": 0.60, "classifier_dlg_asr": 0.5},
+        {"scenario": "dp-z1.0", "defense": "dp_fedavg", "model": "BatchNorm", "level": 1.0,
+         "epsilon": 44.0, "mae": 150.0, "accuracy": 0.3, "fedmia_auc": 0.50,
+         "classifier_dlg_asr": 0.0},
+        {"scenario": "groupnorm", "defense": "none", "model": "GroupNorm", "level": 0.0,
+         "mae": 110.0, "accuracy": 0.8, "fedmia_auc": 0.58, "classifier_dlg_asr": 0.5},
+        {"scenario": "dpsgd-z1.0", "defense": "dp_sgd", "model": "GroupNorm", "level": 1.0,
+         "epsilon": 9.0, "mae": 130.0, "accuracy": 0.7, "fedmia_auc": 0.52,
+         "classifier_dlg_asr": 0.25}])
+    out = tmp_path / "pu.png"
+    pu.privacy_utility_figure(table, str(out))
+    _assert_png(out)
+    (fig,) = figs
+    lines = {ln.get_label(): ln for ln in fig.axes[0].lines}
+    assert list(lines["DP-SGD (GroupNorm UNet)"].get_xdata()) == [110.0, 130.0]
+    assert list(lines["DP-FedAvg"].get_xdata()) == [100.0, 150.0]
+    assert lines["no noise"].get_linestyle() == "None"  # points, not a line
+    names = {t.get_text() for t in fig.axes[0].texts}
+    assert {"baseline", "groupnorm", "σ=1, ε=9", "z=1, ε=44"} <= names

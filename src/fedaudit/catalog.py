@@ -253,6 +253,25 @@ class Catalog:
                              f"step ({hook}); a scenario can name at most one of them")
         return found[0] if found else None
 
+    def model_changes(self, defenses: Iterable[dict[str, Any]], where: str = "scenario"
+                      ) -> dict[str, Any]:
+        """What ``defenses`` (a scenario's entries) change in the agreed model definition,
+        merged over every defense whose spec names a ``model`` hook (``{}``: the paper's
+        BatchNorm UNet; ``{"norm": "group", ...}``: the GroupNorm one); two defenses asking
+        for different settings are an error."""
+        wanted: dict[str, Any] = {}
+        for d in defenses:
+            spec = self.defenses[d["name"]]
+            if spec.model is None:
+                continue
+            change = resolve(spec.model, spec.package)(d)
+            clash = {k for k in change if k in wanted and wanted[k] != change[k]}
+            if clash:
+                raise ValueError(f"{where}: defenses ask for different model settings "
+                                 f"{sorted(clash)}: {wanted} and {change} ({d['name']})")
+            wanted.update(change)
+        return wanted
+
 
 _BUILTIN = Catalog()
 _BUILTIN_LOADED = False

@@ -178,13 +178,13 @@ def _check_semantics(config: dict[str, Any]) -> None:
 
 def _expand_defaults(config: dict[str, Any], names: Sequence[str]) -> list[str]:
     """An attack's default scenarios with :data:`fedaudit.catalog.NOISE_GRID` replaced by every
-    scenario of the update-noise grid (``scenarios.noise``), in config order."""
-    from fedaudit.scenarios import noise_name
+    scenario of the noise grid (``scenarios.noise``, :func:`fedaudit.scenarios.noise_grid`), in
+    config order."""
+    from fedaudit.scenarios import noise_grid
 
     out: list[str] = []
     for name in names:
-        out += ([noise_name(d, level) for d, levels in config["scenarios"]["noise"].items()
-                 for level in levels] if name == NOISE_GRID else [name])
+        out += noise_grid(config["scenarios"]["noise"]) if name == NOISE_GRID else [name]
     return out
 
 

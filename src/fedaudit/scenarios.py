@@ -139,6 +139,21 @@ def noise_name(defense: str, level: float) -> str:
     return f"{NOISE_LEVEL[defense][0]}{_level_text(float(level))}"
 
 
+# The GroupNorm UNet without DP (fedaudit.defenses.group_norm): the DP-SGD scenarios' reference
+GROUP_NORM, GROUP_NORM_SCENARIO = "group_norm", "groupnorm"
+
+
+def noise_grid(noise: dict[str, list[float]]) -> list[str]:
+    """The scenarios of the noise grid (``scenarios.noise``) in config order: one per level,
+    and the GroupNorm reference before the DP-SGD levels when there are any."""
+    out: list[str] = []
+    for defense, levels in noise.items():
+        if defense == DP_SGD and levels:
+            out.append(GROUP_NORM_SCENARIO)
+        out += [noise_name(defense, level) for level in levels]
+    return out
+
+
 def noise_scenario(defense: str, level: float, settings: dict[str, Any], **rest: Any
                    ) -> Scenario:
     """A FedAvg federation whose clients add ``defense``'s noise at ``level`` to their updates
@@ -243,11 +258,19 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
             for agg in grid["aggregations"]:
                 name = poison_name(c, gamma, agg)
                 out[name] = compose(name, agg, False, c, float(gamma))
+    fedavg_params = _aggregation_params(cat, config, "fedavg", {}, "aggregations.fedavg")
     for defense, levels in sc["noise"].items():
+        rest: dict[str, Any] = {}
+        if defense == DP_SGD and levels:
+            # DP-SGD must train the GroupNorm UNet: its reference is that UNet without DP, so
+            # the table separates the noise's cost from the architecture's
+            gn = Scenario(GROUP_NORM_SCENARIO, "fedavg", fedavg_params, (
+                {"name": GROUP_NORM, "groups": int(defense_settings[DP_SGD]["groups"])},))
+            out[gn.name] = gn
+            rest["reference"] = gn.name
         for level in levels:
             s = noise_scenario(defense, level, defense_settings[defense],
-                               aggregation_params=_aggregation_params(
-                                   cat, config, "fedavg", {}, "aggregations.fedavg"))
+                               aggregation_params=fedavg_params, **rest)
             if s.name in out:
                 raise ScenarioError(f"config key 'scenarios.noise.{defense}': level {level} "
                                     f"gives the name {s.name!r} twice")

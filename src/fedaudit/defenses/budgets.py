@@ -1,6 +1,7 @@
-"""A scenario's noise defense as the tables name it, and its privacy budget ε, whichever of the
-noise defenses it switches on; the tables that set the noise defenses side by side (paper 003's
-privacy-utility table, the evasion attack's defense table) read them from here.
+"""A scenario's noise defense as the tables name it, its privacy budget ε, whichever of the
+noise defenses it switches on, and the UNet it trains; the tables that set the noise defenses
+side by side (paper 003's privacy-utility table, the evasion attack's defense table) read them
+from here.
 
 - Laplace noise on the update (``laplace_noise``): no clipping, so no guarantee; ε is None.
 - DP-FedAvg (``dp_fedavg``, McMahan et al. 2018, Alg. 1): user-level ε over the rounds run,
@@ -50,3 +51,15 @@ def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], rounds: int,
             raise ValueError("a DP-SGD scenario's ε needs its training history (history.tsv)")
         return sgd_epsilon(defenses, history)
     return fedavg_epsilon(defenses, rounds)
+
+
+MODEL_LABELS = {"batch": "BatchNorm", "group": "GroupNorm"}
+
+
+def model_label(defenses: Iterable[Mapping[str, Any]], plugins: Iterable[str] = ()) -> str:
+    """The UNet a scenario trains, as the tables write it: ``BatchNorm`` (the paper's) or
+    ``GroupNorm`` (DP-SGD's and its reference's), from its defenses' model hooks."""
+    from fedaudit.catalog import catalog
+
+    norm = catalog(plugins).model_changes([dict(d) for d in defenses]).get("norm", "batch")
+    return MODEL_LABELS.get(norm, str(norm))

@@ -75,9 +75,11 @@ class LocalTraining(Protocol):
     ``factory(settings, seed) -> LocalTraining``, one per client and round). Used in this order:
     ``attach`` once, then per epoch ``loader`` (or ``index_batches``) and per batch ``step``,
     then ``detach``. ``withheld`` names the training statistics the client must not send (they
-    are un-noised functions of its training data)."""
+    are un-noised functions of its training data); ``memory_format`` is the tensor layout the
+    model and its batches must have while it trains (the plain path uses channels_last)."""
 
     withheld: tuple[str, ...]
+    memory_format: torch.memory_format
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch_size: int
                ) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -224,7 +226,8 @@ def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *
     and the statistics it withholds are NaN. num_examples is then what ``private`` reports
     (``num_examples`` in its metrics), not the count it sampled.
     """
-    model.to(device, memory_format=torch.channels_last)
+    layout = torch.channels_last if private is None else private.memory_format
+    model.to(device, memory_format=layout)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     global_params = [p.detach().clone() for p in params]
@@ -246,8 +249,8 @@ def train_local(model: nn.Module, volumes: Sequence[Volume], cfg: LocalConfig, *
                 private.step(opt, _proximal_grads(params, global_params, cfg.proximal_mu))
                 n_batches += 1
                 continue
-            mr = mr.to(device, non_blocking=True, memory_format=torch.channels_last)
-            ct = ct.to(device, non_blocking=True, memory_format=torch.channels_last)
+            mr = mr.to(device, non_blocking=True, memory_format=layout)
+            ct = ct.to(device, non_blocking=True, memory_format=layout)
             with _autocast(device, amp):
                 pred = net(mr)
                 data_loss = loss_fn(pred.float(), ct)

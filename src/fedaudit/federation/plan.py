@@ -108,22 +108,11 @@ def scenario_model(scenario: Scenario, base: int, plugins: tuple[str, ...] = ()
     """The model definition (:func:`fedaudit.models.definition.agreed`) of a scenario's
     federation: the UNet of width ``base``, changed by each defense whose spec names a
     ``model`` hook; two defenses asking for different changes are an error."""
-    from fedaudit.catalog import catalog, resolve
+    from fedaudit.catalog import catalog
     from fedaudit.models.definition import agreed
 
-    cat = catalog(plugins)
-    wanted: dict[str, Any] = {}
-    for d in scenario.defenses:
-        spec = cat.defenses[d["name"]]
-        if spec.model is None:
-            continue
-        change = resolve(spec.model, spec.package)(d)
-        clash = {k for k in change if k in wanted and wanted[k] != change[k]}
-        if clash:
-            raise ValueError(f"scenario {scenario.name!r}: defenses ask for different model "
-                             f"settings {sorted(clash)}: {wanted} and {change} ({d['name']})")
-        wanted.update(change)
-    return agreed(base, **wanted)
+    return agreed(base, **catalog(plugins).model_changes(scenario.defenses,
+                                                         f"scenario {scenario.name!r}"))
 
 
 def used_training_patients(center: str, train_split: list[str],

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fedaudit.plots.style import STAT_THEME, apply_style
+from fedaudit.attacks.gradinv.report import noise_reference
+from fedaudit.plots.style import STAT_THEME, apply_style, save
 
-LABELS = {"none": "baseline", "laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg",
+LABELS = {"none": "no noise", "laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg",
           "dp_sgd": "DP-SGD (GroupNorm UNet)"}
 SYMBOLS = {"laplace_noise": "b", "dp_fedavg": "z", "dp_sgd": "σ"}
 
@@ -21,8 +22,8 @@ def _best(frame: pd.DataFrame, prefix: str, suffix: str) -> np.ndarray:
 
 
 def _label(row: pd.Series) -> str:
-    if row["defense"] == "none":
-        return "baseline"
+    if row["defense"] == "none":  # the baseline, or DP-SGD's GroupNorm reference
+        return str(row.get("scenario", "baseline"))
     eps = row.get("epsilon", np.nan)
     lvl = f"{SYMBOLS.get(row['defense'], 'z')}={row['level']:g}"
     return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε")
@@ -52,16 +53,20 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
         x = table[xcol].to_numpy(float) if xcol in table else np.full(len(table), np.nan)
         frame = table.assign(_x=x, _y=y)
         for defense, sub in frame.groupby("defense", sort=False):
-            base = frame[frame["defense"] == "none"]
-            line = sub if defense == "none" else pd.concat([base, sub.sort_values("level")])
+            # each level's line starts at the federation without noise that trains its UNet
+            line = sub if defense == "none" else pd.concat([noise_reference(frame, sub),
+                                                            sub.sort_values("level")])
             line = line[np.isfinite(line["_x"]) & np.isfinite(line["_y"])]
-            ax.plot(line["_x"], line["_y"], "o-", color=palette.get(defense),
-                    label=LABELS.get(defense, defense))
+            # the federations without noise on top: every line starts on one of them
+            ax.plot(line["_x"], line["_y"], "o" if defense == "none" else "o-",
+                    color=palette.get(defense), label=LABELS.get(defense, defense),
+                    zorder=3 if defense == "none" else 2)
             for _, r in sub.iterrows():
                 if np.isfinite(r["_x"]) and np.isfinite(r["_y"]):
+                    dx, dy = offsets.get(defense, (6, 6))
                     ax.annotate(_label(r), (r["_x"], r["_y"]), textcoords="offset points",
-                                xytext=offsets.get(defense, (6, 6)), fontsize=7,
-                                color=palette.get(defense))
+                                xytext=(dx, dy), ha="left" if dx >= 0 else "right",
+                                fontsize=7, color=palette.get(defense))
         missing = [_label(r) for _, r in frame.iterrows()
                    if not (np.isfinite(r["_x"]) and np.isfinite(r["_y"]))]
         if missing:
@@ -83,5 +88,4 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
     axes[0].set_title("sCT federation (UNet)")
     axes[1].set_title("paper 003's slice classifier (CNN)")
     fig.suptitle("Noise defenses: utility against attack success (one point per noise level)")
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)

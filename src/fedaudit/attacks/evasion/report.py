@@ -29,6 +29,7 @@ from fedaudit.attacks.evasion.metrics import aasr, pooled_lower_bound
 from fedaudit.defenses.budgets import (
     LEVEL_SYMBOLS,
     NOISE_LABELS,
+    model_label,
     needs_history,
     noise_level,
     scenario_epsilon,
@@ -275,6 +276,7 @@ def defense_rows(data: pd.DataFrame, scenarios: dict[str, dict[str, Any]],
                                histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "aggregation": meta.get("aggregation"),
                                "defense": label, "level": level,
+                               "model": model_label(meta.get("defenses", ())),
                                "epsilon_dp": np.nan if eps is None else eps}
         cell = head[head["scenario"] == scenario]
         if len(cell):
@@ -305,6 +307,7 @@ def defense_table(frame: pd.DataFrame) -> Table:
         wb_ok = bool(r.get("whitebox_usable", False))
         rows.append({
             "Scenario": r["scenario"], "Noise defense": r["defense"], "Level": r["level"],
+            "UNet": r.get("model", "BatchNorm"),
             "ε (DP)": _fmt(r["epsilon_dp"], 3),
             "Clean MAE: white-box / global / victims (HU)": (
                 f"{_fmt(r.get('whitebox_clean_mae'), 0)} / {_fmt(r.get('global_clean_mae'), 0)}"
@@ -327,7 +330,8 @@ def defense_table(frame: pd.DataFrame) -> Table:
              "baseline (FedAvg), FedMedian and every level of the noise grid (Laplace noise on "
              "the update, without a guarantee; DP-FedAvg, user-level ε at δ from the RDP "
              "accountant over the rounds run; DP-SGD, slice-level ε, the largest over "
-             "clients). White-box: the attacker's own local model; AASR: the other "
+             "clients; its UNet is the GroupNorm one, so it is read against groupnorm, the "
+             "same UNet without DP). White-box: the attacker's own local model; AASR: the other "
              "clients' local models. Paper 004 §VI found DP to lower the benign clients' ASR "
              "more than the adversary's: the difference column shows it here.",
              LOCAL_MODELS_NOTE]

@@ -22,6 +22,7 @@ from fedaudit.attacks.trap_weights.report import clopper_pearson
 from fedaudit.defenses.budgets import (
     LEVEL_SYMBOLS,
     NOISE_LABELS,
+    model_label,
     needs_history,
     noise_level,
     scenario_epsilon,
@@ -29,6 +30,8 @@ from fedaudit.defenses.budgets import (
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
 
+# the constant predictor's name in the evaluation summary (fedaudit.evaluation.run.CONSTANT)
+CONSTANT = "constant"
 METHODS = {"dlg": "DLG", "cpl": "CPL", "idlg": "iDLG", "inverting_gradients": "GradInv"}
 NETWORKS = {"unet": "UNet", "control": "UNet without BatchNorm (control)",
             "classifier": "CNN classifier (32×32)"}
@@ -208,7 +211,8 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
         eps_clf = scenario_epsilon(defenses, classifier_rounds,
                                    classifier_histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "defense": defense or "none",
-                               "level": level, "epsilon": np.nan if eps is None else eps,
+                               "model": model_label(defenses), "level": level,
+                               "epsilon": np.nan if eps is None else eps,
                                "epsilon_classifier": np.nan if eps_clf is None else eps_clf,
                                "delta": float(entry["delta"]) if entry and "delta" in entry
                                else np.nan}
@@ -220,6 +224,12 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
             row["mae"] = float(np.average(q["mae_mean"].astype(float), weights=w))
             row["ssim_sct"] = float(np.average(q["ssim_mean"].astype(float), weights=w))
             row["test_patients"] = int(w.sum())
+            # the trivial reference on the same centers' test patients: a federation at or
+            # above it has no usable model, whatever its attack numbers say
+            c = quality[(quality["scenario"] == CONSTANT) & quality["center"].isin(q["center"])]
+            if len(c):
+                row["mae_constant"] = float(np.average(c["mae_mean"].astype(float),
+                                                       weights=c["n"].astype(float)))
         acc = classifier[(classifier["scenario"] == scenario) & (classifier["split"] == "test")
                          & (classifier["center"] == "all")]
         if len(acc):
@@ -251,6 +261,16 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
                            if s.name == "defense" else s, kind="stable").reset_index(drop=True)
 
 
+def noise_reference(data: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """The row (of a privacy-utility frame) that a noise defense's ``levels`` are read against:
+    the federation without noise that trains the same UNet (DP-SGD's: ``groupnorm``), else the
+    first one without noise (the baseline); empty when there is none."""
+    none = data[data["defense"] == "none"]
+    if "model" in data and len(levels) and (none["model"] == levels["model"].iloc[0]).any():
+        none = none[none["model"] == levels["model"].iloc[0]]
+    return none.head(1)
+
+
 def _utility(row: pd.Series, key: str, digits: int) -> str:
     """A utility cell: the value, or "NaN (no usable model)" when the federation was trained
     and evaluated but its model outputs NaN."""
@@ -258,6 +278,16 @@ def _utility(row: pd.Series, key: str, digits: int) -> str:
     if np.isfinite(v):
         return f"{v:.{digits}f}"
     return "NaN (no usable model)" if row.get("test_patients", 0) > 0 else DASH
+
+
+def _versus_constant(row: pd.Series) -> str:
+    """The sCT MAE ÷ the constant predictor's on the same test patients, and whether the
+    federation beat it (below 1: a usable model)."""
+    mae, const = row.get("mae", np.nan), row.get("mae_constant", np.nan)
+    if not (np.isfinite(mae) and np.isfinite(const)):
+        return DASH
+    ratio = mae / const
+    return f"{ratio:.2f}" + ("" if ratio < 1 else " (not beaten: no usable model)")
 
 
 def privacy_utility_table(data: pd.DataFrame) -> Table:
@@ -268,7 +298,8 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
     for _, r in data.iterrows():
         head = {"Defense": NOISE_LABELS.get(r["defense"], "none"),
                 "Level": DASH if r["defense"] == "none" else
-                f"{LEVEL_SYMBOLS.get(r['defense'], 'z')} = {r['level']:g}"}
+                f"{LEVEL_SYMBOLS.get(r['defense'], 'z')} = {r['level']:g}",
+                "UNet": r.get("model", "BatchNorm")}
         eps = r.get("epsilon", np.nan)
         util.append({**head,
                      "ε (sCT)": (f"{eps:.3g}" if np.isfinite(eps) else DASH),
@@ -276,6 +307,7 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
                                         if np.isfinite(r.get("epsilon_classifier", np.nan))
                                         else DASH),
                      "sCT MAE (HU)": _utility(r, "mae", 1),
+                     "MAE ÷ constant": _versus_constant(r),
                      "sCT SSIM": _utility(r, "ssim_sct", 3),
                      "Classifier acc.": (f"{r['accuracy']:.2f} (majority "
                                          f"{r['majority']:.2f})"
@@ -312,11 +344,17 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
             "every round each client ran, the largest over clients; its unit is one 2-D "
             "slice, not a patient: a patient contributes many slices, so its ε is larger. "
             "These federations train the GroupNorm UNet (BatchNorm has no per-sample "
-            "gradients), so their sCT utility is not BatchNorm-identical to the baseline's; "
-            "the classifier (no normalisation layer) is the same network.")
+            "gradients), so their sCT utility and attack numbers are read against the "
+            "GroupNorm UNet trained the baseline's way without DP (scenario groupnorm, UNet "
+            "GroupNorm, defense none), not against the BatchNorm baseline; the classifier (no "
+            "normalisation layer) is the same network.")
+    const = data["mae_constant"].dropna() if "mae_constant" in data else pd.Series([])
     notes += [
         "Utility: sCT MAE / SSIM pooled over the test patients (the evaluation's "
-        "metrics; NaN when the trained model outputs NaN: noise on every exchanged array "
+        + (f"metrics, beside the constant predictor's {const.iloc[0]:.1f} HU on the same "
+           "patients: a federation that does not beat it has no usable model, and its attack "
+           "numbers say nothing about the defense; " if len(const) else "metrics; ")
+        + "NaN when the trained model outputs NaN: noise on every exchanged array "
         "reaches BatchNorm's running variances, and once one turns negative the UNet's "
         "evaluation-mode output is NaN); the classifier (no BatchNorm) test accuracy with "
         "its majority-class reference. "
@@ -378,9 +416,10 @@ def suite_finding(data: pd.DataFrame) -> Finding:
 def defense_finding(data: pd.DataFrame) -> list[Finding]:
     """One line per noise defense: how attack success and utility move with its level."""
     out = []
-    base = data[data["defense"] == "none"]
     for defense, sub in data[data["defense"] != "none"].groupby("defense", sort=False):
         sub = sub.sort_values("level")
+        base = noise_reference(data, sub)
+        ref = str(base["scenario"].iloc[0]) if len(base) else "baseline"
         rows = pd.concat([base, sub])
         asr_cols = [c for c in data.columns if c.startswith("classifier_") and
                     c.endswith("_asr")]
@@ -393,7 +432,7 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
         parts = []
         if len(best_asr):
             parts.append(f"the best method's classifier ASR goes "
-                         f"{' → '.join(_fmt(v) for v in best_asr)} from baseline over levels "
+                         f"{' → '.join(_fmt(v) for v in best_asr)} from {ref} over levels "
                          f"{levels} ({'monotone' if mono else 'not monotone'})")
         if len(unet_ssim):
             null = rows["null_unet_ssim"].max() if "null_unet_ssim" in rows else np.nan
@@ -401,9 +440,12 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
                          + (f" (a different slice of the same center scores {null:.2f})"
                             if np.isfinite(null) else ""))
         if "mae" in rows:
+            const = rows["mae_constant"].dropna() if "mae_constant" in rows else []
             parts.append("sCT MAE " + " → ".join(_fmt(v, 0) if np.isfinite(v) else
                                                  "NaN (no usable model)"
-                                                 for v in rows["mae"]) + " HU")
+                                                 for v in rows["mae"]) + " HU"
+                         + (f" (constant predictor {const.iloc[0]:.0f} HU)" if len(const)
+                            else ""))
         if "accuracy" in rows:
             parts.append(f"classifier accuracy {' → '.join(_fmt(v) for v in rows['accuracy'])}")
         eps = sub["epsilon"].to_numpy(float)
@@ -412,7 +454,9 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
                   else "; no DP guarantee (no clipping)")
         if defense == "dp_sgd":
             budget += (" (per 2-D slice, the largest over clients; a patient's ε is larger; "
-                       "GroupNorm UNet, so its MAE is not BatchNorm-identical to baseline's)")
+                       f"GroupNorm UNet, compared with {ref}"
+                       + (")" if ref != "baseline" else
+                          ", the BatchNorm baseline: its MAE mixes DP's cost with GroupNorm's)"))
         where = ("noise in every local step (sample level)" if defense == "dp_sgd"
                  else "noise on client updates")
         out.append(Finding(f"Defense: {label} {where}", "info",

@@ -14,16 +14,14 @@ The guarantee is sample level: the unit is one 2-D slice of a client's epoch, no
 patient contributes many slices; :mod:`.budget`)."""
 
 from pathlib import Path
-from typing import Any
 
 from fedaudit.catalog import DefenseSpec
 
-
-def model(settings: dict[str, Any]) -> dict[str, Any]:
-    """What the defense changes in the agreed model definition: the GroupNorm UNet."""
-    return {"norm": "group", "groups": int(settings["groups"])}
+# What the defense changes in the agreed model definition: the GroupNorm UNet, the one its
+# reference scenario trains without DP
+GROUP_NORM_MODEL = "fedaudit.defenses.group_norm.plugin:model"
 
 
 DEFENSE = DefenseSpec(
     name="dp_sgd", title="DP-SGD inside the clients (Opacus)", folder=Path(__file__).parent,
-    local_training=".private:local_training", model=".plugin:model")
+    local_training=".private:local_training", model=GROUP_NORM_MODEL)

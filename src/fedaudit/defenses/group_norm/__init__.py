@@ -1,0 +1,1 @@
+"""The GroupNorm UNet without DP: the reference DP-SGD's federations are measured against."""
