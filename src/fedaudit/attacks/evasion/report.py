@@ -20,6 +20,7 @@ attack, not the model, is what failed).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -261,11 +262,12 @@ def _defense_label(meta: dict[str, Any]) -> tuple[str, str]:
 
 
 def defense_rows(data: pd.DataFrame, scenarios: dict[str, dict[str, Any]],
-                 rounds: dict[str, int], histories: dict[str, pd.DataFrame] | None = None
-                 ) -> pd.DataFrame:
+                 rounds: dict[str, int], histories: dict[str, pd.DataFrame] | None = None,
+                 plugins: Sequence[str] = ()) -> pd.DataFrame:
     """Per attacked scenario, the headline attack: white-box ASR, global ASR, AASR, the nulls,
     clean MAE of each model kind and the scenario's noise defense with its ε where it has one
-    (``histories``: scenario -> training history, which DP-SGD's ε is read from)."""
+    (``histories``: scenario -> training history, which DP-SGD's ε is read from) and the UNet it
+    trains (``plugins``: the study's plugin folders, whose defenses may change it)."""
     histories = histories or {}
     head = data[_bool(data["headline"]) & (data["method"] != "random")]
     agg = aasr(data).set_index(["scenario", "setting"])
@@ -276,7 +278,7 @@ def defense_rows(data: pd.DataFrame, scenarios: dict[str, dict[str, Any]],
                                histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "aggregation": meta.get("aggregation"),
                                "defense": label, "level": level,
-                               "model": model_label(meta.get("defenses", ())),
+                               "model": model_label(meta.get("defenses", ()), plugins),
                                "epsilon_dp": np.nan if eps is None else eps}
         cell = head[head["scenario"] == scenario]
         if len(cell):
@@ -436,7 +438,7 @@ def build_defense_table(inputs: Any, params: Any) -> Table:
                  zip(scenarios, inputs.histories, strict=True)
                  if needs_history(scenarios[s].get("defenses", ()))}
     return defense_table(defense_rows(pd.read_csv(inputs.rates), scenarios,
-                                      dict(params.rounds), histories))
+                                      dict(params.rounds), histories, tuple(params.plugins)))
 
 
 def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:

@@ -168,6 +168,8 @@ rule table_evasion_dp:
         table="evasion_dp",
         scenarios={s: SCENARIO_META[s] for s in EVASION_SCENARIOS},
         rounds={s: scenario_train(s)["rounds"] for s in EVASION_SCENARIOS},
+        # a plugin defense's model hook names the UNet a scenario trains
+        plugins=config["plugins"],
     threads: 1
     resources:
         mem_mb=1000,

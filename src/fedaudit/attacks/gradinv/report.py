@@ -12,6 +12,7 @@ succeed) shows that the attack code works.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,14 +195,15 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
                     fedmia: pd.DataFrame | None, scenarios: dict[str, dict[str, Any]],
                     rounds: dict[str, int], classifier_rounds: int,
                     histories: dict[str, pd.DataFrame] | None = None,
-                    classifier_histories: dict[str, pd.DataFrame] | None = None
-                    ) -> pd.DataFrame:
+                    classifier_histories: dict[str, pd.DataFrame] | None = None,
+                    plugins: Sequence[str] = ()) -> pd.DataFrame:
     """One row per attacked scenario: its noise (defense, level, ε at δ over the sCT
     federation's rounds and over the classifier's), the utility (sCT MAE / SSIM pooled over
     test patients, classifier test accuracy), FedMIA's pooled patient-level AUC, and per
     method × target the ASR and the mean SSIM over every attacked slice (batch 1).
     ``histories`` / ``classifier_histories`` (scenario -> training history) give DP-SGD's ε
-    (:mod:`fedaudit.defenses.dp_sgd.budget`); other scenarios do not need them."""
+    (:mod:`fedaudit.defenses.dp_sgd.budget`); other scenarios do not need them. ``plugins``: the
+    study's plugin folders (a plugin defense may change the UNet, the ``model`` column)."""
     histories, classifier_histories = histories or {}, classifier_histories or {}
     rows = []
     for scenario, meta in scenarios.items():
@@ -211,7 +213,7 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
         eps_clf = scenario_epsilon(defenses, classifier_rounds,
                                    classifier_histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "defense": defense or "none",
-                               "model": model_label(defenses), "level": level,
+                               "model": model_label(defenses, plugins), "level": level,
                                "epsilon": np.nan if eps is None else eps,
                                "epsilon_classifier": np.nan if eps_clf is None else eps_clf,
                                "delta": float(entry["delta"]) if entry and "delta" in entry
@@ -486,7 +488,7 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     data = privacy_utility(pd.read_csv(inputs.gradinv), pd.read_csv(inputs.quality),
                            pd.read_csv(inputs.classifier), fedmia, scenarios,
                            dict(params.rounds), int(params.classifier_rounds),
-                           histories, classifier_histories)
+                           histories, classifier_histories, tuple(params.plugins))
     return privacy_utility_table(data)
 
 

@@ -215,6 +215,8 @@ rule table_privacy_utility:
         scenarios={s: SCENARIO_META[s] for s in GRADINV_SCENARIOS},
         rounds={s: scenario_train(s)["rounds"] for s in GRADINV_SCENARIOS},
         classifier_rounds=GRADINV["classifier"]["rounds"],
+        # a plugin defense's model hook names the UNet a scenario trains
+        plugins=config["plugins"],
     threads: 1
     resources:
         mem_mb=1000,
