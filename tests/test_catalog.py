@@ -118,8 +118,11 @@ def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
                      "val_max_slices": 2, "threads": 1, "device": "cpu"},
            "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
            "evaluate": {"threads": 1},
+           # the built-in attacks off: the DAG holds the toy and what it needs (the tiny
+           # pipeline test runs them all)
            "attacks": {"device": "cpu", "threads": 1, "fedmia": {"enabled": False},
-                       "dlg": {"enabled": False}, "trap_weights": {"enabled": False}}}
+                       "dlg": {"enabled": False}, "trap_weights": {"enabled": False},
+                       "gradinv": {"enabled": False}, "evasion": {"enabled": False}}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     plan = run_snakemake(workdir, "-n", "--configfile", str(workdir / "c.yaml"))
     assert plan.returncode == 0, plan.stderr[-3000:]
