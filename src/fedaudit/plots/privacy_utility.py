@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.attacks.gradinv.report import noise_reference
+from fedaudit.defenses.budgets import LEVEL_SYMBOLS
 from fedaudit.plots.style import STAT_THEME, apply_style, save
 
 LABELS = {"none": "no noise", "laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg",
           "dp_sgd": "DP-SGD (GroupNorm UNet)"}
-SYMBOLS = {"laplace_noise": "b", "dp_fedavg": "z", "dp_sgd": "σ"}
 
 
 def _best(frame: pd.DataFrame, prefix: str, suffix: str) -> np.ndarray:
@@ -25,7 +25,7 @@ def _label(row: pd.Series) -> str:
     if row["defense"] == "none":  # the baseline, or DP-SGD's GroupNorm reference
         return str(row.get("scenario", "baseline"))
     eps = row.get("epsilon", np.nan)
-    lvl = f"{SYMBOLS.get(row['defense'], 'z')}={row['level']:g}"
+    lvl = f"{LEVEL_SYMBOLS.get(row['defense'], 'z')}={row['level']:g}"
     return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε")
 
 
