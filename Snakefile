@@ -58,3 +58,7 @@ rule all:
         rules.attacks_all.input,
         rules.report_all.input,
     default_target: True
+
+
+# last: every script rule's code digest is a param (fedaudit.code_digest)
+include: "workflow/rules/code.smk"

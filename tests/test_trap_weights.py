@@ -202,7 +202,8 @@ def test_a_trap_round_never_enters_the_honest_server_log(tmp_path: Path) -> None
                      log_rounds="all")
     train_federation(plan)
     log = tmp_path / "out" / "server_log"
-    assert sorted(p.name for p in log.iterdir()) == ["model.json", "round_001"]
+    assert sorted(p.name for p in log.iterdir()) == ["model.json", "round_001", "rounds.json"]
+    assert json.loads((log / "rounds.json").read_text()) == {"rounds": [1]}
     # the log's model is the enrolled UNet, not the trap round's fronted one
     assert json.loads((log / "model.json").read_text()) == {"arch": "unet2d", "base": 2}
     meta = json.loads((tmp_path / "out" / "malicious" / "round_002" / "round.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -218,6 +219,54 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     assert plan(lambda c: c["train"].update(threads=2, num_workers=1, backend="ray")) == {}
 
 
+def _check_code(ck: Path, cfg: Path) -> None:
+    """The code is part of the cache (fedaudit.code_digest): a change to the training code
+    plans the training jobs and what reads them, a docstring change plans nothing; every job ran
+    this checkout's FedAudit, not the virtualenv's editable install of another clone."""
+    def plan() -> dict[str, int]:
+        return _planned(run_snakemake(ck, "-n", "--configfile", str(cfg),
+                                      snakefile=ck / "Snakefile"))
+
+    assert f"FedAudit 0.1.0 from {ck / 'src' / 'fedaudit'}" in (
+        ck / "results/logs/train/baseline.log").read_text()
+    local = ck / "src/fedaudit/federation/local.py"
+    text = local.read_text()
+    local.write_text(text + "\n_A_CODE_CHANGE = 1\n")
+    counts = plan()
+    local.write_text(text)
+    # every federation (4 scenarios, the control, the suite's 2 classifiers) and what reads them
+    assert counts["train"] == 5 and counts["gradinv_classifier"] == 2, counts
+    assert counts["evaluate"] == 4 and counts["fedmia_measure"] == 4, counts
+    assert not {"demo_patient", "register", "n4", "finalize", "splits"} & set(counts), counts
+    roc = ck / "src/fedaudit/plots/roc.py"
+    text = roc.read_text()
+    roc.write_text('"""Another docstring."""\n# and a comment\n' + text.split('"""', 2)[2])
+    assert plan() == {}
+    roc.write_text(text)
+
+
+def _check_forced_retrain(ck: Path, cfg: Path) -> None:
+    """A forced re-run trains anew (the checkpoints were removed once the model was
+    published), to the same model: same code, same seed, same numbers."""
+    from fedaudit.models.store import load_model
+
+    def weights_digest() -> str:
+        h = hashlib.sha256()
+        for name, t in load_model(model).state_dict().items():
+            h.update(name.encode() + t.numpy().tobytes())
+        return h.hexdigest()
+
+    model = ck / "results/train/baseline/model.pt"
+    before = weights_digest()
+    assert not (ck / "results/train/baseline/checkpoints").exists()
+    forced = run_snakemake(ck, str(model.relative_to(ck)), "--forcerun", "train", "--cores", "2",
+                           "--configfile", str(cfg), snakefile=ck / "Snakefile")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    log = (ck / "results/logs/train/baseline.log").read_text()
+    assert "rounds 1-2 of 2" in log and "nothing left to train" not in log, log[-2000:]
+    assert weights_digest() == before
+
+
 def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
     ck = copy_checkout(tmp_path / "checkout")
     cfg = _write_config(ck, TINY)
@@ -296,6 +345,7 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
     assert (workdir / "results/logs/train/baseline.log").read_text().count("round 2/2 done")
 
     _check_cache(ck, TINY)
+    _check_code(ck, cfg)
     # The checkout moved to another folder (results and all): nothing to re-run.
     moved = ck.rename(tmp_path / "moved")
     cfg = moved / cfg.name
@@ -322,6 +372,7 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
     assert qc_after == qc_before
 
     _check_report(workdir)
+    _check_forced_retrain(workdir, cfg)
 
 
 TABLES = ("quality", "poisoning", "membership", "inversion", "trap_weights", "trap_weights_3d",

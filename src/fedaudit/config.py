@@ -34,7 +34,9 @@ from fedaudit.io import find_volume
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = "results"
 DEMO_ROOT = f"{RESULTS}/data/demo"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+# An id that becomes a path component (a patient folder, a scenario name): letters, digits, '.',
+# '-', '_', not starting with '.', so '.', '..' and hidden names can never climb or hide.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
 class ConfigError(ValueError):
@@ -256,7 +258,7 @@ def discover_synthrad(center: str, root: str | Path) -> dict[str, PatientSource]
             continue
         if not _SAFE_ID.match(folder.name):
             raise ConfigError(f"{folder}: patient folder name must use letters, digits, '.', '-' "
-                              "or '_' (it becomes a path component)")
+                              "or '_' and not start with '.' (it becomes a path component)")
         found[folder.name] = PatientSource(
             center, folder.name, mr or folder / "mr.nii.gz", ct or folder / "ct.nii.gz",
             find_volume(folder, "mask"))
@@ -287,7 +289,8 @@ def discover_manifest(center: str, csv_path: str | Path) -> dict[str, PatientSou
         pid = row["patient"]
         if not _SAFE_ID.match(pid):
             raise ConfigError(f"{csv_path}:{line}: patient id {pid!r} must use letters, digits, "
-                              "'.', '-' or '_'")
+                              "'.', '-' or '_' and not start with '.' (it becomes a path "
+                              "component)")
         if pid in found:
             raise ConfigError(f"{csv_path}:{line}: patient {pid!r} of center {center} listed twice")
         for col in ("mr", "ct"):

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from fedaudit.atomic import WriteError, atomic_path, write_text
+
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd")
 
 
@@ -108,20 +110,45 @@ def _check_nifti_voxels(p: Path, role: str) -> None:
 
 
 def write_volume(img: sitk.Image, path: str | os.PathLike[str]) -> None:
-    """Write atomically: a killed job never leaves a half-written output behind."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".tmp-{os.getpid()}-{p.name}")
-    sitk.WriteImage(img, str(tmp), useCompression=True)
-    os.replace(tmp, p)
+    """Write atomically and verified (:mod:`fedaudit.atomic`): a killed job or a full disk never
+    leaves a half-written output behind, and the error names the path."""
+    def verify(tmp: Path) -> None:
+        _verify_volume(tmp, img)
+
+    with atomic_path(path, verify) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=True)
+
+
+def _verify_volume(tmp: Path, img: sitk.Image) -> None:
+    """The written file's header has the image's size, and a gzip stream its full length.
+
+    SimpleITK does not raise when the disk is full (it prints "wrote only 0 of N bytes"), and a
+    truncated gzip still has a readable header, so the header alone proves little: the gzip
+    trailer's ISIZE (the uncompressed length mod 2³²) must equal NIfTI's voxel offset plus the
+    voxel bytes, which a cut stream's last four bytes match only by chance."""
+    if tmp.stat().st_size == 0:
+        raise WriteError(tmp, "the writer left an empty file")
+    reader = read_header(tmp)
+    if reader.GetSize() != img.GetSize():
+        raise WriteError(tmp, f"header says size {reader.GetSize()}, wrote {img.GetSize()}")
+    if tmp.name.lower().endswith(".nii.gz"):
+        import nibabel as nib
+
+        try:
+            proxy = nib.load(str(tmp)).dataobj  # the header as stored: its data offset
+            expected = int(proxy.offset) + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
+        except Exception as err:  # nibabel raises many types
+            raise WriteError(tmp, f"unreadable NIfTI header: {err}") from err
+        with open(tmp, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little")
+        if isize != expected % 2**32:
+            raise WriteError(tmp, f"the gzip stream is incomplete ({isize} of {expected} bytes)")
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".tmp-{os.getpid()}-{p.name}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-    os.replace(tmp, p)
+    """A JSON record, atomic and verified (:func:`fedaudit.atomic.write_text`)."""
+    write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n", path)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -21,6 +21,7 @@ def rule_logging(log_path: str | Path, rule: str, threads: int = 1) -> Iterator[
     key at fault, as every FedAudit error does) goes to the console, then the job exits non-zero so
     Snakemake marks only this job as failed.
     """
+    from fedaudit import __version__
     from fedaudit.runtime import set_threads
 
     log_path = Path(log_path)
@@ -38,7 +39,10 @@ def rule_logging(log_path: str | Path, rule: str, threads: int = 1) -> Iterator[
         start = time.perf_counter()
         with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
             try:
-                logger.info("rule %s started (%d threads)", rule, threads)
+                # which FedAudit the job runs (workflow/scripts/_common.py puts this checkout's
+                # first): a second clone sharing a virtualenv runs its own code
+                logger.info("rule %s started (%d threads), FedAudit %s from %s", rule, threads,
+                            __version__, Path(__file__).resolve().parent)
                 yield logger
             except Exception as exc:
                 fh.write(traceback.format_exc())

@@ -346,7 +346,7 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
 # Keys of the config's ``train`` section that change how a federation is computed, not what:
 # thread counts, DataLoader workers and the backend give the same model (tested), so changing them
 # must not re-train anything. Every other key is a Snakemake param of the train rule.
-EXECUTION_KEYS = ("threads", "num_workers", "backend", "ray", "deployment")
+EXECUTION_KEYS = ("threads", "num_workers", "backend", "ray", "deployment", "keep_checkpoints")
 def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     """The ``train`` settings that determine ``scenario``'s model: its rule's params, so that
     changing one re-trains exactly the scenarios that read it (and nothing for the

@@ -56,7 +56,8 @@ PRE_THREADS = config["preprocess"]["threads"]
 
 wildcard_constraints:
     center="[A-Za-z0-9_-]+",
-    patient="[A-Za-z0-9_.-]+",
+    # ids are path components: never '.', '..' or hidden (fedaudit.config._SAFE_ID)
+    patient="[A-Za-z0-9_-][A-Za-z0-9_.-]*",
 
 
 def keep(path):
@@ -209,7 +210,8 @@ SCENARIO_META = {name: s.as_dict() for name, s in SCENARIOS.items()}
 def table_outputs(name, caption):
     """The outputs of the table_<name> job -- CSV, Markdown, LaTeX and the report's HTML in the
     report category its TableSpec names; ``caption`` is relative to the calling rules file."""
-    out = {fmt: f"{TABLES}/{name}.{fmt}" for fmt in TABLE_FORMATS}
+    # a table file is never empty (the writers verify each write; this is Snakemake's check)
+    out = {fmt: ensure(f"{TABLES}/{name}.{fmt}", non_empty=True) for fmt in TABLE_FORMATS}
     spec = CATALOG.tables[name]
     out["html"] = report(
         out["html"],

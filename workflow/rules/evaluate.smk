@@ -10,7 +10,7 @@ rule evaluate:
         volumes=[f for c, p in test_patients() for f in preprocessed(c, p)],
         qc_flags=QC_FLAGS,
     output:
-        metrics="results/eval/{scenario}/metrics.csv",
+        metrics=ensure("results/eval/{scenario}/metrics.csv", non_empty=True),
         sct=sct_files("{scenario}"),
     log:
         f"{LOGS}/evaluate/{{scenario}}.log",

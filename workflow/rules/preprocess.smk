@@ -87,9 +87,10 @@ rule finalize:
         mr=rules.n4.output.mr,
         mask=rules.head_mask.output.mask,
     output:
-        mr="results/preprocessed/{center}/{patient}/mr.nii.gz",
-        ct="results/preprocessed/{center}/{patient}/ct.nii.gz",
-        mask="results/preprocessed/{center}/{patient}/mask.nii.gz",
+        # a volume is never empty (fedaudit.atomic verifies each write; this is Snakemake's check)
+        mr=ensure("results/preprocessed/{center}/{patient}/mr.nii.gz", non_empty=True),
+        ct=ensure("results/preprocessed/{center}/{patient}/ct.nii.gz", non_empty=True),
+        mask=ensure("results/preprocessed/{center}/{patient}/mask.nii.gz", non_empty=True),
         record="results/preprocessed/{center}/{patient}/steps/4_finalize/finalize.json",
     log:
         f"{LOGS}/finalize/{{center}}/{{patient}}.log",

@@ -17,8 +17,8 @@ rule train:
         qc_flags=QC_FLAGS,
         constant=CONSTANT_VALUE,
     output:
-        model="results/train/{scenario}/model.pt",
-        history="results/train/{scenario}/history.tsv",
+        model=ensure("results/train/{scenario}/model.pt", non_empty=True),
+        history=ensure("results/train/{scenario}/history.tsv", non_empty=True),
         # the honest-but-curious server's log, which the attacks take as input
         server_log=directory("results/train/{scenario}/server_log"),
     log:

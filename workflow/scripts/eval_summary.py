@@ -6,6 +6,7 @@ from _common import logged
 with logged(snakemake) as log:
     import pandas as pd
 
+    from fedaudit.atomic import write_csv
     from fedaudit.evaluation.stats import summarize, wilcoxon_vs_reference, with_constant_ratio
 
     inp = snakemake.input
@@ -16,9 +17,9 @@ with logged(snakemake) as log:
                     sorted(set(dropped["center"] + "/" + dropped["patient"])))
     df = df[~df["excluded"]].drop(columns="excluded")
     summary = with_constant_ratio(summarize(df))
-    summary.to_csv(snakemake.output.summary, index=False)
+    write_csv(summary, snakemake.output.summary, index=False)
     tests = wilcoxon_vs_reference(df, dict(snakemake.params.references))
-    tests.to_csv(snakemake.output.wilcoxon, index=False)
+    write_csv(tests, snakemake.output.wilcoxon, index=False)
     log.info("%d scenarios, %d tests; MAE / constant predictor's MAE:\n%s",
              df["scenario"].nunique() - 1, len(tests),
              summary.pivot(index="scenario", columns="center", values="mae_vs_constant")

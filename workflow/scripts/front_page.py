@@ -10,6 +10,7 @@ with logged(snakemake) as log:
 
     import pandas as pd
 
+    from fedaudit.atomic import write_text
     from fedaudit.catalog import catalog, ordered_tables
     from fedaudit.report import verdict
 
@@ -26,6 +27,6 @@ with logged(snakemake) as log:
     thresholds = [t for spec in specs
                   if (t := spec.call("thresholds", p.settings[spec.name]))]
     text = verdict.front_page(p.intro, findings, demo=p.demo, thresholds=thresholds)
-    Path(snakemake.output[0]).write_text(text, encoding="utf-8")
+    write_text(text, snakemake.output[0])
     for f in findings:
         log.info("%s [%s]: %s", f.topic, f.level, f.sentence)

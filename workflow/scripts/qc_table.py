@@ -6,6 +6,7 @@ from _common import logged
 with logged(snakemake) as log:
     import pandas as pd
 
+    from fedaudit.atomic import write_csv
     from fedaudit.io import read_json, write_json
     from fedaudit.preprocess.outliers import flag_outliers, flags_record
 
@@ -18,7 +19,7 @@ with logged(snakemake) as log:
         if table[col].map(lambda v: isinstance(v, list)).any():
             table[col] = table[col].map(lambda v: " ".join(f"{x:g}" if isinstance(x, float)
                                                              else str(x) for x in v))
-    table.to_csv(snakemake.output.table, sep="\t", index=False, float_format="%.4g")
+    write_csv(table, snakemake.output.table, sep="\t", index=False, float_format="%.4g")
     record = flags_record(table, policy=p.policy, threshold=p.outlier_z)
     write_json(record, snakemake.output.flags)
     log.info("%d patients, %d flagged", len(table), len(record["flagged"]))

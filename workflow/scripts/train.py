@@ -19,7 +19,7 @@ with logged(snakemake) as log:
     plan = plan_from_config(train, Scenario.from_dict(p.scenario),
                             {c: records[c] for c in p.centers}, "results/preprocessed",
                             p.out_dir, seed=p.seed, excluded=excluded,
-                            plugins=tuple(snakemake.config["plugins"]))
+                            plugins=tuple(snakemake.config["plugins"]), code=p.code)
     s = plan.scenario
     if s.aggregation == "trimmed_mean" and trims_to_median(len(plan.clients),
                                                            s.aggregation_params["beta"]):

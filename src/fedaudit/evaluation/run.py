@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from fedaudit.atomic import write_csv
 from fedaudit.data.slices import Volume, load_volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import image_metrics
@@ -62,7 +63,7 @@ def evaluate_predictor(predict: Callable[[Volume], np.ndarray], *,
         log.info("%s/%s: MAE %.1f HU, PSNR %.2f dB, SSIM %.3f%s", center, patient, m["mae"],
                  m["psnr"], m["ssim"], " (excluded by QC)" if out else "")
     table = pd.DataFrame(rows, columns=COLUMNS)
-    table.to_csv(metrics_path, index=False)
+    write_csv(table, metrics_path, index=False)
     return table
 
 

@@ -63,6 +63,7 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow
 from torch import nn
 
+from fedaudit.atomic import save_npz, save_torch, write_csv, write_text
 from fedaudit.data.levels import slice_dataset
 from fedaudit.data.slices import load_volume
 from fedaudit.federation.local import LocalTraining
@@ -71,6 +72,7 @@ from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays, subtract
 from fedaudit.models.classifier import DLGConvNet
 from fedaudit.runtime import derive_seed
+from fedaudit.safe_load import load_torch
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +277,7 @@ def load_global_models(path: str | os.PathLike[str]) -> dict[int, dict[str, np.n
 
 def load_classifier(path: str | os.PathLike[str]) -> DLGConvNet:
     """The final model of a classifier federation (``model.pt``)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_torch(path)
     model = DLGConvNet(**{**blob["config"], "init": "torch"})
     model.load_state_dict(blob["state_dict"])
     model.init = blob["config"]["init"]
@@ -388,13 +390,13 @@ def train_classifier_federation(
 def _write_outputs(out: Path, s: ClassifierSettings, model: DLGConvNet, names: list[str],
                    globals_by_round: dict[int, list[np.ndarray]], history: list[dict],
                    train: dict, val: dict, test: dict, seconds: float) -> dict[str, Any]:
-    torch.save({"config": model.config(), "state_dict": model.state_dict(),
+    save_torch({"config": model.config(), "state_dict": model.state_dict(),
                 "settings": asdict(s), "rounds": s.rounds}, out / "model.pt")
-    np.savez(out / "global_models.npz",
+    save_npz(out / "global_models.npz",
              **{f"round_{r:03d}/{n}": a for r in range(1, s.rounds + 1)
                 for n, a in zip(names, globals_by_round[r], strict=True)})
     hist = pd.DataFrame(history)
-    hist.to_csv(out / "history.tsv", sep="\t", index=False)
+    write_csv(hist, out / "history.tsv", sep="\t", index=False)
     counts = {c: np.bincount(train[c][1].numpy(), minlength=s.classes).tolist() for c in train}
     pooled = np.sum([counts[c] for c in counts], axis=0)
     majority = int(np.argmax(pooled))
@@ -403,14 +405,14 @@ def _write_outputs(out: Path, s: ClassifierSettings, model: DLGConvNet, names: l
             + _accuracy_rows(model, "test", test, majority))
     acc = pd.DataFrame(rows, columns=["split", "center", "slices", "accuracy", "loss",
                                       "majority_class_accuracy"])
-    acc.to_csv(out / "accuracy.tsv", sep="\t", index=False)
-    pd.DataFrame([{"center": c, "index": i, **p, "label": int(train[c][1][i])}
-                  for c in train for i, p in enumerate(train[c][2])]
-                 ).to_csv(out / "samples.tsv", sep="\t", index=False)
+    write_csv(acc, out / "accuracy.tsv", sep="\t", index=False)
+    write_csv(pd.DataFrame([{"center": c, "index": i, **p, "label": int(train[c][1][i])}
+                            for c in train for i, p in enumerate(train[c][2])]),
+              out / "samples.tsv", sep="\t", index=False)
     pooled_acc = {r["split"]: {k: r[k] for k in ("slices", "accuracy", "majority_class_accuracy")}
                   for r in rows if r["center"] == "all"}
     summary = {"settings": asdict(s), "seconds": seconds, "centers": sorted(train),
                "class_counts": counts, "majority_class": majority, "chance": 1.0 / s.classes,
                "accuracy": pooled_acc}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(json.dumps(summary, indent=2) + "\n", out / "summary.json")
     return {"seconds": seconds, "history": hist, "accuracy": acc, "summary": summary}

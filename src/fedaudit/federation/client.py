@@ -48,6 +48,7 @@ from fedaudit.federation.local import (
     validate,
 )
 from fedaudit.federation.plan import TrainPlan
+from fedaudit.federation.server_settings import ServerSettingError, check_local, check_model
 from fedaudit.federation.weights import get_arrays, set_arrays, subtract
 from fedaudit.models import definition
 from fedaudit.runtime import derive_seed
@@ -84,18 +85,28 @@ def local_training(plan: TrainPlan, seed: int) -> LocalTraining | None:
 
 
 # What a round's ``config["local"]`` may set (the server ships the training code, paper 002's
-# threat model): LocalConfig fields, plus ``max_batches`` (the number of local steps).
+# threat model): LocalConfig fields, plus ``max_batches`` (the number of local steps), each within
+# the client's bounds (fedaudit.federation.server_settings).
 SERVER_SETTABLE = frozenset(f.name for f in fields(LocalConfig)) | {"max_batches"}
 
 
 def round_training(plan: TrainPlan, config: Config) -> tuple[LocalConfig, float, int | None]:
-    """The local settings of a round: the plan's, with what the server's round config sets;
-    the learning rate is the plan's schedule unless the server set one."""
-    overrides = json.loads(str(config.get("local", "{}")))
+    """The local settings of a round: the plan's, with what the server's round config sets
+    (refused with a :class:`~fedaudit.federation.server_settings.ServerSettingError` naming the
+    field when outside the client's bounds); the learning rate is the plan's schedule unless the
+    server set one."""
+    rnd = config.get("round")
+    try:
+        overrides = json.loads(str(config.get("local", "{}")))
+    except json.JSONDecodeError as err:
+        raise ServerSettingError(rnd, "local", config.get("local"), f"JSON ({err})") from None
+    if not isinstance(overrides, dict):
+        raise ServerSettingError(rnd, "local", overrides, "a JSON object")
     unknown = sorted(set(overrides) - SERVER_SETTABLE)
     if unknown:
-        raise ValueError(f"round {config.get('round')}: the server set unknown local training "
+        raise ValueError(f"round {rnd}: the server set unknown local training "
                          f"settings {unknown}")
+    check_local(overrides, plan.server_settings, rnd)
     max_batches = overrides.pop("max_batches", None)
     if overrides.get("slab") is not None:
         overrides["slab"] = tuple(int(i) for i in overrides["slab"])
@@ -127,6 +138,12 @@ class SCTClient(NumPyClient):
                      for a in self.plan.scenario.client_attacks if a["center"] == self.center)
         return _volumes(self.data.train, mine, self.plan.seed, self.center, self.plan.plugins)
 
+    def _sample_size(self) -> int | None:
+        """Values in one of this client's training samples (an axial MR slice), or None when
+        it has no training volume."""
+        vols = self._train_volumes()
+        return int(vols[0].mr.shape[1] * vols[0].mr.shape[2]) if vols else None
+
     def fit(self, parameters: NDArrays, config: Config
             ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         rnd = int(config["round"])
@@ -135,8 +152,12 @@ class SCTClient(NumPyClient):
         # The model the server sent: the agreed UNet unless its round config defines another
         # (:mod:`fedaudit.models.definition`; an architecture check may refuse it first).
         sent = config.get("model")
-        model = _model_from(definition.to_json(self.plan.model_definition() if sent is None
-                                               else json.loads(str(sent))))
+        if sent is None:
+            defn = self.plan.model_definition()
+        else:  # within the client's bounds: no server-sized allocation (server_settings)
+            defn = check_model(json.loads(str(sent)), self.plan.server_settings,
+                               self._sample_size(), rnd)
+        model = _model_from(definition.to_json(defn))
         set_arrays(model, parameters)
         local, lr, max_batches = round_training(self.plan, config)
         stats = train_local(model, self._train_volumes(), local, seed=seed,

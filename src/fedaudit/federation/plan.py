@@ -52,6 +52,14 @@ class TrainPlan:
     # plugin folders of the study (fedaudit.catalog): the client and server processes load
     # them to find the scenario's aggregation rule, defenses and client attacks
     plugins: tuple[str, ...] = ()
+    # the digest of the training code (fedaudit.code_digest; the train rule's param ``code``): a
+    # checkpoint written by other code is never resumed
+    code: str = ""
+    keep_checkpoints: bool = _TRAIN["keep_checkpoints"]
+    # the clients' bounds on what a server's round config may set
+    # (fedaudit.federation.server_settings)
+    server_settings: dict[str, Any] = field(
+        default_factory=lambda: dict(_TRAIN["server_settings"]))
 
     @property
     def centers(self) -> list[str]:
@@ -87,11 +95,12 @@ class TrainPlan:
 
     def fingerprint(self) -> str:
         """Identifies the run a checkpoint belongs to: every setting except where outputs go
-        and how the run executes, plus the size and mtime of every input volume (a re-made
-        input must not resume an old run)."""
+        and how the run executes, the code that trains (``code``, which covers the plugin
+        folders), plus the size and mtime of every input volume (a re-made input must not
+        resume an old run)."""
         d = self.to_json()
         for k in ("out_dir", "backend", "ray_num_cpus", "ray_num_gpus", "deployment_insecure",
-                  "deployment_timeout_s", "threads", "plugins"):
+                  "deployment_timeout_s", "threads", "plugins", "keep_checkpoints"):
             d.pop(k)
         stamps = []
         for c in self.clients:
@@ -128,7 +137,7 @@ def used_training_patients(center: str, train_split: list[str],
 def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str, dict],
                      preprocessed_root: str | Path, out_dir: str | Path, *, seed: int,
                      excluded: set[tuple[str, str]] | frozenset = frozenset(),
-                     plugins: tuple[str, ...] = ()) -> TrainPlan:
+                     plugins: tuple[str, ...] = (), code: str = "") -> TrainPlan:
     """A plan from a validated config's ``train`` section (every key present: the schema fills
     the defaults, which are written nowhere else), the training centers' split records
     (``splits``: center -> record, in config order) and the patients QC excluded
@@ -165,7 +174,9 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         deployment_insecure=bool(t["deployment"]["insecure"]),
         deployment_timeout_s=float(t["deployment"]["timeout_s"]),
         log_rounds=t["server_log"]["rounds"],
-        plugins=tuple(plugins))
+        plugins=tuple(plugins), code=str(code),
+        keep_checkpoints=bool(t.get("keep_checkpoints", _TRAIN["keep_checkpoints"])),
+        server_settings=dict(t.get("server_settings", _TRAIN["server_settings"])))
 
 
 def attacked_plan(params: Any, config: dict[str, Any], split_records: list[dict],

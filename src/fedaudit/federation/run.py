@@ -4,7 +4,8 @@ Outputs in ``plan.out_dir``: ``model.pt`` (final global model), ``history.tsv`` 
 center: slices, training loss, validation MAE, timings), ``server_log/`` (see
 :mod:`fedaudit.federation.server_log`; written under ``checkpoints/server_log`` while training
 and published when the run ends) and ``checkpoints/`` (kept out of Snakemake's outputs so a
-killed job's checkpoints and log rounds survive and the re-run resumes from them).
+killed job's checkpoints and log rounds survive and the re-run resumes from them; removed once the
+outputs are published unless ``train.keep_checkpoints``, so a forced re-run trains anew).
 
 The scenario's composition comes from the catalog (:mod:`fedaudit.catalog`): its aggregation
 rule runs in the strategy, its defenses add client mods and may replace the fit workflow, and
@@ -34,6 +35,7 @@ from flwr.server.workflow import DefaultWorkflow
 from flwr.serverapp.grid import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
+from fedaudit.atomic import write_csv
 from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import load_volume
 from fedaudit.evaluation.reference import ConstantModel
@@ -261,11 +263,22 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     publish_server_log(log_dir, out / "server_log")
     # the architecture the attacks rebuild (fedaudit.attacks.views.ServerView)
     server_log.write_model(out / "server_log", plan.model_definition())
+    # which rounds the log holds, so a reader finds a missing one an error, not a shorter log:
+    # an honest server logs every round (or the last); a malicious server's own rounds are not
+    # honest rounds and never enter it (fedaudit.attacks.trap_weights), so its log is what it wrote
+    logged = (server_log.logged_rounds(out / "server_log") if plan.scenario.server != "honest"
+              else list(range(1, plan.rounds + 1)) if plan.log_rounds == "all"
+              else [plan.rounds])
+    server_log.write_index(out / "server_log", logged)
     hist = pd.DataFrame(history)
     hist.insert(0, "scenario", plan.scenario.name)
     if reference_hu is not None:
         hist["val_mae_constant"] = hist["center"].map(constant_validation_mae(plan,
                                                                               reference_hu))
-    hist.to_csv(out / "history.tsv", sep="\t", index=False)
+    write_csv(hist, out / "history.tsv", sep="\t", index=False)
+    if not plan.keep_checkpoints:
+        # published: a forced re-run trains anew instead of republishing the final checkpoint
+        checkpoint.remove(ckpt_dir)
+        log.info("checkpoints removed (train.keep_checkpoints: false)")
     return {"seconds": seconds, "rounds_trained": max(remaining, 0),
             "resumed_from": start - 1, "history": hist}

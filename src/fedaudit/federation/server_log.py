@@ -24,7 +24,10 @@ and only their sum, unmasked, gives the aggregate in ``update_aggregate.npz``. P
 under SecAgg+ (AUC 0.23-0.56) is a measurement on exactly this input, so :func:`load_round`
 returns it (``RoundLog.masked``) read the way the server reads a vector: Flower's ``dequantize``.
 
-Beside the rounds, ``model.json`` is the model definition the federation agreed on
+Beside the rounds, ``rounds.json`` lists the rounds the run logged (every round, or the last with
+``train.server_log.rounds: last``), written when the run publishes its log after checking each is
+on disk; a reader finds a missing round an error naming it, not a shorter log. ``model.json`` is
+the model definition the federation agreed on
 (:mod:`fedaudit.models.definition`: the UNet's width and, for the DP-SGD federations, its
 GroupNorm), which the server holds as it distributes the model; the attacks rebuild the network
 from it (:func:`read_model`). A log without it is the BatchNorm UNet's.
@@ -45,6 +48,9 @@ from typing import Any
 
 import numpy as np
 
+from fedaudit.atomic import save_npz, write_text
+from fedaudit.safe_load import ArchiveError, load_npz
+
 AGGREGATE = "aggregate"
 # first entry of a SecAgg+ masked vector: secaggplus_mod's factor_combine(q_ratio, ...) puts the
 # client's quantised weight n_k / max_weight * quantization_range in front of the parameters
@@ -60,10 +66,8 @@ def _digest(arrays: list[np.ndarray]) -> str:
 
 
 def _save_npz(path: Path, names: list[str], arrays: list[np.ndarray]) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{n: a.astype(np.float32, copy=False)
-                     for n, a in zip(names, arrays, strict=True)})
-    tmp.replace(path)
+    save_npz(path, **{n: a.astype(np.float32, copy=False)
+                      for n, a in zip(names, arrays, strict=True)})
 
 
 def masked_dtype(modulus_range: int) -> np.dtype:
@@ -91,9 +95,7 @@ def _save_masked(path: Path, layout: list[str], arrays: list[np.ndarray], modulu
         if a.size and (int(a.min()) < 0 or int(a.max()) >= modulus):
             raise ValueError(f"{path.name}: {n} has values outside [0, {modulus})")
         out[n] = a.astype(dt)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)  # uncompressed: masked integers are uniform, they do not compress
-    tmp.replace(path)
+    save_npz(path, **out)  # uncompressed: masked integers are uniform, they do not compress
 
 
 def write_round(root: str | Path, rnd: int, names: list[str], global_arrays: list[np.ndarray],
@@ -147,9 +149,8 @@ def write_round(root: str | Path, rnd: int, names: list[str], global_arrays: lis
                        "masks) mod modulus_range per parameter, preceded by the same masking "
                        "of its weighting factor q = round(num_examples / max_weight * Q); "
                        "Q = quantization_range"}
-    tmp = folder / "round.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(folder / "round.json")
+    # last: a round is logged once its round.json exists, after every array it names
+    write_text(json.dumps(record, indent=1), folder / "round.json")
     return folder
 
 
@@ -168,9 +169,16 @@ class RoundLog:
     secagg: dict[str, Any] | None = None  # round.json's "secagg" (protocol settings, layout)
 
 
+class ServerLogError(FileNotFoundError):
+    """A server log that is incomplete or unreadable; the message names the round and file."""
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        return load_npz(path)
+    except ArchiveError as err:
+        raise ServerLogError(f"{err}; the server log is damaged: re-run the scenario's "
+                             "training") from err
 
 
 def load_round(root: str | Path, rnd: int) -> RoundLog:
@@ -179,7 +187,10 @@ def load_round(root: str | Path, rnd: int) -> RoundLog:
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path}: round {rnd} is not in the server log (rounds "
                                 f"logged: {logged_rounds(root)})")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ServerLogError(f"{meta_path}: round {rnd}'s record is unreadable ({err})") from err
     files = {c["update_file"] for c in meta["clients"]}
     loaded = {f: _load_npz(folder / f) for f in files}
     secagg = meta.get("secagg")
@@ -204,10 +215,7 @@ MODEL_FILE = "model.json"
 
 def write_model(root: str | Path, definition: dict[str, Any]) -> Path:
     """Write the federation's model definition into the log folder ``root``."""
-    path = Path(root) / MODEL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(definition, sort_keys=True) + "\n")
-    return path
+    return write_text(json.dumps(definition, sort_keys=True) + "\n", Path(root) / MODEL_FILE)
 
 
 def read_model(root: str | Path) -> dict[str, Any] | None:
@@ -217,8 +225,41 @@ def read_model(root: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+INDEX_FILE = "rounds.json"
+
+
+def write_index(root: str | Path, rounds: Sequence[int]) -> Path:
+    """Record which rounds the run logged (``rounds.json``), after checking each is on disk: a
+    reader then tells a complete log from one with a round missing."""
+    root = Path(root)
+    missing = [r for r in rounds if not (root / f"round_{r:03d}" / "round.json").is_file()]
+    if missing:
+        raise ServerLogError(f"{root}: round(s) {missing} were to be logged but are not on disk "
+                             f"(round_NNN/round.json)")
+    return write_text(json.dumps({"rounds": sorted(int(r) for r in rounds)}) + "\n",
+                      root / INDEX_FILE)
+
+
 def logged_rounds(root: str | Path) -> list[int]:
-    return sorted(int(p.parent.name.split("_")[1]) for p in Path(root).glob("round_*/round.json"))
+    """The rounds of the log at ``root``: those its index (``rounds.json``) names, each checked
+    present, or -- for a log without an index (an attack's own capture, a test) -- those on disk.
+    """
+    root = Path(root)
+    on_disk = sorted(int(p.parent.name.split("_")[1]) for p in root.glob("round_*/round.json"))
+    index = root / INDEX_FILE
+    if not index.is_file():
+        return on_disk
+    try:
+        listed = [int(r) for r in json.loads(index.read_text())["rounds"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ServerLogError(f"{index}: unreadable index of logged rounds ({err})") from err
+    missing = sorted(set(listed) - set(on_disk))
+    if missing:
+        raise ServerLogError(f"{root / f'round_{missing[0]:03d}' / 'round.json'}: round "
+                             f"{missing[0]} is listed in {INDEX_FILE} but missing from the log"
+                             f"{f' (and rounds {missing[1:]})' if missing[1:] else ''}: re-run "
+                             "the scenario's training")
+    return listed
 
 
 def resolve_rounds(server_log: str | Path, rounds: str | int | Sequence[int]) -> list[int]:

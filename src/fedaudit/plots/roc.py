@@ -11,6 +11,7 @@ import seaborn as sns
 
 from fedaudit.attacks.fedmia.report import PRIMARY_SCORE, VIEW_LABELS
 from fedaudit.plots.style import STAT_THEME, plt, save
+from fedaudit.safe_load import load_npz
 
 TEST_TITLES = {"membership": "membership: members vs same-center held-out",
                "center": "center inference: members vs external center"}
@@ -26,8 +27,7 @@ def fedmia_roc_figure(roc_files: dict[str, str | Path], table: pd.DataFrame, out
                    & (table["unit"] == unit)].set_index(["scenario", "view", "score", "test"])
     curves = {}
     for scenario, path in roc_files.items():
-        with np.load(path) as z:
-            curves[scenario] = {k: z[k] for k in z.files}
+        curves[scenario] = load_npz(path)
     # rc_context: the theme must not leak into image montages drawn later in the same process.
     with plt.rc_context():
         sns.set_theme(**STAT_THEME)

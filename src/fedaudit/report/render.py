@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from fedaudit.atomic import write_csv, write_text
 from fedaudit.report.tables import Block, Table
 
 FORMATS = ("csv", "md", "tex", "html")
@@ -110,8 +111,8 @@ def write_table(table: Table, paths: dict[str, str | Path]) -> None:
         raise ValueError(f"unknown table format(s) {sorted(unknown)}; known: {FORMATS}")
     writers = {"md": to_markdown, "tex": to_latex, "html": to_html}
     for fmt, path in paths.items():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # atomic and verified (fedaudit.atomic): a failed write publishes nothing
         if fmt == "csv":
-            table.data.to_csv(path, index=False)
+            write_csv(table.data, path, index=False)
         else:
-            Path(path).write_text(writers[fmt](table), encoding="utf-8")
+            write_text(writers[fmt](table), path)

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from fedaudit.atomic import save_npz
+from fedaudit.safe_load import load_npz
+
 # What run_dlg attacks, in this order: the audited model, the architecture-level positive control
 # that gates the verdict, and the check of the attack code.
 NETWORKS = ("unet", "control", "code_check")
@@ -89,16 +92,13 @@ def save_result(path: str | Path, outcome: dict[str, Any]) -> Path:
             if k not in arrays and k not in NETWORKS}
     meta["results"] = scalars
     arrays["meta"] = np.asarray(json.dumps(meta))
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    save_npz(path, compressed=True, **arrays)
     return path
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
     """The inverse of :func:`save_result`: the dict :func:`run_dlg` returned."""
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data = load_npz(path)
     meta = json.loads(str(data.pop("meta")))
     scalars = meta.pop("results")
     if set(scalars) != set(NETWORKS):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from fedaudit.atomic import write_csv
 from fedaudit.attacks.dlg.inversion import NETWORKS, DLGConfig, run_dlg, save_result
 from fedaudit.io import read_json, write_json
 from fedaudit.preprocess.outliers import read_excluded
@@ -65,7 +66,7 @@ def summary(smk: Any, log: logging.Logger) -> None:
     wide = pd.DataFrame(rows).drop(columns=["slices"])
     keys = ["scenario", "center", "optimizer", "network", "round", "target", "batch_size"]
     tidy = wide.melt(id_vars=keys, var_name="metric", value_name="value")
-    tidy.to_csv(smk.output.table, index=False)
+    write_csv(tidy, smk.output.table, index=False)
     for kind in ("raw", "fit"):
         log.info("DLG SSIM in the mask, %s:\n%s",
                  "as reconstructed" if kind == "raw" else "after the gain/offset fit",

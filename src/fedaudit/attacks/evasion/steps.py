@@ -22,9 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedaudit.atomic import save_npz, write_csv
 from fedaudit.attacks.evasion.sweep import settings_from_config
 from fedaudit.io import read_json, write_json
 from fedaudit.preprocess.outliers import read_excluded
+from fedaudit.safe_load import load_npz
 
 
 def _plan(smk: Any) -> Any:
@@ -92,8 +94,8 @@ def attack(smk: Any, log: logging.Logger) -> None:
     frame.insert(0, "attacker", attacker)
     frame.insert(0, "scenario", scenario_name)
     Path(smk.output.slices).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(smk.output.slices, index=False)
-    np.savez_compressed(smk.output.example, **ex)
+    write_csv(frame, smk.output.slices, index=False)
+    save_npz(smk.output.example, compressed=True, **ex)
     clean = {}
     if len(frame):
         clean = frame[frame["setting"] == frame["setting"].iloc[0]].groupby(
@@ -127,14 +129,14 @@ def summary(smk: Any, log: logging.Logger) -> None:
     frames = [pd.read_csv(f) for f in smk.input.slices]
     frames = [f for f in frames if len(f)]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    rows.to_csv(smk.output.slices, index=False)
+    write_csv(rows, smk.output.slices, index=False)
     table = rates(rows, float(smk.params.threshold_hu))
-    table.to_csv(smk.output.rates, index=False)
+    write_csv(table, smk.output.rates, index=False)
     models = [{"scenario": m["scenario"], "attacker": m["attacker"], "round": m["round"],
                "local_models": m["local_models"], "slices": m["slices"],
                "patients": len(m["patients"]), **entry}
               for m in map(read_json, smk.input.meta) for entry in m["models"]]
-    pd.DataFrame(models).to_csv(smk.output.models, index=False)
+    write_csv(pd.DataFrame(models), smk.output.models, index=False)
     if len(table):
         head = table[table["headline"].astype(bool) & (table["method"] != "random")]
         log.info("headline setting, ASR per model:\n%s",
@@ -165,7 +167,6 @@ def figure_example(smk: Any, log: logging.Logger) -> None:
     """Rule figure_evasion_example: clean / perturbed MR, the perturbation ×10, the sCT change."""
     from fedaudit.plots.evasion import example_figure
 
-    with np.load(smk.input.example) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = load_npz(smk.input.example)
     example_figure(arrays, smk.params.scenario, smk.output[0])
     log.info("example figure of %s: %s", smk.params.scenario, smk.output[0])

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy.stats import norm
 from tqdm import tqdm
 
+from fedaudit.atomic import save_npz
 from fedaudit.attacks.fedmia.algorithm import (
     FPR_POINTS,
     batch_groups,
@@ -53,6 +54,7 @@ from fedaudit.federation.local import resolve_device
 from fedaudit.federation.plan import used_training_patients
 from fedaudit.federation.server_log import AGGREGATE
 from fedaudit.runtime import derive_seed
+from fedaudit.safe_load import load_npz
 
 _LOG = logging.getLogger("fedaudit")
 
@@ -131,16 +133,11 @@ def measure(*, server_log: str | Path, rounds: str | int | Sequence[int],
 
 
 def save_measurement(path: str | Path, m: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v) for k, v in m.items()})
-    tmp.replace(path)
+    save_npz(path, **{k: np.asarray(v) for k, v in m.items()})
 
 
 def load_measurement(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    return load_npz(path)
 
 
 def _fedmia_key(sims: np.ndarray, target: int) -> np.ndarray:

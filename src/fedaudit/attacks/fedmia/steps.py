@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from fedaudit.atomic import save_npz, write_csv
 from fedaudit.io import read_json
 
 
@@ -51,9 +51,9 @@ def evaluate(smk: Any, log: logging.Logger) -> None:
     metrics, scores, curves = evaluate_scenario(
         load_measurement(smk.input.similarity), truth, seed=p.seed,
         scenario=smk.wildcards.scenario, secagg=p.secagg, control=p.control)
-    metrics.to_csv(smk.output.metrics, index=False)
-    scores.to_csv(smk.output.scores, index=False)
-    np.savez(smk.output.roc, **curves)
+    write_csv(metrics, smk.output.metrics, index=False)
+    write_csv(scores, smk.output.scores, index=False)
+    save_npz(smk.output.roc, **curves)
     main = metrics[(metrics.test == "membership") & (metrics.level == "patient")
                    & (metrics.target == "all")]
     for r in main.itertuples():
@@ -65,7 +65,7 @@ def evaluate(smk: Any, log: logging.Logger) -> None:
 def summary(smk: Any, log: logging.Logger) -> None:
     """Rule fedmia_summary: one table of every FedMIA result."""
     table = pd.concat([pd.read_csv(f) for f in smk.input.metrics], ignore_index=True)
-    table.to_csv(smk.output.table, index=False)
+    write_csv(table, smk.output.table, index=False)
     log.info("%d rows", len(table))
 
 

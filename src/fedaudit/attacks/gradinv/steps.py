@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fedaudit.atomic import save_npz, write_csv
 from fedaudit.io import read_json, write_json
 from fedaudit.preprocess.outliers import read_excluded
 from fedaudit.runtime import derive_seed
@@ -259,21 +260,21 @@ def attack(smk: Any, log: logging.Logger) -> None:
     write_json({"results": rows}, smk.output.metrics)
     out = Path(smk.output.arrays)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **arrays)
+    save_npz(out, compressed=True, **arrays)
 
 
 def summary(smk: Any, log: logging.Logger) -> None:
     """Rule gradinv_summary: every attacked slice in one CSV; the classifiers' accuracies."""
     rows = [r for f in smk.input.metrics for r in read_json(f)["results"]]
     frame = pd.DataFrame(rows)
-    frame.to_csv(smk.output.table, index=False)
+    write_csv(frame, smk.output.table, index=False)
     acc = []
     for scenario, folder in zip(smk.params.classifier_scenarios, smk.input.classifiers,
                                 strict=True):
         a = pd.read_csv(Path(folder) / "accuracy.tsv", sep="\t")
         a.insert(0, "scenario", scenario)
         acc.append(a)
-    (pd.concat(acc) if acc else pd.DataFrame()).to_csv(smk.output.classifier, index=False)
+    write_csv(pd.concat(acc) if acc else pd.DataFrame(), smk.output.classifier, index=False)
     pooled = frame.groupby(["scenario", "target", "network", "method", "batch_size"]).agg(
         attacked=("success", "size"), asr=("success", "mean"), ssim=("ssim", "mean"),
         null_asr=("null_success", "mean"))

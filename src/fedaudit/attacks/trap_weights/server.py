@@ -40,6 +40,7 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
+from fedaudit.atomic import save_npz, write_text
 from fedaudit.attacks.trap_weights.imprint import (
     binning_init,
     scaled_positive_scale,
@@ -156,7 +157,7 @@ class Capture:
         folder = Path(folder) / f"round_{self.round:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         for who, arrays in self.updates.items():
-            np.savez(folder / f"update_{who}.npz", **arrays)
+            save_npz(folder / f"update_{who}.npz", **arrays)
         meta = {"round": self.round, "malicious": True, "definition": self.definition,
                 "settings": self.settings, "local": self.local,
                 "num_examples": self.num_examples, "aggregate_only": self.aggregate_only,
@@ -164,7 +165,7 @@ class Capture:
                 "meaning": "a malicious server's trap round: NOT an honest round of the "
                            "federation; update_<who>.npz = the trapped layer's part of what "
                            "the server received"}
-        (folder / "round.json").write_text(json.dumps(meta, indent=1))
+        write_text(json.dumps(meta, indent=1), folder / "round.json")
         return folder
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedaudit.atomic import save_npz, write_csv
 from fedaudit.attacks.trap_weights.harness import (
     run_trap_round,
     truth_slices,
@@ -31,6 +32,7 @@ from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.federation.strategy import FederationError
 from fedaudit.io import read_json
 from fedaudit.preprocess.outliers import read_excluded
+from fedaudit.safe_load import load_npz
 
 
 def scenario_plan(smk: Any) -> TrainPlan:
@@ -127,8 +129,8 @@ def slices(smk: Any, log: logging.Logger) -> None:
                                    for r in done), seconds)
     if wc.trap_mode == "gradient":
         rows += positive_control(base_plan, rnd, p.trap, wc.scenario, log)
-    pd.DataFrame(rows).to_csv(smk.output.table, index=False)
-    np.savez_compressed(smk.output.examples, **example)
+    write_csv(pd.DataFrame(rows), smk.output.table, index=False)
+    save_npz(smk.output.examples, compressed=True, **example)
 
 
 def positive_control(plan: TrainPlan, rnd: int, trap: dict[str, Any], scenario: str,
@@ -205,8 +207,8 @@ def volumes(smk: Any, log: logging.Logger) -> None:
                 vol, mask = reassemble_oracle(recovered, depth, true_volume.shape[1:])
                 example = {"truth": true_volume, "oracle": vol, "recovered": mask,
                            "center": np.array(center), "batch_size": np.array(batch)}
-    pd.DataFrame(rows).to_csv(smk.output.table, index=False)
-    np.savez_compressed(smk.output.example, **example)
+    write_csv(pd.DataFrame(rows), smk.output.table, index=False)
+    save_npz(smk.output.example, compressed=True, **example)
 
 
 def defenses(smk: Any, log: logging.Logger) -> None:
@@ -263,7 +265,7 @@ def defenses(smk: Any, log: logging.Logger) -> None:
             rows.append(row)
             log.info("%s server vs %s: accepted, %s alarm(s), %s/%s slices recovered",
                      server_kind, defense, row["alarms"], row["recovered"], row["attacked"])
-    pd.DataFrame(rows).to_csv(smk.output.table, index=False)
+    write_csv(pd.DataFrame(rows), smk.output.table, index=False)
 
 
 def figure(smk: Any, log: logging.Logger) -> None:
@@ -271,8 +273,8 @@ def figure(smk: Any, log: logging.Logger) -> None:
     from fedaudit.plots.trap_weights import slices_figure
 
     (examples_file,) = smk.input.examples
-    examples = dict(np.load(examples_file))
-    volume = dict(np.load(smk.input.volume[0])) if smk.input.volume else None
+    examples = load_npz(examples_file)
+    volume = load_npz(smk.input.volume[0]) if smk.input.volume else None
     threshold = smk.params.threshold
     slices_figure(examples, smk.output.slices,
                   f"Trap-weight reconstruction, scenario {smk.wildcards.scenario} (first "
