@@ -34,7 +34,7 @@ from fedaudit.federation.server_log import load_round, logged_rounds
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import get_arrays
 from fedaudit.models.store import load_model
-from fedaudit.safe_load import load_torch
+from fedaudit.torch_files import load_torch
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(),
                                 reason="the leftover-process checks read /proc (Linux)")

@@ -26,7 +26,7 @@ from fedaudit.federation import checkpoint, server_log
 from fedaudit.federation.server_settings import ServerSettingError, check_local, check_model
 from fedaudit.models.store import load_model, save_model
 from fedaudit.models.unet import UNet2D
-from fedaudit.safe_load import UnsafeFileError
+from fedaudit.torch_files import UnsafeFileError
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "fedaudit"
@@ -222,7 +222,7 @@ def test_a_plugin_folder_counts_by_its_code_not_its_comments(tmp_path: Path) -> 
 def _clear_digest_caches() -> None:
     from fedaudit import code_digest as cd
 
-    for fn in (cd._parsed, cd._facts, cd._dependencies):
+    for fn in (cd._record, cd._dependencies):
         fn.cache_clear()
 
 
@@ -318,3 +318,17 @@ def test_a_server_defined_layer_is_bounded_by_the_client() -> None:
         check_model({**unet, "front": {"kind": "linear", "d": 999, "k": 8}}, {}, 1024)
     with pytest.raises(ServerSettingError, match="model.base"):
         check_model({"arch": "unet2d", "base": 10**5}, {}, 1024)
+
+
+def test_a_client_refuses_a_round_outside_its_policy(tmp_path: Path) -> None:
+    from fedaudit.federation.client import round_training
+
+    clients = make_study(tmp_path / "data", {"A": 1}, size=32)
+    plan = tiny_plan(clients, tmp_path / "out")
+    for local, field in (({"local_epochs": 1e9}, "local_epochs"), ({"lr": "abc"}, "lr"),
+                         ({"num_workers": 4096}, "num_workers")):
+        with pytest.raises(ServerSettingError, match=f"the server set {field} = "):
+            round_training(plan, {"round": 2, "local": json.dumps(local)})
+    local, lr, steps = round_training(plan, {"round": 2, "local": json.dumps(
+        {"optimizer": "sgd", "lr": 1000.0, "max_batches": 1})})
+    assert local.optimizer == "sgd" and lr == 1000.0 and steps == 1

@@ -109,29 +109,3 @@ def write_csv(frame: Any, path: str | os.PathLike[str], **kwargs: Any) -> Path:
     """A pandas frame as CSV (``to_csv`` keyword arguments), atomic and verified."""
     return write_text(frame.to_csv(None, **kwargs), path)
 
-
-def save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save``, atomic and verified by loading the file back with ``weights_only=True``
-    (:func:`fedaudit.safe_load.load_torch`): what is published is readable the safe way, and
-    holds the same keys (and list lengths) as what was written."""
-    import torch
-
-    from fedaudit.safe_load import load_torch
-
-    def verify(tmp: Path) -> None:
-        back = load_torch(tmp)
-        if _shape_of(back) != _shape_of(obj):
-            raise WriteError(tmp, "the file read back differs from what was written")
-
-    with atomic_path(path, verify) as tmp:
-        torch.save(obj, tmp)
-    return Path(path)
-
-
-def _shape_of(obj: Any) -> Any:
-    """Keys and lengths, recursively: what a verifier compares cheaply."""
-    if isinstance(obj, dict):
-        return {k: _shape_of(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return len(obj)
-    return type(obj).__name__

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fedaudit.atomic import save_torch
-from fedaudit.safe_load import UnsafeFileError, load_torch
+from fedaudit.torch_files import UnsafeFileError, load_torch, save_torch
 
 log = logging.getLogger(__name__)
 

@@ -63,7 +63,7 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow
 from torch import nn
 
-from fedaudit.atomic import save_npz, save_torch, write_csv, write_text
+from fedaudit.atomic import save_npz, write_csv, write_text
 from fedaudit.data.levels import slice_dataset
 from fedaudit.data.slices import load_volume
 from fedaudit.federation.local import LocalTraining
@@ -72,7 +72,7 @@ from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays, subtract
 from fedaudit.models.classifier import DLGConvNet
 from fedaudit.runtime import derive_seed
-from fedaudit.safe_load import load_torch
+from fedaudit.torch_files import load_torch, save_torch
 
 log = logging.getLogger(__name__)
 

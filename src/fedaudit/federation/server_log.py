@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from fedaudit.archives import ArchiveError, load_npz
 from fedaudit.atomic import save_npz, write_text
-from fedaudit.safe_load import ArchiveError, load_npz
 
 AGGREGATE = "aggregate"
 # first entry of a SecAgg+ masked vector: secaggplus_mod's factor_combine(q_ratio, ...) puts the

@@ -18,10 +18,9 @@ from typing import Any
 
 import torch
 
-from fedaudit.atomic import save_torch
 from fedaudit.models import definition
 from fedaudit.models.unet import UNet2D
-from fedaudit.safe_load import load_torch
+from fedaudit.torch_files import load_torch, save_torch
 
 
 def definition_of(model: UNet2D) -> dict[str, Any]:

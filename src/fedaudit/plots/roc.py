@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from fedaudit.archives import load_npz
 from fedaudit.attacks.fedmia.report import PRIMARY_SCORE, VIEW_LABELS
 from fedaudit.plots.style import STAT_THEME, plt, save
-from fedaudit.safe_load import load_npz
 
 TEST_TITLES = {"membership": "membership: members vs same-center held-out",
                "center": "center inference: members vs external center"}

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from fedaudit.archives import load_npz
 from fedaudit.atomic import save_npz
-from fedaudit.safe_load import load_npz
 
 # What run_dlg attacks, in this order: the audited model, the architecture-level positive control
 # that gates the verdict, and the check of the attack code.

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedaudit.archives import load_npz
 from fedaudit.atomic import save_npz, write_csv
 from fedaudit.attacks.evasion.sweep import settings_from_config
 from fedaudit.io import read_json, write_json
 from fedaudit.preprocess.outliers import read_excluded
-from fedaudit.safe_load import load_npz
 
 
 def _plan(smk: Any) -> Any:

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy.stats import norm
 from tqdm import tqdm
 
+from fedaudit.archives import load_npz
 from fedaudit.atomic import save_npz
 from fedaudit.attacks.fedmia.algorithm import (
     FPR_POINTS,
@@ -54,7 +55,6 @@ from fedaudit.federation.local import resolve_device
 from fedaudit.federation.plan import used_training_patients
 from fedaudit.federation.server_log import AGGREGATE
 from fedaudit.runtime import derive_seed
-from fedaudit.safe_load import load_npz
 
 _LOG = logging.getLogger("fedaudit")
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedaudit.archives import load_npz
 from fedaudit.atomic import save_npz, write_csv
 from fedaudit.attacks.trap_weights.harness import (
     run_trap_round,
@@ -32,7 +33,6 @@ from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.federation.strategy import FederationError
 from fedaudit.io import read_json
 from fedaudit.preprocess.outliers import read_excluded
-from fedaudit.safe_load import load_npz
 
 
 def scenario_plan(smk: Any) -> TrainPlan:

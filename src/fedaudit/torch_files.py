@@ -1,4 +1,4 @@
-"""Loading torch files without running their code.
+"""Torch files (models, checkpoints): written atomically and verified, read without running code.
 
 ``torch.load(weights_only=False)`` unpickles arbitrary objects: a crafted ``model.pt`` or
 checkpoint runs whatever its pickle says the moment it is read. FedAudit's files hold tensors and
@@ -8,9 +8,14 @@ refuses anything else with an error that names the file.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from fedaudit.atomic import WriteError, atomic_path
 
 
 class UnsafeFileError(ValueError):
@@ -20,8 +25,6 @@ class UnsafeFileError(ValueError):
 def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True``; a refused file raises :class:`UnsafeFileError`
     naming it (a torn or missing file raises torch's own error)."""
-    import torch
-
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -30,20 +33,24 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
                               f"values, which loading could execute ({first})") from err
 
 
-class ArchiveError(ValueError):
-    """An ``.npz`` archive that is missing or cannot be read; the message names the file."""
+def save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save``, atomic and verified by loading the file back with ``weights_only=True``
+    (:func:`load_torch`): what is published is readable the safe way, and
+    holds the same keys (and list lengths) as what was written."""
+    def verify(tmp: Path) -> None:
+        back = load_torch(tmp)
+        if _shape_of(back) != _shape_of(obj):
+            raise WriteError(tmp, "the file read back differs from what was written")
+
+    with atomic_path(path, verify) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
-def load_npz(path: str | Path) -> dict[str, Any]:
-    """Every array of an ``.npz`` archive, read without pickles; a missing or truncated archive
-    raises :class:`ArchiveError` naming it (numpy alone says "File is not a zip file")."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ArchiveError(f"{path}: does not exist") from None
-    except Exception as err:  # zipfile, numpy and OS errors of a damaged archive
-        raise ArchiveError(f"{path}: unreadable archive ({type(err).__name__}: {err}); re-run "
-                           "the job that wrote it") from err
+def _shape_of(obj: Any) -> Any:
+    """Keys and lengths, recursively: what a verifier compares cheaply."""
+    if isinstance(obj, dict):
+        return {k: _shape_of(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return len(obj)
+    return type(obj).__name__
