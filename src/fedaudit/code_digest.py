@@ -155,6 +155,7 @@ def _facts(tree: ast.Module, path: Path
 # that changed instead of ~100 modules (~1 s).
 _DISK: dict[str, Any] = {}
 _DISK_PATH: Path | None = None
+_DISK_CHANGED = False
 _CACHE_VERSION = 1
 
 
@@ -170,8 +171,9 @@ def use_disk_cache(path: str | Path) -> None:
 
 
 def save_disk_cache() -> None:
-    """Write the memo back (atomic: parallel jobs never read half a file)."""
-    if _DISK_PATH is None:
+    """Write the memo back when a file was parsed anew (atomic: parallel jobs never read half a
+    file)."""
+    if _DISK_PATH is None or not _DISK_CHANGED:
         return
     from fedaudit.atomic import WriteError, write_text
 
@@ -200,6 +202,8 @@ def _record(path: Path) -> tuple[str, tuple[str, ...], tuple[tuple[str, frozense
     imports, refs = _facts(tree, path)
     # docstrings are never catalog references, so they go only after the facts are read
     digest = hashlib.sha256(ast.dump(_strip_docstrings(tree)).encode()).hexdigest()
+    global _DISK_CHANGED
+    _DISK_CHANGED = True
     _DISK[str(path)] = {"stamp": stamp, "digest": digest, "imports": list(imports),
                         "refs": [[n, sorted(c)] for n, c in refs]}
     return digest, imports, refs

@@ -175,8 +175,8 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         deployment_timeout_s=float(t["deployment"]["timeout_s"]),
         log_rounds=t["server_log"]["rounds"],
         plugins=tuple(plugins), code=str(code),
-        keep_checkpoints=bool(t.get("keep_checkpoints", _TRAIN["keep_checkpoints"])),
-        server_settings=dict(t.get("server_settings", _TRAIN["server_settings"])))
+        keep_checkpoints=bool(t["keep_checkpoints"]),
+        server_settings=dict(t["server_settings"]))
 
 
 def attacked_plan(params: Any, config: dict[str, Any], split_records: list[dict],

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 from fedaudit.catalog import schema_defaults
-from fedaudit.federation.local import LOSSES, LR_SCHEDULES, OPTIMIZERS
+from fedaudit.federation.local import LOSSES, LR_SCHEDULES, OPTIMIZERS, LocalConfig
 
 POLICY_DEFAULTS: dict[str, Any] = schema_defaults("train")["server_settings"]
 
@@ -94,10 +95,15 @@ def rules(policy: dict[str, Any]) -> dict[str, tuple[Callable[[Any], bool], str]
     }
 
 
+# every LocalConfig field and ``max_batches`` (the number of local steps) has its rule: a new
+# LocalConfig field is refused until it gets one
+SETTABLE = frozenset(f.name for f in fields(LocalConfig)) | {"max_batches"}
+
+
 def check_local(overrides: dict[str, Any], policy: dict[str, Any], rnd: Any = "?"
                 ) -> dict[str, Any]:
     """``overrides`` (a round's ``config["local"]``) if every field is known and in range."""
-    allowed = rules(policy)
+    allowed = {k: v for k, v in rules(policy).items() if k in SETTABLE}
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ServerSettingError(rnd, unknown[0], overrides[unknown[0]],
