@@ -48,6 +48,7 @@ localrules:
     table_quality,
     figure_training,
     front_page,
+    table_runtimes,
 
 
 rule all:
@@ -62,3 +63,5 @@ rule all:
 
 # last: every script rule's code digest is a param (fedaudit.code_digest)
 include: "workflow/rules/code.smk"
+# last: every script rule writes a benchmark file
+include: "workflow/rules/benchmarks.smk"

@@ -5,7 +5,9 @@
 
 It writes a synthetic preprocessed study (cubes of ``--size``^3 voxels: a head-like ellipsoid
 whose CT is a fixed function of its MR, with a bright rim like a skull, so there is something to
-learn) and runs the real training path -- :func:`fedaudit.federation.run.train_federation`:
+learn) as ``.npy`` arrays, so that it runs where SimpleITK is not installed (the GPU machine; the
+clients' volume reader is swapped for ``numpy.load`` in this script only), and runs the real
+training path -- :func:`fedaudit.federation.run.train_federation`:
 the in-process Flower grid, the AuditStrategy writing the server log, FedAvg + FedProx clients
 running :func:`fedaudit.federation.local.train_local` (Random Multi-2D, MONAI augmentation, bf16
 autocast and channels_last on CUDA) -- then predicts one held-out volume with 3-orientation
@@ -22,9 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
+import fedaudit.federation.client as client_module
+from fedaudit.data.slices import Volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import mae
 from fedaudit.federation.local import LocalConfig, resolve_device
@@ -57,21 +60,31 @@ def synthetic_patient(size: int, rng: np.random.Generator) -> dict[str, np.ndarr
 
 def write_study(root: Path, centers: list[str], train: int, size: int, seed: int
                 ) -> tuple[tuple[ClientData, ...], dict[str, np.ndarray]]:
-    """One folder per patient in the preprocessed layout (``mr/ct/mask.nii``, uncompressed
-    for speed); each center gets ``train`` training patients and one validation patient.
-    Returns the clients and one extra held-out test patient."""
+    """One folder per patient (``mr/ct/mask.npy``); each center gets ``train`` training
+    patients and one validation patient. Returns the clients, one extra held-out test patient
+    and the training patients' median in-mask CT (the constant predictor's value)."""
     rng = np.random.default_rng(seed)
-    clients = []
+    clients, train_ct = [], []
     for c in centers:
         folders = []
         for i in range(train + 1):
             folder = root / c / f"{c}{i:03d}"
             folder.mkdir(parents=True, exist_ok=True)
-            for name, arr in synthetic_patient(size, rng).items():
-                sitk.WriteImage(sitk.GetImageFromArray(arr), str(folder / f"{name}.nii"))
+            patient = synthetic_patient(size, rng)
+            for name, arr in patient.items():
+                np.save(folder / f"{name}.npy", arr)
+            if i < train:
+                train_ct.append(patient["ct"][patient["mask"] > 0])
             folders.append(str(folder))
         clients.append(ClientData(c, tuple(folders[:-1]), (folders[-1],)))
-    return tuple(clients), synthetic_patient(size, rng)
+    return tuple(clients), synthetic_patient(size, rng), float(np.median(np.concatenate(train_ct)))
+
+
+def npy_volume(folder: str, name: str | None = None) -> Volume:
+    """The clients' reader for this study: the arrays :func:`write_study` saved."""
+    f = Path(folder)
+    return Volume(name or f.name, np.load(f / "mr.npy"), np.load(f / "ct.npy"),
+                  np.load(f / "mask.npy"))
 
 
 def main() -> None:
@@ -93,7 +106,9 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     centers = [chr(ord("A") + i) for i in range(args.centers)]
-    clients, test = write_study(out / "preprocessed", centers, args.train_patients, args.size, 0)
+    clients, test, constant_hu = write_study(out / "preprocessed", centers, args.train_patients,
+                                             args.size, 0)
+    client_module.load_volume = npy_volume
     print(f"study: {args.centers} centers x ({args.train_patients} train + 1 val) patients of "
           f"{args.size}^3, written in {time.perf_counter() - t0:.1f} s")
 
@@ -130,7 +145,7 @@ def main() -> None:
         torch.cuda.synchronize()
     infer = time.perf_counter() - t1
     mask = test["mask"] > 0
-    constant = np.full_like(test["ct"], float(np.median(test["ct"][mask])))
+    constant = np.full_like(test["ct"], constant_hu)
     print(f"inference: {args.size}^3 volume, 3-orientation median fusion in {infer:.1f} s; "
           f"held-out MAE {mae(test['ct'], sct, mask):.1f} HU vs constant predictor "
           f"{mae(test['ct'], constant, mask):.1f} HU")

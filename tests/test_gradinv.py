@@ -295,3 +295,24 @@ def test_classifier_table_has_paper_003s_layout() -> None:
                                    "Time (s)"]
     assert "75% (3/4)" in block["ASR"].tolist()  # pooled over both centers
     assert "0.78" in " ".join(t.notes)
+
+
+def test_noisy_unet_attacks_run_only_where_the_noise_free_one_recovers_a_slice(tmp_path) -> None:
+    """The suite does not run a method on a noisy scenario's UNet when the same method recovers
+    no slice of the noise-free reference's UNet (batch 1): there is nothing for noise to
+    degrade. One success anywhere, or no reference rows, runs it."""
+    from fedaudit.attacks.gradinv.steps import _nothing_to_degrade
+    from fedaudit.io import write_json
+
+    def ref(successes: list[bool], network: str = "unet") -> str:
+        path = tmp_path / f"{network}_{len(successes)}_{sum(successes)}.json"
+        write_json({"results": [{"scenario": "baseline", "network": network, "batch_size": 1,
+                                 "success": s} for s in successes]}, path)
+        return str(path)
+
+    reason = _nothing_to_degrade([ref([False] * 4)], "dlg")
+    assert reason is not None and "0/4" in reason and "baseline" in reason
+    assert _nothing_to_degrade([ref([False, False, True, False])], "dlg") is None
+    # the BatchNorm-free control's rows do not count: only the audited UNet's
+    assert _nothing_to_degrade([ref([True] * 4, network="control")], "dlg") is None
+    assert _nothing_to_degrade([], "dlg") is None

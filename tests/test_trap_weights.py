@@ -254,3 +254,26 @@ def test_the_same_seed_gives_the_same_trap_round(study) -> None:
     for who in caps[0].updates:
         for name, a in caps[0].updates[who].items():
             np.testing.assert_array_equal(a, caps[1].updates[who][name])
+
+
+@pytest.mark.parametrize("mode", ["gradient", "local"])
+def test_batch_sizes_with_the_same_round_key_run_the_same_round(study, mode: str) -> None:
+    """The sweep runs a batch size once when it trains every client's slices in the same
+    batches as a smaller one (steps.round_key): checked against running both rounds."""
+    from fedaudit.attacks.trap_weights.steps import round_key, round_truths
+
+    plan, names, arrays = study
+    settings = TrapSettings(neurons=32, mode=mode)
+    most = max(len(t) for t in round_truths(with_clients(plan, None, 1000), 1,
+                                            settings).values())
+    caps, keys = {}, {}
+    for b in (2, most, most + 7):
+        p = with_clients(plan, None, b)
+        keys[b] = round_key(p, b, round_truths(p, 1, settings))
+        caps[b] = run_trap_round(p, names, arrays, 1, settings, (1, 32, 32))[0].captures[1]
+    assert keys[most] == keys[most + 7] != keys[2]
+    for who, update in caps[most].updates.items():
+        for name, a in update.items():
+            np.testing.assert_array_equal(a, caps[most + 7].updates[who][name])
+    assert any(not np.array_equal(a, caps[2].updates[who][name])
+               for who, u in caps[most].updates.items() for name, a in u.items())

@@ -201,13 +201,14 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     # a DLG setting: the DLG jobs and the report items made from them, nothing else
     counts = plan(lambda c: c["attacks"]["dlg"].update(iterations=5))
     assert counts.pop("dlg") == 4, counts  # 2 centers x 2 optimisers
-    assert set(counts) == {"dlg_summary", "figure_dlg", "table_inversion", "front_page", "all"}
+    assert set(counts) == {"dlg_summary", "figure_dlg", "table_inversion", "front_page",
+                           "table_runtimes", "all"}
     # the suite's classifier: its federations and the attacks on it, not the UNet's
     counts = plan(lambda c: c["attacks"]["gradinv"].update(classifier={"lr": 0.1}))
     assert counts.pop("gradinv_classifier") == 2 and counts.pop("gradinv") == 8, counts
     assert set(counts) == {"gradinv_summary", "table_inversion_suite", "table_privacy_utility",
                            "table_inversion_classifier", "figure_privacy_utility",
-                           "front_page", "all"}, counts
+                           "front_page", "table_runtimes", "all"}, counts
     # a DP level re-runs its own federation and what reads it, nothing of the baseline
     counts = plan(lambda c: c.update(defenses={"dp_fedavg": {"clip": 2.0}}))
     assert counts["train"] == 1 and counts["gradinv_classifier"] == 1, counts

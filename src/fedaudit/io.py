@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from fedaudit.atomic import WriteError, atomic_path, write_text
+
+if TYPE_CHECKING:  # SimpleITK is imported where a volume is read or written, so the records'
+    # functions (and the training path, fedaudit.data.slices) import without it
+    import SimpleITK as sitk
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd")
 
@@ -57,6 +60,8 @@ def read_volume(path: str | os.PathLike[str], role: str = "volume") -> sitk.Imag
         raise VolumeError(p, f"{role} file is not NIfTI (.nii, .nii.gz) or MetaImage (.mha, .mhd)")
     if p.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti_voxels(p, role)
+    import SimpleITK as sitk
+
     try:
         img = sitk.ReadImage(str(p))
     except RuntimeError as exc:
@@ -84,6 +89,8 @@ def read_volume(path: str | os.PathLike[str], role: str = "volume") -> sitk.Imag
 
 def read_header(path: str | os.PathLike[str], role: str = "volume") -> sitk.ImageFileReader:
     """A reader holding ``path``'s size and geometry, without reading the voxels."""
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -112,6 +119,8 @@ def _check_nifti_voxels(p: Path, role: str) -> None:
 def write_volume(img: sitk.Image, path: str | os.PathLike[str]) -> None:
     """Write atomically and verified (:mod:`fedaudit.atomic`): a killed job or a full disk never
     leaves a half-written output behind, and the error names the path."""
+    import SimpleITK as sitk
+
     def verify(tmp: Path) -> None:
         _verify_volume(tmp, img)
 

@@ -91,7 +91,46 @@ rule front_page:
         "../scripts/front_page.py"
 
 
+rule table_runtimes:
+    """Where the run's time went: every other job's benchmark file, per rule and per scenario."""
+    input:
+        # everything else this configuration makes, so that the table is built last and again
+        # whenever a job re-runs; the benchmark files themselves are found by params.rules
+        rules.data_all.input,
+        rules.preprocess_all.input,
+        rules.evaluate_all.input,
+        rules.attacks_all.input,
+        report_items,
+        FRONT_PAGE,
+    output:
+        **table_outputs("runtimes", "../report/table_runtimes.rst"),
+    log:
+        f"{LOGS}/report/table_runtimes.log",
+    params:
+        table="runtimes",
+        benchmarks=lambda wc: BENCHMARKS,
+        # rule -> its wildcard names (the benchmark file's path), every rule but this one
+        rules=lambda wc: {k: v for k, v in BENCHMARK_RULES.items() if k != "table_runtimes"},
+        # this configuration's values: a file of another scenario, center or patient is not
+        # counted
+        known={
+            "scenario": list(SCENARIOS),
+            "center": STUDY.centers(),
+            "train_center": TRAIN_CENTERS,
+            "patient": sorted({p for _, p in ALL_PATIENTS}),
+        },
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/report.yaml"
+    script:
+        TABLE_SCRIPT
+
+
 rule report_all:
     input:
         report_items,
         FRONT_PAGE,
+        rules.table_runtimes.output,

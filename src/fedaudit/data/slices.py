@@ -24,14 +24,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from torch.utils.data import Dataset
 
 from fedaudit.intensity import AIR_HU, hu_to_unit
 from fedaudit.io import VolumeError, find_volume, read_volume
+
+if TYPE_CHECKING:  # imported where a volume is read: training on given arrays needs no reader
+    import SimpleITK as sitk
 
 ORIENTATIONS = ("axial", "coronal", "sagittal")
 _AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -70,6 +73,8 @@ def load_volume(folder: str | os.PathLike[str], name: str | None = None) -> Volu
 
     ``name`` defaults to the folder's name (the patient id in the preprocessed layout).
     """
+    import SimpleITK as sitk
+
     folder = Path(folder)
     paths: dict[str, Path] = {}
     images: dict[str, sitk.Image] = {}

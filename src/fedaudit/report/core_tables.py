@@ -1,5 +1,6 @@
-"""The tables that are not an attack's: synthesis quality (paper 000 Table 2), registered in the
-catalog like the attacks' so the report and the front page iterate over one list."""
+"""The tables that are not an attack's: synthesis quality (paper 000 Table 2) and the run's
+runtimes (:mod:`fedaudit.report.runtimes`, no findings), registered in the catalog like the
+attacks' so the report and the front page iterate over one list."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from fedaudit.catalog import TableSpec
 
 TABLES = [TableSpec(name="quality", category="Training", subcategory="Synthesis quality",
                     build=".core_tables:quality_table", gate=".core_tables:utility_gate",
-                    findings=".core_tables:secagg_cost", order=100)]
+                    findings=".core_tables:secagg_cost", order=100),
+          TableSpec(name="runtimes", category="Runtimes", subcategory="Per rule and scenario",
+                    build="fedaudit.report.runtimes:build_runtime_table", order=1000)]
 
 
 def quality_table(inputs: Any, params: Any) -> Any:

@@ -368,7 +368,9 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
         "share of "
         "attacked classifier slices reconstructed at SSIM ≥ 0.9; UNet SSIM: mean fitted "
         "SSIM over every attacked UNet slice (successes are rare there, so the mean shows "
-        "the trend)."]
+        "the trend). A noise level's UNet SSIM is – where the method recovers no slice of "
+        "the noise-free reference's UNet: noise on the gradient cannot make it recover more, "
+        "so that attack is not run."]
     return Table("privacy_utility", "Noise defenses: privacy-utility trade-off", data,
                  [Block(pd.DataFrame(util), title="Utility and budget"),
                   Block(pd.DataFrame(attack), title="Attack success")], notes)
@@ -438,9 +440,13 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
                          f"{levels} ({'monotone' if mono else 'not monotone'})")
         if len(unet_ssim):
             null = rows["null_unet_ssim"].max() if "null_unet_ssim" in rows else np.nan
-            parts.append(f"the best UNet mean SSIM {' → '.join(_fmt(v) for v in unet_ssim)}"
+            skipped = len(unet_ssim) > 1 and not np.isfinite(unet_ssim[1:]).any()
+            shown = unet_ssim[:1] if skipped else unet_ssim
+            parts.append(f"the best UNet mean SSIM {' → '.join(_fmt(v) for v in shown)}"
                          + (f" (a different slice of the same center scores {null:.2f})"
-                            if np.isfinite(null) else ""))
+                            if np.isfinite(null) else "")
+                         + (f" without noise (no method recovers a slice of {ref}'s UNet, so "
+                            "the UNet is not attacked under noise)" if skipped else ""))
         if "mae" in rows:
             const = rows["mae_constant"].dropna() if "mae_constant" in rows else []
             parts.append("sCT MAE " + " → ".join(_fmt(v, 0) if np.isfinite(v) else

@@ -27,6 +27,19 @@ GRADINV_READS = {
 }
 
 
+def gradinv_reference(scenario):
+    """The suite's scenario without update noise that trains the UNet a noisy ``scenario``
+    trains (the privacy-utility table's reference, gradinv.report.noise_reference), or None."""
+    from fedaudit.defenses.budgets import model_label
+
+    if not update_noise(scenario):
+        return None
+    plain = [s for s in GRADINV_SCENARIOS if not update_noise(s)]
+    model = model_label(SCENARIOS[scenario].defenses, config["plugins"])
+    same = [s for s in plain if model_label(SCENARIOS[s].defenses, config["plugins"]) == model]
+    return (same or plain or [None])[0]
+
+
 wildcard_constraints:
     gradinv_target=any_of(GRADINV_TARGETS),
     gradinv_method=any_of(GRADINV["methods"]),
@@ -89,6 +102,13 @@ rule gradinv:
             expand(rules.train.output.server_log, scenario=wc.scenario)[0]
             if wc.gradinv_target == "unet"
             else expand(rules.gradinv_classifier.output.folder, scenario=wc.scenario)[0]
+        ),
+        # under noise, the UNet is attacked only where the same method recovers a slice of the
+        # noise-free reference's UNet (fedaudit.attacks.gradinv.steps.attack)
+        reference=lambda wc: (
+            f"{GRADINV_DIR}/{gradinv_reference(wc.scenario)}/unet_{wc.gradinv_method}.json"
+            if wc.gradinv_target == "unet" and gradinv_reference(wc.scenario) is not None
+            else []
         ),
     output:
         metrics=f"{GRADINV_DIR}/{{scenario}}/{{gradinv_target}}_{{gradinv_method}}.json",

@@ -71,7 +71,11 @@ def slices_table(data: pd.DataFrame) -> Table:
     tidy, rows = [], []
     for key, grp in data.groupby(keys, sort=False):
         pooled = _pooled(grp)
-        tidy.append({**dict(zip(keys, key, strict=True)), **pooled})
+        # a batch size that runs the same round as a smaller one (steps.round_key) is not run
+        # again: its rows are that round's
+        first = (int(grp["computed_at_batch"].iloc[0]) if "computed_at_batch" in grp
+                 and grp["computed_at_batch"].notna().all() else int(key[5]))
+        tidy.append({**dict(zip(keys, key, strict=True)), **pooled, "computed_at_batch": first})
     tidy_df = pd.DataFrame(tidy)
     last: tuple = ()
     for _, r in tidy_df.iterrows():
@@ -83,7 +87,8 @@ def slices_table(data: pd.DataFrame) -> Table:
             "Init": INITS.get(r["init"], r["init"]) if head != last else "",
             "Clients": f"{int(r['clients'])}{' (' + label + ')' if label else ''}",
             "Server sees": "each client" if r["view"] == "client" else "the sum (SecAgg+)",
-            "Batch": int(r["batch_size"]),
+            "Batch": (f"{int(r['batch_size'])}" if r["computed_at_batch"] == r["batch_size"]
+                      else f"{int(r['batch_size'])} (as {int(r['computed_at_batch'])})"),
             "Recovered": f"{int(r['recovered'])}/{int(r['attacked'])}",
             "95% CI": f"{r['ci_low']:.2f}–{r['ci_high']:.2f}" if np.isfinite(r["ci_low"])
             else DASH,
@@ -104,7 +109,9 @@ def slices_table(data: pd.DataFrame) -> Table:
         "closed form is exact: every slice must come back; only then does a low count read as "
         "resistance.",
         "Batch sizes larger than a client's trap-round data are capped by it (the attacked "
-        "count shows what the clients really trained on)."]
+        "count shows what the clients really trained on). 'B (as B′)': at batch B every "
+        "client trains its round's slices in the same batches as at B′, so the round is the "
+        "same (same server, seeds, slices and updates) and is run once."]
     return Table("trap_weights", "Malicious server (trap weights): 2-D slices recovered",
                  tidy_df, [Block(pd.DataFrame(rows))], notes)
 

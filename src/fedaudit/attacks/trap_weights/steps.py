@@ -9,6 +9,7 @@ the clients return. Evaluator side: the slices each client really trained on
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any
@@ -57,21 +58,27 @@ def _slice_shape(plan: TrainPlan) -> tuple[int, int, int]:
 
 
 def score_capture(plan: TrainPlan, server: Any, rnd: int, settings: TrapSettings,
-                  threshold: float, local_extra: dict[str, Any] | None = None
+                  threshold: float, local_extra: dict[str, Any] | None = None,
+                  truths: dict[str, np.ndarray] | None = None,
+                  null_memo: dict[tuple[bytes, bytes], int] | None = None
                   ) -> list[dict[str, Any]]:
     """One row per update the server holds (per client, or the aggregate under SecAgg+):
-    reconstructions from the inserted layer, matched to the slices the clients trained on.
+    reconstructions from the inserted layer, matched to the slices the clients trained on
+    (``truths``: :func:`round_truths`, computed here when not given).
 
     Beside every count, the null (``null_recovered``): real MR slices of *other* patients (the
     next client's round) offered as the reconstructions of a client's slices. Neighbouring
     anatomy can pass SSIM 0.9; what passes here is what the criterion grants without any leak.
-    It depends on the slices only, so the aggregate's null is the sum of its clients'."""
+    It depends on the slices only, so the aggregate's null is the sum of its clients', and
+    ``null_memo`` (keyed by the two slice stacks' digests) reuses it between settings that
+    train on the same slices."""
     cap = server.captures[rnd]
     h, w = _slice_shape(plan)[1:]
-    truths = {c: truth_slices(plan, c, rnd, settings, local_extra) for c in plan.centers}
+    if truths is None:
+        truths = round_truths(plan, rnd, settings, local_extra)
+    memo = {} if null_memo is None else null_memo
     order = list(truths)
-    null = {c: (int(match_reconstructions(truths[order[(i + 1) % len(order)]], truths[c],
-                                          threshold=threshold).recovered.sum())
+    null = {c: (_null_count(truths[order[(i + 1) % len(order)]], truths[c], threshold, memo)
                 if len(order) > 1 else np.nan) for i, c in enumerate(order)}
     rows = []
     for who, update in cap.updates.items():
@@ -93,6 +100,35 @@ def score_capture(plan: TrainPlan, server: Any, rnd: int, settings: TrapSettings
     return rows
 
 
+def round_truths(plan: TrainPlan, rnd: int, settings: TrapSettings,
+                 local_extra: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Evaluator side: per client, the slices it trains on in the trap round."""
+    return {c: truth_slices(plan, c, rnd, settings, local_extra) for c in plan.centers}
+
+
+def _digest(a: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(a).tobytes() + str(a.shape).encode(),
+                           digest_size=16).digest()
+
+
+def _null_count(others: np.ndarray, truth: np.ndarray, threshold: float,
+                memo: dict[tuple[bytes, bytes], int]) -> int:
+    key = (_digest(others), _digest(truth))
+    if key not in memo:
+        memo[key] = int(match_reconstructions(others, truth, threshold=threshold)
+                        .recovered.sum())
+    return memo[key]
+
+
+def round_key(plan: TrainPlan, batch: int, truths: dict[str, np.ndarray]) -> tuple:
+    """What decides a sweep round's computation besides the initialisation: the clients and,
+    per client, the batch it trains in. A client trains its round's slices in batches of
+    ``batch`` (one step of the first ``batch`` in gradient mode, all of them in local mode), so
+    two batch sizes at which every client's data fits the same batches -- both at least its
+    slice count -- run the same round: same server, seeds, slices and updates."""
+    return (tuple(plan.centers), tuple(min(batch, len(t)) for t in truths.values()))
+
+
 def slices(smk: Any, log: logging.Logger) -> None:
     """Rule trap_weights: paper 002 Table 1's sweep (batch size × federation size) for every
     initialisation, in one training mode (``gradient``: one SGD step; ``local``: the configured
@@ -101,28 +137,48 @@ def slices(smk: Any, log: logging.Logger) -> None:
     base_plan = scenario_plan(smk)
     rnd, names, arrays = server_state(smk.input.server_log, p.trap["round"])
     rows, example = [], {}
+    null_memo: dict[tuple[bytes, bytes], int] = {}
+    truth_memo: dict[tuple, dict[str, np.ndarray]] = {}
     for init in p.trap["inits"]:
         settings = TrapSettings.from_config(p.trap, init=init, mode=wc.trap_mode)
+        computed: dict[tuple, tuple[int, list[dict[str, Any]]]] = {}
         for n_clients in p.trap["clients"]:
             for batch in p.trap["batch_sizes"]:
                 plan = with_clients(base_plan, n_clients, batch)
+                # the evaluator's truths depend on the clients and the batch, not the init
+                tkey = (n_clients, batch)
+                if tkey not in truth_memo:
+                    truth_memo[tkey] = round_truths(plan, rnd, settings)
+                truths = truth_memo[tkey]
+                key = round_key(plan, batch, truths)
+                if key in computed:
+                    # the same round as at a smaller batch (round_key): shown, not run again
+                    first, done = computed[key]
+                    rows += [{**r, "batch_size": batch, "computed_at_batch": first}
+                             for r in done]
+                    log.info("%s init %s, %d clients, batch %d: the round of batch %d (every "
+                             "client's data fits the same batches)", wc.trap_mode, init,
+                             len(plan.clients), batch, first)
+                    continue
                 t0 = time.perf_counter()
                 server, _ = run_trap_round(plan, names, arrays, rnd, settings,
                                            _slice_shape(plan))
                 seconds = time.perf_counter() - t0
-                scored = score_capture(plan, server, rnd, settings, p.trap["threshold"])
-                for r in scored:
-                    rows.append({"scenario": wc.scenario, "mode": wc.trap_mode, "init": init,
-                                 "round": rnd, "clients": len(plan.clients),
-                                 "batch_size": batch, "setting": "attack",
-                                 "round_seconds": seconds,
-                                 **{k: v for k, v in r.items() if not k.startswith("_")}})
+                scored = score_capture(plan, server, rnd, settings, p.trap["threshold"],
+                                       truths=truths, null_memo=null_memo)
+                done = [{"scenario": wc.scenario, "mode": wc.trap_mode, "init": init,
+                         "round": rnd, "clients": len(plan.clients), "batch_size": batch,
+                         "computed_at_batch": batch, "setting": "attack",
+                         "round_seconds": seconds,
+                         **{k: v for k, v in r.items() if not k.startswith("_")}}
+                        for r in scored]
+                computed[key] = (batch, done)
+                rows += done
                 if not example:  # the figure's: first init, federation and batch size
                     example = {f"{r['client']}__{k}": v for r in scored
                                for k, v in (("truth", r["_truth"]), ("recon", r["_recon"]),
                                             ("index", r["_match"].recon_index),
                                             ("ssim", r["_match"].ssim))}
-                done = rows[-len(scored):]
                 log.info("%s init %s, %d clients, batch %d: %s (%.1f s)", wc.trap_mode, init,
                          len(plan.clients), batch,
                          ", ".join(f"{r['client']} {r['recovered']}/{r['attacked']}"
