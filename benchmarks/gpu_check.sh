@@ -45,11 +45,12 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 if ((DRY)); then
+  # pip runs outside the simulated image
+  step carry 120 bash benchmarks/gpu_wheels.sh /tmp/fedaudit-gpu-wheels
   export FEDAUDIT_GPU_IMAGE=$PWD/benchmarks/gpu_image_packages.txt
   export FEDAUDIT_GPU_CARRIED=$CARRIED
   export PYTHONPATH=$PWD/benchmarks/gpu_image:$PWD/src
   DEV=cpu
-  step carry 120 bash benchmarks/gpu_wheels.sh /tmp/fedaudit-gpu-wheels
 else
   if compgen -G ".whl/*.whl" > /dev/null; then
     step wheels 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \

@@ -157,7 +157,10 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
            # one train center: FedMIA needs two, DLG runs (briefly) in the attacks env
            "attacks": {"device": "cpu", "threads": 1, "fedmia": {"enabled": False},
                        "dlg": {"iterations": 2, "snapshots": 2, "optimizers": ["adam"],
-                               "control_hidden": 4}, "trap_weights": {"enabled": False}}}
+                               "control_hidden": 4}, "trap_weights": {"enabled": False},
+                       # the suite and evasion run in the same env through the same scripts
+                       # (step, table) as DLG: they would add minutes and no env
+                       "gradinv": {"enabled": False}, "evasion": {"enabled": False}}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PATH": f"{fake / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"}
     res = run_snakemake(workdir, "--cores", "2", "--use-conda", "--conda-prefix",

@@ -316,3 +316,18 @@ def test_noisy_unet_attacks_run_only_where_the_noise_free_one_recovers_a_slice(t
     # the BatchNorm-free control's rows do not count: only the audited UNet's
     assert _nothing_to_degrade([ref([True] * 4, network="control")], "dlg") is None
     assert _nothing_to_degrade([], "dlg") is None
+
+
+def test_a_noisy_scenario_is_read_against_the_noise_free_one_that_trains_its_unet() -> None:
+    from fedaudit.attacks.gradinv.report import reference_scenario
+
+    d = {"baseline": [], "groupnorm": [{"name": "group_norm", "groups": 32}],
+         "dpsgd-z1.0": [{"name": "dp_sgd", "noise_multiplier": 1.0, "max_grad_norm": 1.0,
+                         "delta": 1e-5, "groups": 32}],
+         "laplace-b0.01": [{"name": "laplace_noise", "scale": 0.01}]}
+    refs = {s: reference_scenario(s, list(d), d) for s in d}
+    assert refs == {"baseline": None, "groupnorm": None, "dpsgd-z1.0": "groupnorm",
+                    "laplace-b0.01": "baseline"}
+    # without the GroupNorm reference, the first noise-free scenario; none without one
+    assert reference_scenario("dpsgd-z1.0", ["baseline", "dpsgd-z1.0"], d) == "baseline"
+    assert reference_scenario("laplace-b0.01", ["laplace-b0.01"], d) is None

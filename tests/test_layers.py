@@ -67,6 +67,11 @@ LAYERS: list[tuple[str, str]] = [
     # processes it starts import it, and never an attack
     ("fedaudit.federation.run", "fedaudit.federation.deployment"),
     ("fedaudit.federation.deployment", "fedaudit.attacks"),
+    # training reads volumes through SimpleITK only when it loads a file: the GPU check runs
+    # the federation where SimpleITK is not installed (benchmarks/gpu_check.sh)
+    ("fedaudit.federation.run", "SimpleITK"),
+    # the runtime table runs in the report environment
+    ("fedaudit.report.runtimes", "torch"),
 ]
 
 # Runs in the child: a meta-path finder that sees every import not yet in sys.modules and, at the

@@ -414,6 +414,17 @@ def _check_report(workdir: Path) -> None:
                   "Test-time evasion by a malicious client", "Evasion across the attacked"):
         assert topic in front, topic
     assert "Centers {{" in front  # the introduction's template is left for the report to fill
+    # every job that ran left a benchmark file, and the runtime table counts each one once
+    benchmarks = list((workdir / "results/benchmarks").rglob("*.tsv"))
+    runtimes = pd.read_csv(workdir / "results/tables/runtimes.csv")
+    total = runtimes[runtimes.level == "total"].iloc[0]
+    # all but table_runtimes' own (written after the table) and the report's, made later
+    assert total["jobs"] == len(benchmarks) - 1, (total, len(benchmarks))
+    assert total["job_minutes"] > 0 and total["wall_minutes"] > 0
+    per_rule = runtimes[runtimes.level == "rule"].set_index("name")
+    assert per_rule.loc["train", "jobs"] == sum(d.is_dir() for d in
+                                                (workdir / "results/train").iterdir())
+    assert runtimes.loc[runtimes.level == "rule", "jobs"].sum() == total["jobs"]
 
     report = workdir / "report.html"
     built = run_snakemake(workdir, "--report", str(report), "--configfile",
@@ -423,7 +434,7 @@ def _check_report(workdir: Path) -> None:
     items = ["A.png", "E.png", "qc.tsv", "1BA001", "1BE001", "Audit verdict",
              "Data poisoning under FedAvg", "Centers A, B, E"]
     items += [f"{name}.html" for name in TABLES] + [Path(f).name for f in FIGURES]
-    items += ["Training", "Privacy", "Integrity", "Data"]
+    items += ["Training", "Privacy", "Integrity", "Data", "runtimes.html", "Runtimes"]
     for item in items:
         assert item in html, f"{item} missing from the report"
     # self-contained: no script or stylesheet fetched from the network
@@ -494,9 +505,19 @@ def _check_gradinv(workdir: Path) -> None:
     assert set(rows["method"]) == {"dlg", "cpl", "idlg", "inverting_gradients"}
     assert set(rows["scenario"]) == {"baseline", "dp-z0.5"}
     assert set(rows["center"]) == {"A", "B"}
+    # under noise the UNet is attacked by the methods that recover a slice without it; the
+    # others say why they did not run
+    plain = rows[(rows.scenario == "baseline") & (rows.network == "unet") & (rows.batch_size == 1)]
+    recovered = set(plain.loc[plain["success"].astype(bool), "method"])
+    noisy = rows[rows.scenario == "dp-z0.5"]
+    assert set(noisy.loc[noisy.network == "unet", "method"]) == recovered
+    for method in {"dlg", "cpl", "idlg", "inverting_gradients"} - recovered:
+        skipped = json.loads((workdir / f"results/attacks/gradinv/dp-z0.5/unet_{method}.json"
+                              ).read_text())
+        assert not skipped["results"] and "recovers 0/" in skipped["skipped"], skipped
     nets = rows.groupby("scenario")["network"].agg(set).to_dict()
     assert nets == {"baseline": {"unet", "control", "classifier"},
-                    "dp-z0.5": {"unet", "classifier"}}
+                    "dp-z0.5": {"classifier"} | ({"unet"} if recovered else set())}
     batches = rows.groupby("scenario")["batch_size"].agg(set).to_dict()
     assert batches == {"baseline": {1, 2}, "dp-z0.5": {1}}
     assert set(rows.loc[rows.scenario == "dp-z0.5", "noise"]) == {"dp_fedavg"}

@@ -46,6 +46,15 @@ class Job:
         return self.end - self.seconds
 
 
+def benchmark_path(root: str, rule: str, wildcards: Sequence[str]) -> str:
+    """A rule's benchmark file pattern: ``<root>/<rule>.tsv``, or with wildcards (sorted, the
+    order :func:`collect` reads them in) ``<root>/<rule>/{w1}/{w2}.tsv``."""
+    names = sorted(wildcards)
+    if not names:
+        return f"{root}/{rule}.tsv"
+    return f"{root}/{rule}/" + "/".join("{" + n + "}" for n in names) + ".tsv"
+
+
 def _number(value: str) -> float:
     try:
         return float(value)

@@ -273,6 +273,24 @@ def noise_reference(data: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
     return none.head(1)
 
 
+def reference_scenario(scenario: str, candidates: Sequence[str],
+                       defenses: dict[str, Sequence[dict[str, Any]]],
+                       plugins: Sequence[str] = ()) -> str | None:
+    """:func:`noise_reference` before any result, by name: the first of ``candidates`` without
+    update noise that trains the UNet the noisy ``scenario`` trains, else the first without
+    noise; None for a scenario without noise or when no candidate has none. ``defenses``:
+    scenario -> its defense entries."""
+    def noisy(name: str) -> bool:
+        return noise_level(list(defenses[name]))[0] is not None
+
+    if not noisy(scenario):
+        return None
+    plain = [s for s in candidates if not noisy(s)]
+    model = model_label(defenses[scenario], plugins)
+    same = [s for s in plain if model_label(defenses[s], plugins) == model]
+    return (same or plain or [None])[0]
+
+
 def _utility(row: pd.Series, key: str, digits: int) -> str:
     """A utility cell: the value, or "NaN (no usable model)" when the federation was trained
     and evaluated but its model outputs NaN."""

@@ -4,6 +4,8 @@
 # training center; one summary, three tables (suite, paper 003 Table II, privacy-utility) and
 # the privacy-utility figure.
 
+from fedaudit.attacks.gradinv.report import reference_scenario  # noqa: E402
+
 GRADINV = config["attacks"]["gradinv"]
 GRADINV_SCENARIOS = GRADINV["scenarios"] if GRADINV["enabled"] else []
 ATTACKED["gradinv"] = GRADINV_SCENARIOS
@@ -27,17 +29,14 @@ GRADINV_READS = {
 }
 
 
-def gradinv_reference(scenario):
-    """The suite's scenario without update noise that trains the UNet a noisy ``scenario``
-    trains (the privacy-utility table's reference, gradinv.report.noise_reference), or None."""
-    from fedaudit.defenses.budgets import model_label
-
-    if not update_noise(scenario):
-        return None
-    plain = [s for s in GRADINV_SCENARIOS if not update_noise(s)]
-    model = model_label(SCENARIOS[scenario].defenses, config["plugins"])
-    same = [s for s in plain if model_label(SCENARIOS[s].defenses, config["plugins"]) == model]
-    return (same or plain or [None])[0]
+# under noise, the UNet is attacked only where the same method recovers a slice of this
+# scenario's UNet (fedaudit.attacks.gradinv.steps.attack)
+GRADINV_REFERENCE = {
+    s: reference_scenario(s, GRADINV_SCENARIOS,
+                          {n: SCENARIOS[n].defenses for n in GRADINV_SCENARIOS},
+                          config["plugins"])
+    for s in GRADINV_SCENARIOS
+}
 
 
 wildcard_constraints:
@@ -106,8 +105,8 @@ rule gradinv:
         # under noise, the UNet is attacked only where the same method recovers a slice of the
         # noise-free reference's UNet (fedaudit.attacks.gradinv.steps.attack)
         reference=lambda wc: (
-            f"{GRADINV_DIR}/{gradinv_reference(wc.scenario)}/unet_{wc.gradinv_method}.json"
-            if wc.gradinv_target == "unet" and gradinv_reference(wc.scenario) is not None
+            f"{GRADINV_DIR}/{GRADINV_REFERENCE[wc.scenario]}/unet_{wc.gradinv_method}.json"
+            if wc.gradinv_target == "unet" and GRADINV_REFERENCE.get(wc.scenario) is not None
             else []
         ),
     output:
