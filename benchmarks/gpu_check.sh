@@ -16,7 +16,8 @@
 # simulated (benchmarks/gpu_image/sitecustomize.py: a module of any distribution that is neither
 # in the image nor carried cannot be imported) and checks that the working tree and the wheels
 # fit in what a GPU run takes along (64 MiB). Every step has its own time limit; a failing step
-# does not stop the others; the log is also written to LOG (default gpu_check.log).
+# does not stop the others; the limits of a GPU run add up to 460 s; the log is also written to
+# LOG (default gpu_check.log).
 set -u
 cd "$(dirname "$0")/.."
 DRY=0
@@ -46,20 +47,20 @@ step() {  # step NAME SECONDS COMMAND...
 
 if ((DRY)); then
   # pip runs outside the simulated image
-  step carry 120 bash benchmarks/gpu_wheels.sh /tmp/fedaudit-gpu-wheels
+  step carry 300 bash benchmarks/gpu_wheels.sh /tmp/fedaudit-gpu-wheels
   export FEDAUDIT_GPU_IMAGE=$PWD/benchmarks/gpu_image_packages.txt
   export FEDAUDIT_GPU_CARRIED=$CARRIED
   export PYTHONPATH=$PWD/benchmarks/gpu_image:$PWD/src
   DEV=cpu
 else
   if compgen -G ".whl/*.whl" > /dev/null; then
-    step wheels 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    step wheels 45 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
       --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site
   fi
   export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src
   DEV=cuda
-  step card 15 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm \
+  step card 10 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm \
     --format=csv
 fi
 
@@ -70,20 +71,20 @@ step versions 30 "$PY" -c "import torch, monai, flwr, numpy; print('torch', torc
 'cuda', torch.version.cuda, 'monai', monai.__version__, 'flwr', flwr.__version__, 'numpy', \
 numpy.__version__)"
 # skipped without CUDA (--dry): then this checks that they import
-step cuda-tests 75 "$PY" -m pytest -q -p no:cacheprovider -p no:randomly tests/test_cuda.py \
+step cuda-tests 60 "$PY" -m pytest -q -p no:cacheprovider -p no:randomly tests/test_cuda.py \
   tests/test_inference.py -k cuda
-step train-throughput 80 "$PY" benchmarks/train_throughput.py --device "$DEV" \
+step train-throughput 70 "$PY" benchmarks/train_throughput.py --device "$DEV" \
   --size "$(size 256 32)" --base "$(size 64 4)" --batch 8 --volumes "$(size 4 1)" \
   --slices "$(size 64 8)" --workers "$(size 8 0)"
-step federation 150 "$PY" benchmarks/gpu_federation.py --device "$DEV" --size "$(size 256 32)" \
+step federation 140 "$PY" benchmarks/gpu_federation.py --device "$DEV" --size "$(size 256 32)" \
   --base "$(size 64 4)" --rounds "$(size 3 2)" --centers "$(size 4 2)" --train-patients \
   "$(size 2 1)" --slices "$(size 96 8)" --workers "$(size 4 0)"
-step dlg-speed 40 "$PY" benchmarks/dlg_speed.py --device "$DEV" --base "$(size 64 4)" \
+step dlg-speed 35 "$PY" benchmarks/dlg_speed.py --device "$DEV" --base "$(size 64 4)" \
   --size "$(size 256 32)" --iterations "$(size 100 5)"
-step fedmia-speed 35 "$PY" benchmarks/fedmia_speed.py --device "$DEV" --base "$(size 64 4)" \
+step fedmia-speed 30 "$PY" benchmarks/fedmia_speed.py --device "$DEV" --base "$(size 64 4)" \
   --size "$(size 256 32)" --samples "$(size 64 8)" --chunk "$(size 16 4)" \
   --candidates "$(size 1500 16)"
-step gradinv-speed 45 "$PY" benchmarks/gradinv_speed.py --device "$DEV" --base "$(size 64 4)" \
+step gradinv-speed 40 "$PY" benchmarks/gradinv_speed.py --device "$DEV" --base "$(size 64 4)" \
   --sizes "$(size 64 32)" $( ((DRY)) || echo 256) --evaluations "$(size 20 3)" \
   --classifier-evaluations "$(size 100 5)"
 echo "total: $SECONDS s, $FAILED step(s) failed" | tee -a "$LOG"

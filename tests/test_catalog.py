@@ -48,7 +48,7 @@ def test_builtin_registries_hold_paper_000s_threats() -> None:
     assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion", "trap_weights",
                                "trap_weights_3d", "trap_weights_defenses", "inversion_suite",
                                "inversion_classifier", "privacy_utility", "evasion",
-                               "evasion_transfer", "evasion_dp"}
+                               "evasion_transfer", "evasion_dp", "runtimes"}
     for spec in cat.attacks.values():
         assert spec.rules.is_file() or spec.method, spec.name
 

@@ -84,7 +84,8 @@ def test_sums_and_spans_per_rule_and_scenario(bench: Path) -> None:
 def test_table_states_totals_and_what_was_left_out(bench: Path) -> None:
     jobs, skipped = collect(bench, RULES, KNOWN)
     table = runtime_table(summarise(jobs), skipped)
-    per_rule = table.blocks[0].frame
+    assert list(table.blocks[0].frame["Job-minutes"]) == ["16.2"]
+    per_rule = table.blocks[1].frame
     assert list(per_rule["Rule"]) == ["train", "register", "splits"]
     assert list(per_rule["Job-minutes"]) == ["15.0", "1.2", "0.0"]
     assert "5 jobs, 16.2 job-minutes" in table.notes[0]

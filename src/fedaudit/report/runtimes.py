@@ -140,10 +140,11 @@ def _minutes(v: float) -> str:
 def runtime_table(data: pd.DataFrame, skipped: int = 0) -> Table:
     total = data[data["level"] == "total"].iloc[0]
     blocks = []
-    for level, title in (("rule", "Per rule"), ("scenario", "Per scenario")):
+    for level, title in (("total", "All jobs"), ("rule", "Per rule"),
+                         ("scenario", "Per scenario")):
         sub = data[data["level"] == level]
         frame = pd.DataFrame({
-            level.capitalize(): sub["name"],
+            {"total": "Run", "rule": "Rule", "scenario": "Scenario"}[level]: sub["name"],
             "Jobs": sub["jobs"].astype(int).astype(str),
             "Job-minutes": sub["job_minutes"].map(_minutes),
             "Share": sub["share"].map(lambda v: f"{100 * v:.0f} %"),
