@@ -195,16 +195,8 @@ def attack(smk: Any, log: logging.Logger) -> None:
     torch.set_flush_denormal(True)  # sigmoid tails: denormal floats slow CPUs tenfold
     dev = resolve_device(p.device)
     task = "classification" if wc.gradinv_target == "classifier" else "translation"
-    nets, rnd = (_classifier_target(smk, p) if task == "classification"
-                 else _unet_targets(smk, p))
     noise = noise_defense(p.defenses)
-    batch_sizes = p.method_settings.get("batch_sizes", [1])
-    if noise is not None:
-        # Under noise the question is how far the attack falls from its unperturbed result:
-        # the audited model at batch 1. The BatchNorm-free control and the larger batches are
-        # read in the unperturbed scenarios (they cost as much again).
-        nets = {k: v for k, v in nets.items() if k != "control"}
-        batch_sizes = [1]
+    # decided before the target is loaded: a skipped job reads only the reference's metrics
     skip = _nothing_to_degrade(smk.input.get("reference", []), wc.gradinv_method) \
         if noise is not None and task == "translation" else None
     if skip is not None:
@@ -212,6 +204,15 @@ def attack(smk: Any, log: logging.Logger) -> None:
         write_json({"results": [], "skipped": skip}, smk.output.metrics)
         save_npz(Path(smk.output.arrays), compressed=True)
         return
+    nets, rnd = (_classifier_target(smk, p) if task == "classification"
+                 else _unet_targets(smk, p))
+    batch_sizes = p.method_settings.get("batch_sizes", [1])
+    if noise is not None:
+        # Under noise the question is how far the attack falls from its unperturbed result:
+        # the audited model at batch 1. The BatchNorm-free control and the larger batches are
+        # read in the unperturbed scenarios (they cost as much again).
+        nets = {k: v for k, v in nets.items() if k != "control"}
+        batch_sizes = [1]
     n = g["slices"][task]
     num_classes = g["classifier"]["classes"] if task == "classification" else 0
     methods = {b: _method(wc.gradinv_method, p.method_settings, task, g, b, p.plugins)
