@@ -23,11 +23,11 @@ TOY = Path(__file__).parent / "plugins" / "loss_threshold"
 def test_builtin_registries_hold_paper_000s_threats() -> None:
     cat = catalog()
     assert set(cat.attacks) == {"fedmia", "dlg", "trap_weights", "gradinv", "cpl", "idlg",
-                                "inverting_gradients", "evasion"}
+                                "inverting_gradients", "evasion", "noise_replay"}
     assert {a.name: a.view for a in cat.attacks.values()} == {
         "fedmia": "server_log", "dlg": "server_log", "trap_weights": "malicious_server",
         "gradinv": "server_log", "cpl": "server_log", "idlg": "server_log",
-        "inverting_gradients": "server_log", "evasion": "client"}
+        "inverting_gradients": "server_log", "evasion": "client", "noise_replay": "server_log"}
     # paper 003's methods: recipes the gradient-inversion suite runs (DLG has jobs of its own)
     assert {n for n, a in cat.attacks.items() if a.method} == {"dlg", "cpl", "idlg",
                                                                "inverting_gradients"}
@@ -48,7 +48,7 @@ def test_builtin_registries_hold_paper_000s_threats() -> None:
     assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion", "trap_weights",
                                "trap_weights_3d", "trap_weights_defenses", "inversion_suite",
                                "inversion_classifier", "privacy_utility", "evasion",
-                               "evasion_transfer", "evasion_dp", "runtimes"}
+                               "evasion_transfer", "evasion_dp", "runtimes", "noise_replay"}
     for spec in cat.attacks.values():
         assert spec.rules.is_file() or spec.method, spec.name
 

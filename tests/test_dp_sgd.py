@@ -38,8 +38,9 @@ from fedaudit.models.store import load_model, save_model
 from fedaudit.models.unet import UNet2D, count_parameters, group_count
 from fedaudit.scenarios import noise_name, noise_scenario, scenarios_from_config
 
+# simulation noise: these tests compare seeded runs (the secure default is tested on its own)
 DP = {"name": "dp_sgd", "noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5,
-      "groups": 32}
+      "groups": 32, "noise_source": "simulation"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -270,7 +271,8 @@ def test_the_noise_grid_adds_dp_sgd_federations_with_group_norm(demo) -> None:
     assert gn_scenario.reference == "baseline" and "dp_sgd" not in gn_scenario.defense_names
     assert gn_scenario.defense("group_norm") == {"name": "group_norm", "groups": 16}
     assert s.defense("dp_sgd") == {"name": "dp_sgd", "noise_multiplier": 0.8,
-                                   "max_grad_norm": 0.5, "delta": 1e-5, "groups": 16}
+                                   "max_grad_norm": 0.5, "delta": 1e-5, "groups": 16,
+                                   "noise_source": "os_entropy"}
     # the attacks that default to the noise grid attack it and its reference
     for attack in ("gradinv", "fedmia", "evasion"):
         got = valid["attacks"][attack]["scenarios"]
@@ -386,6 +388,19 @@ def test_the_group_norm_unet_trains_with_dp_sgd_and_is_seeded(study) -> None:
     model(torch.rand(2, 1, 32, 32)).mean().backward()
 
 
+def test_dp_sgd_noise_from_os_entropy_is_not_the_seeded_noise(study) -> None:
+    """The default source: the same round seed gives other lots and other noise every time
+    (the server, who can derive the seed, cannot regenerate them), with the same accounting."""
+    seeded, start, seeded_stats = _train(study, seed=5)
+    one, _, stats = _train(study, seed=5, noise_source="os_entropy")
+    two, _, _ = _train(study, seed=5, noise_source="os_entropy")
+    assert stats["dp_sgd_events"] == seeded_stats["dp_sgd_events"]
+    for other in (seeded, two):
+        assert all(not np.array_equal(a, b) for a, b in
+                   zip(get_arrays(one), get_arrays(other), strict=True)
+                   if a.size > 16)
+
+
 def test_dp_sgd_refuses_a_batchnorm_unet_in_train_local(study) -> None:
     with pytest.raises(DPSGDError, match="BatchNorm"):
         _train(study, seed=5, norm="batch")
@@ -406,13 +421,16 @@ def test_a_dp_sgd_federation_trains_and_its_outputs_rebuild_the_group_norm_unet(
                                                if k not in ("name", "noise_multiplier")})
     plan = dataclasses.replace(tiny_plan(study, tmp_path, scenario=scenario), rounds=1)
     res = train_federation(plan)
-    hist = res["history"]
+    # the server's history holds no per-client loss or accounting events (a privacy defense:
+    # q = L/N would give each client's slice count away); the clients' own records do
+    assert not {"train_loss", "dp_sgd_events", "slices_per_s"} & set(res["history"].columns)
+    hist = res["records"]
     assert hist["train_loss"].isna().all() and hist["dp_sgd_events"].notna().all()
     eps = scenario_epsilon(scenario.defenses, hist)
     assert 0 < eps < math.inf
-    # what the privacy-utility table reads: history.tsv, the events' JSON intact
+    # what the privacy-utility table reads: clients.tsv, the events' JSON intact
     assert scenario_epsilon(scenario.defenses,
-                            pd.read_csv(tmp_path / "history.tsv", sep="\t")) == eps
+                            pd.read_csv(tmp_path / "clients.tsv", sep="\t")) == eps
     model = load_model(tmp_path / "model.pt")
     assert model.norm == "group"
     log = tmp_path / "server_log"
@@ -483,15 +501,25 @@ def test_the_privacy_utility_table_shows_dp_sgd_with_its_slice_level_epsilon() -
     clf_hist = pd.DataFrame([{"round": 1, "center": "A", "dp_sgd_events": "[[0.5, 2]]"}])
     data = privacy_utility(gradinv, quality, acc, None, scenarios,
                            dict.fromkeys(scenarios, 2), 1, {"dpsgd-z1.0": hist},
-                           {"dpsgd-z1.0": clf_hist}).set_index("scenario")
+                           {"dpsgd-z1.0": clf_hist}, slices_per_patient=192
+                           ).set_index("scenario")
     assert data.loc["dpsgd-z1.0", "epsilon"] == epsilon(1.0, [(0.2, 3), (0.2, 3)], 1e-5)
     assert data.loc["dpsgd-z1.0", "epsilon_classifier"] == epsilon(1.0, [(0.5, 2)], 1e-5)
     assert data.loc["dpsgd-z1.0", "level"] == 1.0 and math.isnan(data.loc["baseline",
                                                                           "epsilon"])
     table = privacy_utility_table(data.reset_index())
     util = table.blocks[0].frame
+    # DP is simulation noise here: every cell of its row says what that is worth
+    sim = "simulation noise — no guarantee against this server"
     assert list(zip(util["Defense"], util["Level"], util["UNet"], strict=True)) == [
-        ("none", "–", "BatchNorm"), ("none", "–", "GroupNorm"), ("DP-SGD", "σ = 1", "GroupNorm")]
+        ("none", "–", "BatchNorm"), ("none", "–", "GroupNorm"),
+        (f"DP-SGD ({sim})", "σ = 1", "GroupNorm")]
+    # ε per slice, and the patient's group bound over 192 slices: (192ε, 192·e^{191ε}·δ) is
+    # far beyond δ = 1 at this ε, so no patient-level guarantee
+    eps_cell = util.filter(like="ε (sCT)").iloc[2, 0]
+    assert eps_cell.startswith(f"{data.loc['dpsgd-z1.0', 'epsilon']:.3g} per slice")
+    assert "no meaningful patient-level guarantee" in eps_cell and sim in eps_cell
+    assert bool(data.loc["dpsgd-z1.0", "patient_vacuous"])
     # beside the constant predictor on the same patients: 280 HU does not beat its 250 HU
     assert list(util["MAE ÷ constant"]) == ["0.40", "0.48",
                                            "1.12 (not beaten: no usable model)"]

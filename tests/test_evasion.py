@@ -574,7 +574,9 @@ def study(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.parametrize("scenario", [Scenario("baseline"), Scenario(
-    "laplace", defenses=({"name": "laplace_noise", "scale": 0.01},))])
+    # simulation noise: the test regenerates the client's noise
+    "laplace", defenses=({"name": "laplace_noise", "scale": 0.01,
+                          "noise_source": "simulation"},))])
 def test_local_models_from_the_log_are_what_the_clients_recompute(
         study, tmp_path: Path, scenario: Scenario) -> None:
     plan = tiny_plan(study, tmp_path, scenario=scenario)

@@ -207,18 +207,112 @@ def test_secagg_aggregate_equals_fedavg_and_server_never_sees_an_update(
     assert files == {"global.npz", "update_aggregate.npz", "round.json",
                      "masked_A.npz", "masked_B.npz", "masked_C.npz"}
     assert set(sa1.update_file.values()) == {"update_aggregate.npz"}
-    # ... and it equals weighted FedAvg of the baseline's (identical) round-1 updates within the
-    # quantisation step: 2*clip/2^22 per weighted value, rescaled by max_weight / sum(n)
-    total = sum(base1.num_examples.values())
+    # ... and it equals FedAvg of the baseline's (identical) round-1 updates, weighted by the
+    # enrolment plan (training patients: SecAgg+ is a privacy defense, no count is reported),
+    # within the quantisation step: 2*clip/2^22 per weighted value, rescaled by
+    # max_weight / sum(n)
+    assert sa1.num_examples == plan.enrolment_weights()
+    total = sum(sa1.num_examples.values())
     sa = plan.scenario.defense("secagg")
     step = 2 * sa["clipping_range"] / sa["quantization_range"]
     tol = 3 * step * max_examples(plan, None) / total
     worst = 0.0
     for name in base1.names:
-        fedavg = sum(base1.num_examples[c] / total * base1.updates[c][name] for c in "ABC")
+        fedavg = sum(sa1.num_examples[c] / total * base1.updates[c][name] for c in "ABC")
         worst = max(worst, float(np.abs(sa1.updates["A"][name] - fedavg).max()))
     assert worst < tol, (worst, tol)
     assert worst > 0  # it really went through quantisation
+
+
+# --------------------------------------------------------------------------- side channels
+
+# What a reply may carry under a privacy defense (SecAgg+, client noise): the update, the
+# center's name, the enrolment weight, the weight audit's findings on the models the server
+# itself sent, Flower's status and SecAgg+'s protocol fields. Nothing else: no loss, validation
+# score, throughput or slice count.
+ALLOWED_RECORDS = {
+    ("array", "fitres.parameters"): None,
+    ("config", "fitres.metrics"): {"center", "audit_score", "audit_flags", "audit_reason"},
+    ("config", "evaluateres.metrics"): {"center"},
+    ("config", "fitres.status"): {"code", "message"},
+    ("config", "evaluateres.status"): {"code", "message"},
+    ("config", "secaggplus_configs"): {"pk1", "pk2", "ctxts", "dsts", "masked_params", "nids",
+                                       "shares"},
+    ("metric", "fitres.num_examples"): {"num_examples"},
+    ("metric", "evaluateres.num_examples"): {"num_examples"},
+    ("metric", "evaluateres.loss"): {"loss"},
+}
+ALLOWED_HISTORY = {"scenario", "round", "center", "num_examples", "round_seconds",
+                   "audit_score", "audit_flags", "audit_reason"}
+
+
+def _private_scenario(defense: str):
+    from fedaudit.scenarios import Scenario, noise_scenario
+
+    monitor = {"name": "weight_audit"}
+    if defense == "secagg":
+        s = scenario_of("secagg", "fedavg", secagg=True)
+        return dataclasses.replace(s, defenses=(*s.defenses, monitor))
+    level, settings = {
+        "laplace_noise": (0.01, {}),
+        "dp_fedavg": (1.0, {"clip": 1.0, "delta": 1e-5}),
+        "dp_sgd": (1.0, {"max_grad_norm": 1.0, "delta": 1e-5, "groups": 32}),
+    }[defense]
+    s = noise_scenario(defense, level, {**settings, "noise_source": "os_entropy"})
+    return Scenario(s.name, s.aggregation, s.aggregation_params, (*s.defenses, monitor))
+
+
+@pytest.mark.parametrize("defense", ["secagg", "laplace_noise", "dp_fedavg", "dp_sgd"])
+def test_under_a_privacy_defense_the_server_receives_no_per_client_side_channel(
+        study, tmp_path: Path, monkeypatch, defense) -> None:
+    """An allowlist over every field of every reply the server received, every round.json
+    entry and every history.tsv column; the FedAvg weight is the enrolment plan's. The
+    clients' own records still hold what the training curves need."""
+    plan = dataclasses.replace(tiny_plan(study, tmp_path, _private_scenario(defense)), rounds=1)
+    assert plan.private_replies
+    messages, _ = _run_recorded(plan, monkeypatch)
+    weights = plan.enrolment_weights()
+    kinds = {"array": "array_records", "config": "config_records", "metric": "metric_records"}
+    fits = 0
+    for msg in messages:
+        if not msg.has_content():
+            continue
+        content = msg.content
+        for kind, attr in kinds.items():
+            for name, record in getattr(content, attr).items():
+                assert (kind, name) in ALLOWED_RECORDS, (defense, kind, name)
+                allowed = ALLOWED_RECORDS[(kind, name)]
+                if allowed is not None:
+                    assert set(record.keys()) <= allowed, (defense, name, set(record.keys()))
+        if "fitres.num_examples" in content.metric_records:
+            center = str(content.config_records["fitres.metrics"]["center"])
+            sent = content.metric_records["fitres.num_examples"]["num_examples"]
+            assert sent == weights[center], (defense, center, sent)
+            fits += 1
+        if "evaluateres.loss" in content.metric_records:
+            assert content.metric_records["evaluateres.loss"]["loss"] == 0.0
+            assert content.metric_records["evaluateres.num_examples"]["num_examples"] == 0
+    assert fits == len(plan.centers)
+    logged = json.loads((tmp_path / "server_log" / "round_001" / "round.json").read_text())
+    for client in logged["clients"]:
+        assert set(client) <= {"center", "num_examples", "metrics", "update_file",
+                               "masked_file"}
+        assert set(client["metrics"]) <= {"audit_score", "audit_flags", "audit_reason"}
+        assert client["num_examples"] == weights[client["center"]]
+    hist = (tmp_path / "history.tsv").read_text().splitlines()[0].split("\t")
+    assert set(hist) <= ALLOWED_HISTORY, set(hist) - ALLOWED_HISTORY
+    # the clients' own records: every center's loss and validation MAE (DP-SGD's loss is
+    # withheld even there: an un-noised function of its slices)
+    records = (tmp_path / "clients.tsv").read_text().splitlines()[0].split("\t")
+    assert {"train_loss", "val_mae", "slices_per_s", "num_examples"} <= set(records)
+
+
+def test_without_a_privacy_defense_the_clients_report_as_before(baseline) -> None:
+    out, result = baseline
+    hist = result["history"]
+    # the reported slice counts weight FedAvg, and the loss and validation MAE travel
+    assert {"train_loss", "val_mae", "slices_per_s"} <= set(hist.columns)
+    assert (hist["num_examples"] > 3).all()  # slices, not patients
 
 
 def _stage2_vectors(messages, plan) -> dict[tuple[int, str], list[np.ndarray]]:

@@ -72,6 +72,11 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.federation.run", "SimpleITK"),
     # the runtime table runs in the report environment
     ("fedaudit.report.runtimes", "torch"),
+    # the noise replay needs the server log and the clients' noise function: numpy only
+    ("fedaudit.attacks.noise_replay.steps", "torch"),
+    ("fedaudit.attacks.noise_replay.steps", "flwr"),
+    ("fedaudit.attacks.noise_replay.report", "torch"),
+    ("fedaudit.defenses.noise_source", "torch"),
 ]
 
 # Runs in the child: a meta-path finder that sees every import not yet in sys.modules and, at the

@@ -129,20 +129,27 @@ def _train_recorded(plan, monkeypatch) -> dict[str, list[np.ndarray]]:
     return clean
 
 
-@pytest.mark.parametrize("defense", [
-    {"name": "laplace_noise", "scale": 0.01},
+@pytest.mark.parametrize(("defense", "source"), [
+    ({"name": "laplace_noise", "scale": 0.01}, "os_entropy"),
     # a clip far below the tiny federation's update norms (~0.3), so every update is clipped
-    {"name": "dp_fedavg", "clip": 0.01, "noise_multiplier": 2.0, "delta": 1e-5}],
-    ids=["laplace", "dp_fedavg"])
-def test_the_server_receives_the_noised_update(study, tmp_path, monkeypatch, defense) -> None:
+    ({"name": "dp_fedavg", "clip": 0.01, "noise_multiplier": 2.0, "delta": 1e-5}, "os_entropy"),
+    ({"name": "dp_fedavg", "clip": 0.01, "noise_multiplier": 2.0, "delta": 1e-5}, "simulation")],
+    ids=["laplace", "dp_fedavg", "dp_fedavg-simulation"])
+def test_the_server_receives_the_noised_update(study, tmp_path, monkeypatch, defense,
+                                               source) -> None:
+    defense = {**defense, "noise_source": source}
     plan = tiny_plan(study, tmp_path, Scenario("noisy", defenses=(defense,)), rounds=1)
     clean = _train_recorded(plan, monkeypatch)
     got = load_round(tmp_path / "server_log", 1)
     assert set(clean) == set(got.updates) == {"A", "B", "C"}
     for center, upd in clean.items():
         received = [got.updates[center][n] for n in got.names]
-        expected = perturb_update(upd, defense, noise_seed(plan.seed, defense["name"], center, 1))
-        assert all(np.array_equal(r, e) for r, e in zip(received, expected, strict=True))
+        # what the server can compute: the client's noise function on the seed it can derive
+        derivable = perturb_update(upd, defense,
+                                   noise_seed(plan.seed, defense["name"], center, 1))
+        same = all(np.array_equal(r, e) for r, e in zip(received, derivable, strict=True))
+        # simulation noise is exactly the derivable draw; OS-entropy noise is not
+        assert same == (source == "simulation")
         if defense["name"] == "laplace_noise":
             noise = _flat(received) - _flat(upd)
             assert abs(np.abs(noise).mean() - 0.01) < 5 * 0.01 / math.sqrt(noise.size)
@@ -159,7 +166,8 @@ def test_noise_is_added_inside_secagg_and_the_wrong_order_is_refused(study, tmp_
     from fedaudit.defenses.secagg.workflow import max_examples
 
     sa = {"name": "secagg", **fragment_defaults(catalog().defenses["secagg"].folder)}
-    lap = {"name": "laplace_noise", "scale": 0.05}
+    # simulation noise: the test re-draws each client's noise to check the aggregate
+    lap = {"name": "laplace_noise", "scale": 0.05, "noise_source": "simulation"}
     wrong = tiny_plan(study, tmp_path / "wrong", Scenario("w", defenses=(lap, sa)), rounds=1)
     with pytest.raises(ScenarioError, match="listed before secagg"):
         run_mod.make_client_app(wrong)
@@ -200,9 +208,17 @@ def test_noise_grid_names_levels_and_references(demo) -> None:
     lap, dp = sc["laplace-b0.001"], sc["dp-z2.0"]
     assert (lap.aggregation, lap.reference, dp.aggregation, dp.reference) == (
         "fedavg", "baseline", "fedavg", "baseline")
-    assert noise_defense(lap.defenses) == {"name": "laplace_noise", "scale": 0.001}
+    # the secure noise source is the default, and every noise entry names its source
+    assert noise_defense(lap.defenses) == {"name": "laplace_noise", "scale": 0.001,
+                                           "noise_source": "os_entropy"}
     assert noise_defense(dp.defenses) == {"name": "dp_fedavg", "clip": 1.2,
-                                          "noise_multiplier": 2.0, "delta": 1e-5}
+                                          "noise_multiplier": 2.0, "delta": 1e-5,
+                                          "noise_source": "os_entropy"}
+    cfg["noise_source"] = "simulation"
+    sim = scenarios_from_config(validate_config(cfg))
+    assert all(d["noise_source"] == "simulation" for s in sim.values() for d in s.defenses
+               if d["name"] in ("laplace_noise", "dp_fedavg"))
+    assert sim["baseline"] == sc["baseline"]  # a scenario without noise does not change
     assert noise_name("laplace_noise", 1e-4) == "laplace-b0.0001"
     assert noise_name("dp_fedavg", 1) == "dp-z1.0"
     # no grid without levels (the schema's default; the demo config sets four)
@@ -228,9 +244,11 @@ def test_custom_scenarios_name_noise_defenses_with_their_defaults(demo) -> None:
     sc = scenarios_from_config(validate_config(cfg))
     # SecAgg+ first, so the noise mod runs inside its mod (noise before masking)
     assert sc["lap-sa"].defense_names[:2] == ["secagg", "laplace_noise"]
-    assert sc["lap-sa"].defense("laplace_noise") == {"name": "laplace_noise", "scale": 0.001}
+    assert sc["lap-sa"].defense("laplace_noise") == {"name": "laplace_noise", "scale": 0.001,
+                                                     "noise_source": "os_entropy"}
     assert sc["dp"].defense("dp_fedavg") == {"name": "dp_fedavg", "clip": 1.0,
-                                             "noise_multiplier": 1.0, "delta": 1e-5}
+                                             "noise_multiplier": 1.0, "delta": 1e-5,
+                                             "noise_source": "os_entropy"}
     cfg["scenarios"]["custom"] = {"both": {"defenses": ["laplace_noise", "dp_fedavg"]}}
     with pytest.raises(ConfigError, match="'both'.*one way only"):
         validate_config(cfg)
@@ -285,3 +303,42 @@ def test_the_scenarios_name_the_same_noise_defenses_as_the_transform() -> None:
 
     assert scenarios.NOISE_DEFENSES == update_noise.NOISE_DEFENSES
     assert set(update_noise.NOISE_DEFENSES) <= set(catalog().defenses)
+
+
+def test_every_epsilon_is_cross_checked_by_the_pld_accountant() -> None:
+    """A second method for every ε the tables print: dp-accounting's privacy-loss-distribution
+    accountant (Koskela et al. 2020; pessimistic discretisation, so still an upper bound) is
+    tighter than RDP's conversion, so RDP ≥ PLD must hold, and the two agree within 15 % at the
+    demo's settings. DP-FedAvg both adjacencies (z and z/2); DP-SGD's per-slice ε; and the
+    patient-level group bound must cover the exact group ε of the Gaussian mechanism (a group of
+    k units under sensitivity-1 noise z is one unit under noise z/k)."""
+    from dp_accounting import dp_event
+    from dp_accounting.pld import PLDAccountant
+
+    from fedaudit.defenses.dp_fedavg.budget import ADD_REMOVE, REPLACE_ONE, epsilons
+    from fedaudit.defenses.dp_sgd.budget import epsilon as sgd_epsilon
+    from fedaudit.defenses.dp_sgd.budget import group_privacy, vacuous
+
+    def pld(event, count: int) -> float:
+        acc = PLDAccountant(value_discretization_interval=1e-3)
+        acc.compose(event, count)
+        return acc.get_epsilon(1e-5)
+
+    both = epsilons(1.0, 35, 1e-5)
+    for key, z in ((ADD_REMOVE, 1.0), (REPLACE_ONE, 0.5)):
+        second = pld(dp_event.GaussianDpEvent(z), 35)
+        assert second <= both[key] <= 1.15 * second, key
+    # the demo's DP-FedAvg (z = 1, 35 rounds): replacing a hospital costs ~2.8x adding one
+    assert both[ADD_REMOVE] == pytest.approx(44.3, abs=0.1)
+    assert both[REPLACE_ONE] == pytest.approx(124.7, abs=0.1)
+    per_slice = sgd_epsilon(1.0, [(0.05, 20), (0.05, 20)], 1e-5)
+    second = pld(dp_event.PoissonSampledDpEvent(0.05, dp_event.GaussianDpEvent(1.0)), 40)
+    assert second <= per_slice <= 1.3 * second
+    # group privacy: k = 1 is the unit itself; the bound covers the exact Gaussian group ε
+    assert group_privacy(0.7, 1e-5, 1) == (0.7, 1e-5)
+    for k in (2, 4):
+        eps_k, delta_k = group_privacy(epsilon(8.0, 1, 1e-5), 1e-5, k)
+        assert epsilon(8.0 / k, 1, delta_k) <= eps_k
+    # at a per-slice ε of a few, 192 slices give δ far above 1: no patient-level guarantee
+    assert vacuous(group_privacy(per_slice, 1e-5, 192))
+    assert not vacuous(group_privacy(0.01, 1e-5, 10))

@@ -378,7 +378,7 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
 
 TABLES = ("quality", "poisoning", "membership", "inversion", "trap_weights", "trap_weights_3d",
           "trap_weights_defenses", "inversion_suite", "inversion_classifier", "privacy_utility",
-          "evasion", "evasion_transfer", "evasion_dp")
+          "evasion", "evasion_transfer", "evasion_dp", "noise_replay")
 FIGURES = ("training/baseline.png", "training/secagg.png", "training/poison-A-g1.0-fedavg.png",
            "poisoning_heatmap.png", "sct_comparison.png", "fedmia_roc.png",
            "dlg_evolution_baseline_adam.png", "dlg_evolution_baseline_lbfgs.png",
@@ -411,8 +411,22 @@ def _check_report(workdir: Path) -> None:
                   "Data poisoning under FedAvg", "Price of SecAgg+", "synthetic demo data",
                   "Malicious server (trap weights)", "Malicious-server defenses",
                   "Gradient inversion suite", "Defense: DP-FedAvg noise on client updates",
-                  "Test-time evasion by a malicious client", "Evasion across the attacked"):
+                  "Test-time evasion by a malicious client", "Evasion across the attacked",
+                  "Noise replay: can the server regenerate the clients' noise?"):
         assert topic in front, topic
+    # the default noise source: the server's replay of dp-z0.5's noise removes none of it,
+    # while the control (the same updates with seeded simulation noise) is recovered
+    replay = pd.read_csv(workdir / "results/attacks/noise_replay/dp-z0.5.csv")
+    assert (replay["noise_source"] == "os_entropy").all() and not replay["recovered"].any()
+    assert replay["control_recovered"].all() and (replay["removed_share"].abs() < 0.2).all()
+    assert "simulation noise" not in front
+    # under client noise and SecAgg+ the server's files hold no per-client side channel; the
+    # clients' own records do
+    for private in ("dp-z0.5", "secagg"):
+        hist = pd.read_csv(workdir / f"results/train/{private}/history.tsv", sep="\t")
+        assert not {"train_loss", "val_mae", "slices_per_s"} & set(hist.columns), private
+        own = pd.read_csv(workdir / f"results/train/{private}/clients.tsv", sep="\t")
+        assert {"train_loss", "val_mae", "val_mae_constant"} <= set(own.columns), private
     assert "Centers {{" in front  # the introduction's template is left for the report to fill
     # every job that ran left a benchmark file, and the runtime table counts each one once
     benchmarks = list((workdir / "results/benchmarks").rglob("*.tsv"))

@@ -102,6 +102,17 @@ class Scenario:
         return 0.0 if p is None else float(p["gamma"])
 
 
+# The defenses under which a client's reply carries only its update and its center's name:
+# the loss, validation score, throughput and slice count it would add are per-client side
+# channels (fedaudit.federation.client_record)
+PRIVACY_DEFENSES = (SECAGG, LAPLACE, DP_FEDAVG, DP_SGD)
+
+
+def hides_replies(scenario: Scenario) -> bool:
+    """Whether ``scenario`` runs a privacy defense (:data:`PRIVACY_DEFENSES`)."""
+    return any(d in PRIVACY_DEFENSES for d in scenario.defense_names)
+
+
 def scenario_of(name: str, aggregation: str = "fedavg", secagg: bool = False,
                 poison_center: str | None = None, gamma: float = 0.0, *,
                 aggregation_params: dict[str, Any] | None = None,
@@ -230,7 +241,11 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
     """All scenarios of a validated config, in a stable order; raises ScenarioError if invalid."""
     sc = config["scenarios"]
     train_centers = [c for c, v in config["centers"].items() if v["role"] == "train"]
-    defense_settings = config["defenses"]
+    # every noise defense entry names where its noise comes from (the config's noise_source),
+    # so the clients, the tables and the replay attack read it from the scenario itself
+    defense_settings = {name: ({**settings, "noise_source": config["noise_source"]}
+                               if name in (LAPLACE, DP_FEDAVG, DP_SGD) else settings)
+                        for name, settings in config["defenses"].items()}
     cat = catalog(config["plugins"])
 
     def compose(name: str, agg: str, secagg: bool, poison_center: str | None = None,

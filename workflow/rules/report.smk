@@ -33,9 +33,10 @@ rule table_quality:
 
 
 rule figure_training:
-    """Training curves of one scenario: local loss and validation MAE per round and center."""
+    """Training curves of one scenario: local loss and validation MAE per round and center (the
+    clients' own records: under a privacy defense the server never sees them)."""
     input:
-        history=rules.train.output.history,
+        history=rules.train.output.clients,
     output:
         report(
             f"{FIGURES}/training/{{scenario}}.png",

@@ -19,6 +19,8 @@ rule train:
     output:
         model=ensure("results/train/{scenario}/model.pt", non_empty=True),
         history=ensure("results/train/{scenario}/history.tsv", non_empty=True),
+        # the clients' own records (loss, validation MAE, counts): never the server's
+        clients=ensure("results/train/{scenario}/clients.tsv", non_empty=True),
         # the honest-but-curious server's log, which the attacks take as input
         server_log=directory("results/train/{scenario}/server_log"),
     log:

@@ -31,7 +31,7 @@ with logged(snakemake) as log:
                  len(c.val))
     reference = read_json(snakemake.input.constant)["value_hu"]
     result = train_federation(plan, reference_hu=reference)
-    hist = result["history"]
+    hist = result["records"]  # the clients' own records: validation MAE under any defense
     last = hist[hist["round"] == hist["round"].max()].set_index("center")
     val = last["val_mae"].round(1).to_dict() if "val_mae" in last else {}
     log.info("trained %d round(s) in %.1f s (%.2f s/round); final val MAE per center: %s",

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from fedaudit.defenses.update_noise import DP_FEDAVG, DP_SGD, LAPLACE, level_of, noise_defense
 
 NOISE_LABELS = {LAPLACE: "Laplace", DP_FEDAVG: "DP-FedAvg", DP_SGD: "DP-SGD"}
@@ -51,6 +53,71 @@ def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], rounds: int,
             raise ValueError("a DP-SGD scenario's ε needs its training history (history.tsv)")
         return sgd_epsilon(defenses, history)
     return fedavg_epsilon(defenses, rounds)
+
+
+def scenario_budget(defenses: Iterable[Mapping[str, Any]], rounds: int, history: Any = None,
+                    slices_per_patient: int | None = None) -> dict[str, Any]:
+    """Every ε of a scenario with its adjacency and unit, and where its noise comes from:
+
+    - DP-FedAvg: ``epsilon`` (add/remove one hospital) and ``epsilon_replace`` (replace one
+      hospital), :func:`fedaudit.defenses.dp_fedavg.budget.epsilons`;
+    - DP-SGD: ``epsilon`` per 2-D slice, and the patient-level group bound over
+      ``slices_per_patient`` slices (``epsilon_patient``, ``delta_patient``,
+      ``patient_vacuous``), :func:`fedaudit.defenses.dp_sgd.budget.group_privacy`;
+    - Laplace: no ε (no clipping);
+
+    ``noise_source`` and ``simulation`` (:mod:`fedaudit.defenses.noise_source`): an ε of
+    simulation noise is no guarantee against the server, which can regenerate that noise."""
+    from fedaudit.defenses.dp_fedavg.budget import REPLACE_ONE, epsilons
+    from fedaudit.defenses.dp_sgd.budget import group_privacy, vacuous
+    from fedaudit.defenses.noise_source import is_simulation, source_of
+
+    defenses = list(defenses)
+    name, _, entry = noise_level(defenses)
+    out: dict[str, Any] = {"epsilon": float("nan"), "epsilon_replace": float("nan"),
+                           "epsilon_patient": float("nan"), "delta_patient": float("nan"),
+                           "patient_vacuous": False, "slices_per_patient": float("nan"),
+                           "noise_source": source_of(entry) if entry else "",
+                           "simulation": is_simulation(entry)}
+    if name == DP_FEDAVG:
+        assert entry is not None
+        both = epsilons(float(entry["noise_multiplier"]), rounds, float(entry["delta"]))
+        out.update(epsilon=scenario_epsilon(defenses, rounds), epsilon_replace=both[REPLACE_ONE])
+    elif name == DP_SGD:
+        assert entry is not None
+        eps = scenario_epsilon(defenses, rounds, history)
+        out["epsilon"] = eps
+        if slices_per_patient is not None and eps is not None:
+            group = group_privacy(float(eps), float(entry["delta"]), int(slices_per_patient))
+            out.update(epsilon_patient=group[0], delta_patient=group[1],
+                       patient_vacuous=vacuous(group), slices_per_patient=slices_per_patient)
+    return out
+
+
+def epsilon_text(budget: Mapping[str, Any], defense: str | None) -> str:
+    """A table cell: every ε of a scenario's budget (:func:`scenario_budget`) with its unit,
+    "no ε (no clipping)" for Laplace, and the simulation-noise warning where it applies."""
+    from fedaudit.defenses.noise_source import SIMULATION_NOTE
+
+    eps = float(budget.get("epsilon", float("nan")))
+    if defense == LAPLACE:
+        text = "no ε (no clipping)"
+    elif defense == DP_FEDAVG and np.isfinite(eps):
+        text = (f"{eps:.3g} add/remove one hospital · "
+                f"{float(budget['epsilon_replace']):.3g} replace one hospital")
+    elif defense == DP_SGD and np.isfinite(eps):
+        k = budget.get("slices_per_patient", float("nan"))
+        if not np.isfinite(k):
+            patient = "patient: not computed"
+        elif budget.get("patient_vacuous"):
+            patient = f"patient (≤ {int(k)} slices): no meaningful patient-level guarantee"
+        else:
+            patient = (f"patient (≤ {int(k)} slices): {float(budget['epsilon_patient']):.3g} "
+                       f"at δ = {float(budget['delta_patient']):.2g}")
+        text = f"{eps:.3g} per slice · {patient}"
+    else:
+        return "–"
+    return text + (f" ({SIMULATION_NOTE})" if budget.get("simulation") else "")
 
 
 MODEL_LABELS = {"batch": "BatchNorm", "group": "GroupNorm"}

@@ -7,9 +7,13 @@ parameters are the update Δw_k, :mod:`fedaudit.federation.client`) and replaces
 the perturbed ones, so the server -- the attacker of our threat model -- never receives the
 clean update.
 
-Randomness: the noise of center ``c`` in round ``r`` is drawn from
-``derive_seed(plan.seed, <defense name>, c, r)`` (:func:`fedaudit.runtime.derive_seed`), so a
-re-run reproduces the same federation and no two clients or rounds share noise.
+Randomness (:mod:`fedaudit.defenses.noise_source`): by default every round's noise comes from
+a generator seeded with fresh OS entropy that only this client ever holds, so the server -- who
+knows the config, the seed derivation, the round and the center -- cannot regenerate it. Under
+``noise_source: simulation`` the noise of center ``c`` in round ``r`` is drawn from
+``derive_seed(plan.seed, <defense name>, c, r)`` (:func:`noise_seed`): a re-run reproduces the
+same federation, and the server can subtract the noise (the replay attack,
+:mod:`fedaudit.attacks.noise_replay`, shows it).
 
 Order with SecAgg+: Flower applies ``ClientApp(mods=[m1, m2])`` as ``m1(m2(client))`` (mods
 listed first wrap outermost; ``flwr.client.mod.utils.make_ffn``). ``secaggplus_mod`` calls the
@@ -31,6 +35,8 @@ from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat as compat
 
+# noise_seed: the simulation source's seed derivation, imported by the attacks from here too
+from fedaudit.defenses.noise_source import noise_seed, numpy_generator
 from fedaudit.defenses.update_noise import (
     DP_FEDAVG,
     DP_SGD,
@@ -38,7 +44,6 @@ from fedaudit.defenses.update_noise import (
     NoiseSettingError,
     perturb_update,
 )
-from fedaudit.runtime import derive_seed
 
 SECAGG = "secagg"
 
@@ -47,15 +52,11 @@ class NoiseOrderError(RuntimeError):
     """The noise mod found itself outside SecAgg+'s mod (it would noise nothing)."""
 
 
-def noise_seed(seed: int, name: str, center: str, rnd: int) -> int:
-    """The seed of center ``center``'s noise in round ``rnd`` under defense ``name``."""
-    return derive_seed(seed, name, center, int(rnd))
-
-
 def noise_mod(defense: dict[str, Any], seed: int
               ) -> Callable[[Message, Context, Callable], Message]:
     """A Flower client mod adding ``defense``'s noise (a scenario's defense entry) to every fit
-    reply's parameters, seeded per (``seed``, defense, center, round)."""
+    reply's parameters: fresh OS entropy per round, or under ``noise_source: simulation``
+    seeded per (``seed``, defense, center, round)."""
     name = str(defense["name"])
     if name == DP_SGD:
         raise NoiseSettingError("dp_sgd adds its noise inside every local step "
@@ -79,8 +80,8 @@ def noise_mod(defense: dict[str, Any], seed: int
         # that does not is keyed by its partition id, equally stable across runs
         center = str(fitres.metrics.get(
             "center", f"partition{context.node_config.get('partition-id', '?')}"))
-        noisy = perturb_update(parameters_to_ndarrays(fitres.parameters), defense,
-                               noise_seed(seed, name, center, rnd))
+        rng = numpy_generator(defense, noise_seed(seed, name, center, rnd))
+        noisy = perturb_update(parameters_to_ndarrays(fitres.parameters), defense, rng)
         reply.content.array_records["fitres.parameters"] = compat.parameters_to_arrayrecord(
             ndarrays_to_parameters(noisy), keep_input=True)
         return reply

@@ -86,10 +86,12 @@ def _level(defense: Mapping[str, Any], key: str, positive: bool = True) -> float
 
 
 def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
-                   seed: int) -> list[np.ndarray]:
+                   seed: int | np.random.Generator) -> list[np.ndarray]:
     """The update a client sends under the noise defense ``defense`` (float32 arrays, shapes
-    kept); the noise comes from ``numpy.random.default_rng(seed)``, drawn array by array in
-    order, so one seed gives one perturbation.
+    kept); the noise comes from ``seed`` (a generator, or an integer for
+    ``numpy.random.default_rng``), drawn array by array in order, so one seed gives one
+    perturbation. The client mod passes the generator of its noise source
+    (:func:`fedaudit.defenses.noise_source.numpy_generator`).
 
     - ``laplace_noise`` (paper 003 §V): ``Δ + Lap(0, b)`` i.i.d. per coordinate,
       ``b = defense["scale"]`` (E|noise| = b, Var = 2b²).
@@ -102,7 +104,7 @@ def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
       the clients run it (:mod:`fedaudit.defenses.dp_sgd.private`).
     """
     name = defense.get("name")
-    rng = np.random.default_rng(seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if name == LAPLACE:
         b = _level(defense, "scale")
         return [(np.asarray(a, np.float64) + rng.laplace(0.0, b, np.shape(a))

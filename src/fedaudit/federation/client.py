@@ -2,10 +2,13 @@
 
 Each center holds its preprocessed train/validation volumes (never sent anywhere). Per round it
 receives the global model, trains locally (:mod:`fedaudit.federation.local`) and returns its
-update Δw_k = w_k − w_global with its slice count (the FedAvg weight). A malicious center (a
-scenario's ``client_attacks``, e.g. paper 000's data poisoning, Eq. 2) transforms its own training
-volumes before training with the attack's registered hook (:mod:`fedaudit.catalog`); everything
-else about it is honest.
+update Δw_k = w_k − w_global with its slice count (the FedAvg weight) and its training
+statistics. Under a privacy defense (SecAgg+, client noise) the reply carries the update, the
+center's name and its enrolment weight only; its loss, validation score, throughput and count go
+to its own record (:mod:`fedaudit.federation.client_record`), never to the server. A malicious
+center (a scenario's ``client_attacks``, e.g. paper 000's data poisoning, Eq. 2) transforms its
+own training volumes before training with the attack's registered hook (:mod:`fedaudit.catalog`);
+everything else about it is honest.
 
 What the server sends with a round may go beyond the weights, as when clients run
 server-supplied training code (paper 002's threat model): a model definition
@@ -39,6 +42,7 @@ from flwr.common import Config, NDArrays, Scalar
 
 from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import Volume, load_volume
+from fedaudit.federation.client_record import update_record
 from fedaudit.federation.local import (
     LocalConfig,
     LocalTraining,
@@ -157,8 +161,13 @@ class SCTClient(NumPyClient):
                             max_batches=max_batches, private=local_training(self.plan, seed))
         update = subtract(get_arrays(model), parameters)
         n = int(stats.pop("num_examples"))
+        # the client's own record holds everything; under a privacy defense its reply holds
+        # only the update, the center's name and the enrolment weight (client_record)
+        update_record(self.plan.out_dir, self.center, rnd, {"num_examples": n, **stats})
         log.info("client %s round %d: %d slices, loss %.4f, %.1f slices/s", self.center, rnd, n,
                  stats["train_loss"], stats["slices_per_s"])
+        if self.plan.private_replies:
+            return update, self.plan.fedavg_weight(self.center, n), {"center": self.center}
         return update, n, {"center": self.center, **stats}
 
     def evaluate(self, parameters: NDArrays, config: Config
@@ -169,6 +178,9 @@ class SCTClient(NumPyClient):
         set_arrays(model, parameters)
         vols = _volumes(self.data.val, (), self.plan.seed, self.center, self.plan.plugins)
         res = validate(model, vols, self.plan.local, device=self.device, amp=self.plan.amp)
+        update_record(self.plan.out_dir, self.center, int(config["round"]), res)
+        if self.plan.private_replies:  # the validation score stays at the hospital
+            return 0.0, 0, {"center": self.center}
         return float(res["val_mae"]), int(res["val_voxels"]), {"center": self.center, **res}
 
 

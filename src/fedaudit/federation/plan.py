@@ -56,6 +56,12 @@ class TrainPlan:
     # checkpoint written by other code is never resumed
     code: str = ""
     keep_checkpoints: bool = _TRAIN["keep_checkpoints"]
+    # under a privacy defense: weight FedAvg by the clients' reported counts instead of the
+    # enrolment plan (and let them send those counts)
+    trust_reported_counts: bool = _TRAIN["trust_reported_counts"]
+    # the enrolment plan's FedAvg weights (training patients per center), fixed before training
+    # and kept when a SuperNode's plan blanks the other centers' folders; empty: from clients
+    enrolment: dict[str, int] = field(default_factory=dict)
     # the clients' bounds on what a server's round config may set
     # (fedaudit.federation.server_settings)
     server_settings: dict[str, Any] = field(
@@ -70,6 +76,29 @@ class TrainPlan:
             if c.center == center:
                 return c
         raise KeyError(center)
+
+    @property
+    def private_replies(self) -> bool:
+        """Whether the clients' replies carry nothing but the update and the center's name (a
+        privacy defense is on: :func:`fedaudit.scenarios.hides_replies`)."""
+        from fedaudit.scenarios import hides_replies
+
+        return hides_replies(self.scenario)
+
+    def fedavg_weight(self, center: str, reported: int) -> int:
+        """The weight ``center``'s reply carries and FedAvg uses: its enrolment weight under a
+        privacy defense (unless ``trust_reported_counts``), else the slice count it trained."""
+        if self.private_replies and not self.trust_reported_counts:
+            return self.enrolment_weights()[center]
+        return int(reported)
+
+    def enrolment_weights(self) -> dict[str, int]:
+        """Each center's FedAvg weight as the enrolment plan fixes it: its number of training
+        patients, known to every party before training and never reported per round (a
+        reported count is a per-client side channel, and a lie in it would steer the
+        aggregate). Under a privacy defense the server weights by these
+        (:func:`fedaudit.federation.strategy.private_replies`)."""
+        return dict(self.enrolment) or {c.center: len(c.train) for c in self.clients}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,6 +205,8 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         log_rounds=t["server_log"]["rounds"],
         plugins=tuple(plugins), code=str(code),
         keep_checkpoints=bool(t["keep_checkpoints"]),
+        trust_reported_counts=bool(t["trust_reported_counts"]),
+        enrolment={c.center: len(c.train) for c in clients},
         server_settings=dict(t["server_settings"]))
 
 

@@ -1,7 +1,11 @@
 """Run one scenario's federated training end to end: apps, backend, checkpoints, outputs.
 
-Outputs in ``plan.out_dir``: ``model.pt`` (final global model), ``history.tsv`` (per round and
-center: slices, training loss, validation MAE, timings), ``server_log/`` (see
+Outputs in ``plan.out_dir``: ``model.pt`` (final global model), ``history.tsv`` (what the
+server recorded per round and center: the FedAvg weight, timings and, without a privacy defense,
+the training loss, validation MAE and throughput each client reported), ``clients.tsv`` (the
+clients' own records, :mod:`fedaudit.federation.client_record`: every center's loss, validation
+MAE, throughput and count per round, whatever the defense; the training curves read it),
+``server_log/`` (see
 :mod:`fedaudit.federation.server_log`; written under ``checkpoints/server_log`` while training
 and published when the run ends) and ``checkpoints/`` (kept out of Snakemake's outputs so a
 killed job's checkpoints and log rounds survive and the re-run resumes from them; removed once the
@@ -41,6 +45,7 @@ from fedaudit.data.slices import load_volume
 from fedaudit.evaluation.reference import ConstantModel
 from fedaudit.federation import checkpoint, server_log
 from fedaudit.federation.client import SCTClient, client_for
+from fedaudit.federation.client_record import RECORDS_DIR, read_records
 from fedaudit.federation.grid import InProcessGrid
 from fedaudit.federation.local import validate
 from fedaudit.federation.plan import TrainPlan
@@ -209,7 +214,9 @@ def make_strategy(plan: TrainPlan, names: list[str], start: int, arrays: list[np
         aggregation=plan.scenario.aggregation, first_round=start, total_rounds=plan.rounds,
         log_dir=str(ckpt_dir / "server_log"),
         log_rounds=plan.log_rounds, aggregation_params=plan.scenario.aggregation_params,
-        plugins=plan.plugins, history=history, on_round_end=on_round_end)
+        plugins=plan.plugins, history=history, on_round_end=on_round_end,
+        weights=(plan.enrolment_weights()
+                 if plan.private_replies and not plan.trust_reported_counts else None))
 
 
 def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict[str, Any]:
@@ -231,6 +238,7 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     else:
         checkpoint.clear(ckpt_dir)
         shutil.rmtree(log_dir, ignore_errors=True)  # rounds of another configuration
+        shutil.rmtree(out / RECORDS_DIR, ignore_errors=True)  # the clients' records too
     t0 = time.perf_counter()
     remaining = plan.rounds - start + 1
     if remaining > 0:
@@ -272,13 +280,20 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     server_log.write_index(out / "server_log", logged)
     hist = pd.DataFrame(history)
     hist.insert(0, "scenario", plan.scenario.name)
+    # the clients' own records (what a privacy defense keeps from the server): the training
+    # curves read these, the attacks never do
+    records = read_records(out / RECORDS_DIR, plan.rounds)
+    records.insert(0, "scenario", plan.scenario.name)
     if reference_hu is not None:
-        hist["val_mae_constant"] = hist["center"].map(constant_validation_mae(plan,
-                                                                              reference_hu))
+        constant = constant_validation_mae(plan, reference_hu)
+        records["val_mae_constant"] = records["center"].map(constant)
+        if not plan.private_replies:
+            hist["val_mae_constant"] = hist["center"].map(constant)
     write_csv(hist, out / "history.tsv", sep="\t", index=False)
+    write_csv(records, out / "clients.tsv", sep="\t", index=False)
     if not plan.keep_checkpoints:
         # published: a forced re-run trains anew instead of republishing the final checkpoint
         checkpoint.remove(ckpt_dir)
         log.info("checkpoints removed (train.keep_checkpoints: false)")
     return {"seconds": seconds, "rounds_trained": max(remaining, 0),
-            "resumed_from": start - 1, "history": hist}
+            "resumed_from": start - 1, "history": hist, "records": records}

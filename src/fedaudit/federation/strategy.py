@@ -49,7 +49,9 @@ class AuditStrategy(Strategy):
     """Full-participation strategy with a pluggable aggregation rule and a server log.
 
     ``on_round_end(round, global_arrays, history)`` is called after each round's validation,
-    which is where the training driver checkpoints. Each round waits up to ``connect_timeout``
+    which is where the training driver checkpoints. ``weights`` (center -> enrolment weight):
+    FedAvg's weights under a privacy defense, instead of what the clients report; the log and
+    the history then record these. Each round waits up to ``connect_timeout``
     seconds for every center's node to register, then fails naming the centers.
     """
 
@@ -59,8 +61,12 @@ class AuditStrategy(Strategy):
                  aggregation_params: dict[str, Any] | None = None,
                  plugins: tuple[str, ...] = (), history: list[dict[str, Any]] | None = None,
                  on_round_end: Callable[[int, list[np.ndarray], list[dict[str, Any]]], None]
-                 | None = None, connect_timeout: float = 300.0) -> None:
+                 | None = None, connect_timeout: float = 300.0,
+                 weights: dict[str, int] | None = None) -> None:
         super().__init__()
+        # the enrolment plan's FedAvg weights (under a privacy defense): used instead of the
+        # counts the clients send, which the server cannot check
+        self.weights = dict(weights) if weights is not None else None
         self.connect_timeout = connect_timeout
         self.centers = sorted(centers)
         self.names = names
@@ -152,7 +158,9 @@ class AuditStrategy(Strategy):
         centers = [c for c, _ in got]
         if centers != self.centers:
             self._fail(f"round {rnd}: replies from {centers}, expected {self.centers}")
-        received = [{"center": c, "num_examples": r.num_examples,
+        received = [{"center": c,
+                     "num_examples": (self.weights[c] if self.weights is not None
+                                      else r.num_examples),
                      "metrics": {k: v for k, v in r.metrics.items() if k != "center"},
                      "arrays": [np.asarray(a, np.float32)  # no copy when already float32
                                 for a in parameters_to_ndarrays(r.parameters)]}

@@ -30,10 +30,11 @@ from fedaudit.attacks.evasion.metrics import aasr, pooled_lower_bound
 from fedaudit.defenses.budgets import (
     LEVEL_SYMBOLS,
     NOISE_LABELS,
+    epsilon_text,
     model_label,
     needs_history,
     noise_level,
-    scenario_epsilon,
+    scenario_budget,
 )
 from fedaudit.report.tables import DASH, Block, Table, need
 from fedaudit.report.verdict import Finding
@@ -274,12 +275,15 @@ def defense_rows(data: pd.DataFrame, scenarios: dict[str, dict[str, Any]],
     out = []
     for scenario, meta in scenarios.items():
         label, level = _defense_label(meta)
-        eps = scenario_epsilon(meta.get("defenses", ()), rounds[scenario],
-                               histories.get(scenario))
+        budget = scenario_budget(meta.get("defenses", ()), rounds[scenario],
+                                 histories.get(scenario))
         row: dict[str, Any] = {"scenario": scenario, "aggregation": meta.get("aggregation"),
                                "defense": label, "level": level,
+                               "noise": noise_level(meta.get("defenses", ()))[0] or "none",
                                "model": model_label(meta.get("defenses", ()), plugins),
-                               "epsilon_dp": np.nan if eps is None else eps}
+                               "epsilon_dp": budget["epsilon"],
+                               "epsilon_replace": budget["epsilon_replace"],
+                               "simulation": budget["simulation"]}
         cell = head[head["scenario"] == scenario]
         if len(cell):
             wb, gl = _by_role(cell, "whitebox"), _by_role(cell, "global")
@@ -310,7 +314,10 @@ def defense_table(frame: pd.DataFrame) -> Table:
         rows.append({
             "Scenario": r["scenario"], "Noise defense": r["defense"], "Level": r["level"],
             "UNet": r.get("model", "BatchNorm"),
-            "ε (DP)": _fmt(r["epsilon_dp"], 3),
+            "ε (DP)": epsilon_text({"epsilon": r["epsilon_dp"],
+                                    "epsilon_replace": r.get("epsilon_replace", np.nan),
+                                    "simulation": bool(r.get("simulation", False))},
+                                   None if r.get("noise", "none") == "none" else r["noise"]),
             "Clean MAE: white-box / global / victims (HU)": (
                 f"{_fmt(r.get('whitebox_clean_mae'), 0)} / {_fmt(r.get('global_clean_mae'), 0)}"
                 f" / {_fmt(r.get('victim_clean_mae'), 0)}"),

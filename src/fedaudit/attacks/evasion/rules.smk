@@ -158,8 +158,8 @@ rule table_evasion_dp:
     input:
         rates=rules.evasion_summary.output.rates,
         models=rules.evasion_summary.output.models,
-        # DP-SGD's ε is per client, from the (q, steps) each reported every round
-        histories=expand(rules.train.output.history, scenario=EVASION_SCENARIOS),
+        # DP-SGD's ε is per client, from the (q, steps) in each client's own record
+        histories=expand(rules.train.output.clients, scenario=EVASION_SCENARIOS),
     output:
         **table_outputs("evasion_dp", "report_captions/dp.rst"),
     log:

@@ -23,11 +23,13 @@ from fedaudit.attacks.trap_weights.report import clopper_pearson
 from fedaudit.defenses.budgets import (
     LEVEL_SYMBOLS,
     NOISE_LABELS,
+    epsilon_text,
     model_label,
     needs_history,
     noise_level,
-    scenario_epsilon,
+    scenario_budget,
 )
+from fedaudit.defenses.noise_source import SIMULATION_NOTE
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
 
@@ -196,28 +198,42 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
                     rounds: dict[str, int], classifier_rounds: int,
                     histories: dict[str, pd.DataFrame] | None = None,
                     classifier_histories: dict[str, pd.DataFrame] | None = None,
-                    plugins: Sequence[str] = ()) -> pd.DataFrame:
+                    plugins: Sequence[str] = (), slices_per_patient: int | None = None,
+                    replay: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per attacked scenario: its noise (defense, level, ε at δ over the sCT
     federation's rounds and over the classifier's), the utility (sCT MAE / SSIM pooled over
     test patients, classifier test accuracy), FedMIA's pooled patient-level AUC, and per
     method × target the ASR and the mean SSIM over every attacked slice (batch 1).
     ``histories`` / ``classifier_histories`` (scenario -> training history) give DP-SGD's ε
     (:mod:`fedaudit.defenses.dp_sgd.budget`); other scenarios do not need them. ``plugins``: the
-    study's plugin folders (a plugin defense may change the UNet, the ``model`` column)."""
+    study's plugin folders (a plugin defense may change the UNet, the ``model`` column).
+    Every ε comes with its adjacency and unit (:func:`fedaudit.defenses.budgets.scenario_budget`:
+    DP-FedAvg add/remove and replace-one hospital, DP-SGD per slice and the group bound over
+    ``slices_per_patient``); ``replay``: the noise replay's per-client rows, whose outcome each
+    noised scenario's row carries."""
     histories, classifier_histories = histories or {}, classifier_histories or {}
     rows = []
     for scenario, meta in scenarios.items():
         defenses = list(meta.get("defenses", ()))
         defense, level, entry = noise_level(defenses)
-        eps = scenario_epsilon(defenses, rounds[scenario], histories.get(scenario))
-        eps_clf = scenario_epsilon(defenses, classifier_rounds,
-                                   classifier_histories.get(scenario))
+        budget = scenario_budget(defenses, rounds[scenario], histories.get(scenario),
+                                 slices_per_patient)
+        clf = scenario_budget(defenses, classifier_rounds, classifier_histories.get(scenario),
+                              slices_per_patient)
         row: dict[str, Any] = {"scenario": scenario, "defense": defense or "none",
                                "model": model_label(defenses, plugins), "level": level,
-                               "epsilon": np.nan if eps is None else eps,
-                               "epsilon_classifier": np.nan if eps_clf is None else eps_clf,
+                               **{k: (np.nan if v is None else v) for k, v in budget.items()},
+                               **{f"{k}_classifier": (np.nan if v is None else v)
+                                  for k, v in clf.items()
+                                  if k.startswith(("epsilon", "delta_", "patient_"))},
                                "delta": float(entry["delta"]) if entry and "delta" in entry
                                else np.nan}
+        if replay is not None and defense is not None:
+            mine = replay[(replay["scenario"] == scenario) & replay["attacked"].astype(bool)]
+            if len(mine):
+                row.update(replay_recovered=int(mine["recovered"].astype(bool).sum()),
+                           replay_client_rounds=len(mine),
+                           replay_removed=float(mine["removed_share"].astype(float).median()))
         q = quality[(quality["scenario"] == scenario) & (quality["center"] != "center")]
         if len(q):
             # a federation whose model outputs NaN has NaN metrics: its utility is NaN, not
@@ -311,21 +327,32 @@ def _versus_constant(row: pd.Series) -> str:
 
 
 def privacy_utility_table(data: pd.DataFrame) -> Table:
+    deltas = sorted({f"{d:g}" for d in data.get("delta", pd.Series([])).dropna()})
+    delta_text = " / ".join(deltas) if deltas else DASH
     methods = [m for m in METHODS if any(c.startswith(("unet_" + m + "_asr",
                                                         "classifier_" + m + "_asr"))
                                          for c in data.columns)]
     util, attack = [], []
     for _, r in data.iterrows():
-        head = {"Defense": NOISE_LABELS.get(r["defense"], "none"),
+        sim = bool(r.get("simulation", False)) and r["defense"] != "none"
+        head = {"Defense": NOISE_LABELS.get(r["defense"], "none")
+                + (f" ({SIMULATION_NOTE})" if sim else ""),
                 "Level": DASH if r["defense"] == "none" else
                 f"{LEVEL_SYMBOLS.get(r['defense'], 'z')} = {r['level']:g}",
                 "UNet": r.get("model", "BatchNorm")}
-        eps = r.get("epsilon", np.nan)
+        defense = None if r["defense"] == "none" else r["defense"]
+        clf_budget = {k[:-len("_classifier")]: v for k, v in r.items()
+                      if k.endswith("_classifier")}
+        clf_budget.update(simulation=sim, slices_per_patient=r.get("slices_per_patient"))
+        replay = DASH
+        if np.isfinite(r.get("replay_client_rounds", np.nan)):
+            n, k = int(r["replay_client_rounds"]), int(r["replay_recovered"])
+            replay = (f"recovered {k}/{n} (the server removes the noise)" if k else
+                      f"not recovered 0/{n}") + f", {r['replay_removed']:.2f} removed"
         util.append({**head,
-                     "ε (sCT)": (f"{eps:.3g}" if np.isfinite(eps) else DASH),
-                     "ε (classifier)": (f"{r['epsilon_classifier']:.3g}"
-                                        if np.isfinite(r.get("epsilon_classifier", np.nan))
-                                        else DASH),
+                     f"ε (sCT) at δ = {delta_text}": epsilon_text(r, defense),
+                     f"ε (classifier) at δ = {delta_text}": epsilon_text(clf_budget, defense),
+                     "Noise replay by the server": replay,
                      "sCT MAE (HU)": _utility(r, "mae", 1),
                      "MAE ÷ constant": _versus_constant(r),
                      "sCT SSIM": _utility(r, "ssim_sct", 3),
@@ -354,7 +381,14 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
              "itself (McMahan et al. 2018, Alg. 1, noised on the client because the attacker is "
              "the server); ε at δ = " + delta_of("dp_fedavg")
              + " from dp-accounting's RDP accountant, user level (one hospital's whole data), "
-             "every client in every round, over the rounds each federation ran."]
+             "every client in every round, over the rounds each federation ran, for two "
+             "adjacencies: add/remove one hospital (sensitivity C) and replace one hospital "
+             "(sensitivity 2C, what a fixed, known set of hospitals needs).",
+             "Noise source: the clients draw their noise from the operating system's entropy "
+             "(noise_source: os_entropy), which the server cannot regenerate; the noise replay "
+             "column is the server's attempt (its table: Noise replay). A scenario with seeded "
+             f"simulation noise says \"{SIMULATION_NOTE}\" in every cell: the server can "
+             "subtract that noise, so its ε protects nothing."]
     if (data["defense"] == "dp_sgd").any():
         notes.append(
             "DP-SGD (an option): every client trains with Abadi et al. 2016's Alg. 1 through "
@@ -362,7 +396,10 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
             "clipped to C, N(0, (σC)²) on the lot's sum, every local step). ε at δ = "
             + delta_of("dp_sgd") + " from dp-accounting's RDP accountant over every step of "
             "every round each client ran, the largest over clients; its unit is one 2-D "
-            "slice, not a patient: a patient contributes many slices, so its ε is larger. "
+            "slice, not a patient. The patient-level figure is the group-privacy bound "
+            "(kε, k·e^{(k−1)ε}·δ) over the most slices one patient can contribute (k: every "
+            "slice of its volume in all three orientations); where that δ reaches 1 the "
+            "table says there is no meaningful patient-level guarantee. "
             "These federations train the GroupNorm UNet (BatchNorm has no per-sample "
             "gradients), so their sCT utility and attack numbers are read against the "
             "GroupNorm UNet trained the baseline's way without DP (scenario groupnorm, UNet "
@@ -478,11 +515,25 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
         budget = (f"; ε {' → '.join(f'{e:.3g}' for e in eps)} at δ = "
                   f"{sub['delta'].iloc[0]:g}" if np.isfinite(eps).any()
                   else "; no DP guarantee (no clipping)")
+        if defense == "dp_fedavg" and "epsilon_replace" in sub:
+            budget += (" adding or removing one hospital, "
+                       f"{' → '.join(f'{e:.3g}' for e in sub['epsilon_replace'].astype(float))}"
+                       " replacing one")
         if defense == "dp_sgd":
-            budget += (" (per 2-D slice, the largest over clients; a patient's ε is larger; "
-                       f"GroupNorm UNet, compared with {ref}"
+            vac = bool(sub.get("patient_vacuous", pd.Series([False])).astype(bool).any())
+            budget += (" (per 2-D slice, the largest over clients; "
+                       + ("no meaningful patient-level guarantee at these levels; " if vac
+                          else "a patient's ε is larger; ")
+                       + f"GroupNorm UNet, compared with {ref}"
                        + (")" if ref != "baseline" else
                           ", the BatchNorm baseline: its MAE mixes DP's cost with GroupNorm's)"))
+        if "simulation" in sub and sub["simulation"].astype(bool).any():
+            budget += f" — {SIMULATION_NOTE}"
+        if "replay_recovered" in sub and sub["replay_recovered"].notna().any():
+            k = int(sub["replay_recovered"].fillna(0).sum())
+            n = int(sub["replay_client_rounds"].fillna(0).sum())
+            budget += (f"; the server's noise replay recovered {k}/{n} client-rounds"
+                       + (" (it removes the noise)" if k else ""))
         where = ("noise in every local step (sample level)" if defense == "dp_sgd"
                  else "noise on client updates")
         out.append(Finding(f"Defense: {label} {where}", "info",
@@ -512,7 +563,10 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     data = privacy_utility(pd.read_csv(inputs.gradinv), pd.read_csv(inputs.quality),
                            pd.read_csv(inputs.classifier), fedmia, scenarios,
                            dict(params.rounds), int(params.classifier_rounds),
-                           histories, classifier_histories, tuple(params.plugins))
+                           histories, classifier_histories, tuple(params.plugins),
+                           int(params.slices_per_patient),
+                           pd.concat([pd.read_csv(f) for f in inputs.replay], ignore_index=True)
+                           if len(inputs.replay) else None)
     return privacy_utility_table(data)
 
 

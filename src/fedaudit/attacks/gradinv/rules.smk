@@ -222,9 +222,15 @@ rule table_privacy_utility:
         fedmia=(
             rules.fedmia_summary.output.table if config["attacks"]["fedmia"]["enabled"] else []
         ),
-        # DP-SGD's ε is per client, from the (q, steps) each reported every round
-        histories=expand(rules.train.output.history, scenario=GRADINV_SCENARIOS),
+        # DP-SGD's ε is per client, from the (q, steps) in each client's own record
+        histories=expand(rules.train.output.clients, scenario=GRADINV_SCENARIOS),
         classifiers=expand(rules.gradinv_classifier.output.folder, scenario=GRADINV_SCENARIOS),
+        # the server's noise replay per noised scenario (fedaudit.attacks.noise_replay); its
+        # rules are included after these, so the files are named when the DAG is built
+        replay=lambda wc: expand(
+            rules.noise_replay.output.table,
+            scenario=[s for s in GRADINV_SCENARIOS if s in NOISE_REPLAY_SCENARIOS],
+        ),
     output:
         **table_outputs("privacy_utility", "report_captions/privacy_utility.rst"),
     log:
@@ -234,6 +240,8 @@ rule table_privacy_utility:
         scenarios={s: SCENARIO_META[s] for s in GRADINV_SCENARIOS},
         rounds={s: scenario_train(s)["rounds"] for s in GRADINV_SCENARIOS},
         classifier_rounds=GRADINV["classifier"]["rounds"],
+        # DP-SGD's patient-level bound: every slice of a patient's cube in three orientations
+        slices_per_patient=3 * config["preprocess"]["cube"]["size"],
         # a plugin defense's model hook names the UNet a scenario trains
         plugins=config["plugins"],
     threads: 1

@@ -10,8 +10,11 @@ Gaussian mechanism with noise multiplier ``z``. Every client takes part in every
 (sampling rate q = 1), so ``T`` rounds are the T-fold composition; with q < 1 each round is the
 Poisson-subsampled Gaussian (McMahan et al. 2018 §3, Abadi et al. 2016 §3.1). Everything the
 server or anyone else derives from the noised updates (the global models) is post-processing.
-For replace-one-client adjacency (any two datasets of a client) the sensitivity is ``2C``:
-pass ``noise_multiplier = z / 2``.
+**Two adjacencies, both reported** (:func:`epsilons`): add/remove-one-client (sensitivity
+``C``, noise multiplier ``z``: McMahan et al.'s) and replace-one-client (a hospital's data swapped
+for any other data: ``Δ − Δ'`` has norm up to ``2C``, so the same noise is multiplier ``z / 2``),
+which is what a fixed, known set of hospitals needs: the server knows who takes part, so "was
+this hospital in the federation" is not the question, "what was in its data" is.
 
 The accounting is Rényi DP (Mironov 2017, "Rényi Differential Privacy", Prop. 3 and Prop. 7;
 subsampled Gaussian: Mironov, Talwar & Zhang 2019) as implemented by
@@ -52,9 +55,19 @@ def epsilon(noise_multiplier: float, rounds: int, delta: float,
     return float(accountant.get_epsilon(delta))
 
 
+ADD_REMOVE, REPLACE_ONE = "add/remove one hospital", "replace one hospital"
+
+
+def epsilons(noise_multiplier: float, rounds: int, delta: float) -> dict[str, float]:
+    """ε under both adjacencies (module docstring): add/remove-one-client (sensitivity C) and
+    replace-one-client (sensitivity 2C, i.e. multiplier z/2)."""
+    return {ADD_REMOVE: epsilon(noise_multiplier, rounds, delta),
+            REPLACE_ONE: epsilon(noise_multiplier / 2.0, rounds, delta)}
+
+
 def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], rounds: int) -> float | None:
-    """ε of a scenario's update noise after ``rounds`` rounds: DP-FedAvg's from
-    :func:`epsilon` (every client every round), None when the scenario has no DP guarantee
+    """ε of a scenario's update noise after ``rounds`` rounds: DP-FedAvg's add/remove-one-client
+    ε from :func:`epsilon` (every client every round), None when the scenario has no DP guarantee
     (no noise defense, or Laplace noise without clipping)."""
     from fedaudit.defenses.update_noise import DP_FEDAVG, noise_defense
 

@@ -9,8 +9,10 @@ every round it ran, each with its own q (the epoch plan, and with it N, changes 
 Everything the server derives from the noisy steps (the update, the global models, the attacks)
 is post-processing.
 
-**Unit of privacy: one 2-D slice, not a patient.** The adjacency is add/remove one slice of the
-client's epoch (the setting of the subsampled-Gaussian analysis, Mironov, Talwar & Zhang 2019).
+**Unit of privacy: one 2-D slice, not a patient** (the patient-level figure is the
+group-privacy bound :func:`group_privacy` over the most slices one patient can contribute). The
+adjacency is add/remove one slice of the client's epoch (the setting of the subsampled-Gaussian
+analysis, Mironov, Talwar & Zhang 2019).
 A patient contributes many slices (every head-containing slice of its volume, in one of three
 orientations per epoch, and each voxel lies in slices of all three), so a patient-level
 guarantee is the group privacy of all of them and ε for a patient is much larger than the
@@ -31,8 +33,11 @@ accountant.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import numpy as np
 
 DP_SGD = "dp_sgd"
 EVENTS = "dp_sgd_events"  # the fit metric of fedaudit.defenses.dp_sgd.private
@@ -66,6 +71,27 @@ def epsilon(noise_multiplier: float, events: Iterable[tuple[float, int]], delta:
             step = dp_event.PoissonSampledDpEvent(q, step)
         accountant.compose(dp_event.SelfComposedDpEvent(step, n))
     return float(accountant.get_epsilon(delta))
+
+
+def group_privacy(eps: float, delta: float, k: int) -> tuple[float, float]:
+    """(ε, δ) for a group of ``k`` units from an (ε, δ) guarantee for one: ``(kε,
+    k·e^{(k−1)ε}·δ)`` (Dwork & Roth 2014, "The Algorithmic Foundations of Differential
+    Privacy", Thm. 2.2 for pure DP; Vadhan 2017, "The Complexity of Differential Privacy",
+    Lemma 2.2 with δ). A patient of k slices gets this bound; it is vacuous when the δ it gives
+    is 1 or more (returned as computed, ``inf`` on overflow)."""
+    if k < 1:
+        raise ValueError(f"a group has at least one member; got k = {k}")
+    if not np.isfinite(eps):
+        return float("inf"), float("inf")
+    exponent = (k - 1) * eps
+    group_delta = float("inf") if exponent > 700 else k * math.exp(exponent) * delta
+    return k * eps, group_delta
+
+
+def vacuous(group: tuple[float, float]) -> bool:
+    """Whether a group bound (ε, δ) says nothing: δ ≥ 1 (any event may happen) or ε infinite."""
+    eps, delta = group
+    return not (np.isfinite(eps) and delta < 1)
 
 
 def client_events(history: Any) -> dict[str, list[tuple[float, int]]]:

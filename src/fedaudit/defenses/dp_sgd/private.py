@@ -20,10 +20,13 @@ What this adds around Opacus:
   BatchNorm raises :class:`DPSGDError` naming that.
 - **Empty lots** (possible under Poisson sampling) still take a step of pure noise, as
   Algorithm 1 does; skipping it would tell the server that the lot was empty.
-- **Reproducible noise**: lots and noise come from ``torch.Generator`` s seeded from the
-  client's round seed (Opacus ``secure_mode=False``), so the same seed gives the same model.
-  Not a deployment setting: torch's PRNG is not cryptographic and the floating-point attack on
-  Gaussian sampling (Mironov 2012; Opacus' ``secure_mode`` docs) applies.
+- **Noise the server cannot reproduce** (:mod:`fedaudit.defenses.noise_source`): by default
+  the lots and the noise come from ``torch.Generator`` s whose state is fresh OS entropy, held by
+  the client alone, and Opacus runs in ``secure_mode`` (each noise draw is the sum of four
+  Gaussians, against the floating-point attack on Gaussian sampling, Mironov 2012). Under
+  ``noise_source: simulation`` both generators are seeded from the client's round seed, which
+  the server can derive (``secure_mode=False``): the same seed gives the same model, for tests
+  and reproducibility studies, with no guarantee against the server.
 - **In-place activations off** while wrapped: Opacus' backward hooks return views that an
   in-place LeakyReLU would overwrite (PyTorch refuses); restored afterwards.
 - **What the client reports**: the (q, steps) of every epoch (``dp_sgd_events``, JSON), from
@@ -38,19 +41,51 @@ The unit of privacy is one 2-D slice of the client's epoch (:mod:`.budget`).
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
 from fedaudit.defenses.dp_sgd.budget import EVENTS
+from fedaudit.defenses.noise_source import entropy, is_simulation
 from fedaudit.runtime import derive_seed
 
 # the fit metrics a DP-SGD client adds besides EVENTS, which the budget reads back
 STEPS = "dp_sgd_steps"
+
+
+def torch_generator(device: Any, simulation_seed: int | None) -> torch.Generator:
+    """A ``torch.Generator`` on ``device``: seeded with ``simulation_seed`` when given, else
+    with fresh OS entropy -- on the CPU all 624 words of MT19937's state (19,968 bits), on CUDA
+    Philox's 64-bit key and its counter offset (a multiple of 4 below 2^63, as CUDA requires:
+    125 bits;
+    ``manual_seed`` alone would take 64)."""
+    gen = torch.Generator(device=device)
+    if simulation_seed is not None:
+        return gen.manual_seed(int(simulation_seed))
+    gen.manual_seed(entropy() % 2**64)
+    state = gen.get_state().clone()
+    raw = state.numpy()
+    if gen.device.type == "cpu":
+        # CPUGeneratorImplState: uint64 initial seed, int32 left, int32 seeded, uint64 next,
+        # then uint64 state[624] holding the 32-bit MT words; left = 1 makes the next draw
+        # twist the whole (fresh) state first
+        words = np.frombuffer(os.urandom(4 * 624), np.uint32).astype(np.uint64)
+        raw[8:12] = np.frombuffer(np.int32(1).tobytes(), np.uint8)
+        raw[16:24] = 0
+        raw[24:24 + 8 * 624] = np.frombuffer(words.tobytes(), np.uint8)
+    else:
+        # Philox: uint64 seed then int64 offset
+        raw[0:8] = np.frombuffer(os.urandom(8), np.uint8)
+        offset = int.from_bytes(os.urandom(8), "little") % 2**61 * 4
+        raw[8:16] = np.frombuffer(offset.to_bytes(8, "little"), np.uint8)
+    gen.set_state(state)
+    return gen
 
 
 class DPSGDError(ValueError):
@@ -95,7 +130,10 @@ class DPSGDTraining:
             raise DPSGDError(f"dp_sgd needs noise_multiplier >= 0 and max_grad_norm > 0; got "
                              f"{self.noise_multiplier}, {self.max_grad_norm}")
         self.seed = int(seed)
-        self.sampling = torch.Generator().manual_seed(derive_seed(seed, "dp_sgd", "lots"))
+        # the lots are secret too: privacy amplification by subsampling assumes the server does
+        # not know which slices a step used
+        self.simulation = is_simulation(settings)
+        self.sampling = torch_generator("cpu", self._simulation_seed("lots"))
         self.events: list[list[float]] = []  # [q, steps taken] per epoch
         self.batch_size = 0
         self._gsm: Any = None
@@ -116,8 +154,7 @@ class DPSGDTraining:
         for m in self._inplace:
             m.inplace = False
         device = next(model.parameters()).device
-        noise = torch.Generator(device=device).manual_seed(derive_seed(self.seed, "dp_sgd",
-                                                                       "noise"))
+        noise = torch_generator(device, self._simulation_seed("noise"))
         # the first layer's input (an image) needs no gradient; Opacus' full backward hooks
         # then warn on every wrap, about nothing that matters here
         warnings.filterwarnings("ignore", message="Full backward hook is firing",
@@ -126,8 +163,13 @@ class DPSGDTraining:
         dp_opt = DPOptimizer(optimizer, noise_multiplier=self.noise_multiplier,
                              max_grad_norm=self.max_grad_norm,
                              expected_batch_size=self.batch_size, loss_reduction="mean",
-                             generator=noise, secure_mode=False)
+                             generator=noise, secure_mode=not self.simulation)
         return self._gsm, dp_opt
+
+    def _simulation_seed(self, purpose: str) -> int | None:
+        """The seed of the lots or the noise under ``noise_source: simulation``, else None
+        (fresh OS entropy)."""
+        return derive_seed(self.seed, "dp_sgd", purpose) if self.simulation else None
 
     def _epoch(self, num_samples: int, batch_size: int) -> float:
         if num_samples < 1:

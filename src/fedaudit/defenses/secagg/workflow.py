@@ -121,11 +121,16 @@ def client_mods(plan: Any) -> list[Any]:
 
 
 def max_examples(plan: Any, max_weight: float | None) -> float:
-    """Upper bound on the slices a client reports in one round (SecAgg+'s ``max_weight``)."""
+    """Upper bound on the FedAvg weight a client sends in one round (SecAgg+'s
+    ``max_weight``): its enrolment weight (:meth:`~fedaudit.federation.plan.TrainPlan.
+    fedavg_weight`; SecAgg+ is a privacy defense), or with ``trust_reported_counts`` the slices
+    it can train."""
     from fedaudit.io import read_header
 
     if max_weight is not None:
         return float(max_weight)
+    if plan.private_replies and not plan.trust_reported_counts:
+        return float(max(plan.enrolment_weights().values()) + 1)
     cap = plan.local.max_slices_per_volume
     bound = 0
     for c in plan.clients:

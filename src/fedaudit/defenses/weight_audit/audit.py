@@ -62,12 +62,13 @@ def _named(fitins: Any, agreed: dict[str, Any]) -> dict[str, np.ndarray]:
     return dict(zip(names, arrays, strict=True))
 
 
-def audit_mod(base: int | dict[str, Any], threshold: float, refuse: bool
-              ) -> Callable[[Message, Context, Callable], Message]:
+def audit_mod(base: int | dict[str, Any], threshold: float, refuse: bool,
+              noise_std: float = 0.0) -> Callable[[Message, Context, Callable], Message]:
     """A Flower client mod: audits every training message's model against the previous one
     the node received (kept in the node's ``Context.state``) and adds its verdict to the
     round's fit metrics. ``base``: the enrolled UNet's width, or its definition (the
-    scenario's: :meth:`fedaudit.federation.plan.TrainPlan.model_definition`)."""
+    scenario's: :meth:`fedaudit.federation.plan.TrainPlan.model_definition`); ``noise_std``:
+    the update noise the global model carries (:func:`global_noise_std`)."""
     agreed = definition.agreed(base) if isinstance(base, int) else dict(base)
 
     def mod(msg: Message, context: Context, call_next: Callable) -> Message:
@@ -82,7 +83,7 @@ def audit_mod(base: int | dict[str, Any], threshold: float, refuse: bool
             prev_names = json.loads(str(context.state.config_records[STATE_NAMES]["names"]))
             prev_arrays = context.state.array_records[STATE_ARRAYS].to_numpy_ndarrays()
             previous = dict(zip(prev_names, prev_arrays, strict=True))
-        verdict = audit(previous, received, threshold)
+        verdict = audit(previous, received, threshold, noise_std)
         context.state.array_records[STATE_ARRAYS] = ArrayRecord(list(received.values()))
         context.state.config_records[STATE_NAMES] = ConfigRecord(
             {"names": json.dumps(list(received))})
@@ -101,10 +102,29 @@ def audit_mod(base: int | dict[str, Any], threshold: float, refuse: bool
     return mod
 
 
+def global_noise_std(plan: Any) -> float:
+    """The per-coordinate std of the update noise in each new global model of ``plan``'s
+    federation, as every client can compute it from the scenario and the enrolment plan: each
+    client adds noise of std σ (DP-FedAvg ``z·C``, Laplace ``√2·b``) and FedAvg averages with
+    weights ``w_k``, so the global change carries ``σ·√(Σ w_k²)``; the weights are the
+    enrolment plan's (training patients per center,
+    :meth:`~fedaudit.federation.plan.TrainPlan.enrolment_weights`).
+    0 without update noise; DP-SGD's noise is inside the local steps and is not allowed for."""
+    from fedaudit.defenses.update_noise import DP_FEDAVG, LAPLACE, noise_defense
+
+    entry = noise_defense(plan.scenario.defenses)
+    if entry is None or entry["name"] not in (DP_FEDAVG, LAPLACE):
+        return 0.0
+    sigma = (float(entry["noise_multiplier"]) * float(entry["clip"])
+             if entry["name"] == DP_FEDAVG else float(np.sqrt(2.0)) * float(entry["scale"]))
+    weights = np.asarray(list(plan.enrolment_weights().values()), np.float64)
+    return float(sigma * np.sqrt(np.sum((weights / weights.sum()) ** 2)))
+
+
 def client_mods(plan: Any) -> list[Callable]:
     """The defense's hook (:class:`fedaudit.catalog.DefenseSpec`); its settings are the
     scenario's ``weight_audit`` defense entry."""
     settings = {**fragment_defaults(Path(__file__).parent),
                 **(plan.scenario.defense("weight_audit") or {})}
     return [audit_mod(plan.model_definition(), float(settings["threshold"]),
-                      bool(settings["refuse"]))]
+                      bool(settings["refuse"]), global_noise_std(plan))]

@@ -31,12 +31,34 @@ def is_alarm(flags: str, score: float, threshold: float) -> bool:
     return bool(flags) or bool(np.isfinite(score) and score > threshold)
 
 
+# how far above its expected norm the update noise of a kernel may reach before its change
+# counts: the norm of k i.i.d. N(0, s²) draws is s·√k with sd ≈ s/√2, so 5 sd
+NOISE_SDS = 5.0
+
+
+def noise_allowance(noise_std: float, size: int) -> float:
+    """The part of a kernel's change that the federation's own update noise explains: its
+    expected norm ``s·√k`` plus :data:`NOISE_SDS` standard deviations (``s/√2`` each), for
+    per-coordinate noise std ``s`` on the global model and ``k`` entries (0 without noise)."""
+    if noise_std <= 0:
+        return 0.0
+    return float(noise_std * (np.sqrt(size) + NOISE_SDS / np.sqrt(2.0)))
+
+
 def audit(previous: dict[str, np.ndarray] | None, received: dict[str, np.ndarray],
-          threshold: float) -> dict[str, Any]:
+          threshold: float, noise_std: float = 0.0) -> dict[str, Any]:
     """The audit of one received model (names -> arrays, in wire order) against the previous
     one: ``{"alarm": bool, "score": max relative change (NaN without a previous model),
     "flags": the threshold-free findings (new, missing or reshaped tensors, the trap
-    signature), "reason": everything that raised the alarm}``."""
+    signature), "reason": everything that raised the alarm}``.
+
+    ``noise_std``: the per-coordinate std of the update noise the global model carries (the
+    federation's DP-FedAvg or Laplace noise averaged by FedAvg,
+    :func:`fedaudit.defenses.weight_audit.audit.global_noise_std`). A kernel's change is then
+    scored beyond what that noise explains (:func:`noise_allowance`): DP noise on a kernel
+    changes it by about ``s·√k``, which at the demo's DP-FedAvg level is of the order of the
+    kernel's own norm and looked like a replaced kernel (12 false alarms in one federation). The
+    price: a trap that changes a kernel by less than the noise does hides in it."""
     reasons: list[str] = []
     names = list(received)
     weights = [n for n in names if n.endswith(".weight") and received[n].ndim >= 2]
@@ -65,14 +87,17 @@ def audit(previous: dict[str, np.ndarray] | None, received: dict[str, np.ndarray
                     and received[n].ndim >= 2:
                 ref = float(np.linalg.norm(previous[n]))
                 if ref > 0:
-                    ratios[n] = float(np.linalg.norm(received[n] - previous[n])) / ref
+                    change = float(np.linalg.norm(received[n] - previous[n]))
+                    change = max(change - noise_allowance(noise_std, received[n].size), 0.0)
+                    ratios[n] = change / ref
         flags = "; ".join(reasons)
         if ratios:
             worst = max(ratios, key=ratios.__getitem__)
             score = ratios[worst]
             if score > threshold:
-                reasons.append(f"{worst} changed by {score:.3g} of its norm (threshold "
-                               f"{threshold:g})")
+                reasons.append(f"{worst} changed by {score:.3g} of its norm"
+                               + (" beyond the update noise" if noise_std > 0 else "")
+                               + f" (threshold {threshold:g})")
     else:
         flags = "; ".join(reasons)
     return {"alarm": is_alarm(flags, score, threshold), "score": score, "flags": flags,

@@ -1,0 +1,1 @@
+"""The noise replay attack: the server regenerates the clients' privacy noise."""

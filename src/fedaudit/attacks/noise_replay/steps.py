@@ -1,0 +1,39 @@
+"""The noise replay's rule steps (called by ``workflow/scripts/step.py`` through the catalog):
+``attack`` replays the noise of every logged update of one scenario."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from fedaudit.atomic import write_csv
+from fedaudit.attacks.noise_replay.replay import REPLAYABLE, attack_round
+from fedaudit.federation.server_log import load_round, resolve_rounds
+
+
+def attack(smk: Any, log: logging.Logger) -> None:
+    """Rule noise_replay: one row per logged round and client of one scenario. The attacker
+    uses the server log, the scenario's defense entry and the config's seed: all server-side."""
+    p, wc = smk.params, smk.wildcards
+    entry = next((dict(d) for d in p.defenses if d["name"] in REPLAYABLE), None)
+    if entry is None:
+        raise ValueError(f"scenario {wc.scenario!r} adds no noise to its updates "
+                         f"(replayable: {', '.join(REPLAYABLE)})")
+    rows = []
+    for rnd in resolve_rounds(smk.input.server_log, p.rounds):
+        logged = load_round(smk.input.server_log, rnd)
+        got = attack_round(logged.updates, logged.names, logged.update_file, entry,
+                           int(p.seed), rnd)
+        for r in got:
+            if r["attacked"]:
+                log.info("round %d, center %s: residual %.4g (null %.4g), noise removed %.3f "
+                         "-> %s; control removed %.3f", rnd, r["center"], r["residual_norm"],
+                         r["null_residual_norm"], r["removed_share"],
+                         "RECOVERED" if r["recovered"] else "not recovered",
+                         r["control_removed_share"])
+        rows += got
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "scenario", wc.scenario)
+    write_csv(frame, smk.output.table, index=False)
