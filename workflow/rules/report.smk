@@ -33,8 +33,8 @@ rule table_quality:
 
 
 rule figure_training:
-    """Training curves of one scenario: local loss and validation MAE per round and center (the
-    clients' own records: under a privacy defense the server never sees them)."""
+    """Training curves of one scenario: loss and validation MAE per round and center."""
+    # from the clients' own records: under a privacy defense the server never sees them
     input:
         history=rules.train.output.clients,
     output:

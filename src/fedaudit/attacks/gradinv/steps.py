@@ -237,6 +237,9 @@ def attack(smk: Any, log: logging.Logger) -> None:
                     t = torch.as_tensor(data["target"][members]).to(dev)
                     shared = client_gradient(net, x, t, task=task, loss=p.loss)
                     if noise is not None:
+                        # the client's noise on the attacked gradient, seeded so the experiment
+                        # repeats; the attacker never uses the seed (the noise_replay attack is
+                        # the one that tries to regenerate noise)
                         seed_n = derive_seed(p.seed, "gradinv-noise", wc.scenario, center,
                                              net_name, b, gi)
                         shared = [torch.from_numpy(a) for a in perturb_update(
