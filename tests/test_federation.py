@@ -578,3 +578,19 @@ def test_secagg_model_is_reproducible_while_its_masks_are_fresh(secagg_recorded,
     second = load_round(tmp_path / "again" / "server_log", plan.rounds).masked["A"]
     name = max(first, key=lambda n: first[n].size)
     assert not np.array_equal(first[name], second[name])
+
+
+def test_enrolment_weights_are_the_plans_unless_its_clients_were_redrawn(study,
+                                                                          tmp_path: Path) -> None:
+    from fedaudit.attacks.trap_weights.harness import split_clients
+
+    plan = dataclasses.replace(tiny_plan(study, tmp_path), enrolment={"A": 5, "B": 6, "C": 7})
+    assert plan.enrolment_weights() == {"A": 5, "B": 6, "C": 7}
+    # a SuperNode's plan blanks the other centers' folders: the enrolment stays
+    from fedaudit.federation.deployment import node_plan
+
+    assert node_plan(plan, "A").enrolment_weights() == {"A": 5, "B": 6, "C": 7}
+    # a malicious server's split clients are enrolled with their own patients
+    split = dataclasses.replace(plan, clients=split_clients(plan.clients, 5))
+    assert set(split.enrolment_weights()) == set(split.centers)
+    assert sum(split.enrolment_weights().values()) == sum(len(c.train) for c in plan.clients)

@@ -98,7 +98,11 @@ class TrainPlan:
         reported count is a per-client side channel, and a lie in it would steer the
         aggregate). Under a privacy defense the server weights by these
         (:func:`fedaudit.federation.strategy.private_replies`)."""
-        return dict(self.enrolment) or {c.center: len(c.train) for c in self.clients}
+        if self.enrolment and set(self.enrolment) == set(self.centers):
+            return dict(self.enrolment)
+        # a plan whose clients were re-drawn (a malicious server splitting centers into more
+        # clients) enrols each client with its own patients
+        return {c.center: len(c.train) for c in self.clients}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
