@@ -97,7 +97,7 @@ class TrainPlan:
         patients, known to every party before training and never reported per round (a
         reported count is a per-client side channel, and a lie in it would steer the
         aggregate). Under a privacy defense the server weights by these
-        (:func:`fedaudit.federation.strategy.private_replies`)."""
+        (:attr:`private_replies`)."""
         if self.enrolment and set(self.enrolment) == set(self.centers):
             return dict(self.enrolment)
         # a plan whose clients were re-drawn (a malicious server splitting centers into more
