@@ -133,3 +133,20 @@ def test_the_replay_attacks_the_update_noise_grid_and_refuses_a_plain_scenario()
     cfg.setdefault("attacks", {})["noise_replay"] = {"scenarios": ["baseline"]}
     with pytest.raises(ConfigError, match="attacks.noise_replay.scenarios.*baseline"):
         validate_config(cfg)
+
+
+def test_the_malicious_server_defense_line_names_where_a_defense_missed() -> None:
+    """Under DP noise the weight audit discounts what the noise explains: a trap the noise
+    hides is a miss, and the front page names the scenario it happened in."""
+    from fedaudit.attacks.trap_weights.report import defense_finding
+
+    data = pd.DataFrame([
+        {"scenario": s, "server": "stealth", "defense": "weight_audit", "detected": d,
+         "alarms": int(d), "clients": 4}
+        for s, d in (("baseline", True), ("secagg", True), ("dp-z1.0", False))]
+        + [{"scenario": "all", "server": "honest", "defense": "weight_audit",
+            "detected": False, "alarms": 0, "clients": 1160}])
+    (line,) = defense_finding(data)
+    assert "weight audit vs stealth: detected in 2/3 scenario(s)" in line.sentence
+    assert "missed: stealth server by the weight audit (dp-z1.0)" in line.sentence
+    assert "0 false alarm(s) over 1160 honest client-rounds" in line.sentence

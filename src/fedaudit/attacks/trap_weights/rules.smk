@@ -5,7 +5,15 @@
 
 TRAP = config["attacks"]["trap_weights"]
 TRAP_SCENARIOS = TRAP["scenarios"] if TRAP["enabled"] else []
-ATTACKED["trap_weights"] = TRAP_SCENARIOS
+# the clients' defenses are also measured under each DP-FedAvg level of the noise grid: the
+# weight audit discounts the change DP noise explains, and what that lets through is measured
+TRAP_DEFENSE_SCENARIOS = TRAP_SCENARIOS + [
+    s
+    for s in (SCENARIOS if TRAP["enabled"] else [])
+    if s not in TRAP_SCENARIOS
+    and any(d["name"] == "dp_fedavg" for d in SCENARIOS[s].defenses)
+]
+ATTACKED["trap_weights"] = TRAP_DEFENSE_SCENARIOS
 # 3-D needs one client's own update: under SecAgg+ the server holds only the sum.
 TRAP_VOLUME_SCENARIOS = [s for s in TRAP_SCENARIOS if not SCENARIOS[s].secagg]
 # What every trap-weight job reads besides its own sweep lists: not which scenarios are attacked
@@ -160,7 +168,9 @@ rule table_trap_weights_3d:
 rule table_trap_weights_defenses:
     """Detections on trap rounds and false alarms over every honest round of every scenario."""
     input:
-        defenses=expand(rules.trap_weights_defenses.output.table, scenario=TRAP_SCENARIOS),
+        defenses=expand(
+            rules.trap_weights_defenses.output.table, scenario=TRAP_DEFENSE_SCENARIOS
+        ),
         histories=expand(rules.train.output.history, scenario=list(SCENARIOS)),
     output:
         **table_outputs("trap_weights_defenses", "report_captions/table_defenses.rst"),
@@ -216,7 +226,9 @@ if TRAP_SCENARIOS:
     ATTACK_OUTPUTS.extend(
         expand(rules.trap_weights.output.table, scenario=TRAP_SCENARIOS, trap_mode=TRAP["modes"])
     )
-    ATTACK_OUTPUTS.extend(expand(rules.trap_weights_defenses.output.table, scenario=TRAP_SCENARIOS))
+    ATTACK_OUTPUTS.extend(
+        expand(rules.trap_weights_defenses.output.table, scenario=TRAP_DEFENSE_SCENARIOS)
+    )
     REPORT_TABLES.extend(["trap_weights", "trap_weights_defenses"])
     REPORT_FIGURES.extend(expand(rules.figure_trap_weights.output.slices, scenario=TRAP_SCENARIOS))
 if TRAP_VOLUME_SCENARIOS:
