@@ -61,10 +61,10 @@ STEPS = "dp_sgd_steps"
 
 def torch_generator(device: Any, simulation_seed: int | None) -> torch.Generator:
     """A ``torch.Generator`` on ``device``: seeded with ``simulation_seed`` when given, else
-    with fresh OS entropy -- on the CPU all 624 words of MT19937's state (19,968 bits), on CUDA
-    Philox's 64-bit key and its counter offset (a multiple of 4 below 2^63, as CUDA requires:
-    125 bits;
-    ``manual_seed`` alone would take 64)."""
+    with fresh OS entropy (``manual_seed`` alone would take 64 bits): on the CPU all 624 words
+    of MT19937's state (19,968 bits; the layout of torch's ``CPUGeneratorImplState``, checked
+    by reading the state back), on CUDA Philox's 64-bit key and its counter offset (a multiple
+    of 4 below 2^63, as CUDA requires: 125 bits)."""
     gen = torch.Generator(device=device)
     if simulation_seed is not None:
         return gen.manual_seed(int(simulation_seed))
@@ -85,6 +85,10 @@ def torch_generator(device: Any, simulation_seed: int | None) -> torch.Generator
         offset = int.from_bytes(os.urandom(8), "little") % 2**61 * 4
         raw[8:16] = np.frombuffer(offset.to_bytes(8, "little"), np.uint8)
     gen.set_state(state)
+    if gen.device.type == "cpu" and not torch.equal(gen.get_state()[24:24 + 8 * 624],
+                                                    state[24:24 + 8 * 624]):
+        raise DPSGDError("torch's CPU generator state has another layout than expected: "
+                         "cannot seed DP-SGD's noise from OS entropy")
     return gen
 
 
