@@ -150,3 +150,15 @@ def test_the_malicious_server_defense_line_names_where_a_defense_missed() -> Non
     assert "weight audit vs stealth: detected in 2/3 scenario(s)" in line.sentence
     assert "missed: stealth server by the weight audit (dp-z1.0)" in line.sentence
     assert "0 false alarm(s) over 1160 honest client-rounds" in line.sentence
+
+
+def test_verdict_lines_name_a_simulation_noise_scenario() -> None:
+    """Under noise_source: simulation every verdict line about a noised scenario says what its
+    noise is worth against the server (FedMIA's reads the list from the config)."""
+    from fedaudit.attacks.fedmia.report import settings as fedmia_settings
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert fedmia_settings(validate_config(copy.deepcopy(cfg)))["simulation"] == []
+    cfg["noise_source"] = "simulation"
+    sim = fedmia_settings(validate_config(cfg))["simulation"]
+    assert sim == ["laplace-b0.0001", "laplace-b0.01", "dp-z1.0"]

@@ -202,6 +202,15 @@ FEDMIA = pd.DataFrame(
     + _mia_rows("memorise", "update", "fedmia", (0.95, 0.90, 1.0, 0.001), control=True))
 
 
+def test_the_membership_line_says_when_a_scenarios_noise_is_simulation_noise() -> None:
+    from fedaudit.defenses.noise_source import SIMULATION_NOTE
+
+    data = membership_table(FEDMIA).data
+    marked = membership_finding(data, unit="batch", simulation=["baseline"]).sentence
+    assert f"baseline ({SIMULATION_NOTE}) on the client updates" in marked
+    assert SIMULATION_NOTE not in membership_finding(data, unit="batch").sentence
+
+
 def test_membership_table_reads_each_view_by_its_score_with_patient_cis() -> None:
     t = membership_table(FEDMIA)
     frame = t.blocks[0].frame

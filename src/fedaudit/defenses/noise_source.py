@@ -83,3 +83,16 @@ def numpy_generator(defense: Mapping[str, Any], simulation_seed: int) -> np.rand
     if is_simulation(defense):
         return np.random.default_rng(simulation_seed)
     return np.random.default_rng(np.random.SeedSequence(entropy()))
+
+
+def simulation_scenarios(config: dict[str, Any]) -> list[str]:
+    """The scenarios of a validated config whose noise is the server-regenerable simulation
+    noise (empty under ``os_entropy``): the verdict lines that read no scenario metadata name
+    them with :data:`SIMULATION_NOTE`."""
+    if config["noise_source"] != SIMULATION:
+        return []
+    from fedaudit.defenses.update_noise import NOISE_DEFENSES
+    from fedaudit.scenarios import scenarios_from_config
+
+    return [name for name, s in scenarios_from_config(config).items()
+            if any(d in NOISE_DEFENSES for d in s.defense_names)]

@@ -36,6 +36,7 @@ from fedaudit.defenses.budgets import (
     noise_level,
     scenario_budget,
 )
+from fedaudit.defenses.noise_source import SIMULATION_NOTE
 from fedaudit.report.tables import DASH, Block, Table, need
 from fedaudit.report.verdict import Finding
 
@@ -415,6 +416,8 @@ def defense_finding(frame: pd.DataFrame) -> list[Finding]:
     parts = []
     for _, r in frame.iterrows():
         tag = r["scenario"] + (f" ({r['defense']} {r['level']})" if r["level"] != DASH else "")
+        if bool(r.get("simulation", False)):
+            tag += f" ({SIMULATION_NOTE})"
         if not bool(r.get("whitebox_usable", False)) or not np.isfinite(r["whitebox_asr"]):
             parts.append(f"{tag}: no usable model")
             continue
@@ -440,7 +443,7 @@ def build_transfer_table(inputs: Any, params: Any) -> Table:
 
 def build_defense_table(inputs: Any, params: Any) -> Table:
     scenarios = dict(params.scenarios)
-    # DP-SGD's ε is per client, from the (q, steps) each reported every round
+    # DP-SGD's ε is per client, from the (q, steps) in each client's own record
     histories = {s: pd.read_csv(h, sep="\t") for s, h in
                  zip(scenarios, inputs.histories, strict=True)
                  if needs_history(scenarios[s].get("defenses", ()))}

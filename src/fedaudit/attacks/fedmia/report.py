@@ -6,12 +6,14 @@ non-members, read against the memorising positive control (issue 12).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fedaudit.attacks.membership_stats import MIN_PER_CLASS
+from fedaudit.defenses.noise_source import SIMULATION_NOTE
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding, level_of
 
@@ -117,7 +119,8 @@ def _mia_numbers(r: pd.Series) -> str:
             f"p = {r['p_value']:.2f})")
 
 
-def membership_finding(data: pd.DataFrame, unit: str = "slice") -> Finding:
+def membership_finding(data: pd.DataFrame, unit: str = "slice",
+                       simulation: Sequence[str] = ()) -> Finding:
     """``data``: the tidy frame of :func:`~fedaudit.report.tables.membership_table`; ``unit``:
     the candidate unit the verdict reads, fixed in advance (the first of
     ``attacks.fedmia.units``), never the better of the units measured.
@@ -125,7 +128,8 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice") -> Finding:
     The level rests on the lower 95 % bound of the pooled patient-level AUC against same-center
     non-members (never on the best center), for the per-client views (client updates without
     SecAgg+, masked vectors with it); the memorising control says whether a low AUC means
-    "no leak" or "attack too weak to tell"."""
+    "no leak" or "attack too weak to tell". ``simulation``: scenarios whose noise the server
+    can regenerate (:func:`fedaudit.defenses.noise_source.simulation_scenarios`), said so."""
     topic = "Membership inference (FedMIA)"
     if not (data["unit"] == unit).any():
         raise ValueError(f"the membership table has no rows for unit {unit!r} (has "
@@ -142,8 +146,9 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice") -> Finding:
             lo = r["ci_low"] if np.isfinite(r["ci_low"]) else 0.5
             level = level_of(lo, MIA_HIGH, MIA_MODERATE) if r["p_value"] < 0.05 else "low"
             levels.append(level)
-            parts.append(f"{scenario} {label}: {_mia_numbers(r)}, {level} risk by the lower "
-                         "bound")
+            note = f" ({SIMULATION_NOTE})" if scenario in simulation else ""
+            parts.append(f"{scenario}{note} {label}: {_mia_numbers(r)}, {level} risk by the "
+                         "lower bound")
     for scenario in dict.fromkeys(audited[audited["view"] == "aggregate"]["scenario"]):
         r = _pooled(audited, scenario, "aggregate", unit)
         if r is not None and np.isfinite(r["auc"]):
@@ -176,13 +181,17 @@ def build_table(inputs: Any, params: Any) -> Table:
 
 
 def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
-    return [membership_finding(data, unit=settings["unit"])]
+    return [membership_finding(data, unit=settings["unit"],
+                               simulation=settings["simulation"])]
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
     """What the verdict reads from the config: one unit, fixed before any result (the first
     configured), never the better of the units measured."""
-    return {"unit": config["attacks"]["fedmia"]["units"][0]}
+    from fedaudit.defenses.noise_source import simulation_scenarios
+
+    return {"unit": config["attacks"]["fedmia"]["units"][0],
+            "simulation": simulation_scenarios(config)}
 
 
 def thresholds(settings: dict[str, Any]) -> str:
