@@ -68,7 +68,7 @@ def scenario_budget(defenses: Iterable[Mapping[str, Any]], rounds: int, history:
 
     ``noise_source`` and ``simulation`` (:mod:`fedaudit.defenses.noise_source`): an ε of
     simulation noise is no guarantee against the server, which can regenerate that noise."""
-    from fedaudit.defenses.dp_fedavg.budget import REPLACE_ONE, epsilons
+    from fedaudit.defenses.dp_fedavg.budget import ADD_REMOVE, REPLACE_ONE, epsilons
     from fedaudit.defenses.dp_sgd.budget import group_privacy, vacuous
     from fedaudit.defenses.noise_source import is_simulation, source_of
 
@@ -82,7 +82,7 @@ def scenario_budget(defenses: Iterable[Mapping[str, Any]], rounds: int, history:
     if name == DP_FEDAVG:
         assert entry is not None
         both = epsilons(float(entry["noise_multiplier"]), rounds, float(entry["delta"]))
-        out.update(epsilon=scenario_epsilon(defenses, rounds), epsilon_replace=both[REPLACE_ONE])
+        out.update(epsilon=both[ADD_REMOVE], epsilon_replace=both[REPLACE_ONE])
     elif name == DP_SGD:
         assert entry is not None
         eps = scenario_epsilon(defenses, rounds, history)

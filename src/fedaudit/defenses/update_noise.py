@@ -125,6 +125,18 @@ def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
                             f"{', '.join(NOISE_DEFENSES)})")
 
 
+def update_noise_std(defense: Mapping[str, Any]) -> float:
+    """Per-coordinate std of the noise :func:`perturb_update` adds to a client's update:
+    ``z·C`` (DP-FedAvg) or ``√2·b`` (Laplace, Var = 2b²). DP-SGD's noise is inside the local
+    steps, not on the update: an error."""
+    name = defense.get("name")
+    if name == DP_FEDAVG:
+        return float(defense["noise_multiplier"]) * float(defense["clip"])
+    if name == LAPLACE:
+        return float(np.sqrt(2.0)) * float(defense["scale"])
+    raise NoiseSettingError(f"{name!r} adds no noise to the update a client sends")
+
+
 def level_of(defense: Mapping[str, Any]) -> float:
     """The defense's noise level as the grid names it: Laplace scale b, or the DP noise
     multiplier z (DP-FedAvg) or σ (DP-SGD) (the per-coordinate std of the noise is z·C)."""

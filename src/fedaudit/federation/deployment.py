@@ -241,8 +241,10 @@ def node_plan(plan: TrainPlan, center: str) -> TrainPlan:
     """What ``center``'s SuperNode is given: the plan with every other center's data folders
     blanked (the centers' names stay: the protocol and the client mods count them)."""
     plan.client(center)  # raises KeyError for a center the plan does not train
-    return replace(plan, clients=tuple(c if c.center == center else ClientData(c.center, ())
-                                       for c in plan.clients))
+    # the enrolment weights stay: they are public, and FedAvg and the audit's noise use them
+    return replace(plan, enrolment=plan.enrolment_weights(),
+                   clients=tuple(c if c.center == center else ClientData(c.center, ())
+                                 for c in plan.clients))
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -59,8 +59,9 @@ class TrainPlan:
     # under a privacy defense: weight FedAvg by the clients' reported counts instead of the
     # enrolment plan (and let them send those counts)
     trust_reported_counts: bool = _TRAIN["trust_reported_counts"]
-    # the enrolment plan's FedAvg weights (training patients per center), fixed before training
-    # and kept when a SuperNode's plan blanks the other centers' folders; empty: from clients
+    # the enrolment plan's FedAvg weights (training patients per center) where the clients'
+    # folders no longer tell them: a SuperNode's plan blanks the other centers' (node_plan);
+    # empty: from the clients
     enrolment: dict[str, int] = field(default_factory=dict)
     # the clients' bounds on what a server's round config may set
     # (fedaudit.federation.server_settings)
@@ -210,7 +211,6 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
         plugins=tuple(plugins), code=str(code),
         keep_checkpoints=bool(t["keep_checkpoints"]),
         trust_reported_counts=bool(t["trust_reported_counts"]),
-        enrolment={c.center: len(c.train) for c in clients},
         server_settings=dict(t["server_settings"]))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedaudit.attacks.noise_replay.report import summarise as summarise_replay
 from fedaudit.attacks.trap_weights.report import clopper_pearson
 from fedaudit.defenses.budgets import (
     LEVEL_SYMBOLS,
@@ -212,6 +213,8 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
     ``slices_per_patient``); ``replay``: the noise replay's per-client rows, whose outcome each
     noised scenario's row carries."""
     histories, classifier_histories = histories or {}, classifier_histories or {}
+    replayed = (None if replay is None else
+                summarise_replay(replay).set_index("scenario"))
     rows = []
     for scenario, meta in scenarios.items():
         defenses = list(meta.get("defenses", ()))
@@ -228,12 +231,12 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
                                   if k.startswith(("epsilon", "delta_", "patient_"))},
                                "delta": float(entry["delta"]) if entry and "delta" in entry
                                else np.nan}
-        if replay is not None and defense is not None:
-            mine = replay[(replay["scenario"] == scenario) & replay["attacked"].astype(bool)]
-            if len(mine):
-                row.update(replay_recovered=int(mine["recovered"].astype(bool).sum()),
-                           replay_client_rounds=len(mine),
-                           replay_removed=float(mine["removed_share"].astype(float).median()))
+        if replayed is not None and defense is not None and scenario in replayed.index \
+                and replayed.loc[scenario, "client_rounds"] > 0:
+            r = replayed.loc[scenario]
+            row.update(replay_recovered=int(r["recovered"]),
+                       replay_client_rounds=int(r["client_rounds"]),
+                       replay_removed=float(r["removed_median"]))
         q = quality[(quality["scenario"] == scenario) & (quality["center"] != "center")]
         if len(q):
             # a federation whose model outputs NaN has NaN metrics: its utility is NaN, not

@@ -47,6 +47,7 @@ from fedaudit.defenses.update_noise import (
     global_norm,
     level_of,
     perturb_update,
+    update_noise_std,
 )
 
 # update noise the server could subtract: DP-SGD's noise is inside every local step, not on the
@@ -60,16 +61,6 @@ CONTROL_ROUND_OFFSET = 2_000_003
 # the "not regenerated" case must sit this many standard deviations below RECOVERED_SHARE for
 # a row to have the power to tell the cases apart
 POWER_SDS = 5.0
-
-
-def noise_variance(defense: Mapping[str, Any]) -> float:
-    """Per-coordinate variance σ² of ``defense``'s noise: (z·C)² (DP-FedAvg) or 2b² (Laplace)."""
-    if defense["name"] == DP_FEDAVG:
-        return (float(defense["noise_multiplier"]) * float(defense["clip"])) ** 2
-    if defense["name"] == LAPLACE:
-        return 2.0 * float(defense["scale"]) ** 2
-    raise ValueError(f"{defense['name']!r} noise is not added to the update: nothing to replay "
-                     f"(replayable: {', '.join(REPLAYABLE)})")
 
 
 def regenerate(shapes: Sequence[tuple[int, ...]], defense: Mapping[str, Any],
@@ -89,11 +80,17 @@ def replay(received: Sequence[np.ndarray], defense: Mapping[str, Any], seed: int
     """Replay ``defense``'s noise on one received update (the server's arrays for ``center``
     in round ``rnd``): the residual's norm, the null's, the share of noise removed and whether
     the update was recovered (module docstring)."""
+    return _replay(received, defense, seed, center, rnd)[0]
+
+
+def _replay(received: Sequence[np.ndarray], defense: Mapping[str, Any], seed: int,
+            center: str, rnd: int) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`replay`'s row and the residual itself (flat, float64)."""
     name = str(defense["name"])
     shapes = [np.shape(a) for a in received]
     u = _flat(received)
     d = u.size
-    var = noise_variance(defense)
+    var = update_noise_std(defense) ** 2
     replayed = _flat(regenerate(shapes, defense, noise_seed(seed, name, center, rnd)))
     null = _flat(regenerate(shapes, defense,
                             noise_seed(seed, name, center, rnd + NULL_ROUND_OFFSET)))
@@ -111,7 +108,7 @@ def replay(received: Sequence[np.ndarray], defense: Mapping[str, Any], seed: int
            "recovered": bool(removed >= RECOVERED_SHARE)}
     if name == DP_FEDAVG:
         out["clip"] = float(defense["clip"])
-    return out
+    return out, residual
 
 
 def control(received: Sequence[np.ndarray], defense: Mapping[str, Any], seed: int,
@@ -122,11 +119,9 @@ def control(received: Sequence[np.ndarray], defense: Mapping[str, Any], seed: in
     name = str(defense["name"])
     rnd = rnd + CONTROL_ROUND_OFFSET
     noised = perturb_update(received, sim, noise_seed(seed, name, center, rnd))
-    got = replay(noised, sim, seed, center, rnd)
+    got, residual = _replay(noised, sim, seed, center, rnd)
     truth = _flat(clip_update(received, float(defense["clip"])) if name == DP_FEDAVG
                   else received)
-    residual = _flat(noised) - _flat(regenerate([np.shape(a) for a in received], sim,
-                                                noise_seed(seed, name, center, rnd)))
     cos = float(residual @ truth / (np.linalg.norm(residual) * np.linalg.norm(truth)))
     return {"control_removed_share": got["removed_share"],
             "control_recovered": got["recovered"],

@@ -10,6 +10,7 @@ import pandas as pd
 
 from fedaudit.atomic import write_csv
 from fedaudit.attacks.noise_replay.replay import REPLAYABLE, attack_round
+from fedaudit.defenses.update_noise import noise_defense
 from fedaudit.federation.server_log import load_round, resolve_rounds
 
 
@@ -17,8 +18,8 @@ def attack(smk: Any, log: logging.Logger) -> None:
     """Rule noise_replay: one row per logged round and client of one scenario. The attacker
     uses the server log, the scenario's defense entry and the config's seed: all server-side."""
     p, wc = smk.params, smk.wildcards
-    entry = next((dict(d) for d in p.defenses if d["name"] in REPLAYABLE), None)
-    if entry is None:
+    entry = noise_defense(p.defenses)
+    if entry is None or entry["name"] not in REPLAYABLE:
         raise ValueError(f"scenario {wc.scenario!r} adds no noise to its updates "
                          f"(replayable: {', '.join(REPLAYABLE)})")
     rows = []

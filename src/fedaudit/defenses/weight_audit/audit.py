@@ -110,13 +110,17 @@ def global_noise_std(plan: Any) -> float:
     enrolment plan's (training patients per center,
     :meth:`~fedaudit.federation.plan.TrainPlan.enrolment_weights`).
     0 without update noise; DP-SGD's noise is inside the local steps and is not allowed for."""
-    from fedaudit.defenses.update_noise import DP_FEDAVG, LAPLACE, noise_defense
+    from fedaudit.defenses.update_noise import (
+        DP_FEDAVG,
+        LAPLACE,
+        noise_defense,
+        update_noise_std,
+    )
 
     entry = noise_defense(plan.scenario.defenses)
     if entry is None or entry["name"] not in (DP_FEDAVG, LAPLACE):
         return 0.0
-    sigma = (float(entry["noise_multiplier"]) * float(entry["clip"])
-             if entry["name"] == DP_FEDAVG else float(np.sqrt(2.0)) * float(entry["scale"]))
+    sigma = update_noise_std(entry)
     weights = np.asarray(list(plan.enrolment_weights().values()), np.float64)
     return float(sigma * np.sqrt(np.sum((weights / weights.sum()) ** 2)))
 
