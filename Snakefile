@@ -29,6 +29,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/attacks.smk"
+include: "workflow/rules/comparisons.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from fedaudit.attacks.dlg.inversion import DLGConfig, client_gradient, reconstruct
-from fedaudit.federation.local import resolve_device
+from fedaudit.models.device import resolve_device
 from fedaudit.models.tiny import TinyMLPTranslator
 from fedaudit.models.unet import UNet2D, count_parameters
 

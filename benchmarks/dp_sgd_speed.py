@@ -24,7 +24,8 @@ import torch
 
 from fedaudit.data.slices import Volume
 from fedaudit.defenses.dp_sgd.private import local_training
-from fedaudit.federation.local import LocalConfig, resolve_device, train_local
+from fedaudit.federation.local import LocalConfig, train_local
+from fedaudit.models.device import resolve_device
 from fedaudit.models.unet import UNet2D
 
 

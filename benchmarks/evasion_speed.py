@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fedaudit.attacks.evasion.algorithm import Attack, craft, sct_error
-from fedaudit.federation.local import resolve_device
+from fedaudit.models.device import resolve_device
 from fedaudit.models.unet import UNet2D
 
 

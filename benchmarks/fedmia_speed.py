@@ -22,7 +22,7 @@ from fedaudit.attacks.fedmia.algorithm import (
     similarity_matrix,
     trainable_names,
 )
-from fedaudit.federation.local import resolve_device
+from fedaudit.models.device import resolve_device
 from fedaudit.models.unet import UNet2D, count_parameters
 
 

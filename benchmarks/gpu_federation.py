@@ -30,9 +30,10 @@ import fedaudit.federation.client as client_module
 from fedaudit.data.slices import Volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import mae
-from fedaudit.federation.local import LocalConfig, resolve_device
+from fedaudit.federation.local import LocalConfig
 from fedaudit.federation.plan import ClientData, TrainPlan
 from fedaudit.federation.run import train_federation
+from fedaudit.models.device import resolve_device
 from fedaudit.models.store import load_model
 from fedaudit.scenarios import Scenario
 

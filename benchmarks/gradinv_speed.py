@@ -21,7 +21,7 @@ import torch
 from fedaudit.attacks.gradinv.engine import Method, client_gradient, invert
 from fedaudit.catalog import catalog, fragment_defaults, resolve
 from fedaudit.federation.classifier import initial_classifier
-from fedaudit.federation.local import resolve_device
+from fedaudit.models.device import resolve_device
 from fedaudit.models.unet import UNet2D
 
 METHODS = ("dlg", "cpl", "idlg", "inverting_gradients")

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from fedaudit.data.slices import Volume
-from fedaudit.federation.local import LocalConfig, resolve_device, train_local
+from fedaudit.federation.local import LocalConfig, train_local
+from fedaudit.models.device import resolve_device
 from fedaudit.models.unet import UNet2D, count_parameters
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}

@@ -21,7 +21,7 @@ import torch
 
 from fedaudit.attacks.trap_weights.imprint import reconstruct, scaled_positive_scale, trap_init
 from fedaudit.attacks.trap_weights.matching import match_reconstructions
-from fedaudit.federation.local import resolve_device
+from fedaudit.models.device import resolve_device
 from fedaudit.models.front import FrontedModel, LinearFront
 from fedaudit.models.unet import UNet2D
 

@@ -22,8 +22,8 @@ from fedaudit.federation.classifier import (
     train_classifier_federation,
 )
 from fedaudit.federation.server_log import load_round, logged_rounds
-from fedaudit.federation.weights import exchanged_names, get_arrays
 from fedaudit.models.classifier import DLGConvNet, classifier_input
+from fedaudit.models.weights import exchanged_names, get_arrays
 
 
 def _head(size: int, z0: int, z1: int, seed: int = 0) -> Volume:

@@ -26,6 +26,7 @@ FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "tr
                     "evaluate": "train", "eval_summary": "train", "constant_predictor": "train",
                     "step": {"attacks"}, "table": {"report"},
                     "figure_training": "report", "figure_poisoning": "report",
+                    "figure_privacy_utility": "report",
                     "figure_sct": "attacks", "front_page": "report"}  # others: preprocess
 
 

@@ -32,8 +32,8 @@ from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.run import train_federation
 from fedaudit.federation.server_log import load_round, logged_rounds
 from fedaudit.federation.strategy import AuditStrategy, FederationError
-from fedaudit.federation.weights import get_arrays
 from fedaudit.models.store import load_model
+from fedaudit.models.weights import get_arrays
 from fedaudit.torch_files import load_torch
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(),

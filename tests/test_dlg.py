@@ -33,9 +33,9 @@ from fedaudit.attacks.dlg.inversion import (
 )
 from fedaudit.data.slices import load_volume
 from fedaudit.federation.server_log import write_round
-from fedaudit.federation.weights import exchanged_names, get_arrays
 from fedaudit.models.tiny import TinyMLPTranslator
 from fedaudit.models.unet import UNet2D
+from fedaudit.models.weights import exchanged_names, get_arrays
 
 S = 32
 
@@ -477,7 +477,7 @@ def test_bn_free_control_is_the_global_unet_without_batchnorm(tiny_center):
 
 
 def test_evolution_figure_writes_png(tiny_center, tmp_path):
-    from fedaudit.plots.dlg import dlg_evolution_figure
+    from fedaudit.attacks.dlg.figures import dlg_evolution_figure
 
     log_root, folders, _ = tiny_center
     cfg = DLGConfig(optimizer="lbfgs", iterations=4, snapshots=3)

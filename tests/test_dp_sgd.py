@@ -32,10 +32,10 @@ from fedaudit.defenses.dp_sgd.budget import (
 from fedaudit.defenses.dp_sgd.private import DPSGDError, DPSGDTraining, local_training
 from fedaudit.defenses.update_noise import perturb_update
 from fedaudit.federation.local import train_local, training_batches
-from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
 from fedaudit.models import definition
 from fedaudit.models.store import load_model, save_model
 from fedaudit.models.unet import UNet2D, count_parameters, group_count
+from fedaudit.models.weights import exchanged_names, get_arrays, set_arrays
 from fedaudit.scenarios import noise_name, noise_scenario, scenarios_from_config
 
 # simulation noise: these tests compare seeded runs (the secure default is tested on its own)

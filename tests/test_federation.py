@@ -26,9 +26,9 @@ from fedaudit.federation.local import proximal_term, train_local
 from fedaudit.federation.run import train_federation
 from fedaudit.federation.server_log import load_round, logged_rounds
 from fedaudit.federation.strategy import FederationError
-from fedaudit.federation.weights import get_arrays, set_arrays
 from fedaudit.models.store import load_model
 from fedaudit.models.unet import UNet2D
+from fedaudit.models.weights import get_arrays, set_arrays
 from fedaudit.scenarios import scenario_of
 
 TIMING = ("train_seconds", "slices_per_s", "round_seconds")

@@ -288,7 +288,7 @@ def _study(root, n_patients: int = 4, per_orientation: int = 2, *, planted: bool
     from fedaudit.attacks.fedmia.algorithm import candidate_slices, flat_update, trainable_names
     from fedaudit.data.slices import load_volume
     from fedaudit.federation.server_log import write_round
-    from fedaudit.federation.weights import exchanged_names, get_arrays
+    from fedaudit.models.weights import exchanged_names, get_arrays
 
     rng = np.random.default_rng(11 if planted else 12)
     # planted: patients differ (their own HU level) so that members are findable; center shift:

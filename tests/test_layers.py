@@ -1,23 +1,171 @@
 """Imports follow the layers: a module must not drag in a heavier or higher layer.
 
-Each check imports one module in a fresh interpreter (this process has imported everything by the
-time it runs, so ``sys.modules`` here proves nothing) and asserts the forbidden module stayed out.
-On failure the message names the import chain that first reached the forbidden module, e.g.
-``fedaudit.intensity -> fedaudit.preprocess.resample``, so the offending line is one step away.
-Why each pair matters: trainers should not load SimpleITK for a constant, the Snakefile's config
-parsing should not load the demo generator, the preprocess env's library code should not need the
-plotting stack.
+Two kinds of check. :data:`LAYER_ORDER` declares FedAudit's layers, lowest first; every import of
+every module under ``src/fedaudit`` (imports inside functions included: they run too) must stay in
+its own layer or go down, and the modules' import graph has no cycle
+(:func:`test_every_import_goes_down_the_declared_layers`).
+
+Then the pairs of :data:`LAYERS`: each imports one module in a fresh interpreter (this process has
+imported everything by the time it runs, so ``sys.modules`` here proves nothing) and asserts the
+forbidden module stayed out. On failure the message names the import chain that first reached
+the forbidden module, e.g. ``fedaudit.intensity -> fedaudit.preprocess.resample``, so the
+offending line is one step away. Why each pair matters: trainers should not load SimpleITK for a
+constant, the Snakefile's config parsing should not load the demo generator, the preprocess env's
+library code should not need the plotting stack.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
+
+SRC = REPO / "src"
+# FedAudit's layers, lowest first (CONTRIBUTING.md, "Layers"): a module imports only from its own
+# layer or those before it. A prefix covers a package; the longest prefix that matches decides.
+LAYER_ORDER: list[tuple[str, ...]] = [
+    # foundations: files, logs, threads and seeds, intensities
+    ("fedaudit", "fedaudit.atomic", "fedaudit.archives", "fedaudit.runtime", "fedaudit.logs",
+     "fedaudit.torch_files", "fedaudit.io", "fedaudit.intensity", "fedaudit.splits",
+     "fedaudit.code_digest"),
+    # the threat catalog: specs only, read while the config is validated
+    ("fedaudit.catalog",),
+    # volumes, preprocessing and network definitions
+    ("fedaudit.data", "fedaudit.preprocess", "fedaudit.models"),
+    # what a study is: its config and its scenarios
+    ("fedaudit.scenarios", "fedaudit.config"),
+    # the table framework and the verdict's wording
+    ("fedaudit.report",),
+    # the clients' defenses (reached by the federation through the catalog, never imported)
+    ("fedaudit.defenses",),
+    # scoring a model: metrics, references, three-view inference
+    ("fedaudit.evaluation",),
+    # training: the Flower apps, strategy, clients and backends
+    ("fedaudit.federation",),
+    # figure helpers shared by every figure
+    ("fedaudit.plots",),
+    # each attack's folder: its steps, report and figures
+    ("fedaudit.attacks",),
+    # tables and figures that read several attacks
+    ("fedaudit.comparisons",),
+]
+
+
+def _layer(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (prefix length, layer)
+    for i, group in enumerate(LAYER_ORDER):
+        for prefix in group:
+            if (module == prefix or module.startswith(prefix + ".")) and (
+                    best is None or len(prefix) > best[0]):
+                best = (len(prefix), i)
+    return None if best is None else best[1]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in (SRC / "fedaudit").rglob("*.py"):
+        parts = list(f.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+def _imports(module: str, path: Path, modules: dict[str, Path]) -> dict[str, int]:
+    """The FedAudit modules ``module`` imports (at any depth in its code) -> the first line."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: dict[str, int] = {}
+
+    def add(name: str, line: int) -> None:
+        while name and name not in modules:  # an imported name that is not a module
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            found.setdefault(name, line)
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "fedaudit":
+                    add(a.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            if base.split(".")[0] != "fedaudit":
+                continue
+            for a in node.names:
+                add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base, node.lineno)
+    return found
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (a path that returns to its start), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(v: str) -> list[str] | None:
+        state[v] = 1
+        path.append(v)
+        for w in sorted(graph.get(v, ())):
+            if state.get(w) == 1:
+                return path[path.index(w):] + [w]
+            if w not in state:
+                found = visit(w)
+                if found:
+                    return found
+        state[v] = 2
+        path.pop()
+        return None
+
+    for v in sorted(graph):
+        if v not in state:
+            found = visit(v)
+            if found:
+                return found
+    return None
+
+
+def test_every_import_goes_down_the_declared_layers() -> None:
+    modules = _modules()
+    unassigned = sorted(m for m in modules if _layer(m) is None)
+    assert not unassigned, f"modules in no layer of LAYER_ORDER: {unassigned}"
+    upward, graph = [], {}
+    for module, path in sorted(modules.items()):
+        imports = _imports(module, path, modules)
+        graph[module] = set(imports)
+        for target, line in imports.items():
+            if _layer(target) > _layer(module):
+                upward.append(f"{path.relative_to(REPO)}:{line}: {module} (layer "
+                              f"{_layer(module)}) imports {target} (layer {_layer(target)})")
+    assert not upward, "imports that go up the layers:\n" + "\n".join(upward)
+    # a package's __init__ is run by importing any of its modules; an edge to it is no cycle
+    # unless its own code imports back
+    cycle = _cycle(graph)
+    assert cycle is None, "an import cycle: " + " -> ".join(cycle)
+
+
+def test_the_layer_check_sees_an_upward_import_inside_a_function(tmp_path) -> None:
+    """The checker itself: an import inside a function counts, relative imports resolve."""
+    modules = {"fedaudit.models.x": tmp_path / "x.py", "fedaudit.attacks.dlg.steps":
+               tmp_path / "steps.py", "fedaudit.attacks.dlg": tmp_path / "__init__.py"}
+    modules["fedaudit.models.x"].write_text(
+        "def f():\n    from fedaudit.attacks.dlg.steps import g\n")
+    modules["fedaudit.attacks.dlg.steps"].write_text("from . import steps\nfrom .steps import g\n")
+    assert _imports("fedaudit.models.x", modules["fedaudit.models.x"], modules) == {
+        "fedaudit.attacks.dlg.steps": 2}
+    assert _layer("fedaudit.models.x") < _layer("fedaudit.attacks.dlg.steps")
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
 
 # (module imported, module that must not be loaded as a result). Append new rules here.
 LAYERS: list[tuple[str, str]] = [
@@ -34,7 +182,7 @@ LAYERS: list[tuple[str, str]] = [
     # the catalog is read while the config is validated: specs only, no torch
     ("fedaudit.catalog", "torch"),
     # the DLG figure reads result files, it does not run the attack
-    ("fedaudit.plots.dlg", "torch"),
+    ("fedaudit.attacks.dlg.figures", "torch"),
     # the trap-weight tables run in the report environment (no Flower, no torch)
     ("fedaudit.attacks.trap_weights.report", "flwr"),
     ("fedaudit.attacks.trap_weights.report", "torch"),
@@ -46,13 +194,13 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.attacks.gradinv.report", "torch"),
     ("fedaudit.attacks.gradinv.report", "flwr"),
     ("fedaudit.attacks.gradinv.steps", "torch"),
-    ("fedaudit.plots.privacy_utility", "torch"),
+    ("fedaudit.comparisons.privacy_utility", "torch"),
     # the evasion tables and figures run in the report environment; its steps module is what
     # the figure rules import there, and its rates are read without torch
     ("fedaudit.attacks.evasion.report", "torch"),
     ("fedaudit.attacks.evasion.steps", "torch"),
     ("fedaudit.attacks.evasion.metrics", "torch"),
-    ("fedaudit.plots.evasion", "torch"),
+    ("fedaudit.attacks.evasion.figures", "torch"),
     # the attack itself needs torch alone: Flower only to recompute a client's local model
     ("fedaudit.attacks.evasion.algorithm", "flwr"),
     ("fedaudit.attacks.evasion.run", "flwr"),

@@ -16,18 +16,19 @@ from fl_study import make_study, tiny_plan
 from fedaudit.config import ConfigError, validate_config
 from fedaudit.defenses.dp_fedavg.budget import epsilon, scenario_epsilon
 from fedaudit.defenses.noise_mod import noise_seed
-from fedaudit.defenses.update_noise import (
-    NoiseSettingError,
-    clip_update,
-    global_norm,
-    noise_defense,
-    perturb_update,
-)
-from fedaudit.federation import run as run_mod
+from fedaudit.defenses.update_noise import clip_update, global_norm, perturb_update
+from fedaudit.federation import apps
 from fedaudit.federation.client import SCTClient
 from fedaudit.federation.run import train_federation
 from fedaudit.federation.server_log import load_round
-from fedaudit.scenarios import Scenario, ScenarioError, noise_name, scenarios_from_config
+from fedaudit.scenarios import (
+    NoiseSettingError,
+    Scenario,
+    ScenarioError,
+    noise_defense,
+    noise_name,
+    scenarios_from_config,
+)
 
 LAP = {"name": "laplace_noise", "scale": 0.01}
 
@@ -170,7 +171,7 @@ def test_noise_is_added_inside_secagg_and_the_wrong_order_is_refused(study, tmp_
     lap = {"name": "laplace_noise", "scale": 0.05, "noise_source": "simulation"}
     wrong = tiny_plan(study, tmp_path / "wrong", Scenario("w", defenses=(lap, sa)), rounds=1)
     with pytest.raises(ScenarioError, match="listed before secagg"):
-        run_mod.make_client_app(wrong)
+        apps.make_client_app(wrong)
 
     plan = tiny_plan(study, tmp_path / "ok", Scenario("ok", defenses=(sa, lap)), rounds=1)
     clean = _train_recorded(plan, monkeypatch)

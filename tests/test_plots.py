@@ -1,7 +1,8 @@
-"""Result figures (fedaudit.plots.sct, .poisoning, .training, .roc): the values they draw, on
-inputs whose answers are known by construction, and their refusal of bad input. The statistical
-figures (seaborn) are also checked on the drawn figure itself: cell labels and colour scale,
-line styles and colours, curve points, and that their theme does not leak into later figures."""
+"""Result figures (fedaudit.plots.sct and .training, the attacks' figures.py, the comparisons):
+the values they draw, on inputs whose answers are known by construction, and their refusal of
+bad input. The statistical figures (seaborn) are also checked on the drawn figure itself: cell
+labels and colour scale, line styles and colours, curve points, and that their theme does not
+leak into later figures."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from fedaudit.attacks.poisoning import figures as poisoning
+from fedaudit.attacks.poisoning.figures import poisoning_heatmap_figure
 from fedaudit.io import VolumeError
-from fedaudit.plots import poisoning, training
-from fedaudit.plots.poisoning import poisoning_heatmap_figure
+from fedaudit.plots import training
 from fedaudit.plots.sct import sct_comparison_figure
 from fedaudit.plots.training import constant_lines, training_curves_figure
 
@@ -315,7 +317,7 @@ def test_fedmia_roc_draws_each_curve_as_computed(tmp_path: Path, captured) -> No
     (the vertical step at fpr 0.2 intact: seaborn's default estimator would average the two tpr
     values there), labelled with its pooled patient AUC and CI; a view without a curve is left
     out."""
-    from fedaudit.plots import roc  # imported here: the module's table import is being moved
+    from fedaudit.attacks.fedmia import figures as roc
 
     figs = captured(roc)
     view, other = list(roc.VIEW_LABELS)[:2]
@@ -353,7 +355,7 @@ def test_privacy_utility_lines_start_at_the_federation_without_noise_of_their_un
         tmp_path: Path, captured) -> None:
     """DP-SGD's line starts at groupnorm (the same GroupNorm UNet without DP), DP-FedAvg's at
     the BatchNorm baseline; the two federations without noise are points with their names."""
-    from fedaudit.plots import privacy_utility as pu
+    from fedaudit.comparisons import privacy_utility as pu
 
     figs = captured(pu)
     table = pd.DataFrame([

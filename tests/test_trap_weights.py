@@ -25,11 +25,12 @@ from fedaudit.attacks.trap_weights.report import clopper_pearson, slices_table, 
 from fedaudit.attacks.trap_weights.server import TrapSettings, malicious_model
 from fedaudit.defenses.architecture_check.check import differences
 from fedaudit.defenses.weight_audit.verdict import audit, trap_signature
-from fedaudit.federation.run import initial_model, train_federation
+from fedaudit.federation.apps import initial_model
+from fedaudit.federation.run import train_federation
 from fedaudit.federation.strategy import FederationError
-from fedaudit.federation.weights import exchanged_names, get_arrays
 from fedaudit.models import definition
 from fedaudit.models.front import LinearFront
+from fedaudit.models.weights import exchanged_names, get_arrays
 from fedaudit.scenarios import Scenario
 
 

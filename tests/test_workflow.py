@@ -239,7 +239,7 @@ def _check_code(ck: Path, cfg: Path) -> None:
     assert counts["train"] == 5 and counts["gradinv_classifier"] == 2, counts
     assert counts["evaluate"] == 4 and counts["fedmia_measure"] == 4, counts
     assert not {"demo_patient", "register", "n4", "finalize", "splits"} & set(counts), counts
-    roc = ck / "src/fedaudit/plots/roc.py"
+    roc = ck / "src/fedaudit/attacks/fedmia/figures.py"
     text = roc.read_text()
     roc.write_text('"""Another docstring."""\n# and a comment\n' + text.split('"""', 2)[2])
     assert plan() == {}

@@ -16,11 +16,12 @@ and Gaussian noise with multiplier z (McMahan et al. 2018, Alg. 1, ``dp-z<z>``) 
 option, whose clients train with sample-level DP-SGD at noise multiplier σ (Abadi et al. 2016,
 Alg. 1, ``dpsgd-z<σ>``; their UNet is the GroupNorm one, :mod:`fedaudit.defenses.dp_sgd`); the
 level travels in the scenario's defense entry, which is how the attacks learn it
-(:func:`fedaudit.defenses.update_noise.noise_defense`).
+(:func:`noise_defense`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -33,10 +34,29 @@ RESERVED = ("constant",)
 SECAGG = "secagg"
 WEIGHT_AUDIT = "weight_audit"
 POISONING = "poisoning"
-# The update-noise defenses (fedaudit.defenses.update_noise; named here, not imported: the
+# The update-noise defenses (their transform: fedaudit.defenses.update_noise; named here: the
 # federation's client imports this module and must not load the defenses package)
 LAPLACE, DP_FEDAVG, DP_SGD = "laplace_noise", "dp_fedavg", "dp_sgd"
 NOISE_DEFENSES = (LAPLACE, DP_FEDAVG, DP_SGD)
+
+
+class NoiseSettingError(ValueError):
+    """A noise defense entry that cannot be applied (unknown name, missing or bad level)."""
+
+
+def noise_defense(scenario_defenses: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The scenario's noise defense entry (``laplace_noise``, ``dp_fedavg`` or ``dp_sgd``), or
+    None.
+
+    ``scenario_defenses`` is a scenario's ``defenses`` (``Scenario.defenses``: dicts with a
+    ``name``). At most one noise defense can shape an update: two would noise it twice with
+    levels no table could name, so that is an error."""
+    found = [dict(d) for d in scenario_defenses if d["name"] in NOISE_DEFENSES]
+    if len(found) > 1:
+        raise NoiseSettingError(
+            f"a scenario can add noise to the updates in one way only; it names "
+            f"{' and '.join(d['name'] for d in found)}. Use one of them per scenario.")
+    return found[0] if found else None
 
 
 def aggregation_label(name: str) -> str:
@@ -237,90 +257,136 @@ def _check_composition(cat: Catalog, s: Scenario, n_train: int) -> None:
                                 "train centers") from err
 
 
-def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
-    """All scenarios of a validated config, in a stable order; raises ScenarioError if invalid."""
-    sc = config["scenarios"]
-    train_centers = [c for c, v in config["centers"].items() if v["role"] == "train"]
-    # every noise defense entry names where its noise comes from (the config's noise_source),
-    # so the clients, the tables and the replay attack read it from the scenario itself
-    defense_settings = {name: ({**settings, "noise_source": config["noise_source"]}
-                               if name in (LAPLACE, DP_FEDAVG, DP_SGD) else settings)
-                        for name, settings in config["defenses"].items()}
-    cat = catalog(config["plugins"])
+@dataclass(frozen=True)
+class _Study:
+    """What every scenario generator reads: the config, its catalog, the train centers and the
+    defenses' settings (each noise entry with the config's ``noise_source``)."""
 
-    def compose(name: str, agg: str, secagg: bool, poison_center: str | None = None,
-                gamma: float = 0.0) -> Scenario:
-        return scenario_of(name, agg, secagg, poison_center, gamma,
-                           aggregation_params=_aggregation_params(
-                               cat, config, agg, {}, f"aggregations.{agg}"),
-                           secagg_settings=defense_settings[SECAGG])
+    config: dict[str, Any]
+    cat: Catalog
+    train_centers: list[str]
+    defense_settings: dict[str, dict[str, Any]]
 
-    out: dict[str, Scenario] = {}
-    unpoisoned = sc["unpoisoned"]
-    if unpoisoned is None:  # the paper's three, SecAgg+ only where there is something to hide
-        unpoisoned = ["baseline", "secagg", "fedmedian"] if len(train_centers) >= 2 \
+    @classmethod
+    def of(cls, config: dict[str, Any]) -> _Study:
+        # every noise defense entry names where its noise comes from (the config's
+        # noise_source), so the clients, the tables and the replay attack read it from the
+        # scenario itself
+        settings = {name: ({**v, "noise_source": config["noise_source"]}
+                           if name in NOISE_DEFENSES else v)
+                    for name, v in config["defenses"].items()}
+        return cls(config, catalog(config["plugins"]),
+                   [c for c, v in config["centers"].items() if v["role"] == "train"], settings)
+
+    def params(self, aggregation: str, overrides: dict[str, Any] | None = None,
+               where: str | None = None) -> dict[str, Any]:
+        return _aggregation_params(self.cat, self.config, aggregation, overrides or {},
+                                   where or f"aggregations.{aggregation}")
+
+    def compose(self, name: str, aggregation: str, secagg: bool,
+                poison_center: str | None = None, gamma: float = 0.0) -> Scenario:
+        return scenario_of(name, aggregation, secagg, poison_center, gamma,
+                           aggregation_params=self.params(aggregation),
+                           secagg_settings=self.defense_settings[SECAGG])
+
+
+def _unpoisoned_names(study: _Study) -> list[str]:
+    """``scenarios.unpoisoned``; null: the paper's three, SecAgg+ only where there is something
+    to hide."""
+    names = study.config["scenarios"]["unpoisoned"]
+    if names is None:
+        names = ["baseline", "secagg", "fedmedian"] if len(study.train_centers) >= 2 \
             else ["baseline", "fedmedian"]
-    for name in unpoisoned:
-        out[name] = compose(name, *_builtin(name))
-    grid = sc["poisoning"]
-    p_centers = train_centers if grid["centers"] is None else list(grid["centers"])
-    for c in p_centers:
-        if c not in train_centers:
+    return list(names)
+
+
+def _unpoisoned(study: _Study) -> dict[str, Scenario]:
+    return {name: study.compose(name, *_builtin(name)) for name in _unpoisoned_names(study)}
+
+
+def _poisoning_grid(study: _Study) -> dict[str, Scenario]:
+    """``scenarios.poisoning``: every center x γ x aggregation (paper 000 Table 3)."""
+    grid = study.config["scenarios"]["poisoning"]
+    centers = study.train_centers if grid["centers"] is None else list(grid["centers"])
+    for c in centers:
+        if c not in study.train_centers:
             raise ScenarioError(f"config key 'scenarios.poisoning.centers': {c!r} is not a train "
-                                f"center (train centers: {', '.join(train_centers)})")
-    for c in p_centers:
+                                f"center (train centers: {', '.join(study.train_centers)})")
+    out = {}
+    for c in centers:
         for gamma in grid["gammas"]:
             for agg in grid["aggregations"]:
                 name = poison_name(c, gamma, agg)
-                out[name] = compose(name, agg, False, c, float(gamma))
-    fedavg_params = _aggregation_params(cat, config, "fedavg", {}, "aggregations.fedavg")
-    for defense, levels in sc["noise"].items():
+                out[name] = study.compose(name, agg, False, c, float(gamma))
+    return out
+
+
+def _noise_grid(study: _Study, taken: dict[str, Scenario]) -> dict[str, Scenario]:
+    """``scenarios.noise``: one FedAvg federation per level; DP-SGD's levels with their
+    GroupNorm reference."""
+    fedavg_params = study.params("fedavg")
+    out: dict[str, Scenario] = {}
+    for defense, levels in study.config["scenarios"]["noise"].items():
         rest: dict[str, Any] = {}
         if defense == DP_SGD and levels:
             # DP-SGD must train the GroupNorm UNet: its reference is that UNet without DP, so
             # the table separates the noise's cost from the architecture's
             gn = Scenario(GROUP_NORM_SCENARIO, "fedavg", fedavg_params, (
-                {"name": GROUP_NORM, "groups": int(defense_settings[DP_SGD]["groups"])},))
+                {"name": GROUP_NORM,
+                 "groups": int(study.defense_settings[DP_SGD]["groups"])},))
             out[gn.name] = gn
             rest["reference"] = gn.name
         for level in levels:
-            s = noise_scenario(defense, level, defense_settings[defense],
+            s = noise_scenario(defense, level, study.defense_settings[defense],
                                aggregation_params=fedavg_params, **rest)
-            if s.name in out:
+            if s.name in out or s.name in taken:
                 raise ScenarioError(f"config key 'scenarios.noise.{defense}': level {level} "
                                     f"gives the name {s.name!r} twice")
             out[s.name] = s
-    for name, spec in sc["custom"].items():
+    return out
+
+
+def _custom(study: _Study, taken: dict[str, Scenario]) -> dict[str, Scenario]:
+    """``scenarios.custom``: compositions of the catalog's entries by name."""
+    out = {}
+    for name, spec in study.config["scenarios"]["custom"].items():
         where = f"scenarios.custom.{name}"
         if name in RESERVED:
             raise ScenarioError(f"config key '{where}': the name is reserved "
                                 "for the constant predictor every scenario is compared with")
-        if name in out:
+        if name in taken:
             raise ScenarioError(f"config key '{where}': the name is already "
                                 "used by a built-in scenario")
         for i, attack in enumerate(spec["client_attacks"]):
-            if attack["center"] not in train_centers:
+            if attack["center"] not in study.train_centers:
                 raise ScenarioError(f"config key '{where}.client_attacks[{i}].center': "
                                     f"{attack['center']!r} is not a train center")
         agg = spec["aggregation"]
         out[name] = Scenario(
-            name, agg, _aggregation_params(cat, config, agg, spec["aggregation_params"],
-                                           f"{where}.aggregation_params"),
-            _noise_after_secagg(tuple({"name": d, **defense_settings[d]}
+            name, agg, study.params(agg, spec["aggregation_params"],
+                                    f"{where}.aggregation_params"),
+            _noise_after_secagg(tuple({"name": d, **study.defense_settings[d]}
                                       for d in spec["defenses"])),
             tuple(dict(a) for a in spec["client_attacks"]), spec["server"], spec["reference"])
-    n_train = len(train_centers)
-    from fedaudit.defenses.update_noise import NoiseSettingError, noise_defense
+    return out
 
+
+def _check_all(study: _Study, out: dict[str, Scenario]) -> None:
+    n_train = len(study.train_centers)
     for s in out.values():
-        _check_composition(cat, s, n_train)
+        _check_composition(study.cat, s, n_train)
         try:
             noise_defense(s.defenses)
         except NoiseSettingError as err:
             raise ScenarioError(f"scenario {s.name!r}: {err}") from err
+
+
+def _with_references(out: dict[str, Scenario], builtin: list[str]) -> dict[str, Scenario]:
+    """Each scenario's reference: its own, else the unpoisoned federation with the same
+    aggregation (a poisoned one), else ``baseline``; a reference must be a scenario."""
     names = set(out)
-    builtin = [n for n in unpoisoned if n in out]
-    for name, s in list(out.items()):
+    done = {}
+    for name, s in out.items():
         ref = s.reference
         if ref is None and name != "baseline" and s.control is None:
             if s.poison_center is not None:
@@ -329,33 +395,63 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
         if ref is not None and ref not in names:
             raise ScenarioError(f"scenario {name!r}: reference {ref!r} is not a configured "
                                 "scenario")
-        out[name] = replace(s, reference=ref)
-    ctl = sc["membership_control"]
-    if ctl["enabled"]:
-        name = ctl["name"]
-        if name in out or name in RESERVED:
-            raise ScenarioError(f"config key 'scenarios.membership_control.name': {name!r} is "
-                                "already a scenario's name")
-        if len(train_centers) < 2:
-            raise ScenarioError("config key 'scenarios.membership_control': FedMIA needs at "
-                                "least 2 train centers (the null comes from the other clients)")
-        out[name] = Scenario(name, "fedavg", train=dict(ctl["train"]), control="membership")
-    if defense_settings.get(WEIGHT_AUDIT, {}).get("monitor"):
-        # The weight audit watches every federation (it changes no model): what it finds over
-        # all honest rounds is the false-alarm count of the trap-weight defense table. Its entry
-        # carries no settings: it records threshold-free scores and never refuses, so changing
-        # the threshold re-runs the tables, not the training.
-        out = {n: s if s.defense(WEIGHT_AUDIT) is not None
-               else replace(s, defenses=(*s.defenses, {"name": WEIGHT_AUDIT}))
-               for n, s in out.items()}
-    only = sc["only"]
-    if only is not None:
-        unknown = [n for n in only if n not in out]
-        if unknown:
-            raise ScenarioError(f"config key 'scenarios.only': unknown scenario(s) "
-                                f"{', '.join(unknown)} (known: {', '.join(out)})")
-        out = {n: out[n] for n in out if n in only}
-    return out
+        done[name] = replace(s, reference=ref)
+    return done
+
+
+def _membership_control(study: _Study, taken: dict[str, Scenario]) -> dict[str, Scenario]:
+    """``scenarios.membership_control``: FedMIA's positive control, trained to memorise."""
+    ctl = study.config["scenarios"]["membership_control"]
+    if not ctl["enabled"]:
+        return {}
+    name = ctl["name"]
+    if name in taken or name in RESERVED:
+        raise ScenarioError(f"config key 'scenarios.membership_control.name': {name!r} is "
+                            "already a scenario's name")
+    if len(study.train_centers) < 2:
+        raise ScenarioError("config key 'scenarios.membership_control': FedMIA needs at "
+                            "least 2 train centers (the null comes from the other clients)")
+    return {name: Scenario(name, "fedavg", train=dict(ctl["train"]), control="membership")}
+
+
+def _watched(study: _Study, out: dict[str, Scenario]) -> dict[str, Scenario]:
+    """``defenses.weight_audit.monitor``: the weight audit watches every federation (it
+    changes no model): what it finds over all honest rounds is the false-alarm count of the
+    trap-weight defense table. Its entry carries no settings: it records threshold-free scores
+    and never refuses, so changing the threshold re-runs the tables, not the training."""
+    if not study.defense_settings.get(WEIGHT_AUDIT, {}).get("monitor"):
+        return out
+    return {n: s if s.defense(WEIGHT_AUDIT) is not None
+            else replace(s, defenses=(*s.defenses, {"name": WEIGHT_AUDIT}))
+            for n, s in out.items()}
+
+
+def _only(config: dict[str, Any], out: dict[str, Scenario]) -> dict[str, Scenario]:
+    """``scenarios.only``: the subset a run is restricted to."""
+    only = config["scenarios"]["only"]
+    if only is None:
+        return out
+    unknown = [n for n in only if n not in out]
+    if unknown:
+        raise ScenarioError(f"config key 'scenarios.only': unknown scenario(s) "
+                            f"{', '.join(unknown)} (known: {', '.join(out)})")
+    return {n: out[n] for n in out if n in only}
+
+
+def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
+    """All scenarios of a validated config, in a stable order (unpoisoned, poisoning grid,
+    noise grid, custom, the membership control); raises ScenarioError if invalid. One
+    generator per key of ``scenarios``."""
+    study = _Study.of(config)
+    out = _unpoisoned(study)
+    out.update(_poisoning_grid(study))
+    out.update(_noise_grid(study, out))
+    out.update(_custom(study, out))
+    _check_all(study, out)
+    builtin = [n for n in _unpoisoned_names(study) if n in out]
+    out = _with_references(out, builtin)
+    out.update(_membership_control(study, out))
+    return _only(config, _watched(study, out))
 
 
 # Keys of the config's ``train`` section that change how a federation is computed, not what:

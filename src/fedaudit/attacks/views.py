@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from fedaudit.federation.server_log import RoundLog, load_round, read_model, resolve_rounds
-from fedaudit.federation.weights import exchanged_names, set_arrays
 from fedaudit.models import definition
 from fedaudit.models.store import load_model
 from fedaudit.models.unet import UNet2D
+from fedaudit.models.weights import exchanged_names, set_arrays
 
 
 class ServerView:

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from fedaudit.defenses.update_noise import DP_FEDAVG, DP_SGD, LAPLACE, level_of, noise_defense
+from fedaudit.defenses.update_noise import level_of
+from fedaudit.scenarios import DP_FEDAVG, DP_SGD, LAPLACE, noise_defense
 
 NOISE_LABELS = {LAPLACE: "Laplace", DP_FEDAVG: "DP-FedAvg", DP_SGD: "DP-SGD"}
 # how a level is written: Laplace scale b, DP-FedAvg's z, DP-SGD's σ

@@ -37,13 +37,8 @@ from flwr.compat.common import recorddict_compat as compat
 
 # noise_seed: the simulation source's seed derivation, imported by the attacks from here too
 from fedaudit.defenses.noise_source import noise_seed, numpy_generator
-from fedaudit.defenses.update_noise import (
-    DP_FEDAVG,
-    DP_SGD,
-    LAPLACE,
-    NoiseSettingError,
-    perturb_update,
-)
+from fedaudit.defenses.update_noise import perturb_update
+from fedaudit.scenarios import DP_FEDAVG, DP_SGD, LAPLACE, NoiseSettingError
 
 SECAGG = "secagg"
 

@@ -23,42 +23,23 @@ A third defense noises inside the local training instead: ``dp_sgd``
 single slice's gradient: a lot of that one slice, i.e. ``clip(g, C) + N(0, (σC)² I)``.
 
 The same function serves the client mod (what the federation really sends) and the attacks
-and tests that need to know what a level means; :func:`noise_defense` finds a scenario's noise
-entry. The scenario's defense entry (``{"name": "laplace_noise", "scale": b}`` or
+and tests that need to know what a level means; :func:`fedaudit.scenarios.noise_defense`
+finds a scenario's noise entry. The scenario's defense entry
+(``{"name": "laplace_noise", "scale": b}`` or
 ``{"name": "dp_fedavg", "clip": C, "noise_multiplier": z, "delta": δ}``) carries its level,
 so an attack reads the level from the scenario it attacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-LAPLACE = "laplace_noise"
-DP_FEDAVG = "dp_fedavg"
-DP_SGD = "dp_sgd"
-NOISE_DEFENSES = (LAPLACE, DP_FEDAVG, DP_SGD)
-
-
-class NoiseSettingError(ValueError):
-    """A noise defense entry that cannot be applied (unknown name, missing or bad level)."""
-
-
-def noise_defense(scenario_defenses: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The scenario's noise defense entry (``laplace_noise``, ``dp_fedavg`` or ``dp_sgd``), or
-    None.
-
-    ``scenario_defenses`` is a scenario's ``defenses`` (``Scenario.defenses``: dicts with a
-    ``name``). At most one noise defense can shape an update: two would noise it twice with
-    levels no table could name, so that is an error."""
-    found = [dict(d) for d in scenario_defenses if d["name"] in NOISE_DEFENSES]
-    if len(found) > 1:
-        raise NoiseSettingError(
-            f"a scenario can add noise to the updates in one way only; it names "
-            f"{' and '.join(d['name'] for d in found)}. Use one of them per scenario.")
-    return found[0] if found else None
+# the noise defenses' names live with the scenarios (a lower layer: the config and the
+# federation's client read them without this module)
+from fedaudit.scenarios import DP_FEDAVG, DP_SGD, LAPLACE, NOISE_DEFENSES, NoiseSettingError
 
 
 def global_norm(arrays: Sequence[np.ndarray]) -> float:

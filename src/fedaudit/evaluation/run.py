@@ -16,8 +16,8 @@ from fedaudit.data.slices import Volume, load_volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import image_metrics
 from fedaudit.evaluation.reference import constant_hu, constant_sct
-from fedaudit.federation.local import resolve_device
 from fedaudit.io import read_header, write_volume
+from fedaudit.models.device import resolve_device
 from fedaudit.models.store import load_model
 
 log = logging.getLogger(__name__)

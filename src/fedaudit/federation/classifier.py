@@ -69,8 +69,8 @@ from fedaudit.data.slices import load_volume
 from fedaudit.federation.local import LocalTraining
 from fedaudit.federation.run import run_on_grid
 from fedaudit.federation.strategy import AuditStrategy, FederationError
-from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays, subtract
 from fedaudit.models.classifier import DLGConvNet
+from fedaudit.models.weights import exchanged_names, get_arrays, set_arrays, subtract
 from fedaudit.runtime import derive_seed
 from fedaudit.torch_files import load_torch, save_torch
 

@@ -43,18 +43,12 @@ from flwr.common import Config, NDArrays, Scalar
 from fedaudit.catalog import catalog, resolve
 from fedaudit.data.slices import Volume, load_volume
 from fedaudit.federation.client_record import update_record
-from fedaudit.federation.local import (
-    LocalConfig,
-    LocalTraining,
-    resolve_device,
-    round_lr,
-    train_local,
-    validate,
-)
+from fedaudit.federation.local import LocalConfig, LocalTraining, round_lr, train_local, validate
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.server_settings import ServerSettingError, check_local, check_model
-from fedaudit.federation.weights import get_arrays, set_arrays, subtract
 from fedaudit.models import definition
+from fedaudit.models.device import resolve_device
+from fedaudit.models.weights import get_arrays, set_arrays, subtract
 from fedaudit.runtime import derive_seed
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ TLS (default): a certificate authority and one server certificate per process th
 ``train.deployment.insecure: true`` runs everything over plain HTTP instead. Private keys are
 deleted when the run ends.
 
-The same ServerApp and ClientApp code runs as in-process (:func:`fedaudit.federation.run.
-server_main`, :func:`~fedaudit.federation.run.make_client_app`): the strategy, built in the
+The same ServerApp and ClientApp code runs as in-process (:func:`fedaudit.federation.apps.
+server_main`, :func:`~fedaudit.federation.apps.make_client_app`): the strategy, built in the
 ServerApp's process from the same checkpoint, writes the server log and a checkpoint after every
 round into the scenario's folder exactly as in-process, so every attack reads a deployed
 federation's log unchanged, and the job takes its model and history from the final checkpoint.
@@ -39,7 +39,7 @@ that has just trained would otherwise pick different convolution kernels (valida
 exchanges per round). One difference in principle: a ClientApp process lives for one message, so the
 unexchanged ``num_batches_tracked`` counters of BatchNorm restart from zero each round where the
 in-process client's cached model keeps counting; with BatchNorm's fixed momentum they do not
-enter any computation (:mod:`fedaudit.federation.weights`).
+enter any computation (:mod:`fedaudit.models.weights`).
 
 Failures: every process is a child of the job (its own session; its log under
 ``<scenario>/deployment/logs``) and all of them -- with the SuperExecs and app processes they
@@ -90,8 +90,7 @@ from flwr.serverapp import Grid, ServerApp
 
 import fedaudit
 from fedaudit.federation import checkpoint
-from fedaudit.federation.plan import ClientData, TrainPlan
-from fedaudit.federation.run import (
+from fedaudit.federation.apps import (
     checkpoint_dir,
     initial_model,
     make_client_app,
@@ -99,8 +98,9 @@ from fedaudit.federation.run import (
     resume_point,
     server_main,
 )
+from fedaudit.federation.plan import ClientData, TrainPlan
 from fedaudit.federation.strategy import FederationError
-from fedaudit.federation.weights import exchanged_names
+from fedaudit.models.weights import exchanged_names
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ def _deployed_server(grid: Grid, context: Context) -> None:
 
 class NodeClientApp(ClientApp):
     """The ClientApp every SuperNode runs: its node config's ``plan`` (the center's own plan,
-    :func:`node_plan`) and ``center`` make it :func:`fedaudit.federation.run.make_client_app`'s
+    :func:`node_plan`) and ``center`` make it :func:`fedaudit.federation.apps.make_client_app`'s
     client of that center, with the scenario's client mods."""
 
     def __call__(self, message: Message, context: Context) -> Message:

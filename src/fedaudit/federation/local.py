@@ -121,16 +121,6 @@ def round_lr(cfg: LocalConfig, rnd: int, total_rounds: int) -> float:
 LOSSES = {"l1": nn.functional.l1_loss, "mse": nn.functional.mse_loss}
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is an error, not a fallback."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible")
-    return dev
-
-
 def proximal_term(model: nn.Module, global_params: Sequence[torch.Tensor], mu: float
                   ) -> torch.Tensor:
     """(μ/2)·Σ‖w − w_global‖² over ``model.parameters()`` (FedProx, Li et al. 2020, Eq. 2)."""

@@ -2,7 +2,7 @@
 
 Per logged round ``r`` (folder ``round_{r:03d}``):
 - ``global.npz``: the global model the server sent at the start of round r (named float32
-  arrays, the exchanged state of :mod:`fedaudit.federation.weights`);
+  arrays, the exchanged state of :mod:`fedaudit.models.weights`);
 - one ``update_*.npz`` per distinct update the server received: ``update_<center>.npz`` when a
   client's update reached it alone (plain FL: Δw_k = w_k − w_global), ``update_aggregate.npz``
   when several clients' results carried the same arrays (SecAgg+: the server learns only the

@@ -36,7 +36,7 @@ from flwr.server.strategy import Strategy
 
 from fedaudit.catalog import catalog, resolve
 from fedaudit.federation import server_log
-from fedaudit.federation.weights import add
+from fedaudit.models.weights import add
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from torch import nn
 
-from fedaudit.federation.weights import exchanged_names
 from fedaudit.models.front import FrontedModel, LinearFront
 from fedaudit.models.unet import GROUPS, NORMS, UNet2D
+from fedaudit.models.weights import exchanged_names
 
 ARCHES = ("unet2d",)
 

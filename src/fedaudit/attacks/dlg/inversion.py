@@ -46,7 +46,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,9 @@ from fedaudit.attacks.gradinv.engine import shared_gradient_on
 from fedaudit.attacks.views import ServerView
 from fedaudit.catalog import fragment_defaults, schema_defaults
 from fedaudit.data.slices import Volume, load_volume, slice_indices
-from fedaudit.federation.local import LOSSES, resolve_device
+from fedaudit.federation.local import LOSSES
 from fedaudit.intensity import AIR_HU, hu_to_unit
+from fedaudit.models.device import resolve_device
 from fedaudit.models.tiny import TinyMLPTranslator
 from fedaudit.models.unet import UNet2D
 from fedaudit.runtime import derive_seed
@@ -192,6 +193,61 @@ def _as_batch(x: np.ndarray | torch.Tensor, device: torch.device, name: str) -> 
     return t.to(device=device, dtype=torch.float32)
 
 
+def _check_target(cfg: DLGConfig, ct: object) -> None:
+    if cfg.target == "known" and ct is None:
+        raise ValueError("DLG target 'known' (the paper's upper-bound attacker, who knows the "
+                         "client's CT slice) needs ct=...; use target='joint' to optimise the "
+                         "CT as well")
+    if cfg.target == "joint" and ct is not None:
+        raise ValueError("DLG target 'joint' optimises the CT itself; a ct was passed, which "
+                         "would hand the attacker ground truth: pass ct=None")
+
+
+def _optimizer(cfg: DLGConfig, variables: list[torch.Tensor]
+               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(variables, lr=cfg.lr)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size,
+                                                    gamma=cfg.gamma)
+    # PyTorch's L-BFGS reads the loss as a Python float in every step (one host sync per
+    # iteration, unlike Adam) and stores a curvature pair only when yᵀs > 1e-10, an absolute
+    # threshold: on a flat objective it stays gradient descent with step lr.
+    return torch.optim.LBFGS(variables, lr=cfg.lr, max_iter=1,
+                             history_size=cfg.history_size), None
+
+
+@dataclass
+class _Trace:
+    """What the loop keeps between check points: the snapshots at ``schedule``'s iterations and
+    the last dummies known to be finite (checked every :data:`CHECK_EVERY` iterations, at each
+    snapshot and log line: one host sync per check, not per iteration)."""
+
+    schedule: set[int]
+    snaps: list[np.ndarray] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
+    last_good: tuple[int, list[torch.Tensor]] = (0, [])
+    checked: int = 0
+
+    def keep(self, iteration: int, variables: list[torch.Tensor]) -> None:
+        self.last_good = iteration, [v.detach().clone() for v in variables]
+
+    def snapshot(self, iteration: int, image: torch.Tensor) -> None:
+        if iteration in self.schedule:
+            self.snaps.append(image.detach().cpu().numpy())
+            self.iterations.append(iteration)
+
+    def check(self, losses: torch.Tensor, done: int, variables: list[torch.Tensor]) -> bool:
+        """Whether the losses since the last check and the dummies are finite; if so, the
+        dummies become the last good ones."""
+        finite = torch.stack([torch.isfinite(losses[self.checked:done]).all()]
+                             + [torch.isfinite(v).all() for v in variables]).all()
+        if not bool(finite):
+            return False
+        self.checked = done
+        self.keep(done, variables)
+        return True
+
+
 def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarray],
                 mask: np.ndarray | torch.Tensor, cfg: DLGConfig, *,
                 ct: np.ndarray | torch.Tensor | None = None, seed: int,
@@ -205,13 +261,7 @@ def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarr
     ``mask`` ``[B, 1, H, W]`` and, for ``target="known"``, the client's unit-range CT ``ct``.
     ``seed`` fixes the uniform initialisation (a CPU generator, so CPU and CUDA start alike).
     """
-    if cfg.target == "known" and ct is None:
-        raise ValueError("DLG target 'known' (the paper's upper-bound attacker, who knows the "
-                         "client's CT slice) needs ct=...; use target='joint' to optimise the "
-                         "CT as well")
-    if cfg.target == "joint" and ct is not None:
-        raise ValueError("DLG target 'joint' optimises the CT itself; a ct was passed, which "
-                         "would hand the attacker ground truth: pass ct=None")
+    _check_target(cfg, ct)
     dev = resolve_device(device) if isinstance(device, str) else device
     net = copy.deepcopy(model).to(dev).train()
     params = _trainable(net)
@@ -222,23 +272,21 @@ def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarr
     m = (m > 0).float()
 
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    z = torch.rand(m.shape, generator=gen).to(dev).requires_grad_()
-    variables = [z]
+    variables = [torch.rand(m.shape, generator=gen).to(dev).requires_grad_()]
     if cfg.target == "joint":
-        c = torch.rand(m.shape, generator=gen).to(dev).requires_grad_()
-        variables.append(c)
+        variables.append(torch.rand(m.shape, generator=gen).to(dev).requires_grad_())
+        known_ct = None
     else:
         known_ct = _as_batch(ct, dev, "ct")
         if known_ct.shape != m.shape:
             raise ValueError(f"ct shape {tuple(known_ct.shape)} != mask shape {tuple(m.shape)}")
 
-    def dummies() -> tuple[torch.Tensor, torch.Tensor]:
-        x = m * z
-        y = m * c + (1 - m) * AIR_UNIT if cfg.target == "joint" else known_ct
-        return x, y
+    def dummies(vs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = m * vs[0]
+        return x, (m * vs[1] + (1 - m) * AIR_UNIT if known_ct is None else known_ct)
 
     def closure() -> torch.Tensor:
-        x, y = dummies()
+        x, y = dummies(variables)
         objective = gradient_matching_loss(net, x, y, shared, cfg.loss, create_graph=True)
         # Differentiate w.r.t. the dummies only: backward() would also fill the model's .grad,
         # work the attack never uses.
@@ -246,33 +294,13 @@ def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarr
             v.grad = g
         return objective.detach()
 
-    if cfg.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(variables, lr=cfg.lr)
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    else:
-        # PyTorch's L-BFGS reads the loss as a Python float in every step (one host sync per
-        # iteration, unlike Adam) and stores a curvature pair only when yᵀs > 1e-10, an absolute
-        # threshold: on a flat objective it stays gradient descent with step lr.
-        opt = torch.optim.LBFGS(variables, lr=cfg.lr, max_iter=1, history_size=cfg.history_size)
-        sched = None
-
+    opt, sched = _optimizer(cfg, variables)
     n = cfg.iterations
     losses = torch.empty(n, device=dev)  # filled on the device; read only at check points
-    schedule = snapshot_schedule(n, cfg.snapshots)
-    snap_set = {int(k) for k in schedule}
-    snaps: list[np.ndarray] = []
-    snap_its: list[int] = []
-
-    def keep(iteration: int) -> tuple[int, list[torch.Tensor]]:
-        return iteration, [v.detach().clone() for v in variables]
-
-    done = 0
-    last_good = keep(0)
-    if 0 in snap_set:
-        snaps.append(dummies()[0].detach().cpu().numpy())
-        snap_its.append(0)
-    stopped = False
-    checked = 0
+    trace = _Trace({int(k) for k in snapshot_schedule(n, cfg.snapshots)})
+    trace.keep(0, variables)
+    trace.snapshot(0, dummies(variables)[0])
+    done, stopped = 0, False
     bar = tqdm(total=n, desc=f"DLG {cfg.optimizer}", file=sys.stderr, mininterval=5.0,
                disable=not progress)
     t0 = last_log = time.perf_counter()
@@ -284,46 +312,46 @@ def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarr
         bar.update(1)
         now = time.perf_counter()
         want_log = log is not None and (now - last_log >= LOG_EVERY_S or done == n)
-        if done in snap_set or done % CHECK_EVERY == 0 or want_log or done == n:
-            finite = torch.stack([torch.isfinite(losses[checked:done]).all()]
-                                 + [torch.isfinite(v).all() for v in variables]).all()
-            if not bool(finite):
-                stopped = True
-                break
-            checked = done
-            last_good = keep(done)
-            if done in snap_set:
-                snaps.append(dummies()[0].detach().cpu().numpy())
-                snap_its.append(done)
-            current = float(losses[done - 1])
-            bar.set_postfix(loss=f"{current:.4g}", refresh=False)
-            if want_log:
-                last_log = now
-                log.info("DLG %s: iteration %d/%d, gradient-matching loss %.4g, %.2f it/s",
-                         cfg.optimizer, done, n, current, done / (now - t0))
+        if not (done in trace.schedule or done % CHECK_EVERY == 0 or want_log or done == n):
+            continue
+        if not trace.check(losses, done, variables):
+            stopped = True
+            break
+        trace.snapshot(done, dummies(variables)[0])
+        current = float(losses[done - 1])
+        bar.set_postfix(loss=f"{current:.4g}", refresh=False)
+        if want_log:
+            last_log = now
+            log.info("DLG %s: iteration %d/%d, gradient-matching loss %.4g, %.2f it/s",
+                     cfg.optimizer, done, n, current, done / (now - t0))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     bar.close()
 
-    final_iteration, final_vars = last_good
-    x_final = (m * final_vars[0]).cpu().numpy()
-    ct_final = None
-    if cfg.target == "joint":
-        ct_final = (m * final_vars[1] + (1 - m) * AIR_UNIT).cpu().numpy()
-    if stopped:
-        if log is not None:
-            log.warning("DLG %s: non-finite objective or dummy by iteration %d; keeping the "
-                        "dummy of iteration %d", cfg.optimizer, done, final_iteration)
-        if not snap_its or snap_its[-1] != final_iteration:
-            snaps.append(x_final)
-            snap_its.append(final_iteration)
+    if stopped and log is not None:
+        log.warning("DLG %s: non-finite objective or dummy by iteration %d; keeping the "
+                    "dummy of iteration %d", cfg.optimizer, done, trace.last_good[0])
+    x_final, ct_final = (t.cpu().numpy() for t in dummies(trace.last_good[1]))
+    return _result(trace, x_final, None if known_ct is not None else ct_final,
+                   losses[:done].cpu().numpy(), seconds, stopped)
+
+
+def _result(trace: _Trace, x_final: np.ndarray, ct_final: np.ndarray | None,
+            losses: np.ndarray, seconds: float, stopped: bool) -> DLGResult:
+    """The attack's result from the last finite dummies; a stopped run's final dummy is its
+    last snapshot."""
+    final_iteration = trace.last_good[0]
+    if stopped and (not trace.iterations or trace.iterations[-1] != final_iteration):
+        trace.snaps.append(x_final)
+        trace.iterations.append(final_iteration)
+    done = len(losses)
     return DLGResult(
         reconstruction=x_final.astype(np.float32, copy=False),
         ct_reconstruction=None if ct_final is None else ct_final.astype(np.float32, copy=False),
-        snapshots=np.stack(snaps).astype(np.float32, copy=False),
-        snapshot_iterations=np.asarray(snap_its, dtype=np.int64),
-        loss=losses[:done].cpu().numpy().astype(np.float32, copy=False),
+        snapshots=np.stack(trace.snaps).astype(np.float32, copy=False),
+        snapshot_iterations=np.asarray(trace.iterations, dtype=np.int64),
+        loss=losses.astype(np.float32, copy=False),
         seconds=seconds, iterations_per_s=done / seconds if seconds > 0 else float("inf"),
         stopped_early=stopped, final_iteration=int(final_iteration))
 

@@ -1,8 +1,8 @@
 """DLG's result files and the scoring arithmetic that needs no torch: what one attack produced
 (:class:`DLGResult`), its ``.npz`` format (:func:`save_result` / :func:`load_result`) and the
 least-squares gain/offset fit the scores and the figure use (:func:`fit_gain_offset`). The
-figure (:mod:`fedaudit.plots.dlg`) reads results through this module alone, so drawing it loads
-no torch; the attack itself is :mod:`fedaudit.attacks.dlg.inversion`."""
+figure (:mod:`fedaudit.attacks.dlg.figures`) reads results through this module alone, so
+drawing it loads no torch; the attack itself is :mod:`fedaudit.attacks.dlg.inversion`."""
 
 from __future__ import annotations
 

@@ -76,8 +76,8 @@ def summary(smk: Any, log: logging.Logger) -> None:
 
 def figure(smk: Any, log: logging.Logger) -> None:
     """Rule figure_dlg: the reconstruction evolution of one scenario and optimiser (Fig. 2)."""
+    from fedaudit.attacks.dlg.figures import dlg_evolution_figure
     from fedaudit.attacks.dlg.report import OPTIMIZERS
-    from fedaudit.plots.dlg import dlg_evolution_figure
 
     wc = smk.wildcards
     results = dict(zip(smk.params.centers, smk.input.results, strict=True))

@@ -52,7 +52,7 @@ class LocalModel:
 def log_holds_updates(scenario: Any) -> bool:
     """Whether the server log's ``update_<center>.npz`` are the clients' own updates: not under
     SecAgg+ (the aggregate only) nor under an update-noise defense (noised before sending)."""
-    from fedaudit.defenses.update_noise import noise_defense
+    from fedaudit.scenarios import noise_defense
 
     return not scenario.secagg and noise_defense(scenario.defenses) is None
 

@@ -7,7 +7,7 @@
 * ``summary`` -- every scenario's rows in one CSV and the rates (:func:`.metrics.rates`) at the
   configured success threshold, which only this step reads (changing it re-runs no attack);
 * ``figure_epsilon``, ``figure_alpha``, ``figure_example`` -- the figures
-  (:mod:`fedaudit.plots.evasion`).
+  (:mod:`fedaudit.attacks.evasion.figures`).
 
 torch is imported inside the functions: the figure steps run without it.
 """
@@ -51,7 +51,7 @@ def attack(smk: Any, log: logging.Logger) -> None:
     )
     from fedaudit.attacks.views import ClientView
     from fedaudit.data.slices import load_volume
-    from fedaudit.federation.local import resolve_device
+    from fedaudit.models.device import resolve_device
     from fedaudit.scenarios import Scenario
 
     p, scenario_name = smk.params, smk.wildcards.scenario
@@ -149,7 +149,7 @@ def summary(smk: Any, log: logging.Logger) -> None:
 
 def figure_epsilon(smk: Any, log: logging.Logger) -> None:
     """Rule figure_evasion_epsilon: ASR against ε per attack, white-box and transfer."""
-    from fedaudit.plots.evasion import epsilon_figure
+    from fedaudit.attacks.evasion.figures import epsilon_figure
 
     epsilon_figure(pd.read_csv(smk.input.rates), smk.params.scenario, smk.output[0])
     log.info("ε sweep figure of %s: %s", smk.params.scenario, smk.output[0])
@@ -157,7 +157,7 @@ def figure_epsilon(smk: Any, log: logging.Logger) -> None:
 
 def figure_alpha(smk: Any, log: logging.Logger) -> None:
     """Rule figure_evasion_alpha: ASR against the step α at the primary ε."""
-    from fedaudit.plots.evasion import alpha_figure
+    from fedaudit.attacks.evasion.figures import alpha_figure
 
     alpha_figure(pd.read_csv(smk.input.rates), smk.params.scenario, smk.output[0])
     log.info("α sweep figure of %s: %s", smk.params.scenario, smk.output[0])
@@ -165,7 +165,7 @@ def figure_alpha(smk: Any, log: logging.Logger) -> None:
 
 def figure_example(smk: Any, log: logging.Logger) -> None:
     """Rule figure_evasion_example: clean / perturbed MR, the perturbation ×10, the sCT change."""
-    from fedaudit.plots.evasion import example_figure
+    from fedaudit.attacks.evasion.figures import example_figure
 
     arrays = load_npz(smk.input.example)
     example_figure(arrays, smk.params.scenario, smk.output[0])

@@ -51,9 +51,9 @@ from fedaudit.attacks.fedmia.algorithm import (
 from fedaudit.attacks.membership_stats import cluster_auc
 from fedaudit.attacks.views import ServerView
 from fedaudit.data.slices import load_volume
-from fedaudit.federation.local import resolve_device
 from fedaudit.federation.plan import used_training_patients
 from fedaudit.federation.server_log import AGGREGATE
+from fedaudit.models.device import resolve_device
 from fedaudit.runtime import derive_seed
 
 _LOG = logging.getLogger("fedaudit")

@@ -71,7 +71,7 @@ def summary(smk: Any, log: logging.Logger) -> None:
 
 def roc_figure(smk: Any, log: logging.Logger) -> None:
     """Rule figure_fedmia_roc: pooled ROC curves per scenario and server view (Fig. 3)."""
-    from fedaudit.plots.roc import fedmia_roc_figure
+    from fedaudit.attacks.fedmia.figures import fedmia_roc_figure
 
     table = pd.read_csv(smk.input.table)
     fedmia_roc_figure(dict(zip(smk.params.scenarios, smk.input.roc, strict=True)), table,

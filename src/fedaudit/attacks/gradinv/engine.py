@@ -212,6 +212,142 @@ def _lr_milestones(evaluations: int) -> list[int]:
     return [int(evaluations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
 
 
+def _check_target(task: str, method: Method, known_target: object, num_classes: int) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}; got {task!r}")
+    if method.target not in TARGETS[task]:
+        raise ValueError(f"{method.name}: target {method.target!r} does not apply to {task} "
+                         f"(possible: {TARGETS[task]})")
+    if (method.target == "known") != (known_target is not None):
+        raise ValueError(f"{method.name}: target {method.target!r} "
+                         + ("needs known_target" if method.target == "known" else
+                            "must not be given the true target (it would hand the attacker "
+                            "ground truth)"))
+    if task == "classification" and method.target == "joint" and num_classes < 2:
+        raise ValueError("a joint dummy label needs num_classes >= 2")
+
+
+@dataclass
+class _Problem:
+    """One inversion's fixed parts, attacker side: the network in train mode, the shared
+    gradient on its device, the head mask and the label or CT the method holds fixed (None: it
+    is optimised as a second dummy)."""
+
+    task: str
+    method: Method
+    loss: str
+    net: nn.Module
+    params: list[torch.Tensor]
+    grads: list[torch.Tensor]
+    mask: torch.Tensor
+    fixed_label: torch.Tensor | None
+    num_classes: int
+
+    def dummies(self, vs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.mask * vs[0]
+        if self.fixed_label is not None:
+            return x, self.fixed_label
+        if self.task == "classification":
+            return x, F.softmax(vs[1], dim=-1)
+        return x, self.mask * vs[1] + (1 - self.mask) * AIR_UNIT
+
+    def objective(self, vs: list[torch.Tensor], create_graph: bool) -> torch.Tensor:
+        x, y = self.dummies(vs)
+        d = torch.autograd.grad(task_loss(self.task, self.net(x), y, self.loss), self.params,
+                                create_graph=create_graph)
+        value = matching_distance(d, self.grads, self.method.objective)
+        return value + self.method.tv * total_variation(x) if self.method.tv > 0 else value
+
+    def initial(self, shape: tuple[int, int, int, int], gen: torch.Generator
+                ) -> list[torch.Tensor]:
+        """A restart's dummies, drawn from ``gen`` in a fixed order (image, then target)."""
+        dev = self.mask.device
+        variables = [initial_dummy(shape, self.method, gen).to(dev).requires_grad_()]
+        if self.method.target == "joint":
+            classify = self.task == "classification"
+            extra = (shape[0], self.num_classes) if classify else shape
+            draw = torch.randn if classify else torch.rand
+            variables.append(draw(extra, generator=gen).to(dev).requires_grad_())
+        return variables
+
+
+def _problem(model: nn.Module, shared: Sequence[torch.Tensor | np.ndarray], method: Method,
+             task: str, shape: tuple[int, int, int, int],
+             mask: np.ndarray | torch.Tensor | None, known_target: object, num_classes: int,
+             loss: str, dev: torch.device) -> _Problem:
+    net = copy.deepcopy(model).to(dev).train()
+    params = trainable(net)
+    grads = shared_gradient_on(params, shared, dev)
+    m = (torch.ones(shape) if mask is None else torch.as_tensor(np.asarray(mask))
+         ).to(dev, torch.float32)
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"mask shape {tuple(m.shape)} != {tuple(shape)}")
+    fixed_label = None
+    if task == "classification" and method.target == "extracted":
+        if shape[0] != 1:
+            raise ValueError("iDLG's label extraction reads one sample's gradient: batch 1 only")
+        fixed_label = torch.tensor([extract_label(grads, net)], device=dev)
+    elif method.target == "known":
+        fixed_label = torch.as_tensor(np.asarray(known_target)).to(dev)
+        fixed_label = (fixed_label.long() if task == "classification"
+                       else fixed_label.float())
+    return _Problem(task, method, loss, net, params, grads, (m > 0).float(), fixed_label,
+                    num_classes)
+
+
+def _optimizer(method: Method, variables: list[torch.Tensor]
+               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    if method.optimizer == "lbfgs":
+        return torch.optim.LBFGS(variables, lr=method.lr, max_iter=LBFGS_INNER,
+                                 history_size=method.history_size,
+                                 line_search_fn="strong_wolfe"), None
+    opt = torch.optim.Adam(variables, lr=method.lr)
+    return opt, torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=_lr_milestones(method.evaluations), gamma=0.1)
+
+
+def _restart(problem: _Problem, variables: list[torch.Tensor], bar: tqdm
+             ) -> tuple[list[torch.Tensor], int, bool]:
+    """One restart's optimisation within ``method.evaluations`` objective evaluations: (the
+    last finite dummies, evaluations made, stopped on a non-finite value)."""
+    method = problem.method
+    evals = 0
+
+    def closure(vs: list[torch.Tensor] = variables) -> torch.Tensor:
+        nonlocal evals
+        evals += 1
+        value = problem.objective(vs, True)
+        for v, g in zip(vs, torch.autograd.grad(value, vs), strict=True):
+            v.grad = g.sign() if method.optimizer == "signed_adam" else g
+        return value.detach()
+
+    opt, sched = _optimizer(method, variables)
+    good = [v.detach().clone() for v in variables]
+    steps = 0
+    while evals < method.evaluations:
+        before = evals
+        if method.optimizer == "lbfgs":
+            # an L-BFGS step may take up to 1.25 × max_iter evaluations: cap it to the rest
+            left = method.evaluations - evals
+            opt.param_groups[0]["max_iter"] = max(1, min(LBFGS_INNER, left * 4 // 5))
+            opt.param_groups[0]["max_eval"] = left
+        opt.step(closure)
+        if sched is not None:
+            sched.step()
+        if method.box:
+            with torch.no_grad():
+                variables[0].clamp_(0.0, 1.0)
+        steps += 1
+        bar.update(evals - before)
+        if evals == before:  # L-BFGS converged (no evaluation left to make progress)
+            break
+        if steps % CHECK_EVERY == 0 or evals >= method.evaluations:
+            if not all(bool(torch.isfinite(v).all()) for v in variables):
+                return good, evals, True
+            good = [v.detach().clone() for v in variables]
+    return good, evals, False
+
+
 def invert(model: nn.Module, shared: Sequence[torch.Tensor | np.ndarray], method: Method, *,
            task: str, shape: tuple[int, int, int, int], seed: int,
            mask: np.ndarray | torch.Tensor | None = None,
@@ -225,39 +361,14 @@ def invert(model: nn.Module, shared: Sequence[torch.Tensor | np.ndarray], method
     * translation, ``known``: ``known_target`` is the client's unit-range CT; ``joint``: none;
     * classification, ``known``: ``known_target`` the true labels; ``extracted``: none (iDLG,
       batch 1); ``joint``: none (a dummy soft label over ``num_classes``).
-    """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}; got {task!r}")
-    if method.target not in TARGETS[task]:
-        raise ValueError(f"{method.name}: target {method.target!r} does not apply to {task} "
-                         f"(possible: {TARGETS[task]})")
-    if (method.target == "known") != (known_target is not None):
-        raise ValueError(f"{method.name}: target {method.target!r} "
-                         + ("needs known_target" if method.target == "known" else
-                            "must not be given the true target (it would hand the attacker "
-                            "ground truth)"))
-    if task == "classification" and method.target == "joint" and num_classes < 2:
-        raise ValueError("a joint dummy label needs num_classes >= 2")
-    dev = torch.device(device)
-    net = copy.deepcopy(model).to(dev).train()
-    params = trainable(net)
-    grads = shared_gradient_on(params, shared, dev)
-    b = shape[0]
-    m = (torch.ones(shape) if mask is None else torch.as_tensor(np.asarray(mask))
-         ).to(dev, torch.float32)
-    if tuple(m.shape) != tuple(shape):
-        raise ValueError(f"mask shape {tuple(m.shape)} != {tuple(shape)}")
-    m = (m > 0).float()
-    fixed_label = None
-    if task == "classification" and method.target == "extracted":
-        if b != 1:
-            raise ValueError("iDLG's label extraction reads one sample's gradient: batch 1 only")
-        fixed_label = torch.tensor([extract_label(grads, net)], device=dev)
-    elif method.target == "known":
-        fixed_label = torch.as_tensor(np.asarray(known_target)).to(dev)
-        fixed_label = (fixed_label.long() if task == "classification"
-                       else fixed_label.float())
 
+    Of ``method.restarts`` restarts, the one with the lowest final objective is kept (the
+    attacker's own criterion).
+    """
+    _check_target(task, method, known_target, num_classes)
+    dev = torch.device(device)
+    problem = _problem(model, shared, method, task, shape, mask, known_target, num_classes,
+                       loss, dev)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     total_evals = 0
     best: tuple[float, list[torch.Tensor]] | None = None
@@ -267,72 +378,8 @@ def invert(model: nn.Module, shared: Sequence[torch.Tensor | np.ndarray], method
     bar = tqdm(total=method.evaluations * method.restarts, desc=method.name, file=sys.stderr,
                mininterval=5.0, disable=not progress)
     for _ in range(method.restarts):
-        variables = [initial_dummy(shape, method, gen).to(dev).requires_grad_()]
-        if method.target == "joint":
-            extra = ((b, num_classes) if task == "classification" else shape)
-            draw = torch.randn if task == "classification" else torch.rand
-            variables.append(draw(extra, generator=gen).to(dev).requires_grad_())
-
-        def dummies(vs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            x = m * vs[0]
-            if fixed_label is not None:
-                return x, fixed_label
-            if task == "classification":
-                return x, F.softmax(vs[1], dim=-1)
-            return x, m * vs[1] + (1 - m) * AIR_UNIT
-
-        evals = 0
-
-        def objective_of(vs: list[torch.Tensor], create_graph: bool) -> torch.Tensor:
-            x, y = dummies(vs)
-            d = torch.autograd.grad(task_loss(task, net(x), y, loss), params,
-                                    create_graph=create_graph)
-            value = matching_distance(d, grads, method.objective)
-            return value + method.tv * total_variation(x) if method.tv > 0 else value
-
-        def closure(vs: list[torch.Tensor] = variables) -> torch.Tensor:
-            nonlocal evals
-            evals += 1
-            value = objective_of(vs, True)
-            for v, g in zip(vs, torch.autograd.grad(value, vs), strict=True):
-                v.grad = g.sign() if method.optimizer == "signed_adam" else g
-            return value.detach()
-
-        if method.optimizer == "lbfgs":
-            opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                variables, lr=method.lr, max_iter=LBFGS_INNER,
-                history_size=method.history_size, line_search_fn="strong_wolfe")
-            sched = None
-        else:
-            opt = torch.optim.Adam(variables, lr=method.lr)
-            sched = torch.optim.lr_scheduler.MultiStepLR(
-                opt, milestones=_lr_milestones(method.evaluations), gamma=0.1)
-        good = [v.detach().clone() for v in variables]
-        steps = 0
-        stopped = False
-        while evals < method.evaluations:
-            before = evals
-            if method.optimizer == "lbfgs":
-                # an L-BFGS step may take up to 1.25 × max_iter evaluations: cap it to the rest
-                left = method.evaluations - evals
-                opt.param_groups[0]["max_iter"] = max(1, min(LBFGS_INNER, left * 4 // 5))
-                opt.param_groups[0]["max_eval"] = left
-            opt.step(closure)
-            if sched is not None:
-                sched.step()
-            if method.box:
-                with torch.no_grad():
-                    variables[0].clamp_(0.0, 1.0)
-            steps += 1
-            bar.update(evals - before)
-            if evals == before:  # L-BFGS converged (no evaluation left to make progress)
-                break
-            if steps % CHECK_EVERY == 0 or evals >= method.evaluations:
-                if not all(bool(torch.isfinite(v).all()) for v in variables):
-                    stopped = True
-                    break
-                good = [v.detach().clone() for v in variables]
-        final = objective_of(good, False).detach()
+        good, evals, stopped = _restart(problem, problem.initial(shape, gen), bar)
+        final = problem.objective(good, False).detach()
         value = float(final) if bool(torch.isfinite(final)) else math.inf
         restart_objectives.append(value)
         total_evals += evals
@@ -345,7 +392,7 @@ def invert(model: nn.Module, shared: Sequence[torch.Tensor | np.ndarray], method
     seconds = clock() - t0
     assert best is not None
     value, vs = best
-    x, y = dummies(vs)
+    x, y = problem.dummies(vs)
     label = target_rec = None
     if task == "classification":
         label = (y.argmax(-1) if y.ndim == 2 else y).cpu().numpy().astype(np.int64)

@@ -1,8 +1,8 @@
 # The gradient-inversion suite of paper 003 (fedaudit.attacks.gradinv): per attacked scenario
 # (baseline and the update-noise grid) the slice classifier federation, then per target (unet,
 # classifier) and method (dlg, cpl, idlg, inverting_gradients) one attack job over every
-# training center; one summary, three tables (suite, paper 003 Table II, privacy-utility) and
-# the privacy-utility figure.
+# training center; one summary and three tables (suite, paper 003 Table II, privacy-utility;
+# the privacy-utility figure is a comparison: workflow/rules/comparisons.smk).
 
 from fedaudit.attacks.gradinv.report import reference_scenario  # noqa: E402
 
@@ -50,7 +50,6 @@ localrules:
     table_inversion_suite,
     table_inversion_classifier,
     table_privacy_utility,
-    figure_privacy_utility,
 
 
 rule gradinv_classifier:
@@ -254,34 +253,6 @@ rule table_privacy_utility:
         TABLE_SCRIPT
 
 
-rule figure_privacy_utility:
-    """Utility against attack success, one point per noise level, ε as labels."""
-    input:
-        table=rules.table_privacy_utility.output.csv,
-    output:
-        report(
-            f"{FIGURES}/privacy_utility.png",
-            caption="report_captions/figure.rst",
-            category="Privacy",
-            subcategory="Noise defenses: privacy-utility",
-        ),
-    log:
-        f"{LOGS}/report/figure_privacy_utility.log",
-    params:
-        attack="gradinv",
-        step="figure",
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    # attacks env: its step lives in the suite's steps module beside the attacks (torch)
-    conda:
-        CONDA_ENVS["attacks"]
-    script:
-        STEP_SCRIPT
-
-
 if GRADINV_SCENARIOS:
     ATTACK_OUTPUTS.extend(rules.gradinv_summary.output)
     REPORT_TABLES.extend(["inversion_suite", "inversion_classifier", "privacy_utility"])
-    REPORT_FIGURES.extend(rules.figure_privacy_utility.output)

@@ -45,8 +45,8 @@ def _folders(smk: Any, key: str) -> dict[str, list[str]]:
 def train_classifier(smk: Any, log: logging.Logger) -> None:
     """Rule gradinv_classifier: the classifier federation of one scenario."""
     from fedaudit.defenses.noise_mod import noise_mod
-    from fedaudit.defenses.update_noise import DP_SGD, noise_defense
     from fedaudit.federation.classifier import train_classifier_federation
+    from fedaudit.scenarios import DP_SGD, noise_defense
 
     p = smk.params
     clf = p.classifier
@@ -104,8 +104,8 @@ def _unet_targets(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
 
 def _classifier_target(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
     from fedaudit.federation.classifier import load_global_models
-    from fedaudit.federation.weights import exchanged_names, set_arrays
     from fedaudit.models.classifier import DLGConvNet
+    from fedaudit.models.weights import exchanged_names, set_arrays
 
     clf = p.gradinv["classifier"]
     rnd = clf["attacked_round"]
@@ -186,8 +186,9 @@ def attack(smk: Any, log: logging.Logger) -> None:
 
     from fedaudit.attacks.gradinv.engine import client_gradient, invert
     from fedaudit.attacks.gradinv.scoring import match_batch, slice_scores
-    from fedaudit.defenses.update_noise import noise_defense, perturb_update
-    from fedaudit.federation.local import resolve_device
+    from fedaudit.defenses.update_noise import perturb_update
+    from fedaudit.models.device import resolve_device
+    from fedaudit.scenarios import noise_defense
 
     p, wc = smk.params, smk.wildcards
     g = p.gradinv
@@ -307,12 +308,3 @@ def summary(smk: Any, log: logging.Logger) -> None:
         null_asr=("null_success", "mean"))
     log.info("gradient inversion, per setting:\n%s", pooled.round(3).to_string())
     log.info("settings: %s", json.dumps(smk.params.settings, sort_keys=True))
-
-
-def figure(smk: Any, log: logging.Logger) -> None:
-    """Rule figure_privacy_utility (report env: no torch)."""
-    from fedaudit.plots.privacy_utility import privacy_utility_figure
-
-    table = pd.read_csv(smk.input.table)
-    privacy_utility_figure(table, smk.output[0])
-    log.info("privacy-utility figure %s (%d federations)", smk.output[0], len(table))

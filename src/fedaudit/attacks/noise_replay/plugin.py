@@ -28,8 +28,7 @@ def check(config: dict[str, Any], scenarios: set[str]) -> None:
         return
     check_logged_rounds(config, "rounds", section["rounds"])
     from fedaudit.attacks.noise_replay.replay import REPLAYABLE
-    from fedaudit.defenses.update_noise import NOISE_DEFENSES
-    from fedaudit.scenarios import noise_grid, scenarios_from_config
+    from fedaudit.scenarios import NOISE_DEFENSES, noise_grid, scenarios_from_config
 
     known = scenarios_from_config(config)
     grid = set(noise_grid(config["scenarios"]["noise"]))  # the default, DP-SGD's reference too

@@ -41,14 +41,13 @@ import numpy as np
 
 from fedaudit.defenses.noise_source import SIMULATION, noise_seed, source_of
 from fedaudit.defenses.update_noise import (
-    DP_FEDAVG,
-    LAPLACE,
     clip_update,
     global_norm,
     level_of,
     perturb_update,
     update_noise_std,
 )
+from fedaudit.scenarios import DP_FEDAVG, LAPLACE
 
 # update noise the server could subtract: DP-SGD's noise is inside every local step, not on the
 # update, so there is nothing to subtract from what the server receives

@@ -10,8 +10,8 @@ import pandas as pd
 
 from fedaudit.atomic import write_csv
 from fedaudit.attacks.noise_replay.replay import REPLAYABLE, attack_round
-from fedaudit.defenses.update_noise import noise_defense
 from fedaudit.federation.server_log import load_round, resolve_rounds
+from fedaudit.scenarios import noise_defense
 
 
 def attack(smk: Any, log: logging.Logger) -> None:

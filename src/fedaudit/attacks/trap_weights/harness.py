@@ -3,7 +3,7 @@
 Attacker side (:func:`run_trap_round`): the malicious server holds its own global model of the
 round it attacks (the honest server log's ``global.npz``: what it was about to send) and sends
 the trapped model instead (:class:`fedaudit.attacks.trap_weights.server.TrapServer`). The
-clients are the federation's own (:func:`fedaudit.federation.run.make_client_app`: the same
+clients are the federation's own (:func:`fedaudit.federation.apps.make_client_app`: the same
 ClientApp, the scenario's defenses' mods, SecAgg+ included, plus any defense under test), driven
 through the in-process Flower grid, one message each as in training.
 
@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from fedaudit.attacks.trap_weights.server import TrapServer, TrapSettings, round_settings
+from fedaudit.federation.apps import make_client_app, make_server_app
 from fedaudit.federation.client import SCTClient, round_training
 from fedaudit.federation.local import training_batches
 from fedaudit.federation.plan import ClientData, TrainPlan
-from fedaudit.federation.run import make_client_app, make_server_app, run_inprocess
+from fedaudit.federation.run import run_inprocess
 from fedaudit.federation.strategy import AuditStrategy, FederationError
 from fedaudit.runtime import derive_seed
 

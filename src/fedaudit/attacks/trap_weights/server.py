@@ -48,9 +48,9 @@ from fedaudit.attacks.trap_weights.imprint import (
 )
 from fedaudit.catalog import fragment_defaults
 from fedaudit.federation.strategy import AuditStrategy
-from fedaudit.federation.weights import exchanged_names, get_arrays, set_arrays
 from fedaudit.models import definition
 from fedaudit.models.front import FrontedModel, LinearFront
+from fedaudit.models.weights import exchanged_names, get_arrays, set_arrays
 from fedaudit.runtime import derive_seed
 
 log = logging.getLogger(__name__)

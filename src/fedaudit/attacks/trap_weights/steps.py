@@ -196,8 +196,8 @@ def positive_control(plan: TrainPlan, rnd: int, trap: dict[str, Any], scenario: 
     exact), so every slice must come back (SSIM ≈ 1); rows with ``setting == "control"``."""
     from dataclasses import replace
 
-    from fedaudit.federation.run import initial_model
-    from fedaudit.federation.weights import exchanged_names, get_arrays
+    from fedaudit.federation.apps import initial_model
+    from fedaudit.models.weights import exchanged_names, get_arrays
 
     model = initial_model(plan)
     names, arrays = exchanged_names(model), get_arrays(model)
@@ -326,7 +326,7 @@ def defenses(smk: Any, log: logging.Logger) -> None:
 
 def figure(smk: Any, log: logging.Logger) -> None:
     """Rule figure_trap_weights: paper 002 Figs. 2-3 for one scenario."""
-    from fedaudit.plots.trap_weights import slices_figure
+    from fedaudit.attacks.trap_weights.figures import slices_figure
 
     (examples_file,) = smk.input.examples
     examples = load_npz(examples_file)

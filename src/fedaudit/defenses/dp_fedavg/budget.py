@@ -69,7 +69,7 @@ def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], rounds: int) -> floa
     """ε of a scenario's update noise after ``rounds`` rounds: DP-FedAvg's add/remove-one-client
     ε from :func:`epsilon` (every client every round), None when the scenario has no DP guarantee
     (no noise defense, or Laplace noise without clipping)."""
-    from fedaudit.defenses.update_noise import DP_FEDAVG, noise_defense
+    from fedaudit.scenarios import DP_FEDAVG, noise_defense
 
     d = noise_defense(defenses)
     if d is None or d["name"] != DP_FEDAVG:

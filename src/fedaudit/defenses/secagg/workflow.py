@@ -12,7 +12,7 @@ secaggplus_mod.py``, ``_collect_masked_vectors``)::
     y_k       = ([q_ratio_k] ++ x_k + private_mask_k ± Σ_j pairwise_mask_kj) mod modulus_range
 
 ``y_k`` (first entry: the masked weighting factor, shape (1,); then one array per exchanged
-tensor in the wire order of :func:`fedaudit.federation.weights.exchanged_names`) is what an
+tensor in the wire order of :func:`fedaudit.models.weights.exchanged_names`) is what an
 honest-but-curious server holds per client before unmasking; after the unmask stage it holds
 only ``Σ_k y_k`` with the masks removed, i.e. the weighted aggregate. The masks are uniform on
 ``[0, modulus_range)``, so ``y_k`` alone is statistically independent of Δw_k: this is the input a

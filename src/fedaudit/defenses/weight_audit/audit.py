@@ -110,12 +110,8 @@ def global_noise_std(plan: Any) -> float:
     enrolment plan's (training patients per center,
     :meth:`~fedaudit.federation.plan.TrainPlan.enrolment_weights`).
     0 without update noise; DP-SGD's noise is inside the local steps and is not allowed for."""
-    from fedaudit.defenses.update_noise import (
-        DP_FEDAVG,
-        LAPLACE,
-        noise_defense,
-        update_noise_std,
-    )
+    from fedaudit.defenses.update_noise import update_noise_std
+    from fedaudit.scenarios import DP_FEDAVG, LAPLACE, noise_defense
 
     entry = noise_defense(plan.scenario.defenses)
     if entry is None or entry["name"] not in (DP_FEDAVG, LAPLACE):
