@@ -516,8 +516,12 @@ def test_the_verdict_reads_the_global_models_lower_bound_minus_the_null() -> Non
     assert high.level == "high", high.sentence
     assert "10/10 slices" in high.sentence and "random ±ε noise 0.00" in high.sentence
     assert "moves the global model's sCT in bone 150 HU toward soft tissue" in high.sentence
+    # 1/10 slices above a null of 0: detected, below high
     low = evasion_finding(_table_rates(1), settings)
-    assert low.level == "low", low.sentence
+    assert low.level == "moderate", low.sentence
+    # none on the global model while the white-box attack works: not detected, with its power
+    unseen = evasion_finding(_table_rates(0), settings)
+    assert unseen.level == "not detected" and "work white-box" in unseen.power, unseen.text
     # the white-box model is not fooled at the largest ε: the attack failed, not the model
     none = evasion_finding(_table_rates(0, wb_top=0), settings)
     assert none.level == "inconclusive" and "does not even work white-box" in none.sentence

@@ -122,7 +122,9 @@ def test_the_replay_attack_on_a_real_federations_log(study, tmp_path, source) ->
         assert not rows["recovered"].any()
         assert (rows["residual_norm"] > 100 * 0.01).all()
     (finding,) = findings(summarise(rows), {})
-    assert finding.level == ("high" if source == "simulation" else "low")
+    assert finding.level == ("high" if source == "simulation" else "not detected")
+    if source != "simulation":
+        assert "control" in finding.power
 
 
 def test_the_replay_attacks_the_update_noise_grid_and_refuses_a_plain_scenario() -> None:

@@ -112,7 +112,7 @@ def test_quality_table_is_table2_with_the_constant_predictor(summary: pd.DataFra
 def test_utility_gate_reads_the_worst_center(summary: pd.DataFrame) -> None:
     failed = verdict.utility_finding(quality_table(summary, external=["E"]).data)
     # E: 115 vs 125 HU = 0.92x > 0.8x
-    assert failed.level == "inconclusive" and "did not learn" in failed.sentence
+    assert failed.level == "no usable model" and "did not learn" in failed.sentence
     assert "0.92× on center E: 115 HU vs 125 HU" in failed.sentence
     page = verdict.front_page("Intro.\n\nStages.", [failed], demo=False)
     assert page.index("**The federation did not learn the task**") < page.index(failed.topic)
@@ -300,7 +300,7 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
     assert "masked per-client vectors: AUC 0.52" in mia.sentence
     assert "aggregate cosine (membership in the federation): AUC 0.70" in mia.sentence
     assert "the attack works" in mia.sentence and "batches of one patient's slices" in mia.sentence
-    # a chance-level federation whose control also fails is inconclusive, not "low risk"
+    # a chance-level federation whose control also fails is inconclusive, not "not detected"
     weak = FEDMIA.assign(auc=FEDMIA["auc"].where(~FEDMIA["control"], 0.6),
                          ci_low=FEDMIA["ci_low"].where(FEDMIA["scenario"] != "baseline", 0.3),
                          p_value=FEDMIA["p_value"].where(FEDMIA["scenario"] != "baseline",
@@ -308,14 +308,18 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
     f = membership_finding(membership_table(weak).data, unit="batch")
     assert f.level == "inconclusive" and "attack's power is unproven" in f.sentence
     strong_ctl = weak.assign(auc=weak["auc"].where(~weak["control"], 0.95))
-    assert membership_finding(membership_table(strong_ctl).data).level == "low"
+    unseen = membership_finding(membership_table(strong_ctl).data)
+    # 8 vs 8 patients: 0.5 + (1.645 + 0.842) * sqrt(17 / 768) = 0.87
+    assert unseen.level == "not detected" and "an AUC of about 0.87 or more" in unseen.power
+    assert "no leak" not in unseen.text
     with pytest.raises(ValueError, match="no rows for unit 'voxel'"):
         membership_finding(membership_table(FEDMIA).data, unit="voxel")
 
     inv = inversion_finding(inversion_table(DLG).data)
     # the verdict reads the fitted SSIM (0.30), not the raw one (0.15)
-    assert inv.level == "low" and "best UNet SSIM 0.30 after a gain/offset fit, center B" in \
-        inv.sentence
+    assert inv.level == "resists at this budget" and \
+        "best UNet SSIM 0.30 after a gain/offset fit, center B" in inv.sentence
+    assert "without BatchNorm recovers its slice" in inv.power
     assert "attack code works" in inv.sentence
     broken = DLG.assign(value=DLG["value"].where(
         ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_fit")), 0.4))
@@ -323,13 +327,13 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
     # a raw control score below the gate does not matter: the gate reads the fitted one
     raw_low = DLG.assign(value=DLG["value"].where(
         ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_raw")), 0.1))
-    assert inversion_finding(inversion_table(raw_low).data).level == "low"
+    assert inversion_finding(inversion_table(raw_low).data).level == "resists at this budget"
     # the control gates per setting: where it fails (center B), B's UNet score is not read
     b_fails = DLG.assign(value=DLG["value"].where(
         ~((DLG["network"] == "control") & (DLG["metric"] == "ssim_fit")
           & (DLG["center"] == "B")), 0.4))
     part = inversion_finding(inversion_table(b_fails).data)
-    assert part.level == "low" and "best UNet SSIM 0.10" in part.sentence
+    assert part.level == "resists at this budget" and "best UNet SSIM 0.10" in part.sentence
     assert "2 of 4" in part.sentence
 
     fedavg, fedmedian = verdict.poisoning_findings(grid)
@@ -354,6 +358,9 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
     page = verdict.front_page("Intro.\n\nStages.", [mia, inv, fedavg], demo=True)
     assert page.startswith("Intro.") and "synthetic demo data" in page
     assert page.count("\n- **") == 3
+    # a level that says the model held carries its power; every level's rule is printed
+    assert f"{inv.sentence} Power: {inv.power}" in page
+    assert "Verdict levels: high: " in page and "resists at this budget: the attack fails" in page
     # the verdict comes right after the first paragraph, before how the audit works
     assert page.index("Audit verdict") < page.index("How the audit works") < \
         page.index("Stages.")
@@ -406,3 +413,20 @@ def test_sct_comparison_selection() -> None:
     # a QC-excluded patient is never the one shown
     flagged = metrics.assign(excluded=[False, False, False, True, False])
     assert representative_patient(flagged, cands) == ("E", "e3")  # median of 100, 300, 400
+
+
+def test_a_finding_takes_only_the_shared_levels_and_states_its_power() -> None:
+    from fedaudit.report.levels import Level, beyond_null, worst
+
+    with pytest.raises(ValueError, match="'low' is not a verdict level"):
+        verdict.Finding("t", "low", "low risk: …")
+    with pytest.raises(ValueError, match="states the test's power"):
+        verdict.Finding("t", "not detected", "no effect.")
+    with pytest.raises(ValueError, match="states the test's power"):
+        verdict.Finding("t", Level.RESISTS, "nothing back.", power="  ")
+    f = verdict.Finding("t", "not detected", "no effect.", power="the control is found.")
+    assert f.level is Level.NOT_DETECTED and f.text == "no effect. Power: the control is found."
+    assert beyond_null(0.5, 0.5) is Level.HIGH and beyond_null(0.01, 0.5) is Level.MODERATE
+    assert beyond_null(0.0, 0.5) is None and beyond_null(-0.2, 0.5) is None
+    assert worst([Level.NOT_DETECTED, Level.MODERATE, Level.INFO]) is Level.MODERATE
+    assert worst([Level.RESISTS, Level.INCONCLUSIVE]) is Level.INCONCLUSIVE and worst([]) is None

@@ -131,3 +131,24 @@ def cluster_auc(scores: np.ndarray, member: np.ndarray, patient: np.ndarray,
     perms = _auc(w, pairs, np.stack([perm_lab, ~perm_lab], axis=1).astype(float))
     p = float((1 + np.sum(perms >= obs - 1e-12)) / (1 + n_perm))
     return AUCResult(obs, lo, hi, p, **base)
+
+
+def detectable_auc(n_members: int, n_nonmembers: int, alpha: float = 0.05,
+                   power: float = 0.8) -> float:
+    """The AUC a one-sided rank test at level ``alpha`` detects with probability ``power``, for
+    ``n_members`` against ``n_nonmembers`` patients: ``0.5 + (z_{1-α} + z_{power}) · σ₀`` with
+    the null standard deviation of the Mann-Whitney AUC, ``σ₀² = (n₁ + n₂ + 1) / (12 n₁ n₂)``
+    (U / n₁n₂, with Var U = n₁n₂(n₁ + n₂ + 1)/12 under the null: Mann & Whitney, Ann. Math.
+    Statist. 1947; the normal approximation, taking the variance under the alternative as the
+    null's). Capped at 1: above it no AUC is detected
+    reliably. The power statement of a membership result that is not detected."""
+    if n_members < 1 or n_nonmembers < 1:
+        raise ValueError(f"need at least one patient per class; got {n_members} and "
+                         f"{n_nonmembers}")
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"alpha and power must lie in (0, 1); got {alpha} and {power}")
+    from statistics import NormalDist
+
+    z = NormalDist()
+    sd = ((n_members + n_nonmembers + 1) / (12 * n_members * n_nonmembers)) ** 0.5
+    return min(1.0, 0.5 + (z.inv_cdf(1 - alpha) + z.inv_cdf(power)) * sd)

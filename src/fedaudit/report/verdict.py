@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fedaudit.report.levels import NEEDS_POWER, Level, rules_text
 from fedaudit.report.tables import pretty_aggregation
 
 # A federation whose MAE exceeds this fraction of the constant predictor's on any center has not
@@ -46,13 +47,31 @@ SECAGG_NEGLIGIBLE = 0.01
 
 @dataclass(frozen=True)
 class Finding:
+    """One line of the verdict: its topic, its level (:class:`~fedaudit.report.levels.Level`,
+    a level's name is accepted) and the numbers behind it. ``power`` says why the test could
+    have seen an effect; a level that claims the model held (:data:`NEEDS_POWER`) must give
+    it."""
+
     topic: str
-    level: str  # "high", "moderate", "low", "inconclusive" or "info"
+    level: Level
     sentence: str
+    power: str = ""
 
+    def __post_init__(self) -> None:
+        try:
+            level = Level(self.level)
+        except ValueError:
+            raise ValueError(f"finding {self.topic!r}: level {self.level!r} is not a verdict "
+                             f"level ({', '.join(v.value for v in Level)})") from None
+        object.__setattr__(self, "level", level)
+        if level in NEEDS_POWER and not self.power.strip():
+            raise ValueError(f"finding {self.topic!r}: a {level.value!r} finding states the "
+                             "test's power (power=...)")
 
-def level_of(value: float, high: float, moderate: float) -> str:
-    return "high" if value >= high else "moderate" if value >= moderate else "low"
+    @property
+    def text(self) -> str:
+        """The sentence, with the test's power when it has one."""
+        return self.sentence + (f" Power: {self.power}" if self.power else "")
 
 
 UTILITY_TOPIC = "Does the federation work? (utility gate)"
@@ -61,7 +80,8 @@ UTILITY_TOPIC = "Does the federation work? (utility gate)"
 def utility_finding(quality: pd.DataFrame, *, plain: str = "baseline") -> Finding | None:
     """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`. Level
     ``info`` when ``plain``'s MAE is at most :data:`UTILITY_GATE` x the constant predictor's on
-    every center, else ``inconclusive`` (the front page then warns before every other finding).
+    every center, else ``no usable model`` (the front page then warns before every other
+    finding).
     None when the table has no constant predictor."""
     ratio = quality[(quality["metric"] == "mae_vs_constant") & (quality["scenario"] == plain)]
     mae = quality[quality["metric"] == "mae"].pivot_table(index="center", columns="scenario",
@@ -73,7 +93,7 @@ def utility_finding(quality: pd.DataFrame, *, plain: str = "baseline") -> Findin
     numbers = (f"{worst['mean']:.2f}× on center {c}: {mae.loc[c, plain]:.0f} HU vs "
                f"{mae.loc[c, 'constant']:.0f} HU")
     if worst["mean"] > UTILITY_GATE:
-        return Finding(UTILITY_TOPIC, "inconclusive",
+        return Finding(UTILITY_TOPIC, Level.NO_MODEL,
                        f"the federation did not learn: its MAE is {numbers} for the constant "
                        f"predictor (the training patients' median HU everywhere in the head), "
                        f"above the gate of {UTILITY_GATE}×. The threat findings below are "
@@ -120,14 +140,21 @@ def poisoning_findings(grid: pd.DataFrame) -> list[Finding]:
         if worst is None:
             continue
         rel = float(worst["rel"])
-        level = ("high" if rel >= POISON_SEVERE else "moderate" if rel >= POISON_MEASURABLE
-                 else "low")
         delta = worst["mae"] - worst["reference_mae"]
-        out.append(Finding(
-            f"Data poisoning under {pretty_aggregation(agg)}", level,
-            f"{level} risk: noise γ = {gamma:.1f} on center {worst['poisoned']}'s data raises the "
-            f"MAE on clean center {worst['evaluated']} by {delta:+.0f} HU ({rel:+.0%}; "
-            f"{worst['reference_mae']:.0f} → {worst['mae']:.0f} HU), the worst clean center."))
+        numbers = (f"noise γ = {gamma:.1f} on center {worst['poisoned']}'s data "
+                   f"{'raises' if delta >= 0 else 'changes'} the MAE on clean center "
+                   f"{worst['evaluated']} by {delta:+.0f} HU ({rel:+.0%}; "
+                   f"{worst['reference_mae']:.0f} → {worst['mae']:.0f} HU), the worst clean "
+                   "center")
+        topic = f"Data poisoning under {pretty_aggregation(agg)}"
+        if rel < POISON_MEASURABLE:
+            out.append(Finding(topic, Level.NOT_DETECTED, f"not detected: {numbers}.",
+                               power=f"one training run per scenario: an increase below "
+                                     f"{POISON_MEASURABLE:.0%} is not told from run-to-run "
+                                     "variation."))
+            continue
+        level = Level.HIGH if rel >= POISON_SEVERE else Level.MODERATE
+        out.append(Finding(topic, level, f"{level.value} risk: {numbers}."))
     return out
 
 
@@ -152,14 +179,15 @@ def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
 
 def poisoning_thresholds(settings: dict | None = None) -> str:
     return (f"poisoning: MAE increase on a clean center ≥ {POISON_SEVERE:.0%} high, ≥ "
-            f"{POISON_MEASURABLE:.0%} moderate; worst center counts")
+            f"{POISON_MEASURABLE:.0%} moderate, below it not detected; worst center counts")
 
 
 def thresholds_text(parts: list[str]) -> str:
     """The utility gate and every table's risk levels (``TableSpec.thresholds``), one line."""
     head = (f"Utility gate: federation MAE ≤ {UTILITY_GATE}× the constant predictor's on every "
             "center.")
-    return head + (" Risk levels: " + "; ".join(parts) + "." if parts else "")
+    return (head + (" Risk levels: " + "; ".join(parts) + "." if parts else "")
+            + " Verdict levels: " + rules_text() + ".")
 
 
 def front_page(intro_rst: str, findings: list[Finding], *, demo: bool,
@@ -168,7 +196,7 @@ def front_page(intro_rst: str, findings: list[Finding], *, demo: bool,
     verdict as an RST list, then the rest of the introduction (how the audit works)."""
     first, _, rest = intro_rst.strip().partition("\n\n")
     lines = [first, "", "Audit verdict", "-------------", ""]
-    if any(f.topic == UTILITY_TOPIC and f.level == "inconclusive" for f in findings):
+    if any(f.topic == UTILITY_TOPIC and f.level == Level.NO_MODEL for f in findings):
         lines += ["**The federation did not learn the task** (see the utility gate below): read "
                   "every threat finding as a property of a broken model, not of the framework.",
                   ""]
@@ -176,7 +204,7 @@ def front_page(intro_rst: str, findings: list[Finding], *, demo: bool,
         lines += ["These numbers come from the synthetic demo data and a CPU-sized federation: "
                   "they show how the audit reads, not the security of a real deployment.", ""]
     for f in findings:
-        lines.append(f"- **{f.topic}**: {f.sentence}")
+        lines.append(f"- **{f.topic}**: {f.text}")
     if not findings:
         lines.append("- No attack or scenario results were produced by this configuration.")
     lines += ["", thresholds_text(list(thresholds)), ""]

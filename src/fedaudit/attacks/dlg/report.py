@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedaudit.report.levels import Level
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
-from fedaudit.report.verdict import Finding, level_of
+from fedaudit.report.verdict import Finding
 
 OPTIMIZERS = {"adam": "Adam", "lbfgs": "L-BFGS"}
 # SSIM of the best DLG reconstruction inside the head mask (1 = identical slice), after the
@@ -128,18 +129,17 @@ def inversion_finding(data: pd.DataFrame) -> Finding:
 
     best_key = col["unet"].idxmax()
     best_unet = float(col["unet"].loc[best_key])
-    whats = {"low": "only coarse shape comes back",
-             "moderate": "recognisable anatomy comes back",
+    whats = {"moderate": "recognisable anatomy comes back",
              "high": "the private slice comes back"}
     if best_unet >= DLG_MODERATE:
-        level = level_of(best_unet, DLG_HIGH, DLG_MODERATE)
+        level = Level.HIGH if best_unet >= DLG_HIGH else Level.MODERATE
         return Finding(topic, level,
-                       f"{level} risk: {whats[level]} (best UNet SSIM {best_unet:.2f} after a "
-                       f"gain/offset fit, {where(best_key)}): a reconstruction this close shows "
-                       f"the leak whatever the controls reach (the BatchNorm-free UNet: best "
-                       f"{control}); {code}.")
+                       f"{level.value} risk: {whats[level.value]} (best UNet SSIM "
+                       f"{best_unet:.2f} after a gain/offset fit, {where(best_key)}): a "
+                       f"reconstruction this close shows the leak whatever the controls reach "
+                       f"(the BatchNorm-free UNet: best {control}); {code}.")
     if not ok.any():
-        return Finding(topic, "inconclusive",
+        return Finding(topic, Level.INCONCLUSIVE,
                        f"inconclusive: DLG at this budget does not recover even the "
                        f"BatchNorm-free UNet ({control}; needs ≥ {DLG_CONTROL_OK}), so the "
                        f"UNet's best fitted SSIM of {best_unet:.2f} does not show that it "
@@ -149,12 +149,13 @@ def inversion_finding(data: pd.DataFrame) -> Finding:
     partly = "" if ok.all() else (
         f"; read only in the {int(ok.sum())} of {len(ok)} center × optimiser settings where "
         f"the BatchNorm-free UNet is recovered, {best_unet:.2f} over all")
-    return Finding(topic, "low",
-                   f"low risk: {whats['low']} (best UNet SSIM {float(read.loc[read_key]):.2f} "
-                   f"after a gain/offset fit, {where(read_key)}{partly}), while the same attack "
-                   f"on the same UNet without BatchNorm recovers its slice (fitted SSIM ≥ "
-                   f"{col['control'][ok].min():.2f}), so the attack reaches this architecture "
-                   f"and the model resists it; {code}.")
+    return Finding(topic, Level.RESISTS,
+                   f"resists at this budget: only coarse shape comes back (best UNet SSIM "
+                   f"{float(read.loc[read_key]):.2f} after a gain/offset fit, "
+                   f"{where(read_key)}{partly}); {code}.",
+                   power=f"the same attack on the same UNet without BatchNorm recovers its "
+                         f"slice (fitted SSIM ≥ {col['control'][ok].min():.2f}), so it reaches "
+                         "this architecture at this budget.")
 
 
 
@@ -169,6 +170,7 @@ def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
 
 def thresholds(settings: dict[str, Any]) -> str:
     return (f"DLG UNet SSIM after a least-squares gain/offset fit ≥ {DLG_HIGH} high, ≥ "
-            f"{DLG_MODERATE} moderate, a lower one read only where the same UNet without "
-            f"BatchNorm (the positive control) reaches fitted SSIM ≥ {DLG_CONTROL_OK}; the MLP "
+            f"{DLG_MODERATE} moderate, a lower one resists at this budget only where the same "
+            f"UNet without BatchNorm (the positive control) reaches fitted SSIM ≥ "
+            f"{DLG_CONTROL_OK} (else inconclusive); the MLP "
             f"code check must reach it for the attack code to count as working")

@@ -37,6 +37,7 @@ from fedaudit.defenses.budgets import (
     scenario_budget,
 )
 from fedaudit.defenses.noise_source import SIMULATION_NOTE
+from fedaudit.report.levels import Level, beyond_null
 from fedaudit.report.tables import DASH, Block, Table, need
 from fedaudit.report.verdict import Finding
 
@@ -44,7 +45,7 @@ TOPIC = "Test-time evasion by a malicious client (FGSM, BIM, PGD)"
 DEFENSE_TOPIC = "Evasion across the attacked federations (aggregation, update noise)"
 # the verdict: lower bound of the global model's ASR (Bonferroni over the Table I attacks)
 # minus the random-noise null's ASR
-ASR_HIGH, ASR_MODERATE = 0.5, 0.1
+ASR_HIGH = 0.5
 NEEDED = ["scenario", "attacker", "setting", "goal", "method", "label", "epsilon", "alpha",
           "steps", "sweep_epsilon", "sweep_steps", "headline", "model", "role", "usable",
           "n_slices", "n_patients", "successes", "asr", "ci_low", "ci_high", "null_asr",
@@ -362,7 +363,7 @@ def evasion_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
     rows = _table_rows(sub)
     glob = rows[rows["role"] == "global"]
     if glob.empty or not _bool(glob["usable"]).any():
-        return Finding(TOPIC, "inconclusive", f"{scenario}: the final global model gives no "
+        return Finding(TOPIC, Level.NO_MODEL, f"{scenario}: the final global model gives no "
                        "usable sCT, so evasion cannot be measured on it.")
     sweep = sub[_bool(sub["sweep_epsilon"]) & (sub["goal"] == "untargeted")
                 & (sub["role"] == "whitebox")]
@@ -382,13 +383,13 @@ def evasion_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
     glob = glob.assign(bound=pooled_lower_bound(glob["successes"], glob["n_slices"], k))
     glob = glob.assign(margin=glob["bound"] - glob["null_asr"].fillna(0.0))
     best = glob.loc[glob["margin"].idxmax()]
-    level = ("high" if best["margin"] >= ASR_HIGH else "moderate"
-             if best["margin"] >= ASR_MODERATE else "low")
+    level = beyond_null(best["margin"], ASR_HIGH)
     agg = aasr(sub).set_index("setting")
     a = agg.loc[best["setting"]] if best["setting"] in agg.index else None
     wb = rows[(rows["setting"] == best["setting"]) & (rows["role"] == "whitebox")]
     n, p = int(best["n_slices"]), int(best["n_patients"])
-    text = (f"{level} risk: center {best['attacker']}'s {best['label']} perturbations at "
+    text = (f"{'not detected' if level is None else level.value + ' risk'}: center "
+            f"{best['attacker']}'s {best['label']} perturbations at "
             f"ε = {best['epsilon']:g} (PSNR {best['psnr']:.1f} dB) raise the final global "
             f"model's in-mask MAE by more than {threshold:g} HU on {int(best['successes'])}/{n} "
             f"slices ({p} test patient{'s' if p != 1 else ''}; lower bound "
@@ -406,6 +407,10 @@ def evasion_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
                  f"{t['shift']:.0f} HU toward soft tissue ({t['clean_region_hu']:.0f} → "
                  f"{t['adv_region_hu']:.0f} HU) while the head MAE changes by "
                  f"{t['delta_mae']:+.0f} HU")
+    if level is None:
+        # the white-box attack works (checked above): the global model is the one that holds
+        return Finding(TOPIC, Level.NOT_DETECTED, f"{text}.",
+                       power=f"the same attacks work white-box: {control}.")
     return Finding(TOPIC, level, f"{text}; {control}.")
 
 
@@ -466,6 +471,6 @@ def settings(config: dict[str, Any]) -> dict[str, Any]:
 def thresholds(settings: dict[str, Any]) -> str:
     return (f"evasion: lower bound of the final global model's ASR (slices whose MAE rises by "
             f"more than {settings.get('threshold_hu', float('nan')):g} HU; Bonferroni over the "
-            f"Table I attacks) minus the random ±ε null's ASR ≥ {ASR_HIGH} high, ≥ "
-            f"{ASR_MODERATE} moderate; inconclusive when the white-box model itself is not "
+            f"Table I attacks) minus the random ±ε null's ASR ≥ {ASR_HIGH} high, above 0 "
+            "moderate, else not detected; inconclusive when the white-box model itself is not "
             "fooled at the largest ε")

@@ -12,15 +12,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedaudit.attacks.membership_stats import MIN_PER_CLASS
+from fedaudit.attacks.membership_stats import MIN_PER_CLASS, detectable_auc
 from fedaudit.defenses.noise_source import SIMULATION_NOTE
+from fedaudit.report.levels import Level, worst
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
-from fedaudit.report.verdict import Finding, level_of
+from fedaudit.report.verdict import Finding
 
 # ROC-AUC of the membership attack: chance is 0.5.
-MIA_HIGH, MIA_MODERATE = 0.8, 0.6
-# The memorising federation must reach this patient-level AUC for a low AUC elsewhere to read as
-# "no leak" rather than "attack too weak" (issue 12).
+MIA_HIGH = 0.8
+# The memorising federation must reach this patient-level AUC for an AUC not detected elsewhere to
+# read as "not detected" (with its power) rather than "inconclusive" (attack too weak to tell).
 MIA_CONTROL_OK = 0.9
 
 
@@ -125,55 +126,76 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
     the candidate unit the verdict reads, fixed in advance (the first of
     ``attacks.fedmia.units``), never the better of the units measured.
 
-    The level rests on the lower 95 % bound of the pooled patient-level AUC against same-center
-    non-members (never on the best center), for the per-client views (client updates without
-    SecAgg+, masked vectors with it); the memorising control says whether a low AUC means
-    "no leak" or "attack too weak to tell". ``simulation``: scenarios whose noise the server
-    can regenerate (:func:`fedaudit.defenses.noise_source.simulation_scenarios`), said so."""
+    The level rests on the pooled patient-level AUC against same-center non-members (never on
+    the best center), for the per-client views (client updates without SecAgg+, masked vectors
+    with it): a permutation p < 0.05 is a detected leak (high when the lower 95 % bound reaches
+    :data:`MIA_HIGH`), otherwise "not detected" with its power -- the AUC the patient counts
+    could have seen -- when the memorising control works, "inconclusive" when it does not.
+    ``simulation``: scenarios whose noise the server can regenerate
+    (:func:`fedaudit.defenses.noise_source.simulation_scenarios`), said so."""
     topic = "Membership inference (FedMIA)"
     if not (data["unit"] == unit).any():
         raise ValueError(f"the membership table has no rows for unit {unit!r} (has "
                          f"{sorted(set(data['unit']))})")
     audited = data[~data["control"].astype(bool)]
     control = data[data["control"].astype(bool)]
-    parts, levels = [], []
+    parts, levels, sizes = [], [], []
     for view, label in (("update", "on the client updates"),
                         ("masked", "with SecAgg+, on the masked per-client vectors")):
         for scenario in dict.fromkeys(audited[audited["view"] == view]["scenario"]):
             r = _pooled(audited, scenario, view, unit)
             if r is None or not np.isfinite(r["auc"]):
                 continue
-            lo = r["ci_low"] if np.isfinite(r["ci_low"]) else 0.5
-            level = level_of(lo, MIA_HIGH, MIA_MODERATE) if r["p_value"] < 0.05 else "low"
+            level = _mia_level(r)
             levels.append(level)
+            if level == Level.NOT_DETECTED:
+                sizes.append((int(r["n_member_patients"]), int(r["n_nonmember_patients"])))
             note = f" ({SIMULATION_NOTE})" if scenario in simulation else ""
-            parts.append(f"{scenario}{note} {label}: {_mia_numbers(r)}, {level} risk by the "
-                         "lower bound")
+            parts.append(f"{scenario}{note} {label}: {_mia_numbers(r)}, {level.value}"
+                         + (" by the lower bound" if level == Level.HIGH else ""))
     for scenario in dict.fromkeys(audited[audited["view"] == "aggregate"]["scenario"]):
         r = _pooled(audited, scenario, "aggregate", unit)
         if r is not None and np.isfinite(r["auc"]):
             parts.append(f"{scenario} aggregate cosine (membership in the federation): "
                          f"AUC {r['auc']:.2f}")
+    what = "batches of one patient's slices" if unit == "batch" else "single slices"
     if not parts:
-        return Finding(topic, "inconclusive", "no patient-level result was produced.")
-    level = max(levels, key=["low", "moderate", "high"].index) if levels else "low"
+        return Finding(topic, Level.INCONCLUSIVE, "no patient-level result was produced.")
     text = "; ".join(parts)
+    level = worst(levels)
+    if level is None:
+        return Finding(topic, Level.INCONCLUSIVE,
+                       f"{text}: only the uncalibrated aggregate cosine was measured "
+                       f"(candidates: {what}).")
+    power = ""
     if not control.empty:
         c = _pooled(control, control["scenario"].iloc[0], "update", unit)
         if c is not None and np.isfinite(c["auc"]):
             if c["auc"] >= MIA_CONTROL_OK:
-                text += (f". The memorising control reaches {_mia_numbers(c)}: the attack works, "
-                         "so a low AUC above means no leak at this budget")
+                text += f". The memorising control reaches {_mia_numbers(c)}: the attack works"
+                power = "the memorising control is detected; "
             else:
                 text += (f". The memorising control reaches only {_mia_numbers(c)} (needs ≥ "
-                         f"{MIA_CONTROL_OK}): the attack's power is unproven here, so a low AUC "
-                         "does not show that the federation resists")
-                if level == "low":
-                    level = "inconclusive"
-    what = "batches of one patient's slices" if unit == "batch" else "single slices"
-    return Finding(topic, level, f"{text} (candidates: {what}).")
+                         f"{MIA_CONTROL_OK}): the attack's power is unproven here, so an AUC "
+                         "not detected above does not show that the federation resists")
+                if level == Level.NOT_DETECTED:
+                    level = Level.INCONCLUSIVE
+    if level == Level.NOT_DETECTED:
+        n1, n2 = min(n for n, _ in sizes), min(n for _, n in sizes)
+        power = (f"{power}with {n1} member vs {n2} held-out patients the test detects an AUC "
+                 f"of about {detectable_auc(n1, n2):.2f} or more with 80 % probability "
+                 "(one-sided 5 %, normal approximation); smaller leaks go unseen.")
+    return Finding(topic, level, f"{text} (candidates: {what}).",
+                   power=power if level == Level.NOT_DETECTED else "")
 
 
+def _mia_level(r: pd.Series) -> Level:
+    """A permutation p < 0.05 is a detected leak: high when the AUC's lower 95 % bound reaches
+    :data:`MIA_HIGH`, else moderate; otherwise not detected."""
+    if not r["p_value"] < 0.05:
+        return Level.NOT_DETECTED
+    lo = r["ci_low"] if np.isfinite(r["ci_low"]) else 0.5
+    return Level.HIGH if lo >= MIA_HIGH else Level.MODERATE
 
 
 def build_table(inputs: Any, params: Any) -> Table:
@@ -195,6 +217,6 @@ def settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def thresholds(settings: dict[str, Any]) -> str:
-    return (f"membership, the lower 95% bound of the pooled patient-level AUC (permutation "
-            f"p < 0.05) ≥ {MIA_HIGH} high, ≥ {MIA_MODERATE} moderate, read only when the "
-            f"memorising control reaches AUC ≥ {MIA_CONTROL_OK}")
+    return (f"membership, a pooled patient-level AUC with permutation p < 0.05: high when its "
+            f"lower 95% bound is ≥ {MIA_HIGH}, else moderate; not detected otherwise, read "
+            f"only when the memorising control reaches AUC ≥ {MIA_CONTROL_OK}")

@@ -31,6 +31,7 @@ from fedaudit.defenses.budgets import (
     scenario_budget,
 )
 from fedaudit.defenses.noise_source import SIMULATION_NOTE
+from fedaudit.report.levels import Level, beyond_null
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
 
@@ -40,7 +41,7 @@ METHODS = {"dlg": "DLG", "cpl": "CPL", "idlg": "iDLG", "inverting_gradients": "G
 NETWORKS = {"unet": "UNet", "control": "UNet without BatchNorm (control)",
             "classifier": "CNN classifier (32×32)"}
 # the suite's verdict: lower bound of the (corrected) pooled UNet ASR minus the null's share
-ASR_HIGH, ASR_MODERATE = 0.5, 0.1
+ASR_HIGH = 0.5
 TOPIC = "Gradient inversion suite (CPL, DLG, iDLG, GradInv)"
 KEYS = ["scenario", "target", "network", "method", "batch_size"]
 
@@ -453,7 +454,7 @@ def suite_finding(data: pd.DataFrame) -> Finding:
         if best is None or bound > best[0]:
             best = (bound, r, lo)
     bound, r, lo = best
-    level = "high" if bound >= ASR_HIGH else "moderate" if bound >= ASR_MODERATE else "low"
+    level = beyond_null(bound, ASR_HIGH)
     n = int(r["attacked"])
     counts = (f"best UNet attack {METHODS.get(r['method'], r['method'])}: "
               f"{int(r['successes'])}/{n} slices at SSIM ≥ 0.9 (lower bound {lo:.2f} at "
@@ -466,13 +467,18 @@ def suite_finding(data: pd.DataFrame) -> Finding:
                 " of slices per method" + (" (the attack code works)" if worst > 0 else
                                            " (some method recovers nothing: check its budget)"))
     control_ok = bool(len(ctl)) and bool((ctl["successes"] > 0).any())
-    if level == "low" and not control_ok:
-        return Finding(TOPIC, "inconclusive",
+    if level is None and not control_ok:
+        return Finding(TOPIC, Level.INCONCLUSIVE,
                        f"inconclusive: {counts}, but no method recovers a slice of the UNet "
                        f"without BatchNorm either (best control mean SSIM "
                        f"{_fmt(ctl['ssim_all'].max() if len(ctl) else np.nan)}), so this "
                        f"budget does not show that the UNet resists{code}.")
-    return Finding(TOPIC, level, f"{level} risk: {counts}{code}.")
+    if level is None:
+        return Finding(TOPIC, Level.RESISTS,
+                       f"resists at this budget: no more slices than the null's: {counts}{code}.",
+                       power=f"a method recovers {int(ctl['successes'].max())} slice(s) of the "
+                             "UNet without BatchNorm at the same budget.")
+    return Finding(TOPIC, level, f"{level.value} risk: {counts}{code}.")
 
 
 def defense_finding(data: pd.DataFrame) -> list[Finding]:
@@ -583,5 +589,5 @@ def defense_findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Findi
 
 def thresholds(settings: dict[str, Any]) -> str:
     return (f"gradient inversion: lower bound of the UNet ASR (Bonferroni over methods) minus "
-            f"the null's share ≥ {ASR_HIGH} high, ≥ {ASR_MODERATE} moderate; a low one read "
-            "only where the BatchNorm-free UNet is recovered")
+            f"the null's share ≥ {ASR_HIGH} high, above 0 moderate; at or below 0 it resists "
+            "at this budget only where the BatchNorm-free UNet is recovered, else inconclusive")

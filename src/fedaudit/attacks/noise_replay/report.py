@@ -10,6 +10,7 @@ import pandas as pd
 from fedaudit.attacks.noise_replay.replay import RECOVERED_SHARE
 from fedaudit.defenses.budgets import LEVEL_SYMBOLS, NOISE_LABELS
 from fedaudit.defenses.noise_source import SIMULATION, SIMULATION_NOTE
+from fedaudit.report.levels import Level
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
 
@@ -105,8 +106,8 @@ def build_table(inputs: Any, params: Any) -> Table:
 def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
     hit = data[data["client_rounds"] > 0]
     if hit.empty:
-        return [Finding(TOPIC, "inconclusive", "no logged update could be replayed (the server "
-                        "holds only aggregates).")]
+        return [Finding(TOPIC, Level.NOTHING, "nothing to attack: no logged update could be "
+                        "replayed (the server holds only aggregates).")]
     recovered = hit[hit["recovered"] > 0]
     if len(recovered):
         parts = []
@@ -139,20 +140,21 @@ def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
                         f"noise on the same updates) failed for {', '.join(failed['scenario'])}, "
                         "so the replay code shows nothing.")]
     n = int(hit["client_rounds"].sum())
-    return [Finding(TOPIC, "low",
-                    f"low risk: replaying the clients' noise function with everything the "
+    return [Finding(TOPIC, Level.NOT_DETECTED,
+                    f"not detected: replaying the clients' noise function with everything the "
                     f"server holds removed a median {hit['removed_median'].median():.3f} "
                     f"(at most {hit['removed_max'].max():.3f}) of the noise from {n} logged "
-                    f"client-rounds of {', '.join(hit['scenario'])} (sd ≤ "
-                    f"{hit['removed_sd_max'].max():.2g} if not regenerated), where a "
-                    "regenerated noise gives 1 and the control (the same updates with "
-                    f"seeded simulation noise) gave {hit['control_cosine_min'].min():.4f} "
-                    "cosine to the clipped update: "
-                    "the noise comes from the clients' OS entropy, which the server cannot "
-                    "reproduce.")]
+                    f"client-rounds of {', '.join(hit['scenario'])}, where a regenerated noise "
+                    "gives 1: the noise comes from the clients' OS entropy, which the server "
+                    "cannot reproduce.",
+                    power=f"the control (the same updates with seeded simulation noise) is "
+                          f"recovered at cosine {hit['control_cosine_min'].min():.4f} to the "
+                          f"clipped update, and a replay that removed {RECOVERED_SHARE} of the "
+                          f"noise would stand out (sd ≤ {hit['removed_sd_max'].max():.2g} if not "
+                          "regenerated).")]
 
 
 def thresholds(settings: dict[str, Any]) -> str:
     return (f"noise replay: high when the server's replay removes ≥ {RECOVERED_SHARE} of any "
-            "logged update's noise energy; low only when none is removed and the control "
+            "logged update's noise energy; not detected only when none is removed and the control "
             "(seeded simulation noise on the same updates) is recovered")

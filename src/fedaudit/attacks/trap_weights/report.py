@@ -20,11 +20,12 @@ import pandas as pd
 from scipy.stats import beta
 
 from fedaudit.defenses.weight_audit.verdict import is_alarm
+from fedaudit.report.levels import Level, beyond_null
 from fedaudit.report.tables import DASH, NO, YES, Block, Table, TableError, need
-from fedaudit.report.verdict import Finding, level_of
+from fedaudit.report.verdict import Finding
 
 TOPIC = "Malicious server (trap weights)"
-TRAP_HIGH, TRAP_MODERATE = 0.5, 0.1  # lower 95 % bound of the share of slices recovered
+TRAP_HIGH = 0.5  # lower 95 % bound of the share of slices recovered, beyond the null's
 CONTROL_OK = 0.99  # the positive control's mean SSIM (an exact closed form gives ~1)
 MODES = {"gradient": "one SGD step", "local": "configured local training"}
 INITS = {"trap": "trap weights", "binning": "binning"}
@@ -244,16 +245,22 @@ def trap_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
               f"{DASH if not np.isfinite(r['null_recovered']) else int(r['null_recovered'])})")
     # what the criterion grants without a leak (the null) is not credited to the attack
     null_share = r["null_recovered"] / r["attacked"] if np.isfinite(r["null_recovered"]) else 0.0
-    level = level_of(r["ci_low"] - null_share, TRAP_HIGH, TRAP_MODERATE)
-    if level == "low" and not control_ok:
-        return Finding(TOPIC, "inconclusive",
+    level = beyond_null(r["ci_low"] - null_share, TRAP_HIGH)
+    if level is None and not control_ok:
+        return Finding(TOPIC, Level.INCONCLUSIVE,
                        f"inconclusive: {counts}, {where}, but the positive control (untrained "
                        "UNet, batch 1) does not recover every slice, so the attack code or "
                        "setting is broken.")
-    what = {"high": "most private slices come back exactly",
-            "moderate": "a sizeable share of private slices comes back",
-            "low": "few slices come back"}[level]
-    return Finding(TOPIC, level, f"{level} risk: {what}: {counts}, {where}; what the "
+    if level is None:
+        return Finding(TOPIC, Level.RESISTS,
+                       f"resists at this budget: no more slices come back than the null "
+                       f"grants: {counts}, {where}; what the clients' defenses stop is in the "
+                       "defense table.",
+                       power="the positive control (untrained UNet, batch 1) recovers every "
+                             "slice.")
+    what = {Level.HIGH: "most private slices come back exactly",
+            Level.MODERATE: "private slices come back beyond the null"}[level]
+    return Finding(TOPIC, level, f"{level.value} risk: {what}: {counts}, {where}; what the "
                    "clients' defenses stop is in the defense table.")
 
 
@@ -319,6 +326,6 @@ def thresholds(settings: dict[str, Any]) -> str:
     return (f"trap weights, the lower 95% bound of the share of slices recovered at SSIM ≥ "
             f"{settings['threshold']} less the null's share (first configured scenario, mode "
             f"and initialisation, the "
-            f"study's clients, the smallest batch) ≥ {TRAP_HIGH} high, ≥ {TRAP_MODERATE} "
-            f"moderate; a low one read only when the untrained-UNet control recovers every "
-            f"slice (SSIM ≥ {CONTROL_OK})")
+            f"study's clients, the smallest batch) ≥ {TRAP_HIGH} high, above 0 moderate; "
+            f"at or below 0 it resists at this budget only when the untrained-UNet control "
+            f"recovers every slice (SSIM ≥ {CONTROL_OK}), else inconclusive")
