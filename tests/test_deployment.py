@@ -27,7 +27,7 @@ from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
 from fedaudit.attacks.fedmia.evaluation import measure
 from fedaudit.attacks.views import ServerView
-from fedaudit.federation import deployment
+from fedaudit.federation import certificates, deployed_app, deployment, processes
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.run import train_federation
 from fedaudit.federation.server_log import load_round, logged_rounds
@@ -71,11 +71,11 @@ def _history(out: Path):
 
 def _assert_no_process_left(out: Path) -> None:
     folder = (out / deployment.FOLDER).resolve()
-    left = deployment.marked_processes(folder)
+    left = processes.marked_processes(folder)
     assert left == [], f"processes of {folder} still running: {left}"
 
 
-def _handshake(certs: deployment.Certificates, name: str, ca: Path, host: str) -> None:
+def _handshake(certs: certificates.Certificates, name: str, ca: Path, host: str) -> None:
     """A TLS handshake with Python's ssl module (OpenSSL) between a server presenting
     ``name``'s certificate and a client trusting ``ca`` that dialled ``host``."""
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -101,13 +101,13 @@ def _handshake(certs: deployment.Certificates, name: str, ca: Path, host: str) -
 
 
 def test_run_certificates_verify_with_openssl(tmp_path: Path) -> None:
-    certs = deployment.make_certificates(tmp_path / "tls", ["superlink", "supernode-A"])
+    certs = certificates.make_certificates(tmp_path / "tls", ["superlink", "supernode-A"])
     for host in ("127.0.0.1", "localhost"):
         _handshake(certs, "superlink", certs.ca, host)
         _handshake(certs, "supernode-A", certs.ca, host)
     with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
         _handshake(certs, "superlink", certs.ca, "example.org")  # not a name it was made for
-    other = deployment.make_certificates(tmp_path / "other", ["superlink"])
+    other = certificates.make_certificates(tmp_path / "other", ["superlink"])
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(certs, "superlink", other.ca, "127.0.0.1")  # another run's CA
     assert all(oct(k.stat().st_mode)[-3:] == "600" for k in certs.keys())
@@ -117,12 +117,12 @@ def test_plan_travels_as_json_and_each_node_gets_only_its_centers_data(study, tm
     plan = tiny_plan(study, tmp_path)
     again = TrainPlan.from_json(json.loads(json.dumps(plan.to_json())))
     assert again == plan and again.fingerprint() == plan.fingerprint()
-    mine = deployment.node_plan(plan, "B")
+    mine = deployed_app.node_plan(plan, "B")
     assert mine.centers == plan.centers
     assert mine.client("B") == plan.client("B")
     assert mine.client("A").train == () and mine.client("A").val == ()
     with pytest.raises(KeyError):
-        deployment.node_plan(plan, "Z")
+        deployed_app.node_plan(plan, "Z")
 
 
 def test_strategy_names_the_center_that_did_not_reply() -> None:
@@ -158,16 +158,16 @@ def test_a_killed_job_leaves_no_process_behind(tmp_path: Path) -> None:
     try:
         assert job.stdout.readline().strip() == "started"
         deadline = time.monotonic() + 60
-        while len(deployment.marked_processes(folder)) < 4 and time.monotonic() < deadline:
+        while len(processes.marked_processes(folder)) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)  # the SuperLink, the SuperNode and their SuperExecs
-        assert len(deployment.marked_processes(folder)) >= 4
+        assert len(processes.marked_processes(folder)) >= 4
     finally:
         job.kill()
         job.wait()
     deadline = time.monotonic() + 60
-    while deployment.marked_processes(folder) and time.monotonic() < deadline:
+    while processes.marked_processes(folder) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert deployment.marked_processes(folder) == []
+    assert processes.marked_processes(folder) == []
 
 
 def test_deployed_federation_is_the_inprocess_one_and_feeds_the_attacks(
@@ -216,7 +216,7 @@ def _kill_supernode_when(folder: Path, center: str, ready: Path, killed: list[in
     while time.monotonic() < deadline and not ready.exists():
         time.sleep(0.1)
     want = str(folder / f"node_{center}.toml").encode()
-    for pid in deployment.marked_processes(folder):
+    for pid in processes.marked_processes(folder):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

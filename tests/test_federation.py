@@ -587,7 +587,7 @@ def test_enrolment_weights_are_the_plans_unless_its_clients_were_redrawn(study,
     plan = dataclasses.replace(tiny_plan(study, tmp_path), enrolment={"A": 5, "B": 6, "C": 7})
     assert plan.enrolment_weights() == {"A": 5, "B": 6, "C": 7}
     # a SuperNode's plan blanks the other centers' folders: the enrolment stays
-    from fedaudit.federation.deployment import node_plan
+    from fedaudit.federation.deployed_app import node_plan
 
     assert node_plan(plan, "A").enrolment_weights() == {"A": 5, "B": 6, "C": 7}
     # a malicious server's split clients are enrolled with their own patients

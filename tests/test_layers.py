@@ -215,6 +215,7 @@ LAYERS: list[tuple[str, str]] = [
     # processes it starts import it, and never an attack
     ("fedaudit.federation.run", "fedaudit.federation.deployment"),
     ("fedaudit.federation.deployment", "fedaudit.attacks"),
+    ("fedaudit.federation.deployed_app", "fedaudit.attacks"),
     # training reads volumes through SimpleITK only when it loads a file: the GPU check runs
     # the federation where SimpleITK is not installed (benchmarks/gpu_check.sh)
     ("fedaudit.federation.run", "SimpleITK"),

@@ -65,7 +65,7 @@ def make_server_app(plan: TrainPlan, strategy: Strategy, num_rounds: int) -> Ser
 def server_main(plan: TrainPlan, strategy: Strategy, num_rounds: int
                 ) -> Callable[[Grid, Context], None]:
     """The body of :func:`make_server_app`'s app, for a ServerApp built elsewhere (the deployed
-    one, :mod:`fedaudit.federation.deployment`, builds its strategy in its own process)."""
+    one, :mod:`fedaudit.federation.deployed_app`, builds its strategy in its own process)."""
     cat = catalog(plan.plugins)
     workflow = cat.defense_hook(plan.scenario, "fit_workflow")
     server = cat.servers[plan.scenario.server]

@@ -13,12 +13,14 @@ federation with every party on localhost:
   mod stores its protocol state there);
 - the run is submitted as a user would: ``flwr run <app> <connection> --stream`` with a Flower
   App folder written for the run (``pyproject.toml`` with ``[tool.flwr.app.components]`` and a
-  module that takes :data:`server_app` and :data:`client_app` from here), which the CLI packs
+  module that takes ``server_app`` and ``client_app`` from
+  :mod:`fedaudit.federation.deployed_app`), which the CLI packs
   into a FAB; the ServerApp's output streams into ``logs/run.log``.
 
 TLS (default): a certificate authority and one server certificate per process that serves
 (the SuperLink; each SuperNode's Runtime API, which its ClientApps call) are made for the run
-(:func:`make_certificates`); SuperNodes, SuperExecs and the CLI verify them against the CA.
+(:func:`fedaudit.federation.certificates.make_certificates`); SuperNodes, SuperExecs and the
+CLI verify them against the CA.
 ``train.deployment.insecure: true`` runs everything over plain HTTP instead. Private keys are
 deleted when the run ends.
 
@@ -55,13 +57,9 @@ Cost: Flower's SuperNodes and ServerApp poll every 3 s and every message starts 
 process (imports included), so a round of the tiny federation takes 30-60 s (on 2 busy cores)
 where in-process takes ~1 s: the overhead is per message, not per slice.
 """
-
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import datetime
-import ipaddress
 import json
 import logging
 import os
@@ -73,412 +71,40 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from flwr.app import Context, Message
-from flwr.clientapp import ClientApp
-from flwr.serverapp import Grid, ServerApp
 
 import fedaudit
 from fedaudit.federation import checkpoint
 from fedaudit.federation.apps import (
     checkpoint_dir,
-    initial_model,
-    make_client_app,
-    make_strategy,
-    resume_point,
-    server_main,
 )
-from fedaudit.federation.plan import ClientData, TrainPlan
+from fedaudit.federation.certificates import Certificates, make_certificates
+from fedaudit.federation.deployed_app import node_plan, toml_table, write_app, write_json
+from fedaudit.federation.plan import TrainPlan
+from fedaudit.federation.processes import (
+    HOST,
+    MARKER,
+    POLL_S,
+    STOP_GRACE_S,
+    Process,
+    die_with,
+    flower_bin,
+    free_port,
+    is_running,
+    marked_processes,
+    process_tree,
+)
 from fedaudit.federation.strategy import FederationError
-from fedaudit.models.weights import exchanged_names
 
 log = logging.getLogger(__name__)
 
 FOLDER = "deployment"  # under the scenario's out_dir
-APP_MODULE = "fedaudit_app"
 CONNECTION = "fedaudit"  # the SuperLink connection's name in the CLI's Flower config
-# Every process of one deployment inherits this variable (value: its folder), so the teardown
-# finds the app processes Flower's SuperExecs started even when their parents are gone.
-MARKER = "FEDAUDIT_DEPLOYMENT"
-HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120.0  # a SuperLink that does not listen by then has failed
-STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL
-POLL_S = 0.5
-
-APP_SOURCE = '''"""One FedAudit run's Flower App (written by fedaudit.federation.deployment)."""
-
-from fedaudit.federation import deployment
-
-# assignments, not an import: `flwr run` finds the components by reading this file
-server_app = deployment.server_app
-client_app = deployment.client_app
-'''
-
-
-def _toml_value(v: str | int | float | bool) -> str:
-    # a JSON string (ASCII, escaped) is a valid TOML basic string
-    return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
-
-
-def _toml_table(d: dict[str, str | int | float | bool]) -> str:
-    return "".join(f"{k} = {_toml_value(v)}\n" for k, v in d.items())
-
-
-# -- TLS ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Certificates:
-    """PEM files made for one run: the CA's certificate and, per name, (certificate, key)."""
-
-    ca: Path
-    pairs: dict[str, tuple[Path, Path]]
-
-    def keys(self) -> list[Path]:
-        return [k for _, k in self.pairs.values()]
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "FedAudit deployment"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-
-
-def make_certificates(folder: str | Path, names: Sequence[str],
-                      hosts: Sequence[str] = (HOST, "localhost"),
-                      days: float = 7.0) -> Certificates:
-    """A certificate authority and one server certificate per name, for ``hosts``.
-
-    X.509 v3 as profiled by RFC 5280: the CA's certificate is self-signed with
-    ``basicConstraints`` CA:TRUE, path length 0 (§4.2.1.9) and ``keyUsage`` keyCertSign/cRLSign
-    (§4.2.1.3); each server certificate names every host as a ``subjectAltName`` -- IP address
-    entries for literal addresses, DNS names otherwise (§4.2.1.6), which is what TLS clients
-    match the address they dialled against (RFC 6125 §6) -- with ``extendedKeyUsage``
-    serverAuth (§4.2.1.12) and the authority/subject key identifiers (§4.2.1.1-2). Keys are
-    ECDSA P-256 (RFC 5480), signatures ECDSA with SHA-256. Valid from an hour ago (clock skew)
-    for ``days``; private keys are written mode 0600.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("FedAudit run CA")
-    ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256()))
-    ca_path = folder / "ca.pem"
-    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    san: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            san.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            san.append(x509.DNSName(h))
-    pairs = {}
-    for n in names:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder().subject_name(_name(n)).issuer_name(ca_name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=True, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-        cert_path, key_path = folder / f"{n}.pem", folder / f"{n}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key_path, key)
-        pairs[n] = (cert_path, key_path)
-    return Certificates(ca_path, pairs)
-
-
-# -- plans and the app ---------------------------------------------------------------------
-
-def load_plan(path: str | Path) -> TrainPlan:
-    try:
-        return TrainPlan.from_json(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a readable TrainPlan written for this deployment "
-                         f"({type(err).__name__}: {err})") from err
-
-
-def node_plan(plan: TrainPlan, center: str) -> TrainPlan:
-    """What ``center``'s SuperNode is given: the plan with every other center's data folders
-    blanked (the centers' names stay: the protocol and the client mods count them)."""
-    plan.client(center)  # raises KeyError for a center the plan does not train
-    # the enrolment weights stay: they are public, and FedAvg and the audit's noise use them
-    return replace(plan, enrolment=plan.enrolment_weights(),
-                   clients=tuple(c if c.center == center else ClientData(c.center, ())
-                                 for c in plan.clients))
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(path)
-
-
-def write_app(folder: Path, run_config: dict[str, str | int]) -> Path:
-    """The Flower App folder ``flwr run`` packs: its run config carries ``run_config``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pyproject.toml").write_text(
-        "[project]\n"
-        'name = "fedaudit-deployment"\n'
-        'version = "1.0.0"\n'
-        'description = "One FedAudit federation run on a Flower deployment"\n'
-        'license = "MIT"\n\n'
-        "[tool.flwr.app]\n"
-        'publisher = "fedaudit"\n\n'
-        "[tool.flwr.app.components]\n"
-        f'serverapp = "{APP_MODULE}:server_app"\n'
-        f'clientapp = "{APP_MODULE}:client_app"\n\n'
-        "[tool.flwr.app.config]\n" + _toml_table(run_config))
-    (folder / f"{APP_MODULE}.py").write_text(APP_SOURCE)
-    return folder
-
-
-def _log_to(path: Path | None) -> None:
-    """INFO logs of fedaudit in an app process (Flower configures only its own logger): to
-    stderr, which Flower captures, and to ``path`` when given."""
-    logger = logging.getLogger("fedaudit")
-    logger.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if path is not None:
-        handlers.append(logging.FileHandler(path))
-    for h in handlers:
-        h.setFormatter(fmt)
-        logger.addHandler(h)
-
-
-# -- the apps the deployment runs ----------------------------------------------------------
-
-def serve(plan: TrainPlan, grid: Grid, context: Context, result: Path, first_round: int) -> None:
-    """The deployed ServerApp's body: the strategy from the run's checkpoint, the same server
-    workflow as in-process, and ``result`` (JSON: first and last completed round, error) for
-    the job, written whatever happens."""
-    _log_to(result.parent / "logs" / "serverapp.log")
-    model = initial_model(plan)
-    start, arrays, history = resume_point(plan, model)
-    record: dict[str, Any] = {"first_round": start, "completed_round": start - 1, "error": None}
-    try:
-        if start != first_round:
-            raise FederationError(
-                f"the job resolved round {first_round} as the first to train, the ServerApp "
-                f"found round {start} in {checkpoint_dir(plan)}: the checkpoints changed under "
-                "the run")
-        strategy = make_strategy(plan, exchanged_names(model), start, arrays, history)
-        try:
-            server_main(plan, strategy, plan.rounds - start + 1)(grid, context)
-        finally:
-            record["completed_round"] = strategy.completed_round
-            record["error"] = strategy.error
-        if strategy.completed_round != plan.rounds and record["error"] is None:
-            record["error"] = (f"the server workflow ended after round "
-                               f"{strategy.completed_round} of {plan.rounds}")
-    except BaseException as err:
-        record["error"] = record["error"] or "".join(traceback.format_exception(err))
-        raise
-    finally:
-        _write_json(result, record)
-    if record["error"]:
-        raise FederationError(record["error"])
-
-
-server_app = ServerApp()
-
-
-@server_app.main()
-def _deployed_server(grid: Grid, context: Context) -> None:
-    cfg = context.run_config
-    serve(load_plan(str(cfg["plan"])), grid, context, Path(str(cfg["result"])),
-          int(cfg["first-round"]))
-
-
-class NodeClientApp(ClientApp):
-    """The ClientApp every SuperNode runs: its node config's ``plan`` (the center's own plan,
-    :func:`node_plan`) and ``center`` make it :func:`fedaudit.federation.apps.make_client_app`'s
-    client of that center, with the scenario's client mods."""
-
-    def __call__(self, message: Message, context: Context) -> Message:
-        if not logging.getLogger("fedaudit").handlers:
-            _log_to(None)
-        plan = load_plan(str(context.node_config["plan"]))
-        return make_client_app(plan)(message, context)
-
-
-client_app = NodeClientApp()
-
-
-# -- processes -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    """A TCP port free on localhost now (the OS picks it; a process binds it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-# Linux's prctl(PR_SET_PDEATHSIG): the kernel signals a child when the job that started it dies,
-# even by SIGKILL (a scheduler's), so no SuperLink or SuperNode outlives its job.
-_PR_SET_PDEATHSIG = 1
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
-    _prctl = None
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """``preexec_fn`` of a child: SIGTERM when the job dies (Linux); exits at once if the job
-    is already gone."""
-    def setup() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
-    return setup
-
-
-def _flower_bin(name: str) -> str:
-    """A Flower console script of this interpreter's environment (the one the job runs in)."""
-    local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"train.backend 'deployment' needs Flower's `{name}` command "
-                                f"(pip install flwr); not in {local.parent} nor on PATH")
-    return found
-
-
-def _children() -> dict[int, list[int]]:
-    """ppid -> pids of every process (Linux /proc; elsewhere `ps`)."""
-    out: dict[int, list[int]] = {}
-    proc = Path("/proc")
-    if proc.is_dir():
-        for d in proc.iterdir():
-            if d.name.isdigit():
-                try:
-                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                out.setdefault(ppid, []).append(int(d.name))
-        return out
-    res = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True)
-    for line in res.stdout.splitlines():
-        pid, ppid = map(int, line.split())
-        out.setdefault(ppid, []).append(pid)
-    return out
-
-
-def marked_processes(folder: str | Path) -> list[int]:
-    """Running processes whose environment carries this deployment's marker (Linux only:
-    elsewhere the process tree has to do)."""
-    want = f"{MARKER}={Path(folder)}".encode()
-    found = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return found
-    for d in proc.iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                env = (d / "environ").read_bytes()
-            except OSError:
-                continue
-            if want in env.split(b"\0") and is_running(int(d.name)):
-                found.append(int(d.name))
-    return found
-
-
-def is_running(pid: int) -> bool:
-    """True for a live process (a zombie, dead but not yet reaped, is not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _tree(roots: Iterable[int]) -> list[int]:
-    children = _children()
-    out, todo = [], list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in out:
-            out.append(pid)
-            todo.extend(children.get(pid, ()))
-    return out
-
-
-@dataclass
-class Process:
-    """One process the job started: what it is (``center`` None for the SuperLink, the CLI),
-    its handle and its log file."""
-
-    what: str
-    popen: subprocess.Popen
-    log_path: Path
-    center: str | None = None
-    expected_exit: bool = False  # the CLI's `flwr run` ends by itself; daemons must not
-
-    def describe(self) -> str:
-        return f"{self.what} (pid {self.popen.pid})"
-
-    def exit_text(self) -> str:
-        rc = self.popen.returncode
-        if rc is not None and rc < 0:
-            return f"was killed by {signal.Signals(-rc).name}"
-        return f"exited with code {rc}"
-
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        tail = [re.sub(r"\x1b\[[0-9;]*m", "", t) for t in text[-lines:]]
-        return "\n".join("    " + t for t in tail)
 
 
 class LocalFederation:
@@ -531,7 +157,7 @@ class LocalFederation:
             # the job's working directory: the plan's paths (data, out_dir, plugins) are
             # relative to it
             p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env(home),
-                                 start_new_session=True, preexec_fn=_die_with(os.getpid()))
+                                 start_new_session=True, preexec_fn=die_with(os.getpid()))
         proc = Process(what, p, path, center, expected_exit)
         self.processes.append(proc)
         log.info("started %s, log %s", proc.describe(), path)
@@ -546,17 +172,17 @@ class LocalFederation:
             self.certs = make_certificates(self.folder / "tls",
                                            ["superlink", *(f"supernode-{c}" for c in centers)])
         self.port = free_port()
-        cmd = [_flower_bin("flower-superlink"), "--host", HOST, "--port", str(self.port),
+        cmd = [flower_bin("flower-superlink"), "--host", HOST, "--port", str(self.port),
                "--disable-runtime-dependency-installation"]
         cmd += self._server_tls("superlink")
         link = self._spawn("the SuperLink", cmd, self.home / "superlink", "superlink.log")
         self._wait_listening(link)
         for c in centers:
             node_cfg = self.folder / f"node_{c}.toml"
-            node_cfg.write_text(_toml_table({"center": c, "plan": str(self.node_plans[c]),
+            node_cfg.write_text(toml_table({"center": c, "plan": str(self.node_plans[c]),
                                              "partition-id": sorted(centers).index(c),
                                              "num-partitions": len(centers)}))
-            cmd = [_flower_bin("flower-supernode"), "--superlink", f"{HOST}:{self.port}",
+            cmd = [flower_bin("flower-supernode"), "--superlink", f"{HOST}:{self.port}",
                    "--host", HOST, "--port", str(free_port()), "--node-config", str(node_cfg)]
             if self.certs is None:
                 cmd += ["--insecure"]
@@ -573,7 +199,7 @@ class LocalFederation:
         else:
             conn["root-certificates"] = str(self.certs.ca)
         (cli / "config.toml").write_text(f'[superlink]\ndefault = "{CONNECTION}"\n\n'
-                                         f"[superlink.{CONNECTION}]\n" + _toml_table(conn))
+                                         f"[superlink.{CONNECTION}]\n" + toml_table(conn))
 
     def _server_tls(self, name: str) -> list[str]:
         if self.certs is None:
@@ -600,7 +226,7 @@ class LocalFederation:
     def submit(self, app: Path) -> Process:
         """``flwr run <app> <connection> --stream``: submits the run and streams the
         ServerApp's log until the run finishes."""
-        cmd = [_flower_bin("flwr"), "run", str(app), CONNECTION, "--stream"]
+        cmd = [flower_bin("flwr"), "run", str(app), CONNECTION, "--stream"]
         return self._spawn("`flwr run`", cmd, self.home / "cli", "run.log", expected_exit=True)
 
     def run_id(self) -> int | None:
@@ -617,7 +243,7 @@ class LocalFederation:
         if rid is None:
             return "no run was started (see run.log)"
         try:
-            res = subprocess.run([_flower_bin("flwr"), "ls", CONNECTION, "--run-id", str(rid),
+            res = subprocess.run([flower_bin("flwr"), "ls", CONNECTION, "--run-id", str(rid),
                                   "--format", "json"], capture_output=True, text=True,
                                  env=self.env(self.home / "cli"), timeout=60)
             run = json.loads(res.stdout)["runs"][0]
@@ -633,7 +259,7 @@ class LocalFederation:
         """Every live process of the deployment: the ones started here that are still running
         (a reaped one's pid may belong to another process by now), their descendants and any
         other carrying the marker (an app process whose parent is gone)."""
-        pids = _tree(p.popen.pid for p in self.processes if p.popen.poll() is None)
+        pids = process_tree(p.popen.pid for p in self.processes if p.popen.poll() is None)
         pids += [p for p in marked_processes(self.folder) if p not in pids]
         return [p for p in pids if is_running(p)]
 
@@ -706,11 +332,11 @@ def run_deployed(plan: TrainPlan, first_round: int
     shutil.rmtree(folder, ignore_errors=True)  # a previous attempt's homes, keys and logs
     folder.mkdir(parents=True)
     server_plan = folder / "plan_server.json"
-    _write_json(server_plan, plan.to_json())
+    write_json(server_plan, plan.to_json())
     node_plans = {}
     for c in sorted(plan.centers):
         node_plans[c] = folder / f"plan_{c}.json"
-        _write_json(node_plans[c], node_plan(plan, c).to_json())
+        write_json(node_plans[c], node_plan(plan, c).to_json())
     result = folder / "result.json"
     app = write_app(folder / "app", {"plan": str(server_plan), "result": str(result),
                                      "first-round": int(first_round)})
