@@ -203,6 +203,15 @@ REPORT_TABLES = []  # table names (fedaudit.catalog.TableSpec) whose table_<name
 REPORT_FIGURES = []  # figure files for the report
 ATTACK_OUTPUTS = []  # each enabled attack's summary outputs (rule attacks_all)
 ATTACKED = {}  # attack name -> scenarios whose federation it reads
+
+
+def register_outputs(outputs=(), tables=(), figures=()):
+    """A plugin's one call to register what it produces (CONTRIBUTING.md, "The workflow's names
+    for plugins"): its summary ``outputs`` (rule attacks_all), the ``tables`` whose
+    table_<name> rules run and the ``figures`` the report shows, in the order given."""
+    ATTACK_OUTPUTS.extend(outputs)
+    REPORT_TABLES.extend(tables)
+    REPORT_FIGURES.extend(figures)
 # paper 000's scenarios as plain dicts (params are unpickled before fedaudit is importable)
 SCENARIO_META = {name: s.as_dict() for name, s in SCENARIOS.items()}
 

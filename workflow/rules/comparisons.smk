@@ -30,4 +30,4 @@ rule figure_privacy_utility:
 
 
 if GRADINV_SCENARIOS:
-    REPORT_FIGURES.extend(rules.figure_privacy_utility.output)
+    register_outputs(figures=rules.figure_privacy_utility.output)

@@ -49,5 +49,7 @@ rule table_loss_membership:
 
 
 if LOSS_SCENARIOS:
-    ATTACK_OUTPUTS.extend(expand(rules.loss_threshold.output[0], scenario=LOSS_SCENARIOS))
-    REPORT_TABLES.append("loss_membership")
+    register_outputs(
+        outputs=expand(rules.loss_threshold.output[0], scenario=LOSS_SCENARIOS),
+        tables=["loss_membership"],
+    )

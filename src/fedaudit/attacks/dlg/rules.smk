@@ -140,8 +140,10 @@ rule figure_dlg:
 
 
 if DLG_SCENARIOS:
-    ATTACK_OUTPUTS.extend(rules.dlg_summary.output)
-    REPORT_TABLES.append("inversion")
-    REPORT_FIGURES.extend(
-        expand(rules.figure_dlg.output[0], scenario=DLG_SCENARIOS, optimizer=DLG["optimizers"])
+    register_outputs(
+        outputs=rules.dlg_summary.output,
+        tables=["inversion"],
+        figures=expand(
+            rules.figure_dlg.output[0], scenario=DLG_SCENARIOS, optimizer=DLG["optimizers"]
+        ),
     )

@@ -263,12 +263,12 @@ rule figure_evasion_example:
 
 
 if EVASION_SCENARIOS:
-    ATTACK_OUTPUTS.extend(rules.evasion_summary.output)
-    REPORT_TABLES.extend(["evasion", "evasion_transfer", "evasion_dp"])
-    REPORT_FIGURES.extend(
-        [
+    register_outputs(
+        outputs=rules.evasion_summary.output,
+        tables=["evasion", "evasion_transfer", "evasion_dp"],
+        figures=[
             *rules.figure_evasion_epsilon.output,
             *rules.figure_evasion_alpha.output,
             *rules.figure_evasion_example.output,
-        ]
+        ],
     )

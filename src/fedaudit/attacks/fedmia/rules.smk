@@ -159,6 +159,8 @@ rule figure_fedmia_roc:
 
 
 if FEDMIA_SCENARIOS:
-    ATTACK_OUTPUTS.extend(rules.fedmia_summary.output)
-    REPORT_TABLES.append("membership")
-    REPORT_FIGURES.extend(rules.figure_fedmia_roc.output)
+    register_outputs(
+        outputs=rules.fedmia_summary.output,
+        tables=["membership"],
+        figures=rules.figure_fedmia_roc.output,
+    )

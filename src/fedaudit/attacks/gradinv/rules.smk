@@ -254,5 +254,7 @@ rule table_privacy_utility:
 
 
 if GRADINV_SCENARIOS:
-    ATTACK_OUTPUTS.extend(rules.gradinv_summary.output)
-    REPORT_TABLES.extend(["inversion_suite", "inversion_classifier", "privacy_utility"])
+    register_outputs(
+        outputs=rules.gradinv_summary.output,
+        tables=["inversion_suite", "inversion_classifier", "privacy_utility"],
+    )

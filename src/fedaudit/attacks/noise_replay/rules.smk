@@ -67,5 +67,7 @@ rule table_noise_replay:
 
 
 if NOISE_REPLAY_SCENARIOS:
-    ATTACK_OUTPUTS.extend(expand(rules.noise_replay.output.table, scenario=NOISE_REPLAY_SCENARIOS))
-    REPORT_TABLES.append("noise_replay")
+    register_outputs(
+        outputs=expand(rules.noise_replay.output.table, scenario=NOISE_REPLAY_SCENARIOS),
+        tables=["noise_replay"],
+    )

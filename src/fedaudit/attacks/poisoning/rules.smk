@@ -110,7 +110,6 @@ rule figure_sct:
 
 
 if POISONED:
-    REPORT_TABLES.append("poisoning")
-    REPORT_FIGURES.extend(rules.figure_poisoning.output)
+    register_outputs(tables=["poisoning"], figures=rules.figure_poisoning.output)
 if SCT_ROWS and SCT_REFERENCE:
-    REPORT_FIGURES.extend(rules.figure_sct.output)
+    register_outputs(figures=rules.figure_sct.output)

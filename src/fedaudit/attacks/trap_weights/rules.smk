@@ -223,13 +223,15 @@ rule figure_trap_weights:
 
 
 if TRAP_SCENARIOS:
-    ATTACK_OUTPUTS.extend(
-        expand(rules.trap_weights.output.table, scenario=TRAP_SCENARIOS, trap_mode=TRAP["modes"])
+    register_outputs(
+        outputs=[
+            *expand(
+                rules.trap_weights.output.table, scenario=TRAP_SCENARIOS, trap_mode=TRAP["modes"]
+            ),
+            *expand(rules.trap_weights_defenses.output.table, scenario=TRAP_DEFENSE_SCENARIOS),
+        ],
+        tables=["trap_weights", "trap_weights_defenses"],
+        figures=expand(rules.figure_trap_weights.output.slices, scenario=TRAP_SCENARIOS),
     )
-    ATTACK_OUTPUTS.extend(
-        expand(rules.trap_weights_defenses.output.table, scenario=TRAP_DEFENSE_SCENARIOS)
-    )
-    REPORT_TABLES.extend(["trap_weights", "trap_weights_defenses"])
-    REPORT_FIGURES.extend(expand(rules.figure_trap_weights.output.slices, scenario=TRAP_SCENARIOS))
 if TRAP_VOLUME_SCENARIOS:
-    REPORT_TABLES.append("trap_weights_3d")
+    register_outputs(tables=["trap_weights_3d"])
