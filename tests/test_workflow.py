@@ -218,6 +218,10 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     assert counts["dlg"] == 2 and "train" not in counts, counts
     # how, not what: thread counts and the training backend re-run nothing
     assert plan(lambda c: c["train"].update(threads=2, num_workers=1, backend="ray")) == {}
+    # N4's thread count changes its volumes (ITK's threaded fit): a study key, so it re-runs N4
+    # for every patient (and what reads the volumes), the registration not
+    counts = plan(lambda c: c["preprocess"].update(threads=2))
+    assert counts["n4"] == 7 and "register" not in counts, counts
 
 
 def _check_code(ck: Path, cfg: Path) -> None:

@@ -70,6 +70,10 @@ rule n4:
         f"{LOGS}/n4/{{center}}/{{patient}}.log",
     params:
         **config["preprocess"]["n4"],
+        # N4's result depends on its thread count (ITK's multi-threaded fit): the study's
+        # count, not the job's (Snakemake scales a job's threads down to --cores), so a run
+        # with fewer cores gives the same volumes and a changed count re-runs N4
+        n4_threads=PRE_THREADS,
     threads: PRE_THREADS
     resources:
         mem_mb=4000,

@@ -8,4 +8,4 @@ with logged(snakemake):
     p, out = snakemake.params, snakemake.output
     n4_step(snakemake.input.mr, snakemake.input.mask, out.mr, out.field, out.record,
             backend=p.backend, shrink=p.shrink, iterations=p.iterations, tolerance=p.tolerance,
-            threads=snakemake.threads)
+            threads=p.n4_threads)
