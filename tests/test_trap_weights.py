@@ -245,6 +245,17 @@ def test_table_and_verdict_read_the_fixed_setting_against_its_lower_bound() -> N
     settings = {"scenario": "baseline", "mode": "gradient", "init": "trap", "threshold": 0.9}
     finding = trap_finding(table.data, settings)
     assert finding.level == "high" and "30/32" in finding.sentence  # batch 8, not the best
+    # as many slices as the null grants: no share beyond it; the control recovered its slice,
+    # so the model resists at this budget, with the control as its power
+    raw = pd.DataFrame(rows)
+    attack = raw["setting"] == "attack"
+    held = trap_finding(slices_table(raw.assign(null_recovered=raw["recovered"].where(
+        attack, 0))).data, settings)
+    assert held.level == "resists at this budget" and "control" in held.power, held.text
+    # a few slices beyond a null of 0 are a leak: moderate, however few
+    few = trap_finding(slices_table(raw.assign(recovered=raw["recovered"].where(
+        ~attack, 2))).data, settings)
+    assert few.level == "moderate" and "4/32" in few.sentence, few.text
 
 
 def test_the_same_seed_gives_the_same_trap_round(study) -> None:

@@ -475,7 +475,8 @@ def suite_finding(data: pd.DataFrame) -> Finding:
                        f"budget does not show that the UNet resists{code}.")
     if level is None:
         return Finding(TOPIC, Level.RESISTS,
-                       f"resists at this budget: no more slices than the null's: {counts}{code}.",
+                       f"resists at this budget: the slices that come back do not exceed the "
+                       f"null's share at the corrected level: {counts}{code}.",
                        power=f"a method recovers {int(ctl['successes'].max())} slice(s) of the "
                              "UNet without BatchNorm at the same budget.")
     return Finding(TOPIC, level, f"{level.value} risk: {counts}{code}.")

@@ -253,9 +253,9 @@ def trap_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
                        "setting is broken.")
     if level is None:
         return Finding(TOPIC, Level.RESISTS,
-                       f"resists at this budget: no more slices come back than the null "
-                       f"grants: {counts}, {where}; what the clients' defenses stop is in the "
-                       "defense table.",
+                       f"resists at this budget: the slices that come back do not exceed the "
+                       f"null's share at 95 %: {counts}, {where}; what the clients' defenses "
+                       "stop is in the defense table.",
                        power="the positive control (untrained UNet, batch 1) recovers every "
                              "slice.")
     what = {Level.HIGH: "most private slices come back exactly",
