@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -147,8 +148,6 @@ def detectable_auc(n_members: int, n_nonmembers: int, alpha: float = 0.05,
                          f"{n_nonmembers}")
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError(f"alpha and power must lie in (0, 1); got {alpha} and {power}")
-    from statistics import NormalDist
-
     z = NormalDist()
     sd = ((n_members + n_nonmembers + 1) / (12 * n_members * n_nonmembers)) ** 0.5
     return min(1.0, 0.5 + (z.inv_cdf(1 - alpha) + z.inv_cdf(power)) * sd)

@@ -39,7 +39,14 @@ import numpy as np
 
 # the noise defenses' names live with the scenarios (a lower layer: the config and the
 # federation's client read them without this module)
-from fedaudit.scenarios import DP_FEDAVG, DP_SGD, LAPLACE, NOISE_DEFENSES, NoiseSettingError
+from fedaudit.scenarios import (
+    DP_FEDAVG,
+    DP_SGD,
+    LAPLACE,
+    NOISE_DEFENSES,
+    NOISE_LEVEL,
+    NoiseSettingError,
+)
 
 
 def global_norm(arrays: Sequence[np.ndarray]) -> float:
@@ -121,8 +128,7 @@ def update_noise_std(defense: Mapping[str, Any]) -> float:
 def level_of(defense: Mapping[str, Any]) -> float:
     """The defense's noise level as the grid names it: Laplace scale b, or the DP noise
     multiplier z (DP-FedAvg) or σ (DP-SGD) (the per-coordinate std of the noise is z·C)."""
-    key = {LAPLACE: "scale", DP_FEDAVG: "noise_multiplier",
-           DP_SGD: "noise_multiplier"}.get(defense.get("name"))
-    if key is None:
-        raise NoiseSettingError(f"{defense.get('name')!r} is not a noise defense")
-    return float(defense[key])
+    name = defense.get("name")
+    if name not in NOISE_LEVEL:
+        raise NoiseSettingError(f"{name!r} is not a noise defense")
+    return float(defense[NOISE_LEVEL[name][1]])
