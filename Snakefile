@@ -43,6 +43,7 @@ localrules:
     evaluate_all,
     attacks_all,
     report_all,
+    results_page,
     qc_table,
     splits,
     eval_summary,

@@ -27,7 +27,8 @@ FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "tr
                     "step": {"attacks"}, "table": {"report"},
                     "figure_training": "report", "figure_poisoning": "report",
                     "figure_privacy_utility": "report",
-                    "figure_sct": "attacks", "front_page": "report"}  # others: preprocess
+                    "figure_sct": "attacks", "front_page": "report",
+                    "results_page": "report"}  # others: preprocess
 
 
 def _rule_files() -> list[Path]:
@@ -192,7 +193,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
     assert sorted(set(scripts_run)) == sorted(
         {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
          "qc_table", "splits", "train", "evaluate", "constant_predictor", "eval_summary",
-         "step", "table", "figure_training", "front_page"})
+         "step", "table", "figure_training", "front_page", "results_page"})
     assert (workdir / "results/splits/A.json").exists()
 
 

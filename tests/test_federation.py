@@ -567,7 +567,7 @@ def test_secagg_model_is_reproducible_while_its_masks_are_fresh(secagg_recorded,
                                                                  tmp_path: Path) -> None:
     """The seed fixes the SecAgg+ federation (its masks cancel in the sum, its stochastic
     quantisation is seeded), not the masks: Flower draws each run's key pairs from the OS, so
-    the masked vectors the server logs differ from run to run (README, FedMIA)."""
+    the masked vectors the server logs differ from run to run (docs/membership.md)."""
     out, plan, _, _ = secagg_recorded
     again = tiny_plan(study, tmp_path / "again", scenario_of("secagg", "fedavg", secagg=True))
     train_federation(again)

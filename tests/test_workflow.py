@@ -202,13 +202,13 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     counts = plan(lambda c: c["attacks"]["dlg"].update(iterations=5))
     assert counts.pop("dlg") == 4, counts  # 2 centers x 2 optimisers
     assert set(counts) == {"dlg_summary", "figure_dlg", "table_inversion", "front_page",
-                           "table_runtimes", "all"}
+                           "table_runtimes", "results_page", "all"}
     # the suite's classifier: its federations and the attacks on it, not the UNet's
     counts = plan(lambda c: c["attacks"]["gradinv"].update(classifier={"lr": 0.1}))
     assert counts.pop("gradinv_classifier") == 2 and counts.pop("gradinv") == 8, counts
     assert set(counts) == {"gradinv_summary", "table_inversion_suite", "table_privacy_utility",
                            "table_inversion_classifier", "figure_privacy_utility",
-                           "front_page", "table_runtimes", "all"}, counts
+                           "front_page", "table_runtimes", "results_page", "all"}, counts
     # a DP level re-runs its own federation and what reads it, nothing of the baseline
     counts = plan(lambda c: c.update(defenses={"dp_fedavg": {"clip": 2.0}}))
     assert counts["train"] == 1 and counts["gradinv_classifier"] == 1, counts
@@ -436,8 +436,14 @@ def _check_report(workdir: Path) -> None:
     benchmarks = list((workdir / "results/benchmarks").rglob("*.tsv"))
     runtimes = pd.read_csv(workdir / "results/tables/runtimes.csv")
     total = runtimes[runtimes.level == "total"].iloc[0]
-    # all but table_runtimes' own (written after the table) and the report's, made later
-    assert total["jobs"] == len(benchmarks) - 1, (total, len(benchmarks))
+    # all but table_runtimes' own (written after the table) and the results page's, made later
+    assert total["jobs"] == len(benchmarks) - 2, (total, len(benchmarks))
+    # the results page: the verdict and every table of this run, each beside its CSV's hash
+    from fedaudit.report.results_page import check_page
+
+    page = (workdir / "results/report/results.md").read_text()
+    assert check_page(page, workdir / "results") == []
+    assert "- Seed: 3" in page and "## Audit verdict" in page and "## runtimes" in page
     assert total["job_minutes"] > 0 and total["wall_minutes"] > 0
     per_rule = runtimes[runtimes.level == "rule"].set_index("name")
     assert per_rule.loc["train", "jobs"] == sum(d.is_dir() for d in

@@ -88,12 +88,17 @@ class TableSpec:
     verdict (the utility gate), ``findings(data, params)`` return the verdict's findings from the
     table's CSV; ``settings(config) -> dict`` is what they read from the config (a param of
     the front page rule, so a change re-runs it); ``thresholds(settings) -> str`` states its
-    risk levels on the front page; ``order`` places its findings (smaller first)."""
+    risk levels on the front page; ``order`` places its findings (smaller first).
+    ``description`` says what the table holds and ``paper`` which published table or figure it
+    corresponds to (docs/references.md names the papers); both go into the generated outputs
+    page (:mod:`fedaudit.report.outputs_page`)."""
 
     name: str
     category: str
     subcategory: str
     build: str
+    description: str = ""
+    paper: str = ""
     findings: str | None = None
     gate: str | None = None
     settings: str | None = None

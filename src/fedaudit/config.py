@@ -242,17 +242,29 @@ class PatientSource:
         return [str(f) for f in files if f.exists()]
 
 
-def discover_synthrad(center: str, root: str | Path) -> dict[str, PatientSource]:
+def discover_synthrad(center: str, root: str | Path,
+                      patient_prefix: str | None = None) -> dict[str, PatientSource]:
     """Patients in the SynthRAD2023 Task 1 layout ``<root>/<patient>/{mr,ct[,mask]}.<ext>``.
 
     A folder counts as a patient when it holds an MR or a CT; a missing partner is reported by that
-    patient's job (so ``--keep-going`` still processes the others), not here.
+    patient's job (so ``--keep-going`` still processes the others), not here. With
+    ``patient_prefix`` only the folders whose name starts with it count: the public release keeps
+    every center in one folder and codes the center in the id (``1BA001`` = task 1, brain,
+    center A).
     """
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"centers.{center}.source.root: folder {root} does not exist")
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    if patient_prefix is not None:
+        chosen = [f for f in folders if f.name.startswith(patient_prefix)]
+        if not chosen:
+            raise ConfigError(
+                f"centers.{center}.source.patient_prefix: no folder under {root} starts with "
+                f"{patient_prefix!r} (found: {_some_names(folders)})")
+        folders = chosen
     found: dict[str, PatientSource] = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in folders:
         mr, ct = find_volume(folder, "mr"), find_volume(folder, "ct")
         if mr is None and ct is None:
             continue
@@ -263,9 +275,19 @@ def discover_synthrad(center: str, root: str | Path) -> dict[str, PatientSource]
             center, folder.name, mr or folder / "mr.nii.gz", ct or folder / "ct.nii.gz",
             find_volume(folder, "mask"))
     if not found:
-        raise ConfigError(f"centers.{center}.source.root: {root} holds no patient folder with "
+        which = "no patient folder" if patient_prefix is None else \
+            f"no folder starting with {patient_prefix!r}"
+        raise ConfigError(f"centers.{center}.source.root: {root} holds {which} with "
                           "mr.nii.gz / ct.nii.gz (SynthRAD2023 layout <root>/<patient>/mr.nii.gz)")
     return found
+
+
+def _some_names(folders: Sequence[Path], shown: int = 5) -> str:
+    """The first few folder names, enough to spot a mistyped prefix without flooding the error."""
+    if not folders:
+        return "no sub-folders"
+    names = ", ".join(f.name for f in folders[:shown])
+    return names if len(folders) <= shown else f"{names}, ... ({len(folders)} in all)"
 
 
 def discover_manifest(center: str, csv_path: str | Path) -> dict[str, PatientSource]:
@@ -326,12 +348,32 @@ class Study:
         for center, spec in self.config["centers"].items():
             src = spec["source"]
             if src["type"] == "synthrad":
-                out[center] = discover_synthrad(center, src["root"])
+                out[center] = discover_synthrad(center, src["root"], src.get("patient_prefix"))
             elif src["type"] == "manifest":
                 out[center] = discover_manifest(center, src["path"])
             else:
                 out[center] = self._demo_sources(center, int(src["patients"]))
+        self._check_no_shared_patients(out)
         return out
+
+    def _check_no_shared_patients(self, sources: dict[str, dict[str, PatientSource]]) -> None:
+        """Centers sharing one SynthRAD root (told apart by ``patient_prefix``) must not both
+        claim a patient: its volumes would sit in two centers, e.g. in training and in the
+        external test set. One ``resolve`` per root, a set lookup per patient."""
+        owner: dict[tuple[Path, str], str] = {}
+        for center, spec in self.config["centers"].items():
+            src = spec["source"]
+            if src["type"] != "synthrad":
+                continue
+            root = Path(src["root"]).resolve()
+            for patient in sources[center]:
+                other = owner.setdefault((root, patient), center)
+                if other != center:
+                    raise ConfigError(
+                        f"centers {other} and {center} both claim patient {patient} "
+                        f"({root / patient}): centers that share a root need "
+                        f"centers.<center>.source.patient_prefix values that select different "
+                        "folders (SynthRAD2023: 1BA, 1BB, 1BC)")
 
     def _demo_sources(self, center: str, n: int) -> dict[str, PatientSource]:
         from fedaudit.data.centers import CENTER_PROFILES, patient_id

@@ -130,8 +130,37 @@ rule table_runtimes:
         TABLE_SCRIPT
 
 
+rule results_page:
+    """Every number the docs quote: the verdict and every table of this run with its CSV's hash,
+    the date, machine and seeds (fedaudit.report.results_page; published as
+    docs/results-demo.md for the demo)."""
+    input:
+        csv=[getattr(rules, f"table_{name}").output.csv for name in REPORT_TABLES]
+        + [rules.table_runtimes.output.csv],
+        md=[getattr(rules, f"table_{name}").output.md for name in REPORT_TABLES]
+        + [rules.table_runtimes.output.md],
+        front_page=FRONT_PAGE,
+    output:
+        "results/report/results.md",
+    log:
+        f"{LOGS}/report/results_page.log",
+    params:
+        names=REPORT_TABLES + ["runtimes"],
+        seeds=[config["seed"]],
+        demo=any(spec["source"]["type"] == "demo" for spec in config["centers"].values()),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/results_page.py"
+
+
 rule report_all:
     input:
         report_items,
         FRONT_PAGE,
         rules.table_runtimes.output,
+        rules.results_page.output,

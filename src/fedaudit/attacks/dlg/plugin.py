@@ -15,7 +15,12 @@ ATTACK = AttackSpec(
     folder=Path(__file__).parent, default_scenarios=("baseline",), check=".plugin:check",
     # the gradient-inversion suite (paper 003) runs DLG beside CPL, iDLG and GradInv
     method=".suite:build",
-    tables=(TableSpec(name="inversion", category="Privacy",
+    tables=(TableSpec(name="inversion",
+                      paper="paper 000, Fig. 2",
+                      description=("DLG SSIM / PSNR per center and optimiser, raw and after the "
+                                   "gain/offset fit, one row per network: the UNet, the same UNet "
+                                   "without BatchNorm (positive control) and the MLP code check"),
+                      category="Privacy",
                       subcategory="Gradient inversion (DLG)", build=".report:build_table",
                       findings=".report:findings", thresholds=".report:thresholds", order=20),))
 

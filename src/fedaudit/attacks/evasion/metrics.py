@@ -1,7 +1,7 @@
 """The evaluator's side of the evasion attack: per-slice measurements and the rates built from
 them (numpy, pandas and scipy; no torch, so the report environment reads them).
 
-Definitions (paper 004 §IV-C adapted to a regression model; README "Test-time evasion"):
+Definitions (paper 004 §IV-C adapted to a regression model; docs/evasion.md):
 
 - **clean MAE / adversarial MAE** (HU): per slice, the mean |sCT − CT| over the head mask of the
   model's output on the clean / perturbed MR (paper 000 Eq. 3 on one slice, no clipping, the

@@ -1,4 +1,4 @@
-"""Test-time evasion by a malicious client (paper 004, Darzi et al., "Exploring adversarial
+"""Test-time evasion by a malicious client (paper 004, paper 004, "Exploring adversarial
 attacks in federated learning for medical imaging"): FGSM, BIM and PGD perturbations of the
 attacker's own test MR slices, crafted on its own last-round local model (white-box) and
 evaluated on that model, the final global model and every other client's local model (grey-box
@@ -20,12 +20,26 @@ ATTACK = AttackSpec(
     folder=Path(__file__).parent, default_scenarios=("baseline", "fedmedian", NOISE_GRID),
     check=".plugin:check",
     tables=(
-        TableSpec(name="evasion", category="Integrity", subcategory=SUBCATEGORY,
+        TableSpec(name="evasion",
+                  paper="paper 004, Table I",
+                  description=("per attacked federation: FGSM, BIM and PGD with the victims' clean "
+                               "MAE, white-box and global-model ASR with 95 % CI, AASR, the random "
+                               "±ε null, ΔMAE, PSNR, time per batch; the targeted attack (bone "
+                               "toward soft tissue)"),
+                  category="Integrity", subcategory=SUBCATEGORY,
                   build=".report:build_attack_table", findings=".report:findings",
                   settings=".report:settings", thresholds=".report:thresholds", order=40),
-        TableSpec(name="evasion_transfer", category="Integrity", subcategory=SUBCATEGORY,
+        TableSpec(name="evasion_transfer",
+                  paper="paper 004, Table II",
+                  description=("per attack: the attacker's own model, the final global model and "
+                               "every other client's local model: MAE, ASR, transfer rate"),
+                  category="Integrity", subcategory=SUBCATEGORY,
                   build=".report:build_transfer_table", order=41),
-        TableSpec(name="evasion_dp", category="Integrity", subcategory=SUBCATEGORY,
+        TableSpec(name="evasion_dp",
+                  paper="paper 004, §VI",
+                  description=("per federation (baseline, FedMedian, each noise level): the "
+                               "headline attack's white-box ASR against the victims' AASR"),
+                  category="Integrity", subcategory=SUBCATEGORY,
                   build=".report:build_defense_table", findings=".report:defense_findings",
                   order=42),
     ))

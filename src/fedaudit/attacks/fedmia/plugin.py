@@ -19,7 +19,13 @@ ATTACK = AttackSpec(
     name="fedmia", title="Membership inference (FedMIA)", view="server_log",
     folder=Path(__file__).parent, default_scenarios=("baseline", "secagg", NOISE_GRID),
     check=".plugin:check",
-    tables=(TableSpec(name="membership", category="Privacy",
+    tables=(TableSpec(name="membership",
+                      paper="paper 000, Fig. 3",
+                      description=("FedMIA patient-level AUC with 95 % CI and permutation p "
+                                   "against same-center non-members, per target and pooled, per "
+                                   "unit (slices, batches); center inference; client updates, "
+                                   "SecAgg+ masked vectors and aggregate, the memorising control"),
+                      category="Privacy",
                       subcategory="Membership inference (FedMIA)", build=".report:build_table",
                       findings=".report:findings", settings=".report:settings",
                       thresholds=".report:thresholds", order=10),))

@@ -22,14 +22,29 @@ ATTACK = AttackSpec(
     name="gradinv", title="Gradient inversion suite (paper 003)", view="server_log",
     folder=Path(__file__).parent, default_scenarios=("baseline", NOISE_GRID), check=".plugin:check",
     tables=(
-        TableSpec(name="inversion_suite", category="Privacy",
+        TableSpec(name="inversion_suite",
+                  paper="paper 003",
+                  description=("CPL, DLG, iDLG, GradInv per network (UNet, its BatchNorm-free "
+                               "control, the slice classifier): per-center successes, ASR with 95 "
+                               "% CI, null, SSIM / MSE of the successes, SSIM over all, labels, "
+                               "time per image"),
+                  category="Privacy",
                   subcategory="Gradient inversion suite (paper 003)",
                   build=".report:build_suite_table", findings=".report:suite_findings",
                   thresholds=".report:thresholds", order=21),
-        TableSpec(name="inversion_classifier", category="Privacy",
+        TableSpec(name="inversion_classifier",
+                  paper="paper 003, Table II",
+                  description=("the slice classifier: per center and method ASR, SSIM, MSE of the "
+                               "successes, time"),
+                  category="Privacy",
                   subcategory="Gradient inversion suite (paper 003)",
                   build=".report:build_classifier_table", order=22),
-        TableSpec(name="privacy_utility", category="Privacy",
+        TableSpec(name="privacy_utility",
+                  paper="paper 003, Table III",
+                  description=("per noise level: ε with its adjacency and unit, the server's noise "
+                               "replay, sCT MAE / SSIM, classifier accuracy, FedMIA AUC, each "
+                               "attack's classifier ASR and UNet SSIM"),
+                  category="Privacy",
                   subcategory="Noise defenses: privacy-utility",
                   build=".report:build_privacy_utility_table",
                   findings=".report:defense_findings", order=23),

@@ -13,7 +13,12 @@ ATTACK = AttackSpec(
     name="noise_replay", title="Noise replay (the server regenerates the clients' noise)",
     view="server_log", folder=Path(__file__).parent, default_scenarios=(NOISE_GRID,),
     check=".plugin:check",
-    tables=(TableSpec(name="noise_replay", category="Privacy", subcategory="Noise replay",
+    tables=(TableSpec(name="noise_replay",
+                      description=("per noised scenario: the share of the clients' noise the "
+                                   "server removes by regenerating it from what it holds, the "
+                                   "residual, and the control (seeded simulation noise, which must "
+                                   "be recovered)"),
+                      category="Privacy", subcategory="Noise replay",
                       build=".report:build_table", findings=".report:findings",
                       thresholds=".report:thresholds", order=15),))
 

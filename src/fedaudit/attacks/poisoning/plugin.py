@@ -12,7 +12,12 @@ CLIENT_ATTACK = ClientAttackSpec(
                                      "description": "Noise level of Eq. 2 (0 = clean data)."}},
             "required": ["gamma"]},
     folder=Path(__file__).parent,
-    tables=(TableSpec(name="poisoning", category="Integrity", subcategory="Data poisoning",
+    tables=(TableSpec(name="poisoning",
+                      paper="paper 000, Table 3",
+                      description=("MAE per poisoned center × noise × evaluated center, a FedAvg "
+                                   "and a FedMedian block each with its no-poisoning row, paired "
+                                   "Wilcoxon p against the block's no-poisoning federation"),
+                      category="Integrity", subcategory="Data poisoning",
                       build=".report:poisoning_table", findings=".report:poisoning_findings",
                       thresholds="fedaudit.report.verdict:poisoning_thresholds",
                       order=30),))
