@@ -55,7 +55,8 @@ PSNR_CAP_DB = 100.0  # PSNR reported for MSE == 0 (and the ceiling of every PSNR
 ASR_SSIM_THRESHOLD = 0.9  # paper 003, ASR: a reconstruction with SSIM >= 0.9 is a success
 SSIM_WIN = 7  # scikit-image's default uniform window (gaussian_weights=False)
 _K1, _K2 = 0.01, 0.03  # scikit-image's (and Wang et al. 2004's) stability constants
-_CHUNK_BYTES = 64 * 2**20  # bound on each of pairwise_ssim's (pixels, M, N) work buffers
+_CHUNK_BYTES = 64 * 2**20  # bound on pairwise_ssim's per-block (M, N) result and row buffers
+_CACHE_BYTES = 2**20  # per-pass buffer of the per-pair arithmetic: about a core's L2 share
 
 
 def psnr_db(mse: float, data_range: float = 1.0) -> float:
@@ -88,68 +89,69 @@ def _local_moments(x: np.ndarray, cov_norm: float) -> tuple[np.ndarray, np.ndarr
     return ux, vx
 
 
-def _windows(x: np.ndarray, r0: int, r1: int) -> np.ndarray:
-    """View of the 7x7 windows of ``x`` (K, H, W) whose top row is in ``r0:r1``, laid out
-    pixel-major as (rows, W', K, 7, 7) so that one batched matrix product per pixel yields every
-    pair's cross-moment."""
-    win = np.lib.stride_tricks.sliding_window_view(x, (SSIM_WIN, SSIM_WIN), axis=(1, 2))
-    return win[:, r0:r1].transpose(1, 2, 0, 3, 4)
+def _row_windows(x: np.ndarray, row: int) -> np.ndarray:
+    """The 7x7 windows of ``x`` (K, H, W) whose top row is ``row``, flattened pixel-major:
+    (W', K, 49)."""
+    win = np.lib.stride_tricks.sliding_window_view(x[:, row:row + SSIM_WIN], SSIM_WIN, axis=2)
+    # (K, 7, W', 7) -> (W', K, 7, 7)
+    return win.transpose(2, 0, 1, 3).reshape(win.shape[2], x.shape[0], SSIM_WIN**2)
 
 
 def _pairwise_ssim_block(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
-    """:func:`pairwise_ssim` of finite float64 stacks ``a`` (M, H, W) and ``b`` (N, H, W)."""
-    n = b.shape[0]
+    """:func:`pairwise_ssim` of finite float64 stacks ``a`` (M, H, W) and ``b`` (N, H, W).
+
+    Window row by window row and, within a row, a few pixels at a time, so that every
+    (pixels, M, N) buffer stays in the CPU's cache: one buffer over all of a chunk's pixels made
+    the per-pair passes and the rank-2 and rank-4 products memory-bound (450 reconstructions
+    against 320 slices at 64²: 5.4 s against 2.9 s on one core, measured)."""
+    m, n = a.shape[0], b.shape[0]
     np_ = SSIM_WIN**2
     cov_norm = np_ / (np_ - 1)  # scikit-image's use_sample_covariance=True
     c1 = (_K1 * data_range) ** 2
     c2 = (_K2 * data_range) ** 2
     ua, va = _local_moments(a, cov_norm)
     ub, vb = _local_moments(b, cov_norm)
-    ma, hv, wv = ua.shape
-    # Per-pixel factors, pixel-major: (P, M) and (P, N).
-    ua_p, va_p = ua.reshape(ma, -1).T, va.reshape(ma, -1).T
-    ub_p, vb_p = ub.reshape(n, -1).T, vb.reshape(n, -1).T
+    hv, wv = ua.shape[1:]
     a_scaled = a * (2.0 * cov_norm / np_)
-    rows = max(1, min(hv, _CHUNK_BYTES // (8 * wv * ma * n)))
-    cap = rows * wv
-    # Buffers reused by every chunk (allocating per chunk costs as much as the arithmetic).
-    # A2 = 2 cov_norm (mean(x y) - ux uy) + C2: inner product of augmented window vectors.
-    xa = np.empty((cap, ma, np_ + 2))
-    xb = np.empty((cap, np_ + 2, n))
+    group = max(1, min(wv, _CACHE_BYTES // (8 * m * n)))  # pixels per pass
+    # Per window row, pixel-major. A2 = 2 cov_norm (mean(x y) - ux uy) + C2 is the inner product
+    # of augmented window vectors [x-window scaled, ux, 1] . [y-window, -2 cov_norm uy, C2].
+    xa, xb = np.empty((wv, m, np_ + 2)), np.empty((wv, np_ + 2, n))
     xa[:, :, np_ + 1] = 1.0
     xb[:, np_ + 1, :] = c2
     # A1 = 2 ux uy + C1 and B1 B2 = (ux^2 + C1 + uy^2)(vx + C2 + vy): rank-2 and rank-4
     # products of per-image factors, all terms of B1 B2 non-negative (no cancellation).
-    la, lb = np.empty((cap, ma, 2)), np.empty((cap, 2, n))
-    da, db = np.empty((cap, ma, 4)), np.empty((cap, 4, n))
+    la, lb = np.empty((wv, m, 2)), np.empty((wv, 2, n))
+    da, db = np.empty((wv, m, 4)), np.empty((wv, 4, n))
     la[:, :, 1] = c1
     lb[:, 1, :] = 1.0
     da[:, :, 3] = 1.0
     db[:, 0, :] = 1.0
-    a2, a1, den = (np.empty((cap, ma, n)) for _ in range(3))
-    total = np.zeros((ma, n))
-    for r0 in range(0, hv, rows):
-        r1 = min(r0 + rows, hv)
-        p = (r1 - r0) * wv
-        px = slice(r0 * wv, r1 * wv)
-        xa[:p, :, :np_].reshape(r1 - r0, wv, ma, SSIM_WIN, SSIM_WIN)[...] = (
-            _windows(a_scaled, r0, r1))
-        xa[:p, :, np_] = ua_p[px]
-        xb[:p, :np_, :].reshape(r1 - r0, wv, SSIM_WIN, SSIM_WIN, n)[...] = (
-            _windows(b, r0, r1).transpose(0, 1, 3, 4, 2))
-        xb[:p, np_, :] = -2.0 * cov_norm * ub_p[px]
-        la[:p, :, 0] = 2.0 * ua_p[px]
-        lb[:p, 0, :] = ub_p[px]
-        sa, sb = ua_p[px] ** 2 + c1, va_p[px] + c2  # image a's parts of B1, B2
-        ta, tb = ub_p[px] ** 2, vb_p[px]  # image b's parts
-        da[:p, :, 0], da[:p, :, 1], da[:p, :, 2] = sa * sb, sa, sb
-        db[:p, 1, :], db[:p, 2, :], db[:p, 3, :] = tb, ta, ta * tb
-        np.matmul(xa[:p], xb[:p], out=a2[:p])
-        np.matmul(la[:p], lb[:p], out=a1[:p])
-        np.matmul(da[:p], db[:p], out=den[:p])
-        a1[:p] /= den[:p]
-        a2[:p] *= a1[:p]  # S = A1 A2 / (B1 B2) per pixel and pair
-        total += a2[:p].sum(axis=0)
+    a2, a1, den = (np.empty((group, m, n)) for _ in range(3))
+    total = np.zeros((m, n))
+    for row in range(hv):
+        ua_r, va_r = ua[:, row].T, va[:, row].T  # (W', M)
+        ub_r, vb_r = ub[:, row].T, vb[:, row].T  # (W', N)
+        xa[:, :, :np_] = _row_windows(a_scaled, row)
+        xa[:, :, np_] = ua_r
+        xb[:, :np_, :] = _row_windows(b, row).transpose(0, 2, 1)
+        xb[:, np_, :] = -2.0 * cov_norm * ub_r
+        la[:, :, 0] = 2.0 * ua_r
+        lb[:, 0, :] = ub_r
+        sa, sb = ua_r**2 + c1, va_r + c2  # image a's parts of B1, B2
+        ta, tb = ub_r**2, vb_r  # image b's parts
+        da[:, :, 0], da[:, :, 1], da[:, :, 2] = sa * sb, sa, sb
+        db[:, 1, :], db[:, 2, :], db[:, 3, :] = tb, ta, ta * tb
+        for j0 in range(0, wv, group):
+            j1 = min(j0 + group, wv)
+            g = j1 - j0
+            s_, l_, d_ = a2[:g], a1[:g], den[:g]
+            np.matmul(xa[j0:j1], xb[j0:j1], out=s_)
+            np.matmul(la[j0:j1], lb[j0:j1], out=l_)
+            np.matmul(da[j0:j1], db[j0:j1], out=d_)
+            l_ /= d_
+            s_ *= l_  # S = A1 A2 / (B1 B2) per pixel and pair
+            total += s_.sum(axis=0) if g > 1 else s_[0]
     return total / (hv * wv)
 
 
@@ -187,8 +189,8 @@ def pairwise_ssim(recons: np.ndarray, truth: np.ndarray, data_range: float = 1.0
     finite = np.flatnonzero(np.isfinite(a).all(axis=(1, 2)))
     if finite.size == 0 or b.shape[0] == 0:
         return out
-    # Blocks of reconstructions keep each (pixels of one window row, M, N) buffer bounded.
-    block = max(1, _CHUNK_BYTES // (8 * (w - SSIM_WIN + 1) * b.shape[0]))
+    # Blocks of reconstructions bound the (M, N) sums and the window rows (W', M, 51).
+    block = max(1, _CHUNK_BYTES // (8 * (w - SSIM_WIN + 1) * max(b.shape[0], SSIM_WIN**2 + 2)))
     for s in range(0, finite.size, block):
         rows = finite[s:s + block]
         out[rows] = _pairwise_ssim_block(a[rows], b, data_range)
