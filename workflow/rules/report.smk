@@ -131,9 +131,8 @@ rule table_runtimes:
 
 
 rule results_page:
-    """Every number the docs quote: the verdict and every table of this run with its CSV's hash,
-    the date, machine and seeds (fedaudit.report.results_page; published as
-    docs/results-demo.md for the demo)."""
+    """The run's results page: the verdict, every table with its CSV's hash, date, machine, seed."""
+    # fedaudit.report.results_page; for the demo it is published as docs/results-demo.md
     input:
         csv=[getattr(rules, f"table_{name}").output.csv for name in REPORT_TABLES]
         + [rules.table_runtimes.output.csv],
