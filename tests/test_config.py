@@ -159,3 +159,27 @@ def test_manifest_discovery_and_errors(tmp_path: Path) -> None:
         "type": "manifest", "path": str(dup)}}}})
     with pytest.raises(ConfigError, match=r"dup.csv:3: patient 'p1' of center A listed twice"):
         Study(cfg).patients("A")
+
+
+def test_string_overrides_take_the_schema_type(demo_raw: dict) -> None:
+    """Snakemake hands nested --config values over as strings (train='{rounds: 5}' arrives as
+    {'rounds': '5'}): a string the schema rejects is read as YAML where that reading fits; a
+    string the schema accepts stays one."""
+    raw = copy.deepcopy(demo_raw)
+    raw["train"].update(rounds="5", lr="2e-3", augment={"enabled": "true"})
+    raw["attacks"] = {"dlg": {"iterations": "10", "optimizers": ["adam"]},
+                      "trap_weights": {"batch_sizes": "[8, 32]"}}
+    raw["centers"]["A"] = {"role": "train", "source": {"type": "synthrad", "root": "001",
+                                                        "patient_prefix": "007"}}
+    cfg = validate_config(raw)
+    assert cfg["train"]["rounds"] == 5 and isinstance(cfg["train"]["rounds"], int)
+    assert cfg["train"]["lr"] == 0.002 and cfg["train"]["augment"]["enabled"] is True
+    assert cfg["attacks"]["dlg"]["iterations"] == 10
+    assert cfg["attacks"]["trap_weights"]["batch_sizes"] == [8, 32]
+    # strings the schema takes as strings are left alone, numeric-looking or not
+    assert cfg["centers"]["A"]["source"] == {"type": "synthrad", "root": "001",
+                                             "patient_prefix": "007"}
+    # a string no reading makes valid is still an error naming its key
+    raw["train"]["rounds"] = "five"
+    with pytest.raises(ConfigError, match="train.rounds"):
+        validate_config(raw)

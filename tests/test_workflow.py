@@ -135,6 +135,20 @@ def test_typo_in_config_stops_the_run(workdir: Path) -> None:
     assert "unknown config key 'preprocess.cube.sise'" in res.stderr + res.stdout
 
 
+def test_nested_command_line_overrides_take_the_schema_type(workdir: Path) -> None:
+    """--config train='{rounds: 5}' reaches the config as {'rounds': '5'} (Snakemake keeps
+    nested values as strings): validated against the schema it becomes the integer 5."""
+    cfg = _write_config(workdir, TINY)
+    res = run_snakemake(workdir, "-n", "--configfile", str(cfg), "--config",
+                        "train={rounds: 5, lr: 2e-3}", "attacks={dlg: {iterations: 10}}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _job_counts(res.stdout)["train"] >= 1
+    bad = run_snakemake(workdir, "-n", "--configfile", str(cfg), "--config",
+                        "train={rounds: five}")
+    assert bad.returncode != 0
+    assert "config key 'train.rounds': 'five' is not of type 'integer'" in bad.stderr + bad.stdout
+
+
 def test_the_workflow_profile_overrides_nothing_of_the_slurm_profile() -> None:
     """profiles/default is loaded as the workflow profile on top of any --profile, key by key:
     a key the SLURM profile also sets (latency-wait 5 against 60 did) would silently win."""

@@ -132,6 +132,7 @@ def validate_config(raw: dict[str, Any], schema: dict[str, Any] | None = None) -
     config = copy.deepcopy(dict(raw))
     schema = schema or load_schema(plugins=_plugin_folders(config))
     validator = jsonschema.Draft202012Validator(schema)
+    config = _coerce(config, schema, schema, validator)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)
@@ -139,6 +140,65 @@ def validate_config(raw: dict[str, Any], schema: dict[str, Any] | None = None) -
     _fill_defaults(schema, config, schema)
     _check_semantics(config)
     return config
+
+
+def _subschema(node: Any, root: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with a local ``$ref`` (``#/$defs/...``) followed, the rest of it kept."""
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) \
+            and node["$ref"].startswith("#/"):
+        target: Any = root
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node if isinstance(node, dict) else {}
+
+
+def _branches(node: dict[str, Any], root: dict[str, Any]) -> list[dict[str, Any]]:
+    """``node`` and the schemas of its ``oneOf`` / ``anyOf`` / ``allOf`` branches."""
+    out = [node]
+    for key in ("oneOf", "anyOf", "allOf"):
+        out += [_subschema(b, root) for b in node.get(key, [])]
+    return out
+
+
+def _coerce(value: Any, node: Any, root: dict[str, Any],
+            validator: jsonschema.Draft202012Validator) -> Any:
+    """``value`` with every string the schema does not accept replaced by its YAML reading when
+    the schema accepts that: Snakemake hands nested ``--config`` values over as strings
+    (``--config train='{rounds: 5}'`` gives ``{'rounds': '5'}``). A string the schema accepts
+    as it is (an id like ``"001"``) stays a string."""
+    node = _subschema(node, root)
+    if isinstance(value, dict):
+        out = dict(value)
+        for key, child in value.items():
+            for branch in _branches(node, root):
+                props = branch.get("properties", {})
+                extra = branch.get("additionalProperties")
+                sub = props.get(key, extra if isinstance(extra, dict) else None)
+                if sub is not None:
+                    out[key] = _coerce(child, sub, root, validator)
+                    if out[key] is not child:
+                        break
+        return out
+    if isinstance(value, list):
+        items = node.get("items")
+        return [_coerce(v, items, root, validator) for v in value] if isinstance(items, dict) \
+            else value
+    if not isinstance(value, str) or not node:
+        return value
+    check = validator.evolve(schema={**node, "$defs": root.get("$defs", {})})
+    if check.is_valid(value):
+        return value
+    for read in (yaml.safe_load, int, float):  # YAML 1.1 reads "2e-3" as a string
+        try:
+            parsed = read(value)
+        except (yaml.YAMLError, ValueError):
+            continue
+        if isinstance(parsed, (dict, list)):
+            parsed = _coerce(parsed, node, root, validator)
+        if parsed != value and check.is_valid(parsed):
+            return parsed
+    return value
 
 
 def _check_semantics(config: dict[str, Any]) -> None:
