@@ -22,8 +22,9 @@ from fedaudit.catalog import catalog
 
 # script -> env family (a set where one script serves rules of several families: the plugin
 # rules' step runner and the table builder)
-FAMILY_OF_SCRIPT = {"demo_patient": "data", "data_montage": "data", "train": "train",
-                    "evaluate": "train", "eval_summary": "train", "constant_predictor": "train",
+FAMILY_OF_SCRIPT = {"demo_patient": "data", "demo_template": "data", "data_montage": "data",
+                    "train": "train", "evaluate": "train", "eval_summary": "train",
+                    "constant_predictor": "train",
                     "step": {"attacks"}, "table": {"report"},
                     "figure_training": "report", "figure_poisoning": "report",
                     "figure_privacy_utility": "report",
@@ -191,9 +192,9 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
         assert env_of_prefix[prefix] in (family if isinstance(family, set) else {family}), line
     # Every rule that ran a job ran it inside its env.
     assert sorted(set(scripts_run)) == sorted(
-        {"demo_patient", "data_montage", "register", "head_mask", "n4", "finalize", "qc",
-         "qc_table", "splits", "train", "evaluate", "constant_predictor", "eval_summary",
-         "step", "table", "figure_training", "front_page", "results_page"})
+        {"demo_patient", "demo_template", "data_montage", "register", "head_mask", "n4",
+         "finalize", "qc", "qc_table", "splits", "train", "evaluate", "constant_predictor",
+         "eval_summary", "step", "table", "figure_training", "front_page", "results_page"})
     assert (workdir / "results/splits/A.json").exists()
 
 

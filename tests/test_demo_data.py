@@ -321,3 +321,27 @@ def test_center_montage_writes_png(demo: dict[str, Path], tmp_path: Path) -> Non
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     with pytest.raises(ValueError):
         center_montage([], tmp_path / "empty.png", "nothing")
+
+
+def test_a_patient_from_the_template_file_equals_a_fresh_one(tmp_path: Path) -> None:
+    """Rule demo_template builds the head model once per study: a patient generated from that
+    file is the patient generated with a template built in the process, byte for byte."""
+    import hashlib
+
+    from fedaudit.data import phantom
+
+    spacing = demo_module.model_spacing(5.0)
+    generate_patient("B", 1, 7, tmp_path / "fresh", resolution_scale=5.0)
+    phantom.save_template(phantom.build_template_brain(spacing), str(tmp_path / "t.npz"))
+    try:
+        loaded = phantom.use_template_file(str(tmp_path / "t.npz"))
+        assert phantom.template_brain(spacing) is loaded
+        generate_patient("B", 1, 7, tmp_path / "file", resolution_scale=5.0)
+    finally:
+        phantom._FROM_FILE.clear()  # later tests build their own
+    files = sorted(p.relative_to(tmp_path / "fresh") for p in (tmp_path / "fresh").rglob("*")
+                   if p.is_file())
+    assert len(files) >= 4
+    for f in files:
+        assert (hashlib.sha256((tmp_path / "fresh" / f).read_bytes()).digest()
+                == hashlib.sha256((tmp_path / "file" / f).read_bytes()).digest()), f

@@ -1,10 +1,30 @@
 # Input data: the embedded demo generator and a per-center montage of the raw volumes.
 
 
+rule demo_template:
+    """The demo's head model: the MNI brain on the model grid, built once for every patient."""
+    output:
+        "results/data/demo/template_brain.npz",
+    log:
+        f"{LOGS}/demo_template.log",
+    params:
+        resolution_scale=config["demo"]["resolution_scale"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/demo_template.py"
+
+
 rule demo_patient:
     """Synthetic paired MR/CT for one patient of one center, with ground truth beside it."""
     wildcard_constraints:
         center=DEMO_CENTERS_WITHOUT_MASK,
+    input:
+        template=rules.demo_template.output[0],
     output:
         mr="results/data/demo/{center}/{patient}/mr.nii.gz",
         ct="results/data/demo/{center}/{patient}/ct.nii.gz",

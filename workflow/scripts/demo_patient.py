@@ -6,6 +6,9 @@ from _common import logged
 
 with logged(snakemake) as log:
     from fedaudit.data.demo import generate_patient, patient_id
+    from fedaudit.data.phantom import use_template_file
+
+    use_template_file(snakemake.input.template)  # built once by rule demo_template
 
     center, patient = snakemake.wildcards.center, snakemake.wildcards.patient
     index = next(i for i in range(10_000) if patient_id(center, i) == patient)

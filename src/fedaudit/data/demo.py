@@ -234,7 +234,7 @@ def _render(fields: Any, grid: Grid, transform: sitk.Transform, model_mm: float,
         fn(k0, k1, comp, xyz)
 
 
-def _model_spacing(resolution_scale: float) -> float:
+def model_spacing(resolution_scale: float) -> float:
     """Head-model spacing: 2 mm for the CPU demo, 1.5 mm when the target grids are ~1 mm."""
     return 1.5 if resolution_scale < 1.5 else 2.0
 
@@ -341,7 +341,7 @@ def generate_patient(center: str, index: int, seed: int, out_dir: str | Path, *,
     prof = scaled_profile(profiles[center], resolution_scale)
     out = Path(out_dir)
     truth_dir = out / "truth"
-    model_mm = _model_spacing(resolution_scale)
+    model_mm = model_spacing(resolution_scale)
     rng = np.random.default_rng(derive_seed(seed, "demo", center, index))
     p = _draw_patient(rng, prof, model_mm)
     mr_vals, hu_vals = _tissue_values(prof, p)
