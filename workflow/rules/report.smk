@@ -7,6 +7,8 @@ PLAIN = "baseline" if "baseline" in SCENARIOS else None
 SECURE = "secagg" if "secagg" in SCENARIOS else None
 if PLAIN is not None:
     REPORT_TABLES.insert(0, "quality")
+# the demo's synthetic data: the front page and the results page say so
+DEMO_STUDY = any(spec["source"]["type"] == "demo" for spec in config["centers"].values())
 
 
 rule table_quality:
@@ -77,7 +79,7 @@ rule front_page:
             encoding="utf-8"
         ),
         names=REPORT_TABLES,
-        demo=any(spec["source"]["type"] == "demo" for spec in config["centers"].values()),
+        demo=DEMO_STUDY,
         # what each table's findings read from the config (e.g. the membership verdict's unit,
         # fixed before any result): a param, so changing it re-runs this rule
         settings={name: CATALOG.tables[name].call("settings", config, default={})
@@ -146,7 +148,7 @@ rule results_page:
     params:
         names=REPORT_TABLES + ["runtimes"],
         seeds=[config["seed"]],
-        demo=any(spec["source"]["type"] == "demo" for spec in config["centers"].values()),
+        demo=DEMO_STUDY,
     threads: 1
     resources:
         mem_mb=500,

@@ -168,12 +168,12 @@ def check_page(page: str, results: str | os.PathLike[str], complete: bool = True
         if not csv.exists():
             problems.append(f"{name}: the page shows it but {csv} does not exist")
             continue
-        source = _SOURCE.search(body)
+        source, actual = _SOURCE.search(body), sha256(csv)
         if source is None or source["name"] != name:
             problems.append(f"{name}: no 'Source: results/tables/{name}.csv' line with its hash")
-        elif source["sha"] != sha256(csv):
+        elif source["sha"] != actual:
             problems.append(f"{name}: {csv} has changed since the page was made (SHA-256 "
-                            f"{sha256(csv)[:12]}…, the page names {source['sha'][:12]}…)")
+                            f"{actual[:12]}…, the page names {source['sha'][:12]}…)")
         shown = body[:source.start()].strip() if source else body.strip()
         if shown != (tables / f"{name}.md").read_text(encoding="utf-8").strip():
             problems.append(f"{name}: the table on the page differs from {tables / name}.md")
