@@ -289,3 +289,28 @@ def test_batch_sizes_with_the_same_round_key_run_the_same_round(study, mode: str
             np.testing.assert_array_equal(a, caps[most + 7].updates[who][name])
     assert any(not np.array_equal(a, caps[2].updates[who][name])
                for who, u in caps[most].updates.items() for name, a in u.items())
+
+
+def test_the_local_mode_takes_its_own_sweep_and_the_gradient_mode_the_main_one() -> None:
+    from fedaudit.attacks.trap_weights.sweep import mode_settings
+    from fedaudit.config import validate_config
+
+    cfg = validate_config(yaml_config())
+    trap = cfg["attacks"]["trap_weights"]
+    # the demo: the whole sweep in gradient mode, batch 8 with trap weights in local mode
+    grad, local = mode_settings(trap, "gradient"), mode_settings(trap, "local")
+    assert (grad["batch_sizes"], grad["inits"]) == ([8, 32, 128], ["trap", "binning"])
+    assert (local["batch_sizes"], local["inits"]) == ([8], ["trap"])
+    # nothing else differs, and neither carries what no job reads
+    assert {k: v for k, v in local.items() if k not in ("batch_sizes", "inits")} == \
+        {k: v for k, v in grad.items() if k not in ("batch_sizes", "inits")}
+    assert not {"enabled", "scenarios", "modes", "local"} & set(local)
+    # unset (the schema's default) the local mode sweeps what the gradient mode sweeps
+    trap = {**trap, "local": {"batch_sizes": None, "inits": None}}
+    assert mode_settings(trap, "local") == mode_settings(trap, "gradient")
+
+
+def yaml_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())

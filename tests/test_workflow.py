@@ -44,7 +44,8 @@ TINY = {
                 "fedmia": {"slices_per_orientation": 2, "rounds": "all", "batch_size": 2},
                 "dlg": {"iterations": 6, "snapshots": 3, "control_hidden": 8},
                 "trap_weights": {"batch_sizes": [2, 4], "clients": [None], "neurons": 64,
-                                 "inits": ["trap"], "volumes": {"batch_sizes": [8]}},
+                                 "inits": ["trap"], "volumes": {"batch_sizes": [8]},
+                                 "local": {"batch_sizes": [2]}},
                 "gradinv": {"slices": {"translation": 1, "classification": 1},
                             "evaluations": {"translation": 4, "classification": 20},
                             "classifier": {"rounds": 1, "local_epochs": 1}},
@@ -227,6 +228,13 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     counts = plan(lambda c: c.update(defenses={"dp_fedavg": {"clip": 2.0}}))
     assert counts["train"] == 1 and counts["gradinv_classifier"] == 1, counts
     assert counts["gradinv"] == 8 and "dlg" not in counts, counts
+    # the local mode's own trap-weight sweep re-runs its two jobs, not the gradient mode's,
+    # nor the 3-D attack or the defenses (which read the first init of the main sweep)
+    counts = plan(lambda c: c["attacks"]["trap_weights"]["local"].update(batch_sizes=[4]))
+    assert counts.pop("trap_weights") == 2, counts  # baseline and secagg, local mode
+    # (the figure shows the first mode's examples)
+    assert set(counts) == {"table_trap_weights", "front_page", "table_runtimes",
+                           "results_page", "all"}, counts
     # one optimiser's own setting re-runs only its jobs
     counts = plan(lambda c: c["attacks"]["dlg"].update(lbfgs={"lr": 0.05}))
     assert counts["dlg"] == 2 and "train" not in counts, counts
@@ -609,7 +617,10 @@ def _check_trap_weights(workdir: Path) -> None:
     rows = pd.concat([pd.read_csv(root / f"{s}/slices_{m}.csv")
                       for s in ("baseline", "secagg") for m in ("gradient", "local")])
     attack = rows[rows.setting == "attack"]
-    assert set(attack["batch_size"]) == {2, 4} and set(attack["clients"]) == {2}
+    assert set(attack["clients"]) == {2}
+    # the local mode runs its own sweep (attacks.trap_weights.local), the gradient mode all
+    assert attack.groupby("mode")["batch_size"].agg(set).to_dict() == {"gradient": {2, 4},
+                                                                      "local": {2}}
     # the server sees each client without SecAgg+, only the sum with it
     views = attack.groupby("scenario")["view"].agg(set).to_dict()
     assert views == {"baseline": {"client"}, "secagg": {"aggregate"}}

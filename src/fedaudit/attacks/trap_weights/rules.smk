@@ -3,6 +3,9 @@
 # tables and two figures. Every job runs one-round federations of the real clients from the
 # server's own global model of the attacked round (fedaudit.attacks.trap_weights.harness).
 
+from fedaudit.attacks.trap_weights.sweep import NOT_SETTINGS as TRAP_NOT_SETTINGS
+from fedaudit.attacks.trap_weights.sweep import mode_settings as trap_mode_settings
+
 TRAP = config["attacks"]["trap_weights"]
 TRAP_SCENARIOS = TRAP["scenarios"] if TRAP["enabled"] else []
 # the clients' defenses are also measured under each DP-FedAvg level of the noise grid: the
@@ -16,8 +19,16 @@ TRAP_DEFENSE_SCENARIOS = TRAP_SCENARIOS + [
 ATTACKED["trap_weights"] = TRAP_DEFENSE_SCENARIOS
 # 3-D needs one client's own update: under SecAgg+ the server holds only the sum.
 TRAP_VOLUME_SCENARIOS = [s for s in TRAP_SCENARIOS if not SCENARIOS[s].secagg]
-# What every trap-weight job reads besides its own sweep lists: not which scenarios are attacked
-TRAP_SETTINGS = {k: v for k, v in TRAP.items() if k not in ("enabled", "scenarios", "modes")}
+# What every trap-weight job reads besides its own sweep lists: not which scenarios are attacked,
+# nor the local mode's own sweep (only the local-mode jobs read it: trap_sweep)
+TRAP_SETTINGS = {k: v for k, v in TRAP.items() if k not in TRAP_NOT_SETTINGS}
+
+
+def trap_sweep(wc):
+    """A 2-D sweep job's settings: the local mode takes its own batch sizes and inits."""
+    return trap_mode_settings(TRAP, wc.trap_mode)
+
+
 TRAP_DIR = "results/attacks/trap_weights"
 
 
@@ -48,7 +59,7 @@ rule trap_weights:
     params:
         attack="trap_weights",
         step="slices",
-        trap=TRAP_SETTINGS,
+        trap=trap_sweep,
         scenario=lambda wc: SCENARIOS[wc.scenario].as_dict(),
         train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
