@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,14 +297,30 @@ def test_epsilon_falls_with_noise_and_grows_with_rounds() -> None:
     assert scenario_epsilon([dp], 35) == epsilon(2.0, 35, 1e-5)
 
 
-def test_the_scenarios_name_the_same_noise_defenses_as_the_transform() -> None:
-    """fedaudit.scenarios spells the names (it must not import the defenses package)."""
-    from fedaudit import scenarios
-    from fedaudit.catalog import catalog
-    from fedaudit.defenses import update_noise
+def test_the_noise_families_are_declared_in_their_folders_and_load_no_code() -> None:
+    """Each noise defense declares its family in its plugin.py (level key, prefix, symbol,
+    hooks); the scenarios find a family by name without importing the defenses' code (the
+    federation's client asks), and every hook resolves."""
+    import subprocess
+    import sys
 
-    assert scenarios.NOISE_DEFENSES == update_noise.NOISE_DEFENSES
-    assert set(update_noise.NOISE_DEFENSES) <= set(catalog().defenses)
+    from fedaudit.catalog import catalog, noise_hook
+
+    families = catalog().noise_families()
+    assert list(families) == ["laplace_noise", "dp_fedavg", "dp_sgd"]  # rank order
+    assert [(f.prefix, f.level_key, f.symbol) for f in families.values()] == [
+        ("laplace-b", "scale", "b"), ("dp-z", "noise_multiplier", "z"),
+        ("dpsgd-z", "noise_multiplier", "σ")]
+    for name, family in families.items():
+        for hook in ("perturb", "update_std", "budget", "budget_text", "budget_note",
+                     "reference"):
+            assert (noise_hook(name, hook) is None) == (getattr(family, hook) is None)
+    code = ("import sys; from fedaudit import scenarios; "
+            "assert [scenarios.is_noise(n) for n in ('dp_sgd', 'secagg')] == [True, False]; "
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'flwr', "
+            "'fedaudit.defenses.dp_sgd.private', 'fedaudit.defenses.update_noise'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_every_epsilon_is_cross_checked_by_the_pld_accountant() -> None:
@@ -343,3 +360,67 @@ def test_every_epsilon_is_cross_checked_by_the_pld_accountant() -> None:
     # at a per-slice ε of a few, 192 slices give δ far above 1: no patient-level guarantee
     assert vacuous(group_privacy(per_slice, 1e-5, 192))
     assert not vacuous(group_privacy(0.01, 1e-5, 10))
+
+
+def test_a_noise_family_is_one_folder(demo, tmp_path: Path) -> None:
+    """tests/plugins/uniform_noise declares a family (U(−a, a) on the update) in its folder
+    only; the config grid, the scenario, the transform, the privacy-utility table, figure and
+    the front page's defense line take it from the catalog."""
+    import pandas as pd
+
+    from fedaudit.attacks.gradinv.report import (
+        defense_finding,
+        privacy_utility,
+        privacy_utility_table,
+    )
+    from fedaudit.comparisons.privacy_utility import legend_labels, privacy_utility_figure
+    from fedaudit.defenses.update_noise import level_of, update_noise_std
+
+    plugin = Path(__file__).parent / "plugins" / "uniform_noise"
+    cfg = copy.deepcopy(demo)
+    cfg["plugins"] = [str(plugin)]
+    cfg["scenarios"]["noise"] = {"uniform_noise": [0.01], "dp_fedavg": [1.0]}
+    scenarios = scenarios_from_config(validate_config(copy.deepcopy(cfg)))
+    entry = noise_defense(scenarios["unif-a0.01"].defenses)
+    assert entry["name"] == "uniform_noise" and level_of(entry) == 0.01
+    # the config rejects a bad level of the plugin's grid like a built-in one's
+    with pytest.raises(ConfigError, match="uniform_noise"):
+        validate_config({**cfg, "scenarios": {"noise": {"uniform_noise": [-1.0]}}})
+    # the transform: bounded by a, std a/√3 (closed form), the same draws for the same seed
+    zeros = [np.zeros((200, 100), np.float32), np.zeros(5000, np.float32)]
+    noisy = perturb_update(zeros, entry, 3)
+    flat = np.concatenate([a.ravel() for a in noisy])
+    assert np.abs(flat).max() <= 0.01 and abs(flat.mean()) < 3 * 0.01 / np.sqrt(3 * flat.size)
+    assert flat.std() == pytest.approx(update_noise_std(entry), rel=0.02)
+    assert all(np.array_equal(a, b) for a, b in zip(noisy, perturb_update(zeros, entry, 3),
+                                                    strict=True))
+    # the privacy-utility rows, table, findings and figure
+    names = ["baseline", "unif-a0.01", "dp-z1.0"]
+    meta = {n: {"defenses": [dict(d) for d in scenarios[n].defenses]} for n in names}
+    gradinv = pd.DataFrame([
+        {"scenario": n, "target": "classifier", "network": "classifier", "method": "cpl",
+         "batch_size": 1, "center": "AB"[i % 2], "success": ok, "ssim": 0.95 if ok else 0.2,
+         "mse": 0.01, "psnr": 20.0, "null_success": False, "null_ssim": 0.2,
+         "seconds_per_image": 1.0, "evaluations": 100.0, "label_correct": True,
+         "noise": None}
+        for n, flags in zip(names, ([True] * 4, [True, False, False, False], [False] * 4),
+                            strict=True) for i, ok in enumerate(flags)])
+    quality = pd.DataFrame({"scenario": names, "center": "A", "n": 2,
+                            "mae_mean": [100.0, 140.0, 300.0], "ssim_mean": [0.9, 0.8, 0.5]})
+    acc = pd.DataFrame({"scenario": names, "split": "test", "center": "all",
+                        "accuracy": [0.8, 0.6, 0.3], "majority_class_accuracy": 0.26})
+    data = privacy_utility(gradinv, quality, acc, None, meta, dict.fromkeys(names, 10), 5,
+                           plugins=[str(plugin)])
+    # ranked after the built-ins: baseline, DP-FedAvg (rank 2), the toy (rank 50)
+    assert list(data["scenario"]) == ["baseline", "dp-z1.0", "unif-a0.01"]
+    table = privacy_utility_table(data)
+    frame = table.blocks[0].frame.set_index("Defense")
+    assert frame.loc["Uniform", "Level"] == "a = 0.01"
+    eps_col = next(c for c in frame.columns if c.startswith("ε (sCT)"))
+    assert frame.loc["Uniform", eps_col] == "no ε (bounded noise, no clipping)"
+    assert any("Uniform (a toy family)" in n for n in table.notes)
+    lines = {f.topic: f.sentence for f in defense_finding(data)}
+    assert "1.00 → 0.25" in lines["Defense: Uniform noise on client updates"]
+    assert legend_labels()["uniform_noise"] == "Uniform"
+    privacy_utility_figure(data, str(tmp_path / "pu.png"))
+    assert (tmp_path / "pu.png").stat().st_size > 10_000

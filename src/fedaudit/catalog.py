@@ -162,6 +162,54 @@ class ClientAttackSpec:
 
 
 @dataclass(frozen=True)
+class NoiseFamily:
+    """A defense that adds privacy noise, as the grid, the attacks and the tables know it. Its
+    defense spec carries it (``DefenseSpec.noise``); nothing outside the defense's folder names
+    the family. The hooks are ``"module:function"`` references, relative to the folder:
+
+    - ``perturb(arrays, entry, rng) -> arrays``: what the noise does to a client's update (for a
+      defense that noises inside local training, its one-step form on one sample's gradient,
+      which the gradient-inversion attacks invert); ``entry`` is the scenario's defense entry
+      (settings and level), ``rng`` a numpy generator;
+    - ``update_std(entry) -> float``: the per-coordinate std it adds to the update a client
+      sends (None: the noise is inside local training, not on the update; then it is no
+      client mod either, ``on_update`` False);
+    - ``budget(entry, rounds, history, slices_per_patient) -> dict``: its ε fields
+      (:func:`fedaudit.defenses.budgets.scenario_budget`); None: no guarantee;
+      ``needs_history``: the ε is read from the training history (``history.tsv``);
+    - ``budget_text(budget) -> str``: the ε cell of a table; ``budget_note(levels, reference)
+      -> str``: what a finding adds after its ε list (adjacency, unit);
+    - ``reference(settings) -> (name, defenses)``: a scenario without noise the grid adds
+      before the family's levels, the one they are compared with (DP-SGD's GroupNorm UNet).
+
+    The grid names a level ``<prefix><level>`` and reads it from the entry's ``level_key``;
+    tables write it ``<symbol> = <level>`` under ``label`` (the privacy-utility figure under
+    ``figure_label``), families ordered by ``rank``; ``note`` is what the privacy-utility
+    table's notes say of the family (``{delta}``: its δ in the table), in the paragraph of the
+    update-noise grid for a family that noises the update, in one of its own otherwise;
+    ``grid_help`` describes its list of levels in the config (``scenarios.noise.<name>``)."""
+
+    level_key: str
+    prefix: str
+    symbol: str
+    label: str
+    perturb: str
+    rank: int = 100
+    figure_label: str = ""
+    where: str = "noise on client updates"
+    on_update: bool = True
+    update_std: str | None = None
+    budget: str | None = None
+    budget_text: str | None = None
+    budget_note: str | None = None
+    needs_history: bool = False
+    reference: str | None = None
+    no_budget_text: str = "no ε (no clipping)"
+    note: str = ""
+    grid_help: str = ""
+
+
+@dataclass(frozen=True)
 class DefenseSpec:
     """A countermeasure switched on per scenario (``defenses: [name]``). ``client_mods(plan)``
     returns Flower client mods, ``fit_workflow(plan, params)`` the server's fit workflow (or
@@ -174,7 +222,8 @@ class DefenseSpec:
     client per round from the scenario's entry and the round seed and handed to ``train_local``;
     ``model(settings) -> dict`` gives the entries of the model definition it needs
     (:func:`fedaudit.models.definition.agreed`'s ``norm``/``groups``: DP-SGD's GroupNorm UNet),
-    which every scenario naming it trains, evaluates and attacks."""
+    which every scenario naming it trains, evaluates and attacks. A defense that adds privacy
+    noise declares its family (``noise``, :class:`NoiseFamily`)."""
 
     name: str
     title: str
@@ -186,6 +235,7 @@ class DefenseSpec:
     compatible: tuple[str, ...] | None = None
     why_incompatible: str = ""
     min_clients: int = 1
+    noise: NoiseFamily | None = None
     package: str = ""
 
 
@@ -257,6 +307,12 @@ class Catalog:
                              f"{', '.join(d['name'] for d, _ in found)} each replace the same "
                              f"step ({hook}); a scenario can name at most one of them")
         return found[0] if found else None
+
+    def noise_families(self) -> dict[str, NoiseFamily]:
+        """The noise defenses by name, in their families' ``rank`` order."""
+        found = [(spec.noise.rank, name, spec.noise) for name, spec in self.defenses.items()
+                 if spec.noise is not None]
+        return {name: family for _, name, family in sorted(found, key=lambda t: t[:2])}
 
     def model_changes(self, defenses: Iterable[dict[str, Any]], where: str = "scenario"
                       ) -> dict[str, Any]:
@@ -363,6 +419,38 @@ def catalog(plugins: Iterable[str | Path] = ()) -> Catalog:
     return out
 
 
+def noise_spec(name: str) -> DefenseSpec | None:
+    """The spec of the noise defense ``name`` among the built-ins and every plugin folder this
+    process has loaded (a scenario names only registered defenses, so a name is enough to find
+    its family wherever the scenario's entry travels); None when ``name`` adds no noise."""
+    _load_builtins()
+    specs = [_BUILTIN.defenses.get(name)] + [s for found in _FOLDERS.values() for s in found
+                                             if isinstance(s, DefenseSpec) and s.name == name]
+    return next((s for s in specs if s is not None and s.noise is not None), None)
+
+
+def noise_hook(name: str, hook: str) -> Callable[..., Any] | None:
+    """The noise defense ``name``'s ``hook`` (a :class:`NoiseFamily` reference field) as a
+    function; None when the family does not set it."""
+    spec = noise_spec(name)
+    if spec is None or spec.noise is None:
+        raise CatalogError(f"{name!r} is not a noise defense")
+    ref = getattr(spec.noise, hook)
+    return None if ref is None else resolve(ref, spec.package)
+
+
+def loaded_noise_families() -> dict[str, NoiseFamily]:
+    """Every noise family of the built-ins and of the plugin folders loaded in this process,
+    in ``rank`` order (what a table orders and labels by)."""
+    _load_builtins()
+    cat = Catalog(defenses=dict(_BUILTIN.defenses))
+    for found in _FOLDERS.values():
+        for spec in found:
+            if isinstance(spec, DefenseSpec):
+                cat.defenses.setdefault(spec.name, spec)
+    return cat.noise_families()
+
+
 def plugin_package(module_name: str) -> str:
     """The package a ``plugin.py`` belongs to (what its specs' relative refs resolve against)."""
     return module_name.rpartition(".")[0]
@@ -426,6 +514,13 @@ def assemble_schema(base: dict[str, Any], cat: Catalog) -> dict[str, Any]:
         props["defenses"]["properties"][name] = fragment(spec.folder)
     for name, spec in cat.aggregators.items():
         props["aggregations"]["properties"][name] = fragment(spec.folder)
+    grid = props["scenarios"]["properties"]["noise"]["properties"]
+    for name, family in cat.noise_families().items():
+        sym = family.symbol
+        grid[name] = {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                      "uniqueItems": True, "default": [],
+                      "description": family.grid_help or f"{family.label} levels {sym}, one "
+                      f"scenario each, named {family.prefix}<{sym}>."}
     defs = schema["$defs"]
     aggregators = list(cat.aggregators)
     defs["aggregation_name"] = {**defs.get("aggregation_name", {}), "enum": aggregators}

@@ -246,7 +246,8 @@ def _expand_defaults(config: dict[str, Any], names: Sequence[str]) -> list[str]:
 
     out: list[str] = []
     for name in names:
-        out += noise_grid(config["scenarios"]["noise"]) if name == NOISE_GRID else [name]
+        out += (noise_grid(config["scenarios"]["noise"], config["defenses"])
+                if name == NOISE_GRID else [name])
     return out
 
 

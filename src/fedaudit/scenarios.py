@@ -27,17 +27,46 @@ from typing import Any
 
 import jsonschema
 
-from fedaudit.catalog import Catalog, catalog, fragment, fragment_defaults, resolve
+from fedaudit.catalog import (
+    Catalog,
+    NoiseFamily,
+    catalog,
+    fragment,
+    fragment_defaults,
+    loaded_noise_families,
+    noise_spec,
+    resolve,
+)
 
 # Names the evaluation uses for its references (fedaudit.evaluation.run.CONSTANT).
 RESERVED = ("constant",)
 SECAGG = "secagg"
 WEIGHT_AUDIT = "weight_audit"
 POISONING = "poisoning"
-# The update-noise defenses (their transform: fedaudit.defenses.update_noise; named here: the
-# federation's client imports this module and must not load the defenses package)
-LAPLACE, DP_FEDAVG, DP_SGD = "laplace_noise", "dp_fedavg", "dp_sgd"
-NOISE_DEFENSES = (LAPLACE, DP_FEDAVG, DP_SGD)
+
+
+def is_noise(name: str) -> bool:
+    """Whether the defense ``name`` adds privacy noise (its spec declares a
+    :class:`fedaudit.catalog.NoiseFamily`; the catalog loads only the plugins' spec files, so
+    the federation's client may ask without loading the defenses' code)."""
+    return noise_spec(name) is not None
+
+
+def dp_on_update(name: str) -> bool:
+    """Whether the defense ``name`` adds noise with a DP budget to the update a client sends
+    (DP-FedAvg; not Laplace, which has no budget, nor DP-SGD, whose noise is in the steps)."""
+    spec = noise_spec(name)
+    return (spec is not None and spec.noise is not None and spec.noise.on_update
+            and spec.noise.budget is not None)
+
+
+def noise_family(name: str) -> NoiseFamily:
+    """The noise family of the defense ``name`` (an error for one that adds no noise)."""
+    spec = noise_spec(name)
+    if spec is None or spec.noise is None:
+        raise NoiseSettingError(f"{name!r} is not a noise defense (known: "
+                                f"{', '.join(loaded_noise_families())})")
+    return spec.noise
 
 
 class NoiseSettingError(ValueError):
@@ -51,7 +80,7 @@ def noise_defense(scenario_defenses: Iterable[Mapping[str, Any]]) -> dict[str, A
     ``scenario_defenses`` is a scenario's ``defenses`` (``Scenario.defenses``: dicts with a
     ``name``). At most one noise defense can shape an update: two would noise it twice with
     levels no table could name, so that is an error."""
-    found = [dict(d) for d in scenario_defenses if d["name"] in NOISE_DEFENSES]
+    found = [dict(d) for d in scenario_defenses if is_noise(d["name"])]
     if len(found) > 1:
         raise NoiseSettingError(
             f"a scenario can add noise to the updates in one way only; it names "
@@ -122,15 +151,12 @@ class Scenario:
         return 0.0 if p is None else float(p["gamma"])
 
 
-# The defenses under which a client's reply carries only its update and its center's name:
-# the loss, validation score, throughput and slice count it would add are per-client side
-# channels (fedaudit.federation.client_record)
-PRIVACY_DEFENSES = (SECAGG, LAPLACE, DP_FEDAVG, DP_SGD)
-
-
 def hides_replies(scenario: Scenario) -> bool:
-    """Whether ``scenario`` runs a privacy defense (:data:`PRIVACY_DEFENSES`)."""
-    return any(d in PRIVACY_DEFENSES for d in scenario.defense_names)
+    """Whether ``scenario`` runs a privacy defense (SecAgg+ or a noise family): under one a
+    client's reply carries only its update and its center's name; the loss, validation score,
+    throughput and slice count it would add are per-client side channels
+    (fedaudit.federation.client_record)."""
+    return any(d == SECAGG or is_noise(d) for d in scenario.defense_names)
 
 
 def scenario_of(name: str, aggregation: str = "fedavg", secagg: bool = False,
@@ -159,28 +185,33 @@ def _level_text(x: float) -> str:
     return f"{x:.1f}" if round(x, 1) == x else f"{x:g}"
 
 
-# grid prefix and the defense entry's key of the level, per noise defense
-NOISE_LEVEL = {LAPLACE: ("laplace-b", "scale"), DP_FEDAVG: ("dp-z", "noise_multiplier"),
-               DP_SGD: ("dpsgd-z", "noise_multiplier")}
-
-
 def noise_name(defense: str, level: float) -> str:
-    """e.g. ``laplace-b0.001`` (Laplace scale b), ``dp-z0.5`` (DP-FedAvg noise multiplier z)
-    or ``dpsgd-z1.0`` (DP-SGD noise multiplier σ), the level written as in :func:`poison_name`."""
-    return f"{NOISE_LEVEL[defense][0]}{_level_text(float(level))}"
+    """The family's prefix and the level written as in :func:`poison_name`: e.g.
+    ``laplace-b0.001`` (Laplace scale b), ``dp-z0.5`` (DP-FedAvg noise multiplier z) or
+    ``dpsgd-z1.0`` (DP-SGD noise multiplier σ)."""
+    return f"{noise_family(defense).prefix}{_level_text(float(level))}"
 
 
-# The GroupNorm UNet without DP (fedaudit.defenses.group_norm): the DP-SGD scenarios' reference
-GROUP_NORM, GROUP_NORM_SCENARIO = "group_norm", "groupnorm"
+def grid_reference(defense: str, settings: dict[str, Any]
+                    ) -> tuple[str, tuple[dict[str, Any], ...]] | None:
+    """The scenario without noise the grid adds before ``defense``'s levels (its family's
+    ``reference`` hook: DP-SGD's GroupNorm UNet), as (name, defenses); None for most."""
+    spec = noise_spec(defense)
+    if spec is None or spec.noise is None or spec.noise.reference is None:
+        return None
+    return resolve(spec.noise.reference, spec.package)(settings)
 
 
-def noise_grid(noise: dict[str, list[float]]) -> list[str]:
+def noise_grid(noise: dict[str, list[float]], settings: dict[str, dict[str, Any]]
+               ) -> list[str]:
     """The scenarios of the noise grid (``scenarios.noise``) in config order: one per level,
-    and the GroupNorm reference before the DP-SGD levels when there are any."""
+    each family's reference before its levels when it has one (``settings``: the config's
+    ``defenses`` section)."""
     out: list[str] = []
     for defense, levels in noise.items():
-        if defense == DP_SGD and levels:
-            out.append(GROUP_NORM_SCENARIO)
+        ref = grid_reference(defense, settings.get(defense, {})) if levels else None
+        if ref is not None and ref[0] not in out:
+            out.append(ref[0])
         out += [noise_name(defense, level) for level in levels]
     return out
 
@@ -190,7 +221,7 @@ def noise_scenario(defense: str, level: float, settings: dict[str, Any], **rest:
     """A FedAvg federation whose clients add ``defense``'s noise at ``level`` to their updates
     (DP-SGD: inside every local step); the other settings (clip, delta, ...) are ``settings``
     (``defenses.<name>``)."""
-    entry = {"name": defense, **settings, NOISE_LEVEL[defense][1]: float(level)}
+    entry = {"name": defense, **settings, noise_family(defense).level_key: float(level)}
     return Scenario(noise_name(defense, level), "fedavg", defenses=(entry,), **rest)
 
 
@@ -200,8 +231,8 @@ def _noise_after_secagg(defenses: tuple[dict[str, Any], ...]) -> tuple[dict[str,
     others' order kept."""
     if not any(d["name"] == SECAGG for d in defenses):
         return defenses
-    return (*[d for d in defenses if d["name"] not in NOISE_DEFENSES],
-            *[d for d in defenses if d["name"] in NOISE_DEFENSES])
+    return (*[d for d in defenses if not is_noise(d["name"])],
+            *[d for d in defenses if is_noise(d["name"])])
 
 
 def _builtin(name: str) -> tuple[str, bool]:
@@ -273,7 +304,7 @@ class _Study:
         # noise_source), so the clients, the tables and the replay attack read it from the
         # scenario itself
         settings = {name: ({**v, "noise_source": config["noise_source"]}
-                           if name in NOISE_DEFENSES else v)
+                           if is_noise(name) else v)
                     for name, v in config["defenses"].items()}
         return cls(config, catalog(config["plugins"]),
                    [c for c, v in config["centers"].items() if v["role"] == "train"], settings)
@@ -322,20 +353,17 @@ def _poisoning_grid(study: _Study) -> dict[str, Scenario]:
 
 
 def _noise_grid(study: _Study, taken: dict[str, Scenario]) -> dict[str, Scenario]:
-    """``scenarios.noise``: one FedAvg federation per level; DP-SGD's levels with their
-    GroupNorm reference."""
+    """``scenarios.noise``: one FedAvg federation per level; a family's levels after the
+    reference its ``reference`` hook adds (DP-SGD's GroupNorm UNet without DP, so the table
+    separates the noise's cost from the architecture's)."""
     fedavg_params = study.params("fedavg")
     out: dict[str, Scenario] = {}
     for defense, levels in study.config["scenarios"]["noise"].items():
         rest: dict[str, Any] = {}
-        if defense == DP_SGD and levels:
-            # DP-SGD must train the GroupNorm UNet: its reference is that UNet without DP, so
-            # the table separates the noise's cost from the architecture's
-            gn = Scenario(GROUP_NORM_SCENARIO, "fedavg", fedavg_params, (
-                {"name": GROUP_NORM,
-                 "groups": int(study.defense_settings[DP_SGD]["groups"])},))
-            out[gn.name] = gn
-            rest["reference"] = gn.name
+        ref = grid_reference(defense, study.defense_settings[defense]) if levels else None
+        if ref is not None:
+            out[ref[0]] = Scenario(ref[0], "fedavg", fedavg_params, ref[1])
+            rest["reference"] = ref[0]
         for level in levels:
             s = noise_scenario(defense, level, study.defense_settings[defense],
                                aggregation_params=fedavg_params, **rest)

@@ -107,7 +107,7 @@ def montage_patients(wildcards):
 # depend on exactly its train/val volumes; the splits rule writes the same records to disk.
 from fedaudit.splits import split_center  # noqa: E402
 from fedaudit.scenarios import (  # noqa: E402
-    NOISE_DEFENSES,
+    is_noise,
     evaluated,
     membership_control,
     result_settings,
@@ -155,7 +155,7 @@ def split_folders(split, centers):
 
 def update_noise(scenario):
     """A scenario's defense entries that change what its clients send (the update noise)."""
-    return [d for d in SCENARIOS[scenario].defenses if d["name"] in NOISE_DEFENSES]
+    return [d for d in SCENARIOS[scenario].defenses if is_noise(d["name"])]
 
 
 def test_patients():

@@ -9,11 +9,16 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.attacks.gradinv.report import noise_reference
-from fedaudit.defenses.budgets import LEVEL_SYMBOLS
+from fedaudit.catalog import loaded_noise_families
+from fedaudit.defenses.budgets import NO_NOISE, level_symbol
 from fedaudit.plots.style import STAT_THEME, apply_style, save
 
-LABELS = {"none": "no noise", "laplace_noise": "Laplace", "dp_fedavg": "DP-FedAvg",
-          "dp_sgd": "DP-SGD (GroupNorm UNet)"}
+
+def legend_labels() -> dict[str, str]:
+    """The figure's legend per family, no noise first (``NoiseFamily.figure_label``, else its
+    label), in ``rank`` order."""
+    return {NO_NOISE: "no noise", **{name: f.figure_label or f.label
+                                     for name, f in loaded_noise_families().items()}}
 
 
 def _best(frame: pd.DataFrame, prefix: str, suffix: str) -> np.ndarray:
@@ -25,7 +30,7 @@ def _label(row: pd.Series) -> str:
     if row["defense"] == "none":  # the baseline, or DP-SGD's GroupNorm reference
         return str(row.get("scenario", "baseline"))
     eps = row.get("epsilon", np.nan)
-    lvl = f"{LEVEL_SYMBOLS.get(row['defense'], 'z')}={row['level']:g}"
+    lvl = f"{level_symbol(row['defense'])}={row['level']:g}"
     return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε")
 
 
@@ -44,10 +49,13 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
               ("accuracy", "classifier test accuracy", "classifier_", "_asr",
                "best classifier ASR (SSIM ≥ 0.9)")]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    palette = dict(zip(LABELS, sns.color_palette("colorblind", len(LABELS)), strict=True))
-    # labels of different defenses go to different sides so coinciding points stay legible
-    offsets = {"none": (6, 8), "laplace_noise": (6, -12), "dp_fedavg": (6, 20),
-               "dp_sgd": (6, -24)}
+    labels = legend_labels()
+    palette = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
+    # labels of different defenses go to different sides so coinciding points stay legible:
+    # no noise above, then the families in rank order alternately below and above, further
+    # out each time
+    offsets = {name: (6, 8 if i == 0 else (-12 if i % 2 else 20) * (1 + (i - 1) // 2))
+               for i, name in enumerate(labels)}
     for ax, (xcol, xlabel, prefix, suffix, ylabel) in zip(axes, panels, strict=True):
         y = _best(table, prefix, suffix)
         x = table[xcol].to_numpy(float) if xcol in table else np.full(len(table), np.nan)
@@ -59,7 +67,7 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
             line = line[np.isfinite(line["_x"]) & np.isfinite(line["_y"])]
             # the federations without noise on top: every line starts on one of them
             ax.plot(line["_x"], line["_y"], "o" if defense == "none" else "o-",
-                    color=palette.get(defense), label=LABELS.get(defense, defense),
+                    color=palette.get(defense), label=labels.get(defense, defense),
                     zorder=3 if defense == "none" else 2)
             for _, r in sub.iterrows():
                 if np.isfinite(r["_x"]) and np.isfinite(r["_y"]):

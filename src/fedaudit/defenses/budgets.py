@@ -1,14 +1,15 @@
-"""A scenario's noise defense as the tables name it, its privacy budget ε, whichever of the
-noise defenses it switches on, and the UNet it trains; the tables that set the noise defenses
-side by side (paper 003's privacy-utility table, the evasion attack's defense table) read them
-from here.
+"""A scenario's noise defense as the tables name it, its privacy budget ε, whichever noise
+family it switches on, and the UNet it trains; the tables that set the noise defenses side by
+side (paper 003's privacy-utility table, the evasion attack's defense table) read them from
+here. Each family declares its label, level symbol and ε hooks in its own folder
+(:class:`fedaudit.catalog.NoiseFamily`):
 
 - Laplace noise on the update (``laplace_noise``): no clipping, so no guarantee; ε is None.
 - DP-FedAvg (``dp_fedavg``, McMahan et al. 2018, Alg. 1): user-level ε over the rounds run,
-  every client every round (:func:`fedaudit.defenses.dp_fedavg.budget.scenario_epsilon`).
+  every client every round (:func:`fedaudit.defenses.dp_fedavg.budget.budget_fields`).
 - DP-SGD (``dp_sgd``, Abadi et al. 2016, Alg. 1): slice-level ε from the (q, steps) each client
   reported every round in the training history, the largest over clients
-  (:func:`fedaudit.defenses.dp_sgd.budget.scenario_epsilon`).
+  (:func:`fedaudit.defenses.dp_sgd.budget.budget_fields`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,30 @@ from typing import Any
 
 import numpy as np
 
+from fedaudit.catalog import loaded_noise_families, noise_hook
 from fedaudit.defenses.update_noise import level_of
-from fedaudit.scenarios import DP_FEDAVG, DP_SGD, LAPLACE, noise_defense
+from fedaudit.scenarios import noise_defense, noise_family
 
-NOISE_LABELS = {LAPLACE: "Laplace", DP_FEDAVG: "DP-FedAvg", DP_SGD: "DP-SGD"}
-# how a level is written: Laplace scale b, DP-FedAvg's z, DP-SGD's σ
-LEVEL_SYMBOLS = {LAPLACE: "b", DP_FEDAVG: "z", DP_SGD: "σ"}
+NO_NOISE = "none"  # the privacy-utility frame's defense of a federation without noise
+
+
+def noise_label(name: str | None) -> str:
+    """How tables write the noise family ``name`` (``Laplace``, ``DP-FedAvg``, ...); "none"
+    for no noise."""
+    return "none" if name in (None, NO_NOISE) else noise_family(str(name)).label
+
+
+def level_symbol(name: str | None) -> str:
+    """How tables write a level of ``name``: Laplace's scale ``b``, DP-FedAvg's ``z``, ..."""
+    return "z" if name in (None, NO_NOISE) else noise_family(str(name)).symbol
+
+
+def noise_rank(name: str | None) -> int:
+    """Where the family ``name`` sorts in a table: no noise first, then by ``rank``."""
+    if name in (None, NO_NOISE):
+        return 0
+    order = list(loaded_noise_families())
+    return 1 + order.index(name) if name in order else 1 + len(order)
 
 
 def noise_level(defenses: Iterable[Mapping[str, Any]]
@@ -37,28 +56,33 @@ def noise_level(defenses: Iterable[Mapping[str, Any]]
 def needs_history(defenses: Iterable[Mapping[str, Any]]) -> bool:
     """Whether the scenario's ε is read from its training history (DP-SGD)."""
     d = noise_defense(defenses)
-    return d is not None and d["name"] == DP_SGD
+    return d is not None and noise_family(d["name"]).needs_history
+
+
+def _fields(entry: Mapping[str, Any], rounds: int, history: Any,
+            slices_per_patient: int | None) -> dict[str, Any]:
+    if noise_family(str(entry["name"])).needs_history and history is None:
+        raise ValueError(f"a {noise_label(entry['name'])} scenario's ε needs its training "
+                         "history (history.tsv)")
+    budget = noise_hook(str(entry["name"]), "budget")
+    return {} if budget is None else budget(entry, rounds, history, slices_per_patient)
 
 
 def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], rounds: int,
                      history: Any = None) -> float | None:
     """ε at the defense's δ after ``rounds`` rounds (DP-FedAvg) or after the steps in
-    ``history`` (DP-SGD, a ``history.tsv`` frame), None without a DP guarantee. A DP-SGD
-    scenario without its history is an error: its ε cannot be known."""
-    from fedaudit.defenses.dp_fedavg.budget import scenario_epsilon as fedavg_epsilon
-    from fedaudit.defenses.dp_sgd.budget import scenario_epsilon as sgd_epsilon
-
-    defenses = list(defenses)
-    if needs_history(defenses):
-        if history is None:
-            raise ValueError("a DP-SGD scenario's ε needs its training history (history.tsv)")
-        return sgd_epsilon(defenses, history)
-    return fedavg_epsilon(defenses, rounds)
+    ``history`` (DP-SGD, a ``history.tsv`` frame), None without a DP guarantee. A scenario
+    whose ε is read from its history is an error without it: its ε cannot be known."""
+    entry = noise_defense(defenses)
+    if entry is None:
+        return None
+    return _fields(entry, rounds, history, None).get("epsilon")
 
 
 def scenario_budget(defenses: Iterable[Mapping[str, Any]], rounds: int, history: Any = None,
                     slices_per_patient: int | None = None) -> dict[str, Any]:
-    """Every ε of a scenario with its adjacency and unit, and where its noise comes from:
+    """Every ε of a scenario with its adjacency and unit (its family's ``budget`` hook), and
+    where its noise comes from:
 
     - DP-FedAvg: ``epsilon`` (add/remove one hospital) and ``epsilon_replace`` (replace one
       hospital), :func:`fedaudit.defenses.dp_fedavg.budget.epsilons`;
@@ -69,56 +93,43 @@ def scenario_budget(defenses: Iterable[Mapping[str, Any]], rounds: int, history:
 
     ``noise_source`` and ``simulation`` (:mod:`fedaudit.defenses.noise_source`): an ε of
     simulation noise is no guarantee against the server, which can regenerate that noise."""
-    from fedaudit.defenses.dp_fedavg.budget import ADD_REMOVE, REPLACE_ONE, epsilons
-    from fedaudit.defenses.dp_sgd.budget import group_privacy, vacuous
     from fedaudit.defenses.noise_source import is_simulation, source_of
 
-    defenses = list(defenses)
-    name, _, entry = noise_level(defenses)
+    entry = noise_defense(defenses)
     out: dict[str, Any] = {"epsilon": float("nan"), "epsilon_replace": float("nan"),
                            "epsilon_patient": float("nan"), "delta_patient": float("nan"),
                            "patient_vacuous": False, "slices_per_patient": float("nan"),
                            "noise_source": source_of(entry) if entry else "",
                            "simulation": is_simulation(entry)}
-    if name == DP_FEDAVG:
-        assert entry is not None
-        both = epsilons(float(entry["noise_multiplier"]), rounds, float(entry["delta"]))
-        out.update(epsilon=both[ADD_REMOVE], epsilon_replace=both[REPLACE_ONE])
-    elif name == DP_SGD:
-        assert entry is not None
-        eps = scenario_epsilon(defenses, rounds, history)
-        out["epsilon"] = eps
-        if slices_per_patient is not None and eps is not None:
-            group = group_privacy(float(eps), float(entry["delta"]), int(slices_per_patient))
-            out.update(epsilon_patient=group[0], delta_patient=group[1],
-                       patient_vacuous=vacuous(group), slices_per_patient=slices_per_patient)
+    if entry is not None:
+        out.update(_fields(entry, rounds, history, slices_per_patient))
     return out
 
 
 def epsilon_text(budget: Mapping[str, Any], defense: str | None) -> str:
-    """A table cell: every ε of a scenario's budget (:func:`scenario_budget`) with its unit,
-    "no ε (no clipping)" for Laplace, and the simulation-noise warning where it applies."""
+    """A table cell: every ε of a scenario's budget (:func:`scenario_budget`) with its unit
+    (the family's ``budget_text``), its ``no_budget_text`` for a family without a budget
+    ("no ε (no clipping)" for Laplace), and the simulation-noise warning where it applies."""
     from fedaudit.defenses.noise_source import SIMULATION_NOTE
 
+    if defense in (None, NO_NOISE):
+        return "–"
+    family = noise_family(defense)
     eps = float(budget.get("epsilon", float("nan")))
-    if defense == LAPLACE:
-        text = "no ε (no clipping)"
-    elif defense == DP_FEDAVG and np.isfinite(eps):
-        text = (f"{eps:.3g} add/remove one hospital · "
-                f"{float(budget['epsilon_replace']):.3g} replace one hospital")
-    elif defense == DP_SGD and np.isfinite(eps):
-        k = budget.get("slices_per_patient", float("nan"))
-        if not np.isfinite(k):
-            patient = "patient: not computed"
-        elif budget.get("patient_vacuous"):
-            patient = f"patient (≤ {int(k)} slices): no meaningful patient-level guarantee"
-        else:
-            patient = (f"patient (≤ {int(k)} slices): {float(budget['epsilon_patient']):.3g} "
-                       f"at δ = {float(budget['delta_patient']):.2g}")
-        text = f"{eps:.3g} per slice · {patient}"
+    if family.budget is None:
+        text = family.no_budget_text
+    elif np.isfinite(eps):
+        hook = noise_hook(defense, "budget_text")
+        text = f"{eps:.3g}" if hook is None else hook(budget)
     else:
         return "–"
     return text + (f" ({SIMULATION_NOTE})" if budget.get("simulation") else "")
+
+
+def budget_note(defense: str, levels: Any, reference: str) -> str:
+    """What a finding adds after a family's ε list (its ``budget_note`` hook; "" without)."""
+    hook = noise_hook(defense, "budget_note")
+    return "" if hook is None else hook(levels, reference)
 
 
 MODEL_LABELS = {"batch": "BatchNorm", "group": "GroupNorm"}

@@ -38,7 +38,7 @@ from flwr.compat.common import recorddict_compat as compat
 # noise_seed: the simulation source's seed derivation, imported by the attacks from here too
 from fedaudit.defenses.noise_source import noise_seed, numpy_generator
 from fedaudit.defenses.update_noise import perturb_update
-from fedaudit.scenarios import DP_FEDAVG, DP_SGD, LAPLACE, NoiseSettingError
+from fedaudit.scenarios import NoiseSettingError
 
 SECAGG = "secagg"
 
@@ -52,11 +52,14 @@ def noise_mod(defense: dict[str, Any], seed: int
     """A Flower client mod adding ``defense``'s noise (a scenario's defense entry) to every fit
     reply's parameters: fresh OS entropy per round, or under ``noise_source: simulation``
     seeded per (``seed``, defense, center, round)."""
+    from fedaudit.catalog import noise_spec
+
     name = str(defense["name"])
-    if name == DP_SGD:
-        raise NoiseSettingError("dp_sgd adds its noise inside every local step "
-                                "(fedaudit.defenses.dp_sgd.private), not to the update a "
-                                "client sends: it is not a client mod")
+    spec = noise_spec(name)
+    if spec is None or spec.noise is None or not spec.noise.on_update:
+        raise NoiseSettingError(f"{name} adds no noise to the update a client sends (a "
+                                "family with on_update False noises inside the local steps): "
+                                "it is not a client mod")
 
     def mod(msg: Message, context: Context, call_next: Callable) -> Message:
         content = msg.content
@@ -96,11 +99,12 @@ def _client_mods(plan: Any, name: str) -> list[Callable]:
     return [noise_mod(plan.scenario.defense(name), plan.seed)]
 
 
-def laplace_mods(plan: Any) -> list[Callable]:
-    """The ``laplace_noise`` defense's hook (:class:`fedaudit.catalog.DefenseSpec`)."""
-    return _client_mods(plan, LAPLACE)
+def client_mods(plan: Any) -> list[Callable]:
+    """The client-mod hook of every family that noises the update a client sends
+    (:class:`fedaudit.catalog.DefenseSpec`): the mod of the scenario's one noise defense."""
+    from fedaudit.scenarios import noise_defense
 
-
-def dp_fedavg_mods(plan: Any) -> list[Callable]:
-    """The ``dp_fedavg`` defense's hook (:class:`fedaudit.catalog.DefenseSpec`)."""
-    return _client_mods(plan, DP_FEDAVG)
+    entry = noise_defense(plan.scenario.defenses)
+    if entry is None:
+        raise NoiseSettingError(f"scenario {plan.scenario.name!r} has no noise defense")
+    return _client_mods(plan, str(entry["name"]))

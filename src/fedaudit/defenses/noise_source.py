@@ -91,7 +91,7 @@ def simulation_scenarios(config: dict[str, Any]) -> list[str]:
     them with :data:`SIMULATION_NOTE`."""
     if config["noise_source"] != SIMULATION:
         return []
-    from fedaudit.scenarios import NOISE_DEFENSES, scenarios_from_config
+    from fedaudit.scenarios import is_noise, scenarios_from_config
 
     return [name for name, s in scenarios_from_config(config).items()
-            if any(d in NOISE_DEFENSES for d in s.defense_names)]
+            if any(is_noise(d) for d in s.defense_names)]

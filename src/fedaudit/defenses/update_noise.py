@@ -22,9 +22,11 @@ A third defense noises inside the local training instead: ``dp_sgd``
 (Opacus), not here; :func:`perturb_update` gives its one-step form for the attacks that invert a
 single slice's gradient: a lot of that one slice, i.e. ``clip(g, C) + N(0, (σC)² I)``.
 
-The same function serves the client mod (what the federation really sends) and the attacks
-and tests that need to know what a level means; :func:`fedaudit.scenarios.noise_defense`
-finds a scenario's noise entry. The scenario's defense entry
+Each family's transform lives in its folder (its :class:`fedaudit.catalog.NoiseFamily`'s
+``perturb`` hook); :func:`perturb_update` finds it by the entry's name, so the same function
+serves the client mod (what the federation really sends) and the attacks and tests that need
+to know what a level means; :func:`fedaudit.scenarios.noise_defense` finds a scenario's noise
+entry. The scenario's defense entry
 (``{"name": "laplace_noise", "scale": b}`` or
 ``{"name": "dp_fedavg", "clip": C, "noise_multiplier": z, "delta": δ}``) carries its level,
 so an attack reads the level from the scenario it attacks.
@@ -37,16 +39,9 @@ from typing import Any
 
 import numpy as np
 
-# the noise defenses' names live with the scenarios (a lower layer: the config and the
+# the noise defenses' errors live with the scenarios (a lower layer: the config and the
 # federation's client read them without this module)
-from fedaudit.scenarios import (
-    DP_FEDAVG,
-    DP_SGD,
-    LAPLACE,
-    NOISE_DEFENSES,
-    NOISE_LEVEL,
-    NoiseSettingError,
-)
+from fedaudit.scenarios import NoiseSettingError
 
 
 def global_norm(arrays: Sequence[np.ndarray]) -> float:
@@ -63,7 +58,8 @@ def clip_update(arrays: Sequence[np.ndarray], clip: float) -> list[np.ndarray]:
     return [np.asarray(a, np.float64) * factor for a in arrays]
 
 
-def _level(defense: Mapping[str, Any], key: str, positive: bool = True) -> float:
+def level(defense: Mapping[str, Any], key: str, positive: bool = True) -> float:
+    """The setting ``key`` of a defense entry, checked: finite, ≥ 0 (> 0 when ``positive``)."""
     if key not in defense:
         raise NoiseSettingError(f"defense {defense.get('name')!r}: no {key!r} setting")
     value = float(defense[key])
@@ -73,62 +69,60 @@ def _level(defense: Mapping[str, Any], key: str, positive: bool = True) -> float
     return value
 
 
+def clip_and_noise(arrays: Sequence[np.ndarray], defense: Mapping[str, Any], clip_key: str,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """The Gaussian mechanism on a clipped update: ``Δ · min(1, C/‖Δ‖₂) + N(0, (z·C)² I)`` with
+    ``C = defense[clip_key]`` and ``z = defense["noise_multiplier"]`` (DP-FedAvg's client step,
+    McMahan et al. 2018, Alg. 1; DP-SGD's step on a lot of one sample, Abadi et al. 2016,
+    Alg. 1)."""
+    clip = level(defense, clip_key)
+    std = level(defense, "noise_multiplier", positive=False) * clip
+    return [(a + rng.normal(0.0, std, a.shape)).astype(np.float32)
+            for a in clip_update(arrays, clip)]
+
+
+def _family_hook(defense: Mapping[str, Any], hook: str) -> Any:
+    from fedaudit.catalog import CatalogError, loaded_noise_families, noise_hook
+
+    name = str(defense.get("name"))
+    try:
+        return noise_hook(name, hook)
+    except CatalogError:
+        raise NoiseSettingError(f"{name!r} is not a noise defense (known: "
+                                f"{', '.join(loaded_noise_families())})") from None
+
+
 def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
                    seed: int | np.random.Generator) -> list[np.ndarray]:
     """The update a client sends under the noise defense ``defense`` (float32 arrays, shapes
-    kept); the noise comes from ``seed`` (a generator, or an integer for
+    kept): its family's ``perturb`` hook (the transforms and their sources are in each noise
+    defense's folder: ``laplace_noise/noise.py``, ``dp_fedavg/noise.py``,
+    ``dp_sgd/noise.py``). The noise comes from ``seed`` (a generator, or an integer for
     ``numpy.random.default_rng``), drawn array by array in order, so one seed gives one
     perturbation. The client mod passes the generator of its noise source
-    (:func:`fedaudit.defenses.noise_source.numpy_generator`).
-
-    - ``laplace_noise`` (paper 003 §V): ``Δ + Lap(0, b)`` i.i.d. per coordinate,
-      ``b = defense["scale"]`` (E|noise| = b, Var = 2b²).
-    - ``dp_fedavg`` (McMahan et al. 2018, Alg. 1, ``ClipFn`` then the Gaussian mechanism, here
-      on the client): ``Δ · min(1, C/‖Δ‖₂) + N(0, (z·C)² I)``, ``C = defense["clip"]``,
-      ``z = defense["noise_multiplier"]``; ``‖Δ‖₂`` is the norm over every array together.
-    - ``dp_sgd`` (Abadi et al. 2016, Alg. 1, one step on a lot of one sample; ``arrays`` is that
-      sample's gradient): the same formula with ``C = defense["max_grad_norm"]``,
-      ``σ = defense["noise_multiplier"]``. A whole round of DP-SGD is not an update transform:
-      the clients run it (:mod:`fedaudit.defenses.dp_sgd.private`).
-    """
-    name = defense.get("name")
+    (:func:`fedaudit.defenses.noise_source.numpy_generator`)."""
+    perturb = _family_hook(defense, "perturb")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    if name == LAPLACE:
-        b = _level(defense, "scale")
-        return [(np.asarray(a, np.float64) + rng.laplace(0.0, b, np.shape(a))
-                 ).astype(np.float32) for a in arrays]
-    if name == DP_FEDAVG:
-        clip = _level(defense, "clip")
-        std = _level(defense, "noise_multiplier", positive=False) * clip
-        return [(a + rng.normal(0.0, std, a.shape)).astype(np.float32)
-                for a in clip_update(arrays, clip)]
-    if name == DP_SGD:
-        # one DP-SGD step whose lot is this one sample: per-sample clip to C, N(0, (σC)²) on
-        # the sum, divided by the expected lot size 1 (Abadi et al. 2016, Alg. 1)
-        clip = _level(defense, "max_grad_norm")
-        std = _level(defense, "noise_multiplier", positive=False) * clip
-        return [(a + rng.normal(0.0, std, a.shape)).astype(np.float32)
-                for a in clip_update(arrays, clip)]
-    raise NoiseSettingError(f"{name!r} is not a noise defense (known: "
-                            f"{', '.join(NOISE_DEFENSES)})")
+    return perturb(arrays, defense, rng)
 
 
 def update_noise_std(defense: Mapping[str, Any]) -> float:
-    """Per-coordinate std of the noise :func:`perturb_update` adds to a client's update:
-    ``z·C`` (DP-FedAvg) or ``√2·b`` (Laplace, Var = 2b²). DP-SGD's noise is inside the local
-    steps, not on the update: an error."""
-    name = defense.get("name")
-    if name == DP_FEDAVG:
-        return float(defense["noise_multiplier"]) * float(defense["clip"])
-    if name == LAPLACE:
-        return float(np.sqrt(2.0)) * float(defense["scale"])
-    raise NoiseSettingError(f"{name!r} adds no noise to the update a client sends")
+    """Per-coordinate std of the noise :func:`perturb_update` adds to a client's update
+    (``z·C`` for DP-FedAvg, ``√2·b`` for Laplace); a family whose noise is inside the local
+    steps (DP-SGD) has none: an error."""
+    std = _family_hook(defense, "update_std")
+    if std is None:
+        raise NoiseSettingError(f"{defense.get('name')!r} adds no noise to the update a client "
+                                "sends")
+    return float(std(defense))
 
 
 def level_of(defense: Mapping[str, Any]) -> float:
-    """The defense's noise level as the grid names it: Laplace scale b, or the DP noise
-    multiplier z (DP-FedAvg) or σ (DP-SGD) (the per-coordinate std of the noise is z·C)."""
-    name = defense.get("name")
-    if name not in NOISE_LEVEL:
-        raise NoiseSettingError(f"{name!r} is not a noise defense")
-    return float(defense[NOISE_LEVEL[name][1]])
+    """The defense's noise level as the grid names it (its family's ``level_key``: Laplace
+    scale b, or the DP noise multiplier z of DP-FedAvg, σ of DP-SGD)."""
+    from fedaudit.catalog import noise_spec
+
+    spec = noise_spec(str(defense.get("name")))
+    if spec is None or spec.noise is None:
+        raise NoiseSettingError(f"{defense.get('name')!r} is not a noise defense")
+    return float(defense[spec.noise.level_key])

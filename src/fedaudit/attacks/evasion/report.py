@@ -28,11 +28,11 @@ import pandas as pd
 
 from fedaudit.attacks.evasion.metrics import aasr, pooled_lower_bound
 from fedaudit.defenses.budgets import (
-    LEVEL_SYMBOLS,
-    NOISE_LABELS,
     epsilon_text,
+    level_symbol,
     model_label,
     needs_history,
+    noise_label,
     noise_level,
     scenario_budget,
 )
@@ -261,7 +261,7 @@ def _defense_label(meta: dict[str, Any]) -> tuple[str, str]:
     name, level, _ = noise_level(meta.get("defenses", ()))
     if name is None:
         return "none", DASH
-    return NOISE_LABELS[name], f"{LEVEL_SYMBOLS[name]} = {level:g}"
+    return noise_label(name), f"{level_symbol(name)} = {level:g}"
 
 
 def defense_rows(data: pd.DataFrame, scenarios: dict[str, dict[str, Any]],

@@ -22,12 +22,16 @@ import pandas as pd
 from fedaudit.attacks.noise_replay.report import summarise as summarise_replay
 from fedaudit.attacks.trap_weights.report import clopper_pearson
 from fedaudit.defenses.budgets import (
-    LEVEL_SYMBOLS,
-    NOISE_LABELS,
+    NO_NOISE,
+    budget_note,
     epsilon_text,
+    level_symbol,
     model_label,
     needs_history,
+    noise_family,
+    noise_label,
     noise_level,
+    noise_rank,
     scenario_budget,
 )
 from fedaudit.defenses.noise_source import SIMULATION_NOTE
@@ -278,8 +282,7 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
             row[f"{target}_{method}_n"] = p["attacked"]
         rows.append(row)
     out = pd.DataFrame(rows)
-    rank = {"none": 0, "laplace_noise": 1, "dp_fedavg": 2, "dp_sgd": 3}
-    return out.sort_values(["defense", "level"], key=lambda s: s.map(rank)
+    return out.sort_values(["defense", "level"], key=lambda s: s.map(noise_rank)
                            if s.name == "defense" else s, kind="stable").reset_index(drop=True)
 
 
@@ -339,10 +342,10 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
     util, attack = [], []
     for _, r in data.iterrows():
         sim = bool(r.get("simulation", False)) and r["defense"] != "none"
-        head = {"Defense": NOISE_LABELS.get(r["defense"], "none")
+        head = {"Defense": noise_label(r["defense"])
                 + (f" ({SIMULATION_NOTE})" if sim else ""),
                 "Level": DASH if r["defense"] == "none" else
-                f"{LEVEL_SYMBOLS.get(r['defense'], 'z')} = {r['level']:g}",
+                f"{level_symbol(r['defense'])} = {r['level']:g}",
                 "UNet": r.get("model", "BatchNorm")}
         defense = None if r["defense"] == "none" else r["defense"]
         clf_budget = {k[:-len("_classifier")]: v for k, v in r.items()
@@ -378,37 +381,20 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
         d = data.loc[data["defense"] == defense, "delta"].dropna()
         return f"{d.iloc[0]:g}" if len(d) else "–"
 
+    present = [d for d in dict.fromkeys(data["defense"]) if d != NO_NOISE]
+    present.sort(key=noise_rank)
+    families = {d: noise_family(d) for d in present}
+    grid = " ".join(f.note.format(delta=delta_of(d)) for d, f in families.items()
+                    if f.on_update and f.note)
     notes = ["One row per attacked federation: baseline, then each noise level of the update-"
-             "noise grid. Laplace: every client adds Lap(0, b) to each coordinate of the "
-             "update it sends (paper 003 §V), no clipping, so no DP guarantee (ε –). "
-             "DP-FedAvg: every client clips its update to L2 norm C and adds N(0, (zC)²) "
-             "itself (McMahan et al. 2018, Alg. 1, noised on the client because the attacker is "
-             "the server); ε at δ = " + delta_of("dp_fedavg")
-             + " from dp-accounting's RDP accountant, user level (one hospital's whole data), "
-             "every client in every round, over the rounds each federation ran, for two "
-             "adjacencies: add/remove one hospital (sensitivity C) and replace one hospital "
-             "(sensitivity 2C, what a fixed, known set of hospitals needs).",
+             "noise grid." + (" " + grid if grid else ""),
              "Noise source: the clients draw their noise from the operating system's entropy "
              "(noise_source: os_entropy), which the server cannot regenerate; the noise replay "
              "column is the server's attempt (its table: Noise replay). A scenario with seeded "
              f"simulation noise says \"{SIMULATION_NOTE}\" in every cell: the server can "
              "subtract that noise, so its ε protects nothing."]
-    if (data["defense"] == "dp_sgd").any():
-        notes.append(
-            "DP-SGD (an option): every client trains with Abadi et al. 2016's Alg. 1 through "
-            "Opacus (Poisson lots at q = batch / slices in its epoch, each slice's gradient "
-            "clipped to C, N(0, (σC)²) on the lot's sum, every local step). ε at δ = "
-            + delta_of("dp_sgd") + " from dp-accounting's RDP accountant over every step of "
-            "every round each client ran, the largest over clients; its unit is one 2-D "
-            "slice, not a patient. The patient-level figure is the group-privacy bound "
-            "(kε, k·e^{(k−1)ε}·δ) over the most slices one patient can contribute (k: every "
-            "slice of its volume in all three orientations); where that δ reaches 1 the "
-            "table says there is no meaningful patient-level guarantee. "
-            "These federations train the GroupNorm UNet (BatchNorm has no per-sample "
-            "gradients), so their sCT utility and attack numbers are read against the "
-            "GroupNorm UNet trained the baseline's way without DP (scenario groupnorm, UNet "
-            "GroupNorm, defense none), not against the BatchNorm baseline; the classifier (no "
-            "normalisation layer) is the same network.")
+    notes += [f.note.format(delta=delta_of(d)) for d, f in families.items()
+              if not f.on_update and f.note]
     const = data["mae_constant"].dropna() if "mae_constant" in data else pd.Series([])
     notes += [
         "Utility: sCT MAE / SSIM pooled over the test patients (the evaluation's "
@@ -497,7 +483,7 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
         unet_ssim = rows[ssim_cols].max(axis=1).to_numpy() if ssim_cols else np.array([])
         mono = bool(len(best_asr) > 1 and np.all(np.diff(best_asr) <= 1e-9))
         levels = ", ".join(f"{v:g}" for v in sub["level"])
-        label = NOISE_LABELS.get(defense, defense)
+        label = noise_label(defense)
         parts = []
         if len(best_asr):
             parts.append(f"the best method's classifier ASR goes "
@@ -525,18 +511,7 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
         budget = (f"; ε {' → '.join(f'{e:.3g}' for e in eps)} at δ = "
                   f"{sub['delta'].iloc[0]:g}" if np.isfinite(eps).any()
                   else "; no DP guarantee (no clipping)")
-        if defense == "dp_fedavg" and "epsilon_replace" in sub:
-            budget += (" adding or removing one hospital, "
-                       f"{' → '.join(f'{e:.3g}' for e in sub['epsilon_replace'].astype(float))}"
-                       " replacing one")
-        if defense == "dp_sgd":
-            vac = bool(sub.get("patient_vacuous", pd.Series([False])).astype(bool).any())
-            budget += (" (per 2-D slice, the largest over clients; "
-                       + ("no meaningful patient-level guarantee at these levels; " if vac
-                          else "a patient's ε is larger; ")
-                       + f"GroupNorm UNet, compared with {ref}"
-                       + (")" if ref != "baseline" else
-                          ", the BatchNorm baseline: its MAE mixes DP's cost with GroupNorm's)"))
+        budget += budget_note(defense, sub, ref)
         if "simulation" in sub and sub["simulation"].astype(bool).any():
             budget += f" — {SIMULATION_NOTE}"
         if "replay_recovered" in sub and sub["replay_recovered"].notna().any():
@@ -544,8 +519,7 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
             n = int(sub["replay_client_rounds"].fillna(0).sum())
             budget += (f"; the server's noise replay recovered {k}/{n} client-rounds"
                        + (" (it removes the noise)" if k else ""))
-        where = ("noise in every local step (sample level)" if defense == "dp_sgd"
-                 else "noise on client updates")
+        where = noise_family(defense).where
         out.append(Finding(f"Defense: {label} {where}", "info",
                            "; ".join(parts) + budget + "."))
     return out

@@ -44,20 +44,19 @@ def _folders(smk: Any, key: str) -> dict[str, list[str]]:
 
 def train_classifier(smk: Any, log: logging.Logger) -> None:
     """Rule gradinv_classifier: the classifier federation of one scenario."""
+    from fedaudit.catalog import catalog, resolve
     from fedaudit.defenses.noise_mod import noise_mod
     from fedaudit.federation.classifier import train_classifier_federation
-    from fedaudit.scenarios import DP_SGD, noise_defense
+    from fedaudit.scenarios import noise_defense
 
     p = smk.params
     clf = p.classifier
     noise = noise_defense(p.defenses)
     mods, private = [], None
-    if noise is not None and noise["name"] == DP_SGD:
-        # DP-SGD noises inside every local step: each client round builds its own, from the
-        # catalog (as the sCT federation's clients do), seeded by that round's seed
-        from fedaudit.catalog import catalog, resolve
-
-        spec = catalog(p.plugins).defenses[DP_SGD]
+    spec = None if noise is None else catalog(p.plugins).defenses[noise["name"]]
+    if spec is not None and spec.local_training is not None:
+        # a defense that noises inside every local step (DP-SGD): each client round builds its
+        # own, from the catalog (as the sCT federation's clients do), seeded by that round's seed
         make = resolve(spec.local_training, spec.package)
 
         def private(seed: int) -> Any:

@@ -32,13 +32,14 @@ def check(config: dict[str, Any], scenarios: set[str]) -> None:
     if not section["enabled"]:
         return
     check_logged_rounds(config, "rounds", section["rounds"])
-    from fedaudit.attacks.noise_replay.replay import REPLAYABLE
-    from fedaudit.scenarios import NOISE_DEFENSES, noise_grid, scenarios_from_config
+    from fedaudit.attacks.noise_replay.replay import replayable_names
+    from fedaudit.scenarios import is_noise, noise_grid, scenarios_from_config
 
     known = scenarios_from_config(config)
-    grid = set(noise_grid(config["scenarios"]["noise"]))  # the default, DP-SGD's reference too
+    # the default, DP-SGD's reference too
+    grid = set(noise_grid(config["scenarios"]["noise"], config["defenses"]))
     for name in section["scenarios"] or []:
         if name in known and name not in grid and not any(
-                d["name"] in NOISE_DEFENSES for d in known[name].defenses):
+                is_noise(d["name"]) for d in known[name].defenses):
             raise SettingError("scenarios", f"{name!r} has no noise defense; the replay attacks "
-                               f"noise on the updates ({', '.join(REPLAYABLE)})")
+                               f"noise on the updates ({', '.join(replayable_names())})")

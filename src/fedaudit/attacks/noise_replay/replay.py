@@ -47,11 +47,24 @@ from fedaudit.defenses.update_noise import (
     perturb_update,
     update_noise_std,
 )
-from fedaudit.scenarios import DP_FEDAVG, LAPLACE
 
-# update noise the server could subtract: DP-SGD's noise is inside every local step, not on the
-# update, so there is nothing to subtract from what the server receives
-REPLAYABLE = (LAPLACE, DP_FEDAVG)
+
+def replayable(name: str) -> bool:
+    """Whether the defense ``name`` is update noise the server could subtract: a noise family
+    whose noise is on the update (``NoiseFamily.on_update``). DP-SGD's noise is inside every
+    local step, not on the update, so there is nothing to subtract from what the server
+    receives."""
+    from fedaudit.catalog import noise_spec
+
+    spec = noise_spec(name)
+    return spec is not None and spec.noise is not None and spec.noise.on_update
+
+
+def replayable_names() -> list[str]:
+    """The replayable noise defenses this process knows (for messages)."""
+    from fedaudit.catalog import loaded_noise_families
+
+    return [n for n, f in loaded_noise_families().items() if f.on_update]
 RECOVERED_SHARE = 0.5
 # rounds no federation runs: the null replay's seed is one the client never used, and the
 # control's noise is independent of the logged one
@@ -105,7 +118,7 @@ def _replay(received: Sequence[np.ndarray], defense: Mapping[str, Any], seed: in
            "removed_share": float(removed), "removed_sd": sd,
            "powered": bool(RECOVERED_SHARE >= POWER_SDS * sd),
            "recovered": bool(removed >= RECOVERED_SHARE)}
-    if name == DP_FEDAVG:
+    if "clip" in defense:  # a family that clips the update first (DP-FedAvg)
         out["clip"] = float(defense["clip"])
     return out, residual
 
@@ -119,7 +132,7 @@ def control(received: Sequence[np.ndarray], defense: Mapping[str, Any], seed: in
     rnd = rnd + CONTROL_ROUND_OFFSET
     noised = perturb_update(received, sim, noise_seed(seed, name, center, rnd))
     got, residual = _replay(noised, sim, seed, center, rnd)
-    truth = _flat(clip_update(received, float(defense["clip"])) if name == DP_FEDAVG
+    truth = _flat(clip_update(received, float(defense["clip"])) if "clip" in defense
                   else received)
     cos = float(residual @ truth / (np.linalg.norm(residual) * np.linalg.norm(truth)))
     return {"control_removed_share": got["removed_share"],

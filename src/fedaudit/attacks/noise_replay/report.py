@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.attacks.noise_replay.replay import RECOVERED_SHARE
-from fedaudit.defenses.budgets import LEVEL_SYMBOLS, NOISE_LABELS
+from fedaudit.defenses.budgets import level_symbol, noise_label
 from fedaudit.defenses.noise_source import SIMULATION, SIMULATION_NOTE
 from fedaudit.report.levels import Level
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
@@ -60,7 +60,7 @@ def replay_table(data: pd.DataFrame) -> Table:
         sim = r["noise_source"] == SIMULATION
         source = f"simulation ({SIMULATION_NOTE})" if sim else "OS entropy"
         if n == 0:
-            view.append({"Scenario": r["scenario"], "Noise": NOISE_LABELS.get(r["defense"]),
+            view.append({"Scenario": r["scenario"], "Noise": noise_label(r["defense"]),
                          "Source": source, "Client-rounds": "0",
                          "Noise removed": DASH, "Residual ‖u − n′‖": DASH,
                          "Recovered": "not attacked (only the aggregate is logged)",
@@ -71,8 +71,8 @@ def replay_table(data: pd.DataFrame) -> Table:
             f" (C = {clip:g})" if np.isfinite(clip) else "")
         view.append({
             "Scenario": r["scenario"],
-            "Noise": f"{NOISE_LABELS.get(r['defense'], r['defense'])}, "
-                     f"{LEVEL_SYMBOLS.get(r['defense'], 'z')} = {r['level']:g}",
+            "Noise": f"{noise_label(r['defense'])}, "
+                     f"{level_symbol(r['defense'])} = {r['level']:g}",
             "Source": source, "Client-rounds": str(n),
             "Noise removed": f"{_fmt(r['removed_median'])} "
                              f"[{_fmt(r['removed_min'])}–{_fmt(r['removed_max'])}] "

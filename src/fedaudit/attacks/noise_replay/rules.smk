@@ -1,7 +1,7 @@
 # The noise replay (fedaudit.attacks.noise_replay) by the honest-but-curious server on its log:
 # per attacked scenario one job over every logged round and client; one table.
 
-from fedaudit.attacks.noise_replay.replay import REPLAYABLE  # noqa: E402
+from fedaudit.attacks.noise_replay.replay import replayable  # noqa: E402
 
 NOISE_REPLAY = config["attacks"]["noise_replay"]
 # the noise grid's scenarios whose clients noise the update they send (not DP-SGD's)
@@ -9,7 +9,7 @@ NOISE_REPLAY_SCENARIOS = (
     [
         s
         for s in NOISE_REPLAY["scenarios"]
-        if any(d["name"] in REPLAYABLE for d in SCENARIOS[s].defenses)
+        if any(replayable(d["name"]) for d in SCENARIOS[s].defenses)
     ]
     if NOISE_REPLAY["enabled"]
     else []

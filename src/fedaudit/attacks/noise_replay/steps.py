@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from fedaudit.atomic import write_csv
-from fedaudit.attacks.noise_replay.replay import REPLAYABLE, attack_round
+from fedaudit.attacks.noise_replay.replay import attack_round, replayable, replayable_names
 from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.scenarios import noise_defense
 
@@ -19,9 +19,9 @@ def attack(smk: Any, log: logging.Logger) -> None:
     uses the server log, the scenario's defense entry and the config's seed: all server-side."""
     p, wc = smk.params, smk.wildcards
     entry = noise_defense(p.defenses)
-    if entry is None or entry["name"] not in REPLAYABLE:
+    if entry is None or not replayable(entry["name"]):
         raise ValueError(f"scenario {wc.scenario!r} adds no noise to its updates "
-                         f"(replayable: {', '.join(REPLAYABLE)})")
+                         f"(replayable: {', '.join(replayable_names())})")
     rows = []
     for rnd in resolve_rounds(smk.input.server_log, p.rounds):
         logged = load_round(smk.input.server_log, rnd)

@@ -5,6 +5,7 @@
 
 from fedaudit.attacks.trap_weights.sweep import NOT_SETTINGS as TRAP_NOT_SETTINGS
 from fedaudit.attacks.trap_weights.sweep import mode_settings as trap_mode_settings
+from fedaudit.scenarios import dp_on_update
 
 TRAP = config["attacks"]["trap_weights"]
 TRAP_SCENARIOS = TRAP["scenarios"] if TRAP["enabled"] else []
@@ -14,7 +15,7 @@ TRAP_DEFENSE_SCENARIOS = TRAP_SCENARIOS + [
     s
     for s in (SCENARIOS if TRAP["enabled"] else [])
     if s not in TRAP_SCENARIOS
-    and any(d["name"] == "dp_fedavg" for d in SCENARIOS[s].defenses)
+    and any(dp_on_update(d["name"]) for d in SCENARIOS[s].defenses)
 ]
 ATTACKED["trap_weights"] = TRAP_DEFENSE_SCENARIOS
 # 3-D needs one client's own update: under SecAgg+ the server holds only the sum.

@@ -56,6 +56,7 @@ def epsilon(noise_multiplier: float, rounds: int, delta: float,
 
 
 ADD_REMOVE, REPLACE_ONE = "add/remove one hospital", "replace one hospital"
+DP_FEDAVG = "dp_fedavg"
 
 
 def epsilons(noise_multiplier: float, rounds: int, delta: float) -> dict[str, float]:
@@ -69,9 +70,36 @@ def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], rounds: int) -> floa
     """ε of a scenario's update noise after ``rounds`` rounds: DP-FedAvg's add/remove-one-client
     ε from :func:`epsilon` (every client every round), None when the scenario has no DP guarantee
     (no noise defense, or Laplace noise without clipping)."""
-    from fedaudit.scenarios import DP_FEDAVG, noise_defense
+    from fedaudit.scenarios import noise_defense
 
     d = noise_defense(defenses)
     if d is None or d["name"] != DP_FEDAVG:
         return None
     return epsilon(float(d["noise_multiplier"]), rounds, float(d["delta"]))
+
+
+# ------------------------------------------------------------ the family's hooks (plugin.py)
+
+
+def budget_fields(entry: Mapping[str, Any], rounds: int, history: Any = None,
+                  slices_per_patient: int | None = None) -> dict[str, float]:
+    """``NoiseFamily.budget``: ε adding or removing one hospital (``epsilon``) and replacing
+    one (``epsilon_replace``) after ``rounds`` rounds (:func:`epsilons`)."""
+    both = epsilons(float(entry["noise_multiplier"]), rounds, float(entry["delta"]))
+    return {"epsilon": both[ADD_REMOVE], "epsilon_replace": both[REPLACE_ONE]}
+
+
+def budget_text(budget: Mapping[str, Any]) -> str:
+    """``NoiseFamily.budget_text``: both adjacencies in one table cell."""
+    return (f"{float(budget['epsilon']):.3g} add/remove one hospital · "
+            f"{float(budget['epsilon_replace']):.3g} replace one hospital")
+
+
+def budget_note(levels: Any, reference: str) -> str:
+    """``NoiseFamily.budget_note``: a finding's ε list is add/remove; the replace-one list
+    follows (``levels``: the family's rows of the privacy-utility frame)."""
+    if "epsilon_replace" not in levels:
+        return ""
+    return (" adding or removing one hospital, "
+            f"{' → '.join(f'{e:.3g}' for e in levels['epsilon_replace'].astype(float))}"
+            " replacing one")

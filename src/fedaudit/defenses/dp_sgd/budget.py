@@ -129,3 +129,49 @@ def scenario_epsilon(defenses: Iterable[Mapping[str, Any]], history: Any) -> flo
         raise ValueError(f"a DP-SGD federation's history has no {EVENTS!r} column or rows: "
                          "ε cannot be computed (re-train the scenario)")
     return max(eps.values())
+
+
+# ------------------------------------------------------------ the family's hooks (plugin.py)
+
+
+def budget_fields(entry: Mapping[str, Any], rounds: int, history: Any = None,
+                  slices_per_patient: int | None = None) -> dict[str, Any]:
+    """``NoiseFamily.budget``: ε per 2-D slice (the largest over clients, from the steps each
+    client reported in ``history``) and the patient-level group bound over
+    ``slices_per_patient`` slices (:func:`group_privacy`)."""
+    if history is None:
+        raise ValueError("a DP-SGD scenario's ε needs its training history (history.tsv)")
+    eps = scenario_epsilon([dict(entry)], history)
+    out: dict[str, Any] = {"epsilon": eps}
+    if slices_per_patient is not None and eps is not None:
+        group = group_privacy(float(eps), float(entry["delta"]), int(slices_per_patient))
+        out.update(epsilon_patient=group[0], delta_patient=group[1],
+                   patient_vacuous=vacuous(group), slices_per_patient=slices_per_patient)
+    return out
+
+
+def budget_text(budget: Mapping[str, Any]) -> str:
+    """``NoiseFamily.budget_text``: ε per slice and what it gives a patient."""
+    k = budget.get("slices_per_patient", float("nan"))
+    if not np.isfinite(k):
+        patient = "patient: not computed"
+    elif budget.get("patient_vacuous"):
+        patient = f"patient (≤ {int(k)} slices): no meaningful patient-level guarantee"
+    else:
+        patient = (f"patient (≤ {int(k)} slices): {float(budget['epsilon_patient']):.3g} "
+                   f"at δ = {float(budget['delta_patient']):.2g}")
+    return f"{float(budget['epsilon']):.3g} per slice · {patient}"
+
+
+def budget_note(levels: Any, reference: str) -> str:
+    """``NoiseFamily.budget_note``: the unit, the patient-level reading and the UNet compared
+    (``levels``: the family's rows of the privacy-utility frame)."""
+    import pandas as pd
+
+    vac = bool(levels.get("patient_vacuous", pd.Series([False])).astype(bool).any())
+    return (" (per 2-D slice, the largest over clients; "
+            + ("no meaningful patient-level guarantee at these levels; " if vac
+               else "a patient's ε is larger; ")
+            + f"GroupNorm UNet, compared with {reference}"
+            + (")" if reference != "baseline" else
+               ", the BatchNorm baseline: its MAE mixes DP's cost with GroupNorm's)"))
