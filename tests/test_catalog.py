@@ -143,3 +143,20 @@ def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
                    strict=True)) == train
     page = (workdir / "results/report/front_page.rst").read_text()
     assert "**Membership by loss threshold (toy)**: baseline: accuracy" in page
+
+
+def test_a_comparison_is_one_folder_and_checks_what_it_reads() -> None:
+    """The privacy-utility comparison is registered from its own folder (its table too), and
+    refuses a summary that lacks a column it declares, naming the file and the columns."""
+    import pandas as pd
+
+    from fedaudit.catalog import CatalogError
+
+    cat = catalog()
+    spec = cat.comparisons["privacy_utility"]
+    assert spec.folder.name == "privacy_utility" and spec.rules.is_file()
+    assert cat.tables["privacy_utility"].package == "fedaudit.comparisons.privacy_utility"
+    quality = pd.DataFrame(columns=["scenario", "center", "n", "mae_mean"])  # no ssim_mean
+    with pytest.raises(CatalogError, match=r"results/eval/summary.csv lacks .*ssim_mean"):
+        spec.check_inputs({"quality": quality}, {"quality": "results/eval/summary.csv"})
+    spec.check_inputs({"quality": quality.assign(ssim_mean=0.0), "fedmia": None})

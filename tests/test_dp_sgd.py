@@ -470,7 +470,7 @@ def test_the_classifier_federation_runs_dp_sgd_in_its_clients(study, tmp_path) -
 
 
 def test_the_privacy_utility_table_shows_dp_sgd_with_its_slice_level_epsilon() -> None:
-    from fedaudit.attacks.gradinv.report import (
+    from fedaudit.comparisons.privacy_utility.report import (
         defense_finding,
         privacy_utility,
         privacy_utility_table,

@@ -21,14 +21,13 @@ from fedaudit.attacks.gradinv.engine import (
 )
 from fedaudit.attacks.gradinv.report import (
     classifier_table,
-    defense_finding,
-    privacy_utility,
     suite_finding,
     suite_table,
     summarise,
 )
 from fedaudit.attacks.gradinv.scoring import match_batch, slice_scores
 from fedaudit.catalog import catalog, fragment_defaults, resolve
+from fedaudit.comparisons.privacy_utility.report import defense_finding, privacy_utility
 from fedaudit.federation.classifier import initial_classifier
 
 
@@ -321,7 +320,7 @@ def test_noisy_unet_attacks_run_only_where_the_noise_free_one_recovers_a_slice(t
 
 
 def test_a_noisy_scenario_is_read_against_the_noise_free_one_that_trains_its_unet() -> None:
-    from fedaudit.attacks.gradinv.report import reference_scenario
+    from fedaudit.defenses.budgets import reference_scenario
 
     d = {"baseline": [], "groupnorm": [{"name": "group_norm", "groups": 32}],
          "dpsgd-z1.0": [{"name": "dp_sgd", "noise_multiplier": 1.0, "max_grad_norm": 1.0,

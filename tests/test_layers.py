@@ -194,7 +194,7 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.attacks.gradinv.report", "torch"),
     ("fedaudit.attacks.gradinv.report", "flwr"),
     ("fedaudit.attacks.gradinv.steps", "torch"),
-    ("fedaudit.comparisons.privacy_utility", "torch"),
+    ("fedaudit.comparisons.privacy_utility.figures", "torch"),
     # the evasion tables and figures run in the report environment; its steps module is what
     # the figure rules import there, and its rates are read without torch
     ("fedaudit.attacks.evasion.report", "torch"),

@@ -368,12 +368,12 @@ def test_a_noise_family_is_one_folder(demo, tmp_path: Path) -> None:
     the front page's defense line take it from the catalog."""
     import pandas as pd
 
-    from fedaudit.attacks.gradinv.report import (
+    from fedaudit.comparisons.privacy_utility.figures import legend_labels, privacy_utility_figure
+    from fedaudit.comparisons.privacy_utility.report import (
         defense_finding,
         privacy_utility,
         privacy_utility_table,
     )
-    from fedaudit.comparisons.privacy_utility import legend_labels, privacy_utility_figure
     from fedaudit.defenses.update_noise import level_of, update_noise_std
 
     plugin = Path(__file__).parent / "plugins" / "uniform_noise"

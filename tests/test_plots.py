@@ -355,7 +355,7 @@ def test_privacy_utility_lines_start_at_the_federation_without_noise_of_their_un
         tmp_path: Path, captured) -> None:
     """DP-SGD's line starts at groupnorm (the same GroupNorm UNet without DP), DP-FedAvg's at
     the BatchNorm baseline; the two federations without noise are points with their names."""
-    from fedaudit.comparisons import privacy_utility as pu
+    from fedaudit.comparisons.privacy_utility import figures as pu
 
     figs = captured(pu)
     table = pd.DataFrame([

@@ -54,6 +54,7 @@ BUILTIN_FOLDERS = {
     "attacks": PACKAGE_ROOT / "attacks",
     "defenses": PACKAGE_ROOT / "defenses",
     "aggregators": PACKAGE_ROOT / "federation" / "aggregators",
+    "comparisons": PACKAGE_ROOT / "comparisons",
 }
 
 
@@ -143,6 +144,42 @@ class AttackSpec:
         except AttributeError:
             raise CatalogError(f"attack {self.name}: {module.__name__} has no step {name!r}"
                                ) from None
+
+
+@dataclass(frozen=True)
+class ComparisonSpec:
+    """A table or figure that sets several attacks' and defenses' results side by side (the
+    privacy-utility table of the noise defenses, the coming attack × defense matrices). It
+    lives in ``fedaudit/comparisons/<name>/`` (or a plugin folder) with its rules (included
+    after every attack's, whose outputs it reads), table builders, findings, figures and
+    captions. ``reads`` declares what it reads: per summary it takes as input (the rule's
+    input name), the columns it needs; :meth:`check_inputs` refuses a summary without them,
+    naming the file and the missing columns, before anything is computed."""
+
+    name: str
+    title: str
+    folder: Path
+    reads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tables: tuple[TableSpec, ...] = ()
+    package: str = ""
+
+    @property
+    def rules(self) -> Path:
+        return self.folder / "rules.smk"
+
+    def check_inputs(self, frames: dict[str, Any], paths: dict[str, str] | None = None
+                     ) -> None:
+        """Every declared summary in ``frames`` (input name -> DataFrame) has its columns; an
+        input not given is not checked (optional inputs: an attack switched off)."""
+        for key, columns in self.reads.items():
+            frame = frames.get(key)
+            if frame is None:
+                continue
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                where = (paths or {}).get(key, key)
+                raise CatalogError(f"comparison {self.name}: {where} lacks the column(s) "
+                                   f"{', '.join(missing)} it reads")
 
 
 @dataclass(frozen=True)
@@ -277,11 +314,13 @@ class Catalog:
     aggregators: dict[str, AggregatorSpec] = field(default_factory=dict)
     servers: dict[str, ServerSpec] = field(default_factory=lambda: {"honest": HONEST})
     tables: dict[str, TableSpec] = field(default_factory=dict)
+    comparisons: dict[str, ComparisonSpec] = field(default_factory=dict)
 
     def add(self, spec: Any, origin: str) -> None:
         kinds = {AttackSpec: self.attacks, ClientAttackSpec: self.client_attacks,
                  DefenseSpec: self.defenses, AggregatorSpec: self.aggregators,
-                 ServerSpec: self.servers, TableSpec: self.tables}
+                 ServerSpec: self.servers, TableSpec: self.tables,
+                 ComparisonSpec: self.comparisons}
         registry = kinds.get(type(spec))
         if registry is None:
             raise CatalogError(f"{origin}: {type(spec).__name__} is not a plugin spec")
@@ -337,7 +376,8 @@ class Catalog:
 _BUILTIN = Catalog()
 _BUILTIN_LOADED = False
 _FOLDERS: dict[str, list[Any]] = {}  # resolved plugin folder -> the specs it registered
-_SPEC_NAMES = ("ATTACK", "CLIENT_ATTACK", "DEFENSE", "AGGREGATOR", "SERVER", "TABLES")
+_SPEC_NAMES = ("ATTACK", "CLIENT_ATTACK", "DEFENSE", "AGGREGATOR", "SERVER", "COMPARISON",
+               "TABLES")
 
 
 def _with_package(spec: Any, package: str) -> Any:

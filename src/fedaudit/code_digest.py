@@ -284,7 +284,8 @@ def _label(path: Path) -> str:
 def catalog_folders(cat: Any) -> list[str]:
     """Every plugin folder of a catalog (:class:`fedaudit.catalog.Catalog`): the built-in ones
     and the study's own."""
-    groups = (cat.attacks, cat.defenses, cat.aggregators, cat.client_attacks, cat.servers)
+    groups = (cat.attacks, cat.defenses, cat.aggregators, cat.client_attacks, cat.servers,
+              cat.comparisons)
     return sorted({str(Path(spec.folder).resolve()) for group in groups
                    for spec in group.values() if getattr(spec, "folder", None) is not None})
 

@@ -14,7 +14,7 @@ here. Each family declares its label, level symbol and ε hooks in its own folde
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -142,3 +142,23 @@ def model_label(defenses: Iterable[Mapping[str, Any]], plugins: Iterable[str] = 
 
     norm = catalog(plugins).model_changes([dict(d) for d in defenses]).get("norm", "batch")
     return MODEL_LABELS.get(norm, str(norm))
+
+
+def reference_scenario(scenario: str, candidates: Sequence[str],
+                       defenses: dict[str, Sequence[dict[str, Any]]],
+                       plugins: Sequence[str] = ()) -> str | None:
+    """Which federation without noise a noisy one is read against, by name (the privacy-utility
+    comparison's :func:`fedaudit.comparisons.privacy_utility.report.noise_reference` before any
+    result): the first of ``candidates`` without
+    update noise that trains the UNet the noisy ``scenario`` trains, else the first without
+    noise; None for a scenario without noise or when no candidate has none. ``defenses``:
+    scenario -> its defense entries."""
+    def noisy(name: str) -> bool:
+        return noise_level(list(defenses[name]))[0] is not None
+
+    if not noisy(scenario):
+        return None
+    plain = [s for s in candidates if not noisy(s)]
+    model = model_label(defenses[scenario], plugins)
+    same = [s for s in plain if model_label(defenses[s], plugins) == model]
+    return (same or plain or [None])[0]

@@ -39,15 +39,6 @@ ATTACK = AttackSpec(
                   category="Privacy",
                   subcategory="Gradient inversion suite (paper 003)",
                   build=".report:build_classifier_table", order=22),
-        TableSpec(name="privacy_utility",
-                  paper="paper 003, Table III",
-                  description=("per noise level: ε with its adjacency and unit, the server's noise "
-                               "replay, sCT MAE / SSIM, classifier accuracy, FedMIA AUC, each "
-                               "attack's classifier ASR and UNet SSIM"),
-                  category="Privacy",
-                  subcategory="Noise defenses: privacy-utility",
-                  build=".report:build_privacy_utility_table",
-                  findings=".report:defense_findings", order=23),
     ))
 
 

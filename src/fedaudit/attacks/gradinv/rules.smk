@@ -4,7 +4,7 @@
 # training center; one summary and three tables (suite, paper 003 Table II, privacy-utility;
 # the privacy-utility figure is a comparison: workflow/rules/comparisons.smk).
 
-from fedaudit.attacks.gradinv.report import reference_scenario  # noqa: E402
+from fedaudit.defenses.budgets import reference_scenario  # noqa: E402
 
 GRADINV = config["attacks"]["gradinv"]
 GRADINV_SCENARIOS = GRADINV["scenarios"] if GRADINV["enabled"] else []
@@ -49,7 +49,6 @@ localrules:
     gradinv_summary,
     table_inversion_suite,
     table_inversion_classifier,
-    table_privacy_utility,
 
 
 rule gradinv_classifier:
@@ -212,49 +211,8 @@ rule table_inversion_classifier:
         TABLE_SCRIPT
 
 
-rule table_privacy_utility:
-    """Per noise level: utility (sCT MAE/SSIM, classifier accuracy), attack success, FedMIA, ε."""
-    input:
-        gradinv=rules.gradinv_summary.output.table,
-        classifier=rules.gradinv_summary.output.classifier,
-        quality=rules.eval_summary.output.summary,
-        fedmia=(
-            rules.fedmia_summary.output.table if config["attacks"]["fedmia"]["enabled"] else []
-        ),
-        # DP-SGD's ε is per client, from the (q, steps) in each client's own record
-        histories=expand(rules.train.output.clients, scenario=GRADINV_SCENARIOS),
-        classifiers=expand(rules.gradinv_classifier.output.folder, scenario=GRADINV_SCENARIOS),
-        # the server's noise replay per noised scenario (fedaudit.attacks.noise_replay); its
-        # rules are included after these, so the files are named when the DAG is built
-        replay=lambda wc: expand(
-            rules.noise_replay.output.table,
-            scenario=[s for s in GRADINV_SCENARIOS if s in NOISE_REPLAY_SCENARIOS],
-        ),
-    output:
-        **table_outputs("privacy_utility", "report_captions/privacy_utility.rst"),
-    log:
-        f"{LOGS}/report/table_privacy_utility.log",
-    params:
-        table="privacy_utility",
-        scenarios={s: SCENARIO_META[s] for s in GRADINV_SCENARIOS},
-        rounds={s: scenario_train(s)["rounds"] for s in GRADINV_SCENARIOS},
-        classifier_rounds=GRADINV["classifier"]["rounds"],
-        # DP-SGD's patient-level bound: every slice of a patient's cube in three orientations
-        slices_per_patient=3 * config["preprocess"]["cube"]["size"],
-        # a plugin defense's model hook names the UNet a scenario trains
-        plugins=config["plugins"],
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        CONDA_ENVS["report"]
-    script:
-        TABLE_SCRIPT
-
-
 if GRADINV_SCENARIOS:
     register_outputs(
         outputs=rules.gradinv_summary.output,
-        tables=["inversion_suite", "inversion_classifier", "privacy_utility"],
+        tables=["inversion_suite", "inversion_classifier"],
     )

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fedaudit.attacks.gradinv.report import noise_reference
 from fedaudit.catalog import loaded_noise_families
+from fedaudit.comparisons.privacy_utility.report import noise_reference
 from fedaudit.defenses.budgets import NO_NOISE, level_symbol
 from fedaudit.plots.style import STAT_THEME, apply_style, save
 
