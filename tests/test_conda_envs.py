@@ -79,7 +79,13 @@ def _rule_scripts(block: str) -> list[Path]:
         table = catalog().tables[re.search(r'table="(\w+)"', block).group(1)]
         module = importlib.import_module(table.build.split(":")[0], table.package)
         return [scripts / "table.py", Path(module.__file__)]
-    return [scripts / re.search(r'(\w+\.py)', ref).group(1)]
+    named = re.search(r'(\w+\.py)', ref)
+    if named is None:  # a constant naming a workflow script, defined in some rules file
+        text = "\n".join(f.read_text() for f in _rule_files())
+        named = re.search(rf'^{ref} = str\((.*?)\)$', text, re.M | re.S)
+        named = re.search(r'(\w+\.py)', named.group(1)) if named else None
+    assert named, f"rule script {ref!r}: no .py file found"
+    return [scripts / named.group(1)]
 
 
 def test_every_job_rule_has_a_pinned_env() -> None:

@@ -21,15 +21,8 @@ ATTACKED["trap_weights"] = TRAP_DEFENSE_SCENARIOS
 # 3-D needs one client's own update: under SecAgg+ the server holds only the sum.
 TRAP_VOLUME_SCENARIOS = [s for s in TRAP_SCENARIOS if not SCENARIOS[s].secagg]
 # What every trap-weight job reads besides its own sweep lists: not which scenarios are attacked,
-# nor the local mode's own sweep (only the local-mode jobs read it: trap_sweep)
+# nor the local mode's own sweep (only the local-mode jobs read it)
 TRAP_SETTINGS = {k: v for k, v in TRAP.items() if k not in TRAP_NOT_SETTINGS}
-
-
-def trap_sweep(wc):
-    """A 2-D sweep job's settings: the local mode takes its own batch sizes and inits."""
-    return trap_mode_settings(TRAP, wc.trap_mode)
-
-
 TRAP_DIR = "results/attacks/trap_weights"
 
 
@@ -60,7 +53,8 @@ rule trap_weights:
     params:
         attack="trap_weights",
         step="slices",
-        trap=trap_sweep,
+        # the local mode takes its own batch sizes and inits (attacks.trap_weights.local)
+        trap=lambda wc: trap_mode_settings(TRAP, wc.trap_mode),
         scenario=lambda wc: SCENARIOS[wc.scenario].as_dict(),
         train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
