@@ -459,14 +459,24 @@ def catalog(plugins: Iterable[str | Path] = ()) -> Catalog:
     return out
 
 
-def noise_spec(name: str) -> DefenseSpec | None:
-    """The spec of the noise defense ``name`` among the built-ins and every plugin folder this
-    process has loaded (a scenario names only registered defenses, so a name is enough to find
-    its family wherever the scenario's entry travels); None when ``name`` adds no noise."""
+def _loaded_defenses() -> dict[str, DefenseSpec]:
+    """The defenses of the built-ins and of every plugin folder this process has loaded (a
+    built-in name wins)."""
     _load_builtins()
-    specs = [_BUILTIN.defenses.get(name)] + [s for found in _FOLDERS.values() for s in found
-                                             if isinstance(s, DefenseSpec) and s.name == name]
-    return next((s for s in specs if s is not None and s.noise is not None), None)
+    out = dict(_BUILTIN.defenses)
+    for found in _FOLDERS.values():
+        for spec in found:
+            if isinstance(spec, DefenseSpec):
+                out.setdefault(spec.name, spec)
+    return out
+
+
+def noise_spec(name: str) -> DefenseSpec | None:
+    """The spec of the noise defense ``name`` among the loaded defenses (a scenario names only
+    registered defenses, so a name is enough to find its family wherever the scenario's entry
+    travels); None when ``name`` adds no noise."""
+    spec = _loaded_defenses().get(name)
+    return spec if spec is not None and spec.noise is not None else None
 
 
 def noise_hook(name: str, hook: str) -> Callable[..., Any] | None:
@@ -482,13 +492,7 @@ def noise_hook(name: str, hook: str) -> Callable[..., Any] | None:
 def loaded_noise_families() -> dict[str, NoiseFamily]:
     """Every noise family of the built-ins and of the plugin folders loaded in this process,
     in ``rank`` order (what a table orders and labels by)."""
-    _load_builtins()
-    cat = Catalog(defenses=dict(_BUILTIN.defenses))
-    for found in _FOLDERS.values():
-        for spec in found:
-            if isinstance(spec, DefenseSpec):
-                cat.defenses.setdefault(spec.name, spec)
-    return cat.noise_families()
+    return Catalog(defenses=_loaded_defenses()).noise_families()
 
 
 def plugin_package(module_name: str) -> str:

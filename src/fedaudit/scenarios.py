@@ -52,12 +52,18 @@ def is_noise(name: str) -> bool:
     return noise_spec(name) is not None
 
 
+def noise_on_update(name: str) -> bool:
+    """Whether the defense ``name`` adds its noise to the update a client sends (Laplace,
+    DP-FedAvg; not DP-SGD, whose noise is inside the local steps): a client mod, noise the
+    server could try to subtract, noise every client sees in each new global model."""
+    spec = noise_spec(name)
+    return spec is not None and spec.noise is not None and spec.noise.on_update
+
+
 def dp_on_update(name: str) -> bool:
     """Whether the defense ``name`` adds noise with a DP budget to the update a client sends
     (DP-FedAvg; not Laplace, which has no budget, nor DP-SGD, whose noise is in the steps)."""
-    spec = noise_spec(name)
-    return (spec is not None and spec.noise is not None and spec.noise.on_update
-            and spec.noise.budget is not None)
+    return noise_on_update(name) and noise_family(name).budget is not None
 
 
 def noise_family(name: str) -> NoiseFamily:

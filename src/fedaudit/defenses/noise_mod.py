@@ -38,7 +38,7 @@ from flwr.compat.common import recorddict_compat as compat
 # noise_seed: the simulation source's seed derivation, imported by the attacks from here too
 from fedaudit.defenses.noise_source import noise_seed, numpy_generator
 from fedaudit.defenses.update_noise import perturb_update
-from fedaudit.scenarios import NoiseSettingError
+from fedaudit.scenarios import NoiseSettingError, noise_on_update
 
 SECAGG = "secagg"
 
@@ -52,11 +52,8 @@ def noise_mod(defense: dict[str, Any], seed: int
     """A Flower client mod adding ``defense``'s noise (a scenario's defense entry) to every fit
     reply's parameters: fresh OS entropy per round, or under ``noise_source: simulation``
     seeded per (``seed``, defense, center, round)."""
-    from fedaudit.catalog import noise_spec
-
     name = str(defense["name"])
-    spec = noise_spec(name)
-    if spec is None or spec.noise is None or not spec.noise.on_update:
+    if not noise_on_update(name):
         raise NoiseSettingError(f"{name} adds no noise to the update a client sends (a "
                                 "family with on_update False noises inside the local steps): "
                                 "it is not a client mod")

@@ -47,6 +47,7 @@ from fedaudit.defenses.update_noise import (
     perturb_update,
     update_noise_std,
 )
+from fedaudit.scenarios import noise_on_update
 
 
 def replayable(name: str) -> bool:
@@ -54,10 +55,7 @@ def replayable(name: str) -> bool:
     whose noise is on the update (``NoiseFamily.on_update``). DP-SGD's noise is inside every
     local step, not on the update, so there is nothing to subtract from what the server
     receives."""
-    from fedaudit.catalog import noise_spec
-
-    spec = noise_spec(name)
-    return spec is not None and spec.noise is not None and spec.noise.on_update
+    return noise_on_update(name)
 
 
 def replayable_names() -> list[str]:

@@ -304,14 +304,13 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
 
     # an empty input when FedMIA is disabled
     fedmia = pd.read_csv(inputs.fedmia) if len(inputs.fedmia) else None
-    frames = {k: pd.read_csv(getattr(inputs, k)) for k in ("gradinv", "quality", "classifier")}
+    paths = {k: str(getattr(inputs, k)) for k in ("gradinv", "quality", "classifier")}
+    frames = {k: pd.read_csv(path) for k, path in paths.items()}
     replay = (pd.concat([pd.read_csv(f) for f in inputs.replay], ignore_index=True)
               if len(inputs.replay) else None)
     catalog(params.plugins).comparisons["privacy_utility"].check_inputs(
         {**frames, "fedmia": fedmia, "replay": replay},
-        {k: str(getattr(inputs, k)) for k in ("gradinv", "quality", "classifier")}
-        | ({"fedmia": str(inputs.fedmia)} if fedmia is not None else {})
-        | {"replay": "the noise replay's tables"})
+        {**paths, "fedmia": str(inputs.fedmia), "replay": "the noise replay's tables"})
     scenarios = dict(params.scenarios)
     # the DP-SGD scenarios' training histories: their ε is per client, from the steps reported
     dp = {s for s, meta in scenarios.items() if needs_history(meta.get("defenses", ()))}

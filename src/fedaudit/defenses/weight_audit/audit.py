@@ -110,13 +110,11 @@ def global_noise_std(plan: Any) -> float:
     enrolment plan's (training patients per center,
     :meth:`~fedaudit.federation.plan.TrainPlan.enrolment_weights`).
     0 without update noise; DP-SGD's noise is inside the local steps and is not allowed for."""
-    from fedaudit.catalog import noise_spec
     from fedaudit.defenses.update_noise import update_noise_std
-    from fedaudit.scenarios import noise_defense
+    from fedaudit.scenarios import noise_defense, noise_on_update
 
     entry = noise_defense(plan.scenario.defenses)
-    spec = None if entry is None else noise_spec(str(entry["name"]))
-    if spec is None or spec.noise is None or not spec.noise.on_update:
+    if entry is None or not noise_on_update(str(entry["name"])):
         return 0.0
     sigma = update_noise_std(entry)
     weights = np.asarray(list(plan.enrolment_weights().values()), np.float64)
