@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from fedaudit.attacks.gradinv.engine import Method, client_gradient, invert
+from fedaudit.attacks.gradient_inversion import Method, client_gradient, invert
 from fedaudit.catalog import catalog, fragment_defaults, resolve
 from fedaudit.federation.classifier import initial_classifier
 from fedaudit.models.device import resolve_device

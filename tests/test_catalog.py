@@ -37,11 +37,15 @@ def test_builtin_registries_hold_paper_000s_threats() -> None:
     # DP-SGD changes the local training and the model, not what a client sends
     dp = cat.defenses["dp_sgd"]
     assert (dp.client_mods, dp.local_training, dp.model) == (
-        None, ".private:local_training", "fedaudit.defenses.group_norm.plugin:model")
-    # DP-SGD's reference changes the model only (the same GroupNorm UNet, without DP)
+        None, ".private:local_training", ".noise:model")
+    # DP-SGD's reference changes the model only: the same GroupNorm UNet, without DP
     gn = cat.defenses["group_norm"]
     assert (gn.client_mods, gn.fit_workflow, gn.local_training, gn.model) == (
         None, None, None, ".plugin:model")
+    for groups in (1, 4, 8):
+        assert cat.model_changes([{"name": "dp_sgd", "groups": groups}]) == \
+            cat.model_changes([{"name": "group_norm", "groups": groups}]) == \
+            {"norm": "group", "groups": groups}
     assert cat.defenses["secagg"].compatible == ("fedavg",)
     assert set(cat.aggregators) == {"fedavg", "fedmedian", "krum", "trimmed_mean"}
     assert set(cat.servers) == {"honest", "trap_weights"}
@@ -74,6 +78,9 @@ def test_a_plugin_folder_is_loaded_only_where_the_config_names_it() -> None:
     assert "loss_threshold" not in catalog().attacks
     cat = catalog([TOY])
     assert cat.attacks["loss_threshold"].view == "trained_model"
+    # built once per process and set of folders: the same object again, another for another set
+    assert catalog([TOY]) is cat and catalog([str(TOY)]) is cat and catalog() is catalog()
+    assert catalog() is not cat
     assert cat.tables["loss_membership"].package == "fedaudit_plugins.loss_threshold"
     assert "loss_threshold" not in catalog().attacks  # no leak into other studies
     demo = load_config(REPO / "config" / "config.yaml")
@@ -115,12 +122,13 @@ def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
            "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [10]},
                           "cube": {"size": 32}},
            "train": {"rounds": 1, "model": {"base": 2}, "max_slices_per_volume": 2,
-                     "val_max_slices": 2, "threads": 1, "device": "cpu"},
+                     "val_max_slices": 2},
            "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
-           "evaluate": {"threads": 1},
+           "execution": {"train": {"threads": 1, "device": "cpu"}, "evaluate": {"threads": 1},
+                         "attacks": {"threads": 1, "device": "cpu"}},
            # the built-in attacks off: the DAG holds the toy and what it needs (the tiny
            # pipeline test runs them all)
-           "attacks": {"device": "cpu", "threads": 1, "fedmia": {"enabled": False},
+           "attacks": {"fedmia": {"enabled": False},
                        "dlg": {"enabled": False}, "trap_weights": {"enabled": False},
                        "gradinv": {"enabled": False}, "evasion": {"enabled": False}}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))

@@ -160,11 +160,12 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
            "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [10]},
                           "cube": {"size": 32}},
            "train": {"rounds": 1, "model": {"base": 2}, "max_slices_per_volume": 2,
-                     "val_max_slices": 2, "threads": 1, "device": "cpu"},
+                     "val_max_slices": 2},
            "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
-           "evaluate": {"threads": 1},
+           "execution": {"train": {"threads": 1, "device": "cpu"}, "evaluate": {"threads": 1},
+                         "attacks": {"threads": 1, "device": "cpu"}},
            # one train center: FedMIA needs two, DLG runs (briefly) in the attacks env
-           "attacks": {"device": "cpu", "threads": 1, "fedmia": {"enabled": False},
+           "attacks": {"fedmia": {"enabled": False},
                        "dlg": {"iterations": 2, "snapshots": 2, "optimizers": ["adam"],
                                "control_hidden": 4}, "trap_weights": {"enabled": False},
                        # the suite and evasion run in the same env through the same scripts

@@ -183,3 +183,55 @@ def test_string_overrides_take_the_schema_type(demo_raw: dict) -> None:
     raw["train"]["rounds"] = "five"
     with pytest.raises(ConfigError, match="train.rounds"):
         validate_config(raw)
+
+
+def test_a_moved_execution_key_names_its_new_place(demo_raw: dict) -> None:
+    """Threads, workers, backend and devices live in ``execution`` (they re-run nothing); an
+    old config that sets one where it used to be gets the new place, every such key at once."""
+    raw = copy.deepcopy(demo_raw)
+    raw["train"]["threads"] = 4
+    raw["train"]["backend"] = "ray"
+    raw["attacks"]["device"] = "cuda"
+    raw["evaluate"]["threads"] = 2
+    with pytest.raises(ConfigError) as err:
+        validate_config(raw)
+    msg = str(err.value)
+    for old, new in (("train.threads", "execution.train.threads"),
+                     ("train.backend", "execution.train.backend"),
+                     ("attacks.device", "execution.attacks.device"),
+                     ("evaluate.threads", "execution.evaluate.threads")):
+        assert f"config key '{old}' has moved to '{new}'" in msg
+    # the new place validates like any key, a bad value named by its path
+    raw = copy.deepcopy(demo_raw)
+    raw["execution"]["train"]["threads"] = 0
+    with pytest.raises(ConfigError, match="'execution.train.threads'"):
+        validate_config(raw)
+    # the defaults fill it when a config has none
+    raw = copy.deepcopy(demo_raw)
+    del raw["execution"]
+    assert validate_config(raw)["execution"] == {
+        "train": {"device": "auto", "threads": 2, "num_workers": 0, "backend": "inprocess",
+                  "ray": {"num_cpus": 1, "num_gpus": 0},
+                  "deployment": {"insecure": False, "timeout_s": 86400},
+                  "keep_checkpoints": False},
+        "evaluate": {"threads": 2}, "attacks": {"device": "auto", "threads": 2}}
+
+
+def test_preprocess_exclude_leaves_a_patient_out_and_names_a_wrong_entry(demo_raw: dict) -> None:
+    raw = copy.deepcopy(demo_raw)
+    all_a = Study(validate_config(raw)).patients("A")
+    raw["preprocess"]["exclude"] = [f"A/{all_a[1]}"]
+    study = Study(validate_config(raw))
+    assert study.patients("A") == [all_a[0], *all_a[2:]]
+    assert (("A", all_a[1]) not in study.all_patients()
+            and study.excluded_by_config() == [f"A/{all_a[1]}"])
+    for entry, expected in ((f"Z/{all_a[0]}", "names center 'Z', which is not in centers"),
+                            ("A/nobody", f"center A has no patient 'nobody' (it has {all_a[0]}")):
+        raw["preprocess"]["exclude"] = [entry]
+        with pytest.raises(ConfigError, match=r"config key 'preprocess\.exclude'") as err:
+            Study(validate_config(raw)).all_patients()
+        assert expected in str(err.value)
+    # the schema refuses what is not center/patient
+    raw["preprocess"]["exclude"] = ["A"]
+    with pytest.raises(ConfigError, match=r"'preprocess\.exclude\.0'"):
+        validate_config(raw)

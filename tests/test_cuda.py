@@ -17,8 +17,8 @@ import torch
 
 from fedaudit.attacks.dlg.inversion import DLGConfig, client_gradient, reconstruct
 from fedaudit.attacks.fedmia.algorithm import Candidates, similarity_matrix, trainable_names
-from fedaudit.attacks.gradinv.engine import client_gradient as task_gradient
-from fedaudit.attacks.gradinv.engine import extract_label
+from fedaudit.attacks.gradient_inversion import client_gradient as task_gradient
+from fedaudit.attacks.gradient_inversion import extract_label
 from fedaudit.data.slices import Volume
 from fedaudit.federation.local import LocalConfig, train_local
 from fedaudit.models.classifier import DLGConvNet

@@ -413,7 +413,7 @@ def test_a_dp_sgd_federation_trains_and_its_outputs_rebuild_the_group_norm_unet(
         study, tmp_path) -> None:
     from fedaudit.attacks.dlg.inversion import bn_free_control
     from fedaudit.attacks.fedmia.evaluation import measure
-    from fedaudit.attacks.gradinv.engine import client_gradient
+    from fedaudit.attacks.gradient_inversion import client_gradient
     from fedaudit.attacks.views import ServerView
     from fedaudit.federation.run import train_federation
 

@@ -36,7 +36,7 @@ def test_the_simulated_gpu_image_has_what_the_check_imports_and_no_simpleitk() -
     code = ("import importlib\n"
             "for m in ('fedaudit.federation.run', 'fedaudit.evaluation.inference',\n"
             "          'fedaudit.attacks.dlg.inversion', 'fedaudit.attacks.fedmia.algorithm',\n"
-            "          'fedaudit.attacks.gradinv.engine', 'monai.transforms'):\n"
+            "          'fedaudit.attacks.gradient_inversion', 'monai.transforms'):\n"
             "    importlib.import_module(m)\n"
             "import importlib.util\n"
             "assert importlib.util.find_spec('SimpleITK') is None\n"

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from fedaudit.attacks.gradinv import engine
-from fedaudit.attacks.gradinv.engine import (
+from fedaudit.attacks import gradient_inversion as engine
+from fedaudit.attacks.gradient_inversion import (
     Method,
     client_gradient,
     extract_label,

@@ -67,20 +67,27 @@ def _layer(module: str) -> int | None:
     return None if best is None else best[1]
 
 
-def _modules() -> dict[str, Path]:
+def _modules(src: Path = SRC) -> dict[str, Path]:
     out = {}
-    for f in (SRC / "fedaudit").rglob("*.py"):
-        parts = list(f.relative_to(SRC).with_suffix("").parts)
+    for f in (src / "fedaudit").rglob("*.py"):
+        parts = list(f.relative_to(src).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = f
     return out
 
 
-def _imports(module: str, path: Path, modules: dict[str, Path]) -> dict[str, int]:
-    """The FedAudit modules ``module`` imports (at any depth in its code) -> the first line."""
+def _imports(module: str, path: Path, modules: dict[str, Path],
+             missing: dict[str, int] | None = None) -> dict[str, int]:
+    """The FedAudit modules ``module`` imports (at any depth in its code) -> the first line;
+    imports of FedAudit modules that do not exist go to ``missing`` (a removed plugin that
+    another module still needs)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: dict[str, int] = {}
+    missing = {} if missing is None else missing
+    # a folder without __init__.py (a namespace package) exists too
+    known = set(modules) | {m.rsplit(".", k)[0] for m in modules
+                            for k in range(1, m.count(".") + 1)}
 
     def add(name: str, line: int) -> None:
         while name and name not in modules:  # an imported name that is not a module
@@ -92,6 +99,8 @@ def _imports(module: str, path: Path, modules: dict[str, Path]) -> dict[str, int
         if isinstance(node, ast.Import):
             for a in node.names:
                 if a.name.split(".")[0] == "fedaudit":
+                    if a.name not in known:
+                        missing.setdefault(a.name, node.lineno)
                     add(a.name, node.lineno)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -102,6 +111,8 @@ def _imports(module: str, path: Path, modules: dict[str, Path]) -> dict[str, int
                 base = node.module or ""
             if base.split(".")[0] != "fedaudit":
                 continue
+            if base not in known:
+                missing.setdefault(base, node.lineno)
             for a in node.names:
                 add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base, node.lineno)
     return found
@@ -134,23 +145,35 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_every_import_goes_down_the_declared_layers() -> None:
-    modules = _modules()
-    unassigned = sorted(m for m in modules if _layer(m) is None)
-    assert not unassigned, f"modules in no layer of LAYER_ORDER: {unassigned}"
-    upward, graph = [], {}
+def layer_violations(src: Path = SRC) -> list[str]:
+    """What breaks the declared layers in the tree under ``src``: modules in no layer, imports
+    that go up, imports of modules that do not exist, one import cycle (empty: none)."""
+    modules = _modules(src)
+    out = [f"module in no layer of LAYER_ORDER: {m}" for m in sorted(modules)
+           if _layer(m) is None]
+    graph = {}
     for module, path in sorted(modules.items()):
-        imports = _imports(module, path, modules)
+        missing: dict[str, int] = {}
+        imports = _imports(module, path, modules, missing)
         graph[module] = set(imports)
-        for target, line in imports.items():
-            if _layer(target) > _layer(module):
-                upward.append(f"{path.relative_to(REPO)}:{line}: {module} (layer "
-                              f"{_layer(module)}) imports {target} (layer {_layer(target)})")
-    assert not upward, "imports that go up the layers:\n" + "\n".join(upward)
+        where = path.relative_to(src.parent)
+        out += [f"{where}:{line}: {module} imports {target}, which does not exist"
+                for target, line in missing.items()]
+        out += [f"{where}:{line}: {module} (layer {_layer(module)}) imports {target} (layer "
+                f"{_layer(target)}), which is higher" for target, line in imports.items()
+                if None not in (_layer(module), _layer(target))
+                and _layer(target) > _layer(module)]
     # a package's __init__ is run by importing any of its modules; an edge to it is no cycle
     # unless its own code imports back
     cycle = _cycle(graph)
-    assert cycle is None, "an import cycle: " + " -> ".join(cycle)
+    if cycle:
+        out.append("an import cycle: " + " -> ".join(cycle))
+    return out
+
+
+def test_every_import_goes_down_the_declared_layers() -> None:
+    problems = layer_violations()
+    assert not problems, "the declared layers are broken:\n" + "\n".join(problems)
 
 
 def test_the_layer_check_sees_an_upward_import_inside_a_function(tmp_path) -> None:
@@ -163,6 +186,12 @@ def test_the_layer_check_sees_an_upward_import_inside_a_function(tmp_path) -> No
     assert _imports("fedaudit.models.x", modules["fedaudit.models.x"], modules) == {
         "fedaudit.attacks.dlg.steps": 2}
     assert _layer("fedaudit.models.x") < _layer("fedaudit.attacks.dlg.steps")
+    # an import of a module that is not there (a plugin moved out under a module needing it)
+    modules["fedaudit.models.y"] = tmp_path / "y.py"
+    modules["fedaudit.models.y"].write_text("from fedaudit.attacks.gone.report import f\n")
+    missing: dict[str, int] = {}
+    _imports("fedaudit.models.y", modules["fedaudit.models.y"], modules, missing)
+    assert missing == {"fedaudit.attacks.gone.report": 1}
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
 

@@ -19,6 +19,7 @@ from fl_study import make_study, tiny_plan
 from fedaudit.attacks.noise_replay import steps
 from fedaudit.attacks.noise_replay.replay import attack_round, replay
 from fedaudit.attacks.noise_replay.report import findings, summarise
+from fedaudit.catalog import Job
 from fedaudit.config import ConfigError, validate_config
 from fedaudit.defenses.dp_sgd.private import torch_generator
 from fedaudit.defenses.noise_source import noise_seed, numpy_generator
@@ -103,14 +104,15 @@ def test_the_replay_attack_on_a_real_federations_log(study, tmp_path, source) ->
     defense = {**DP, "clip": 0.01, "noise_multiplier": 2.0, "noise_source": source}
     plan = tiny_plan(study, tmp_path, Scenario("noisy", defenses=(defense,)), rounds=1)
     train_federation(plan)
-    smk = SimpleNamespace(
-        input=SimpleNamespace(server_log=str(tmp_path / "server_log")),
-        params=SimpleNamespace(defenses=[defense], rounds="all", seed=plan.seed),
-        wildcards=SimpleNamespace(scenario="noisy"),
-        output=SimpleNamespace(table=str(tmp_path / "replay.csv")))
+    # the step takes a job object (fedaudit.catalog.Job), built here without Snakemake
+    job = Job(rule="noise_replay",
+              input=SimpleNamespace(server_log=str(tmp_path / "server_log")),
+              params=SimpleNamespace(defenses=[defense], rounds="all", seed=plan.seed),
+              wildcards=SimpleNamespace(scenario="noisy"),
+              output=SimpleNamespace(table=str(tmp_path / "replay.csv")))
     import logging
 
-    steps.attack(smk, logging.getLogger("test"))
+    steps.attack(job, logging.getLogger("test"))
     rows = pd.read_csv(tmp_path / "replay.csv")
     assert set(rows["center"]) == set(load_round(tmp_path / "server_log", 1).updates)
     assert rows["control_recovered"].all()

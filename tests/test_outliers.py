@@ -82,6 +82,9 @@ def test_policy_decides_who_is_excluded() -> None:
     assert excluded_patients(rec) == {("D", "d4")}
     kept = flags_record(table, policy="keep", threshold=3.5)
     assert kept["flagged"] == rec["flagged"] and kept["excluded"] == []
+    assert rec["left_out"] == [] and flags_record(
+        table, policy="exclude", threshold=3.5, left_out=["D/d9", "A/a1"])["left_out"] == [
+        "A/a1", "D/d9"]
     with pytest.raises(ValueError, match="unknown QC policy 'drop'"):
         flags_record(table, policy="drop", threshold=3.5)
 

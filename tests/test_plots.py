@@ -315,8 +315,8 @@ def test_training_curves_draw_the_constant_predictor_per_center(tmp_path: Path,
 def test_fedmia_roc_draws_each_curve_as_computed(tmp_path: Path, captured) -> None:
     """Every (scenario, view) curve appears in both test panels with its points as computed
     (the vertical step at fpr 0.2 intact: seaborn's default estimator would average the two tpr
-    values there), labelled with its pooled patient AUC and CI; a view without a curve is left
-    out."""
+    values there), labelled with the area under that curve and, named, its pooled patient AUC
+    and CI; a view without a curve is left out."""
     from fedaudit.attacks.fedmia import figures as roc
 
     figs = captured(roc)
@@ -341,11 +341,13 @@ def test_fedmia_roc_draws_each_curve_as_computed(tmp_path: Path, captured) -> No
     assert len(fig.axes) == len(roc.TEST_TITLES)
     for ax in fig.axes:
         curves = {ln.get_label(): ln for ln in ax.lines}
+        # each curve's own area (by hand: 0.2·0.3 + 0.4·0.85 + 0.4·0.95 = 0.78; shifted by 0.1,
+        # 0.2·0.4 + 0.4·0.95 + 0.4·1 = 0.86) beside the verdict's patient-level AUC, named
         assert set(curves) == {"chance (AUC 0.5)",
-                               f"baseline, {view}: patient AUC 0.71 [0.52, 0.88]",
-                               f"memorise, {view}: patient AUC 0.81 [0.52, 0.88]"}
+                               f"baseline, {view}: slice AUC 0.78; patients 0.71 [0.52, 0.88]",
+                               f"memorise, {view}: slice AUC 0.86; patients 0.81 [0.52, 0.88]"}
         assert not any(f", {other}" in label for label in curves)
-        base = curves[f"baseline, {view}: patient AUC 0.71 [0.52, 0.88]"]
+        base = curves[f"baseline, {view}: slice AUC 0.78; patients 0.71 [0.52, 0.88]"]
         np.testing.assert_array_equal(base.get_xdata(), fpr)
         np.testing.assert_array_equal(base.get_ydata(), tpr)
         assert [t.get_text() for t in ax.get_legend().get_texts()] == list(curves)
@@ -379,3 +381,87 @@ def test_privacy_utility_lines_start_at_the_federation_without_noise_of_their_un
     assert lines["no noise"].get_linestyle() == "None"  # points, not a line
     names = {t.get_text() for t in fig.axes[0].texts}
     assert {"baseline", "groupnorm", "σ=1, ε=9", "z=1, ε=44"} <= names
+
+
+def test_the_text_check_sees_a_label_under_a_neighbour_and_a_legend(tmp_path: Path) -> None:
+    """fedaudit.plots.style.text_overlaps itself: two texts on one spot, a text under a legend,
+    a colour bar's tick label under the next panel are each named; a clean figure gives none."""
+    from fedaudit.plots.style import text_overlaps
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(4, 2))
+    a.plot([0, 1], [0, 1], label="a line with a long legend entry")
+    a.legend(loc="center")
+    a.text(0.5, 0.5, "under the legend", transform=a.transAxes, ha="center")
+    a.text(0.1, 0.9, "twin", transform=a.transAxes)
+    a.text(0.1, 0.9, "twin", transform=a.transAxes)
+    im = b.imshow(np.zeros((4, 4)))
+    fig.colorbar(im, ax=a, pad=0.0, fraction=0.5)  # a colour bar squeezed against the panel
+    problems = text_overlaps(fig)
+    assert "'twin' overlaps 'twin'" in problems
+    assert "'under the legend' lies under a legend" in problems
+    plt.close(fig)
+    fig, ax = plt.subplots(layout="constrained")
+    ax.plot([0, 1], [0, 1], label="x")
+    ax.legend(loc="upper left")
+    ax.set_title("clean")
+    assert text_overlaps(fig) == []
+    plt.close(fig)
+
+
+def test_the_crowded_figures_have_legible_text_and_a_pdf_beside(tmp_path: Path, volumes,
+                                                                 captured) -> None:
+    """The QC montage, the evasion example, the privacy-utility plot and the FedMIA ROC: no
+    two texts overlap, none runs under a legend or into another panel (colour-bar ticks down
+    to -1000 included), and each PNG has its vector PDF beside it."""
+    from fedaudit.attacks.evasion import figures as ev
+    from fedaudit.attacks.fedmia import figures as roc
+    from fedaudit.comparisons.privacy_utility import figures as pu
+    from fedaudit.plots import qc
+    from fedaudit.plots.style import text_overlaps
+
+    figs = [captured(m) for m in (qc, ev, pu, roc)][0]  # one list, in drawing order
+    ct = sitk.ReadImage(str(volumes["ct"]))
+    mask = sitk.ReadImage(str(volumes["mask"]))
+    mr = sitk.GetImageFromArray(np.clip((volumes["ct_arr"] + 1000) / 2500, 0, 1))
+    mr.CopyInformation(ct)
+    qc.qc_png(mr, ct, mask, tmp_path / "qc.png", title="A/P1: preprocessed cube")
+    rng = np.random.default_rng(1)
+    img = rng.random((32, 32)).astype(np.float32)
+    sct = (img * 2000 - 1000).astype(np.float32)
+    ev.example_figure({"mr": img, "mr_adv": np.clip(img + 0.03, 0, 1), "mask": img > 0.2,
+                       "epsilon": 0.03, "label": "PGD-40", "whitebox_name": "A",
+                       "whitebox_sct": sct, "whitebox_sct_adv": sct + 300,
+                       "global_sct": sct, "global_sct_adv": sct - 400, "patient": "1BA003",
+                       "axial_index": 35}, "baseline", str(tmp_path / "example.png"))
+    pu.privacy_utility_figure(pd.DataFrame([
+        {"scenario": "baseline", "defense": "none", "model": "BatchNorm", "level": 0.0,
+         "mae": 104.2, "accuracy": 0.71, "fedmia_auc": 0.35, "classifier_dlg_asr": 0.5},
+        {"scenario": "laplace-b0.0001", "defense": "laplace_noise", "model": "BatchNorm",
+         "level": 0.0001, "mae": 106.0, "accuracy": 0.71, "fedmia_auc": 0.60,
+         "classifier_dlg_asr": 0.5},
+        {"scenario": "laplace-b0.01", "defense": "laplace_noise", "model": "BatchNorm",
+         "level": 0.01, "mae": 105.9, "accuracy": 0.72, "fedmia_auc": 0.55,
+         "classifier_dlg_asr": 0.0},
+        {"scenario": "dp-z1.0", "defense": "dp_fedavg", "model": "BatchNorm", "level": 1.0,
+         "epsilon": 44.3, "mae": 300.0, "accuracy": 0.26, "fedmia_auc": 0.45,
+         "classifier_dlg_asr": 0.0}]), str(tmp_path / "pu.png"))
+    view = list(roc.VIEW_LABELS)[0]
+    files, rows = {}, []
+    fpr = np.linspace(0, 1, 50)
+    for i, scenario in enumerate(("baseline", "secagg", "laplace-b0.0001", "laplace-b0.01",
+                                  "dp-z1.0", "memorise")):
+        arrays = {}
+        for test in roc.TEST_TITLES:
+            key = f"{view}/{roc.PRIMARY_SCORE[view]}/slice/{test}"
+            arrays[f"{key}/fpr"], arrays[f"{key}/tpr"] = fpr, fpr ** (1 - 0.05 * i)
+            rows.append({"scenario": scenario, "view": view, "score": roc.PRIMARY_SCORE[view],
+                         "test": test, "target": "all", "level": "patient", "unit": "slice",
+                         "auc": 0.6, "ci_low": 0.35, "ci_high": 0.90})
+        files[scenario] = tmp_path / f"{scenario}.npz"
+        np.savez(files[scenario], **arrays)
+    roc.fedmia_roc_figure(files, pd.DataFrame(rows), str(tmp_path / "roc.png"))
+    for name, fig in zip(("qc", "example", "pu", "roc"), figs, strict=True):
+        assert text_overlaps(fig) == [], name
+        _assert_png(tmp_path / f"{name}.png")
+        pdf = (tmp_path / f"{name}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and len(pdf) > 5_000, name

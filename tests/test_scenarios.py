@@ -11,7 +11,6 @@ from conftest import REPO
 
 from fedaudit.config import ConfigError, validate_config
 from fedaudit.scenarios import (
-    EXECUTION_KEYS,
     Scenario,
     evaluated,
     membership_control,
@@ -101,7 +100,7 @@ def test_each_scenario_depends_on_exactly_the_settings_it_reads(demo) -> None:
     for n in ("baseline", "secagg", "krum"):
         settings = result_settings(valid["train"], sc[n])
         assert {"lr", "rounds", "model", "proximal_mu", "lr_schedule"} <= set(settings)
-        assert not set(EXECUTION_KEYS) & set(settings)
+        assert not set(valid["execution"]["train"]) & set(settings)
         assert not {"secagg", "krum_f", "trim_beta"} & set(settings)
     assert sc["secagg"].defense("secagg")["clipping_range"] == 8.0
     # baseline's only defense is the weight audit, which watches every federation by default

@@ -45,9 +45,9 @@ CUT = {
     "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [20, 20]},
                    "cube": {"size": 32}},
     "train": {"rounds": 2, "model": {"base": 2}, "max_slices_per_volume": 4, "val_max_slices": 4,
-              "threads": 1, "device": "cpu", "lr": 0.001},
+              "lr": 0.001},
     "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
-    "evaluate": {"threads": 1},
+    "execution": {"train": {"threads": 1, "device": "cpu"}, "evaluate": {"threads": 1}},
     "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False},
                 "trap_weights": {"enabled": False}},
 }

@@ -126,7 +126,8 @@ def test_utility_gate_reads_the_worst_center(summary: pd.DataFrame) -> None:
 
 
 def test_data_quality_finding_names_flagged_patients() -> None:
-    none = verdict.data_quality_finding({"flagged": {}, "excluded": [], "z_threshold": 3.5})
+    none_rec = {"flagged": {}, "excluded": [], "z_threshold": 3.5}
+    none = verdict.data_quality_finding(none_rec)
     assert none.level == "info" and "robust z below 3.5" in none.sentence
     rec = {"flagged": {"E/P4": "Mattes MI after registration -0.560 vs median -0.720"},
            "excluded": ["E/P4"], "z_threshold": 3.5}
@@ -134,6 +135,11 @@ def test_data_quality_finding_names_flagged_patients() -> None:
     assert "1 patient(s) flagged" in out.sentence and "E/P4 (excluded: Mattes MI" in out.sentence
     kept = verdict.data_quality_finding({**rec, "excluded": []})
     assert kept.level == "moderate" and "results include them" in kept.sentence
+    # patients the configuration left out are named too, with or without QC flags
+    left = verdict.data_quality_finding({**rec, "left_out": ["A/A001", "C/C004"]})
+    assert left.sentence.startswith("2 patient(s) left out of the study by the configuration "
+                                     "(preprocess.exclude): A/A001, C/C004. 1 patient(s) flagged")
+    assert "A/A001" in verdict.data_quality_finding({**none_rec, "left_out": ["A/A001"]}).sentence
 
 
 def test_poisoning_grid_reference_pvalue_and_better(grid: pd.DataFrame) -> None:

@@ -21,7 +21,7 @@ from fedaudit.attacks.trap_weights.harness import (
 )
 from fedaudit.attacks.trap_weights.imprint import binning_init, reconstruct, trap_init
 from fedaudit.attacks.trap_weights.matching import match_reconstructions
-from fedaudit.attacks.trap_weights.report import clopper_pearson, slices_table, trap_finding
+from fedaudit.attacks.trap_weights.report import slices_table, trap_finding
 from fedaudit.attacks.trap_weights.server import TrapSettings, malicious_model
 from fedaudit.defenses.architecture_check.check import differences
 from fedaudit.defenses.weight_audit.verdict import audit, trap_signature
@@ -31,6 +31,7 @@ from fedaudit.federation.strategy import FederationError
 from fedaudit.models import definition
 from fedaudit.models.front import LinearFront
 from fedaudit.models.weights import exchanged_names, get_arrays
+from fedaudit.report.intervals import clopper_pearson
 from fedaudit.scenarios import Scenario
 
 

@@ -30,7 +30,7 @@ TINY = {
                    "cube": {"size": 32}},
     # two rounds of a tiny network, one clean and one poisoned federation
     "train": {"rounds": 2, "model": {"base": 2}, "max_slices_per_volume": 4,
-              "val_max_slices": 4, "threads": 1, "device": "cpu", "lr": 0.001},
+              "val_max_slices": 4, "lr": 0.001},
     "scenarios": {"unpoisoned": ["baseline", "secagg"],
                   "poisoning": {"centers": ["A"], "gammas": [1.0], "aggregations": ["fedavg"]},
                   # the FedMIA control: trained and attacked, never evaluated
@@ -39,9 +39,10 @@ TINY = {
                       "local_epochs": 2}},
                   # one privacy-utility point: DP-FedAvg noised on the clients
                   "noise": {"dp_fedavg": [0.5]}},
-    "evaluate": {"threads": 1},
-    "attacks": {"threads": 1, "device": "cpu",
-                "fedmia": {"slices_per_orientation": 2, "rounds": "all", "batch_size": 2},
+    # how the jobs run: one thread each, on the CPU (re-runs nothing when changed)
+    "execution": {"train": {"threads": 1, "device": "cpu"}, "evaluate": {"threads": 1},
+                  "attacks": {"threads": 1, "device": "cpu"}},
+    "attacks": {"fedmia": {"slices_per_orientation": 2, "rounds": "all", "batch_size": 2},
                 "dlg": {"iterations": 6, "snapshots": 3, "control_hidden": 8},
                 "trap_weights": {"batch_sizes": [2, 4], "clients": [None], "neurons": 64,
                                  "inits": ["trap"], "volumes": {"batch_sizes": [8]},
@@ -126,6 +127,35 @@ def test_lint_is_clean(workdir: Path) -> None:
     res = run_snakemake(workdir, "--lint", "--configfile", str(REPO / "config" / "config.yaml"))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Lints for" not in res.stdout + res.stderr
+
+
+def test_an_excluded_patient_is_planned_nowhere(workdir: Path) -> None:
+    """preprocess.exclude leaves a patient out before anything runs: no job makes, reads or
+    attacks its volumes, and the QC record names it (qc_table's param)."""
+    from fedaudit.data.centers import patient_id
+
+    gone = patient_id("A", 1)
+    cfg = json.loads(json.dumps(TINY))
+    cfg["preprocess"]["exclude"] = [f"A/{gone}"]
+    res = run_snakemake(workdir, "-n", "--configfile", str(_write_config(workdir, cfg)))
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = _job_counts(res.stdout)
+    assert counts["demo_patient"] + counts.get("demo_patient_with_mask", 0) == 3 + 3 + 1 - 1
+    assert f"/{gone}/" not in res.stdout and f"patient={gone}" not in res.stdout
+    assert patient_id("A", 0) in res.stdout
+
+
+def test_rule_files_are_snakefmt_clean() -> None:
+    """Every rules file (the Snakefile, workflow/rules/, the plugins' and the test plugins')
+    is formatted as snakefmt writes it, with the project's settings ([tool.snakefmt] in
+    pyproject.toml: line length 100, directives in the order written)."""
+    from conftest import BIN
+
+    res = subprocess.run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/rules",
+                          "src/fedaudit", "tests/plugins"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "would be left unchanged" in res.stderr + res.stdout
 
 
 def test_typo_in_config_stops_the_run(workdir: Path) -> None:
@@ -238,8 +268,11 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     # one optimiser's own setting re-runs only its jobs
     counts = plan(lambda c: c["attacks"]["dlg"].update(lbfgs={"lr": 0.05}))
     assert counts["dlg"] == 2 and "train" not in counts, counts
-    # how, not what: thread counts and the training backend re-run nothing
-    assert plan(lambda c: c["train"].update(threads=2, num_workers=1, backend="ray")) == {}
+    # how, not what: the execution section (threads, workers, backend, devices) re-runs nothing
+    assert plan(lambda c: c.update(execution={
+        "train": {"threads": 2, "num_workers": 1, "backend": "ray", "device": "auto",
+                  "keep_checkpoints": True},
+        "evaluate": {"threads": 2}, "attacks": {"threads": 2, "device": "auto"}})) == {}
     # N4's thread count changes its volumes (ITK's threaded fit): a study key, so it re-runs N4
     # for every patient (and what reads the volumes), the registration not
     counts = plan(lambda c: c["preprocess"].update(threads=2))
@@ -297,9 +330,16 @@ def _check_forced_retrain(ck: Path, cfg: Path) -> None:
 def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
     ck = copy_checkout(tmp_path / "checkout")
     cfg = _write_config(ck, TINY)
-    res = run_snakemake(ck, "--cores", "2", "--configfile", str(cfg), snakefile=ck / "Snakefile")
+    # every figure of the pipeline is checked for legible text as it is saved (a job whose
+    # figure has overlapping labels fails, naming them: fedaudit.plots.style.save)
+    res = run_snakemake(ck, "--cores", "2", "--configfile", str(cfg), snakefile=ck / "Snakefile",
+                        env={"FEDAUDIT_CHECK_FIGURES": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     workdir = ck
+    # each figure's vector PDF beside its PNG
+    pngs = sorted((ck / "results").rglob("*.png"))
+    assert pngs and all(p.with_suffix(".pdf").is_file() for p in pngs), [
+        str(p) for p in pngs if not p.with_suffix(".pdf").is_file()][:5]
 
     patients = {"A": ["1BA001", "1BA002", "1BA003"], "B": ["1BB001", "1BB002", "1BB003"],
                 "E": ["1BE001"]}

@@ -119,7 +119,7 @@ class AttackSpec:
     settings the schema cannot express; ``default_scenarios`` are attacked when the config's
     ``attacks.<name>.scenarios`` is null (those that are trained). ``method`` makes the attack
     a gradient-inversion method the suite (:mod:`fedaudit.attacks.gradinv`) runs:
-    ``method(settings, task, suite) -> fedaudit.attacks.gradinv.engine.Method`` builds its
+    ``method(settings, task, suite) -> fedaudit.attacks.gradient_inversion.Method`` builds its
     recipe from its config section for a task (``translation`` or ``classification``)."""
 
     name: str
@@ -154,12 +154,15 @@ class ComparisonSpec:
     after every attack's, whose outputs it reads), table builders, findings, figures and
     captions. ``reads`` declares what it reads: per summary it takes as input (the rule's
     input name), the columns it needs; :meth:`check_inputs` refuses a summary without them,
-    naming the file and the missing columns, before anything is computed."""
+    naming the file and the missing columns, before anything is computed. ``requires`` names
+    the attacks whose rules it reads (catalog names): without one of them loaded, its rules are
+    not included and its tables not made."""
 
     name: str
     title: str
     folder: Path
     reads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
     tables: tuple[TableSpec, ...] = ()
     package: str = ""
 
@@ -448,14 +451,23 @@ def _load_folder(folder: str | Path) -> list[Any]:
     return _FOLDERS[key]
 
 
+_VIEWS: dict[tuple[str, ...], Catalog] = {}  # plugin folders (resolved) -> their catalog
+
+
 def catalog(plugins: Iterable[str | Path] = ()) -> Catalog:
-    """The registries: the built-in plugins plus those in the ``plugins`` folders (a fresh
-    view each call, so one study's plugins never leak into another's)."""
+    """The registries: the built-in plugins plus those in the ``plugins`` folders. Built once
+    per process and set of folders (every later call returns the same object; nobody mutates
+    it), and one per set, so one study's plugins never leak into another's."""
+    folders = [Path(f) for f in plugins]
+    key = tuple(str(f.resolve()) for f in folders)
+    if key in _VIEWS:
+        return _VIEWS[key]
     _load_builtins()
     out = Catalog(**{k: dict(v) for k, v in vars(_BUILTIN).items()})
-    for folder in plugins:
+    for folder in folders:
         for spec in _load_folder(folder):
             out.add(spec, str(folder))
+    _VIEWS[key] = out
     return out
 
 
@@ -606,14 +618,41 @@ def check_logged_rounds(config: dict[str, Any], key: str, wanted: Any) -> None:
 # --------------------------------------------------------------------------- rules' entry point
 
 
+@dataclass(frozen=True)
+class Job:
+    """What a plugin step reads of its job (CONTRIBUTING.md, "steps.py"): the rule's name,
+    ``params``, ``input``, ``output`` and ``wildcards`` (attribute access, as in the rule),
+    its ``threads`` and the validated ``config``. :func:`run_step` builds it from the Snakemake
+    object; a test builds one directly, without Snakemake."""
+
+    rule: str
+    params: Any
+    input: Any
+    output: Any
+    wildcards: Any = None
+    threads: int = 1
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, smk: Any) -> Job:
+        return cls(rule=smk.rule, params=smk.params, input=smk.input, output=smk.output,
+                   wildcards=smk.wildcards, threads=int(smk.threads), config=smk.config)
+
+    def device(self, stage: str = "attacks") -> str:
+        """The device the ``stage``'s jobs run on (config ``execution.<stage>.device``): how
+        the job runs, never a param, so changing it re-runs nothing."""
+        return self.config["execution"][stage]["device"]
+
+
 def run_step(smk: Any, log: Any) -> None:
     """What every plugin rule's script does: find the attack (``params.attack``), load the
-    study's plugin folders, and call its step ``params.step`` with the Snakemake object."""
-    cat = catalog(smk.config["plugins"])
-    name = smk.params.attack
+    study's plugin folders, and call its step ``params.step`` with the rule's :class:`Job`."""
+    job = Job.of(smk)
+    cat = catalog(job.config["plugins"])
+    name = job.params.attack
     if name not in cat.attacks:
-        raise CatalogError(f"rule {smk.rule}: attack {name!r} is not registered")
-    cat.attacks[name].step(smk.params.step)(smk, log)
+        raise CatalogError(f"rule {job.rule}: attack {name!r} is not registered")
+    cat.attacks[name].step(job.params.step)(job, log)
 
 
 def ordered_tables(cat: Catalog, names: Sequence[str]) -> list[TableSpec]:

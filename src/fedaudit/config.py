@@ -124,11 +124,32 @@ def _fill_defaults(schema: dict[str, Any], instance: Any, root: dict[str, Any]) 
                 _fill_defaults(extra, value, root)
 
 
+# Keys that moved to ``execution`` (how a job runs, not what it computes): an old config gets an
+# error naming the new place instead of "unknown key".
+MOVED_KEYS = {
+    **{("train", k): f"execution.train.{k}" for k in
+       ("device", "threads", "num_workers", "backend", "ray", "deployment", "keep_checkpoints")},
+    ("evaluate", "threads"): "execution.evaluate.threads",
+    ("attacks", "device"): "execution.attacks.device",
+    ("attacks", "threads"): "execution.attacks.threads",
+}
+
+
+def _moved(raw: dict[str, Any]) -> list[str]:
+    return [f"config key '{section}.{key}' has moved to '{new}' (settings that re-run nothing "
+            "live in execution; config/README.md, \"execution\")"
+            for (section, key), new in MOVED_KEYS.items()
+            if isinstance(raw.get(section), dict) and key in raw[section]]
+
+
 def validate_config(raw: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validate ``raw`` against the schema and return a copy with defaults filled in.
 
     Raises ConfigError listing every problem, one per line, each naming its key.
     """
+    moved = _moved(raw)
+    if moved:
+        raise ConfigError("invalid FedAudit config:\n" + "\n".join(f"  - {m}" for m in moved))
     config = copy.deepcopy(dict(raw))
     schema = schema or load_schema(plugins=_plugin_folders(config))
     validator = jsonschema.Draft202012Validator(schema)
@@ -415,7 +436,29 @@ class Study:
             else:
                 out[center] = self._demo_sources(center, int(src["patients"]))
         self._check_no_shared_patients(out)
-        return out
+        return self._without_excluded(out)
+
+    def _without_excluded(self, sources: dict[str, dict[str, PatientSource]]
+                          ) -> dict[str, dict[str, PatientSource]]:
+        """``sources`` less ``preprocess.exclude``'s patients; an entry that names no patient
+        of the study is an error naming it (a typo would otherwise keep the patient in)."""
+        for entry in self.config["preprocess"].get("exclude", []):
+            center, patient = entry.split("/", 1)
+            if center not in sources:
+                raise ConfigError(f"config key 'preprocess.exclude': {entry!r} names center "
+                                  f"{center!r}, which is not in centers "
+                                  f"({', '.join(sources)})")
+            if patient not in sources[center]:
+                found = sorted(sources[center])
+                shown = ", ".join(found[:8]) + (", …" if len(found) > 8 else "")
+                raise ConfigError(f"config key 'preprocess.exclude': {entry!r}: center "
+                                  f"{center} has no patient {patient!r} (it has {shown})")
+            sources[center] = {p: s for p, s in sources[center].items() if p != patient}
+        return sources
+
+    def excluded_by_config(self) -> list[str]:
+        """The ``center/patient`` entries ``preprocess.exclude`` leaves out of the study."""
+        return list(self.config["preprocess"].get("exclude", []))
 
     def _check_no_shared_patients(self, sources: dict[str, dict[str, PatientSource]]) -> None:
         """Centers sharing one SynthRAD root (told apart by ``patient_prefix``) must not both

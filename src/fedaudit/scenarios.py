@@ -278,7 +278,13 @@ def _aggregation_params(cat: Catalog, config: dict[str, Any], name: str,
 
 def _check_composition(cat: Catalog, s: Scenario, n_train: int) -> None:
     for d in s.defenses:
-        spec = cat.defenses[d["name"]]
+        spec = cat.defenses.get(d["name"])
+        if spec is None:
+            # a defense whose folder is not installed (one family's reference scenario may name
+            # another family: DP-SGD's names group_norm)
+            loaded = ", ".join(sorted(cat.defenses))
+            raise ScenarioError(f"scenario {s.name!r} names defense {d['name']!r}, which no "
+                                f"loaded plugin provides (loaded: {loaded})")
         if spec.compatible is not None and s.aggregation not in spec.compatible:
             raise ScenarioError(f"scenario {s.name!r}: {spec.title} with {s.aggregation} is not "
                                 f"possible: {spec.why_incompatible}")
@@ -488,20 +494,16 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
     return _only(config, _watched(study, out))
 
 
-# Keys of the config's ``train`` section that change how a federation is computed, not what:
-# thread counts, DataLoader workers and the backend give the same model (tested), so changing them
-# must not re-train anything. Every other key is a Snakemake param of the train rule.
-EXECUTION_KEYS = ("threads", "num_workers", "backend", "ray", "deployment", "keep_checkpoints")
 def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
     """The ``train`` settings that determine ``scenario``'s model: its rule's params, so that
-    changing one re-trains exactly the scenarios that read it (and nothing for the
-    :data:`EXECUTION_KEYS`)."""
+    changing one re-trains exactly the scenarios that read it. How a run runs (threads,
+    workers, backend, device) is the config's ``execution`` section, never a param."""
     merged = dict(train)
     for key, value in (scenario.train or {}).items():
         # nested sections merge key by key: setting augment.enabled keeps the study's angles
         merged[key] = ({**train[key], **value} if isinstance(value, dict)
                        and isinstance(train.get(key), dict) else value)
-    return {k: v for k, v in merged.items() if k not in EXECUTION_KEYS}
+    return merged
 
 
 def evaluated(scenarios: dict[str, Scenario]) -> list[str]:

@@ -23,9 +23,7 @@ CATALOG = catalog(config["plugins"])
 # and the generic table builder; absolute, because plugin rule files live in their own folders.
 STEP_SCRIPT = str(Path(workflow.basedir) / "workflow" / "scripts" / "step.py")
 TABLE_SCRIPT = str(Path(workflow.basedir) / "workflow" / "scripts" / "table.py")
-CONDA_ENVS = {
-    p.stem: str(p) for p in (Path(workflow.basedir) / "workflow" / "envs").glob("*.yaml")
-}
+CONDA_ENVS = {p.stem: str(p) for p in (Path(workflow.basedir) / "workflow" / "envs").glob("*.yaml")}
 try:
     ALL_PATIENTS = STUDY.all_patients()
 except ConfigError as _err:
@@ -45,13 +43,13 @@ def any_of(names):
 
 from fedaudit.data.centers import CENTER_PROFILES  # noqa: E402
 
-DEMO_CENTERS_WITH_MASK = any_of(
-    sorted(c for c, p in CENTER_PROFILES.items() if p.ships_mask)
-)
+DEMO_CENTERS_WITH_MASK = any_of(sorted(c for c, p in CENTER_PROFILES.items() if p.ships_mask))
 DEMO_CENTERS_WITHOUT_MASK = any_of(
     sorted(c for c, p in CENTER_PROFILES.items() if not p.ships_mask)
 )
 PRE_THREADS = config["preprocess"]["threads"]
+# How jobs run (threads, device, training backend): never a param, so changing it re-runs nothing
+EXECUTION = config["execution"]
 
 
 wildcard_constraints:
@@ -212,6 +210,8 @@ def register_outputs(outputs=(), tables=(), figures=()):
     ATTACK_OUTPUTS.extend(outputs)
     REPORT_TABLES.extend(tables)
     REPORT_FIGURES.extend(figures)
+
+
 # paper 000's scenarios as plain dicts (params are unpickled before fedaudit is importable)
 SCENARIO_META = {name: s.as_dict() for name, s in SCENARIOS.items()}
 

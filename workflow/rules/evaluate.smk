@@ -18,9 +18,8 @@ rule evaluate:
         patients=[[c, p] for c, p in test_patients()],
         fusion=config["evaluate"]["fusion"],
         batch_size=config["evaluate"]["batch_size"],
-        device=config["train"]["device"],
         amp=config["train"]["amp"],
-    threads: config["evaluate"]["threads"]
+    threads: EXECUTION["evaluate"]["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -67,7 +66,9 @@ rule eval_summary:
         f"{LOGS}/eval_summary/eval_summary.log",
     params:
         references={
-            s.name: s.reference for s in SCENARIOS.values() if s.reference in EVALUATED and s.name in EVALUATED
+            s.name: s.reference
+            for s in SCENARIOS.values()
+            if s.reference in EVALUATED and s.name in EVALUATED
         },
     threads: 1
     resources:

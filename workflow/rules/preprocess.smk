@@ -162,6 +162,8 @@ rule qc_table:
     params:
         outlier_z=config["preprocess"]["qc"]["outlier_z"],
         policy=config["preprocess"]["qc"]["flagged"],
+        # named in the record and on the front page; they were never preprocessed
+        left_out=STUDY.excluded_by_config(),
     threads: 1
     resources:
         mem_mb=1000,

@@ -36,6 +36,7 @@ rule table_quality:
 
 rule figure_training:
     """Training curves of one scenario: loss and validation MAE per round and center."""
+
     # from the clients' own records: under a privacy defense the server never sees them
     input:
         history=rules.train.output.clients,
@@ -82,8 +83,10 @@ rule front_page:
         demo=DEMO_STUDY,
         # what each table's findings read from the config (e.g. the membership verdict's unit,
         # fixed before any result): a param, so changing it re-runs this rule
-        settings={name: CATALOG.tables[name].call("settings", config, default={})
-                  for name in REPORT_TABLES},
+        settings={
+            name: CATALOG.tables[name].call("settings", config, default={})
+            for name in REPORT_TABLES
+        },
     threads: 1
     resources:
         mem_mb=1000,
@@ -134,6 +137,7 @@ rule table_runtimes:
 
 rule results_page:
     """The run's results page: the verdict, every table with its CSV's hash, date, machine, seed."""
+
     # fedaudit.report.results_page; for the demo it is published as docs/results-demo.md
     input:
         csv=[getattr(rules, f"table_{name}").output.csv for name in REPORT_TABLES]

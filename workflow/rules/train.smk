@@ -33,13 +33,16 @@ rule train:
         train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
         centers=TRAIN_CENTERS,
-    # deployed, the centers' ClientApp processes train at the same time, each on train.threads
+    # deployed, the centers' ClientApp processes train at the same time, each on
+    # execution.train.threads
     threads:
-        config["train"]["threads"] * (len(TRAIN_CENTERS) if config["train"]["backend"] == "deployment" else 1)
+        EXECUTION["train"]["threads"]
+        * (len(TRAIN_CENTERS) if EXECUTION["train"]["backend"] == "deployment" else 1)
     priority: train_priority
     resources:
         # MR + CT float32 and a mask per patient held in memory (~9 B/voxel; 16 with headroom)
-        mem_mb=3000 + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAINING_PATIENTS) // 2**20,
+        mem_mb=3000
+        + 16 * config["preprocess"]["cube"]["size"] ** 3 * len(TRAINING_PATIENTS) // 2**20,
         runtime=lambda wc: max(10, config["train"]["rounds"] * 15),
     conda:
         "../envs/train.yaml"

@@ -4,6 +4,7 @@ from _common import logged
 
 with logged(snakemake) as log:
     from fedaudit.evaluation.run import evaluate_scenario
+    from fedaudit.logs import console
     from fedaudit.preprocess.outliers import read_excluded
 
     p = snakemake.params
@@ -11,7 +12,13 @@ with logged(snakemake) as log:
         model_path=snakemake.input.model, patients=[tuple(x) for x in p.patients],
         preprocessed_root="results/preprocessed", sct_paths=list(snakemake.output.sct),
         metrics_path=snakemake.output.metrics, scenario=snakemake.wildcards.scenario,
-        fusion=p.fusion, batch_size=p.batch_size, device=p.device, amp=p.amp,
+        fusion=p.fusion, batch_size=p.batch_size, amp=p.amp,
+        # how it runs, not a param: the training device (config execution.train.device)
+        device=snakemake.config["execution"]["train"]["device"],
         excluded=read_excluded(snakemake.input.qc_flags))
-    log.info("per-center MAE (HU, QC-excluded patients left out): %s",
-             table[~table["excluded"]].groupby("center")["mae"].mean().round(1).to_dict())
+    mae = table[~table["excluded"]].groupby("center")["mae"].mean().round(1).to_dict()
+    log.info("per-center MAE (HU, QC-excluded patients left out): %s", mae)
+    # the first numbers of a run, on the console as soon as this scenario is scored (the tables
+    # wait for every scenario)
+    console("sCT MAE per test center (HU): "
+            + ", ".join(f"{c} {v:.0f}" for c, v in mae.items()))

@@ -20,9 +20,10 @@ with logged(snakemake) as log:
             table[col] = table[col].map(lambda v: " ".join(f"{x:g}" if isinstance(x, float)
                                                              else str(x) for x in v))
     write_csv(table, snakemake.output.table, sep="\t", index=False, float_format="%.4g")
-    record = flags_record(table, policy=p.policy, threshold=p.outlier_z)
+    record = flags_record(table, policy=p.policy, threshold=p.outlier_z, left_out=p.left_out)
     write_json(record, snakemake.output.flags)
-    log.info("%d patients, %d flagged", len(table), len(record["flagged"]))
+    log.info("%d patients, %d flagged; left out by preprocess.exclude: %s", len(table),
+             len(record["flagged"]), ", ".join(record["left_out"]) or "none")
     for key, why in record["flagged"].items():
         log.warning("QC flag %s (%s): %s", key,
                     "excluded" if key in record["excluded"] else "kept, policy 'keep'", why)

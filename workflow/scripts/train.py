@@ -8,18 +8,18 @@ with logged(snakemake) as log:
     from fedaudit.federation.run import train_federation
     from fedaudit.io import read_json
     from fedaudit.preprocess.outliers import read_excluded
-    from fedaudit.scenarios import EXECUTION_KEYS, Scenario
+    from fedaudit.scenarios import Scenario
 
     p = snakemake.params
     records = {rec["center"]: rec for rec in map(read_json, snakemake.input.splits)}
-    # Execution-only settings come from the config, not from params: they change how the
-    # federation is computed, not its result, so they must not trigger a re-run.
-    train = {**p.train, **{k: snakemake.config["train"][k] for k in EXECUTION_KEYS}}
     excluded = read_excluded(snakemake.input.qc_flags)
-    plan = plan_from_config(train, Scenario.from_dict(p.scenario),
+    # Execution settings come from the config, not from params: they change how the federation
+    # is computed, not its result, so they must not trigger a re-run.
+    plan = plan_from_config(p.train, Scenario.from_dict(p.scenario),
                             {c: records[c] for c in p.centers}, "results/preprocessed",
                             p.out_dir, seed=p.seed, excluded=excluded,
-                            plugins=tuple(snakemake.config["plugins"]), code=p.code)
+                            plugins=tuple(snakemake.config["plugins"]), code=p.code,
+                            execution=snakemake.config["execution"]["train"])
     s = plan.scenario
     if s.aggregation == "trimmed_mean" and trims_to_median(len(plan.clients),
                                                            s.aggregation_params["beta"]):

@@ -20,9 +20,8 @@ federation with every party on localhost:
 TLS (default): a certificate authority and one server certificate per process that serves
 (the SuperLink; each SuperNode's Runtime API, which its ClientApps call) are made for the run
 (:func:`fedaudit.federation.certificates.make_certificates`); SuperNodes, SuperExecs and the
-CLI verify them against the CA.
-``train.deployment.insecure: true`` runs everything over plain HTTP instead. Private keys are
-deleted when the run ends.
+CLI verify them against the CA. ``execution.train.deployment.insecure: true`` runs everything
+over plain HTTP instead. Private keys are deleted when the run ends.
 
 The same ServerApp and ClientApp code runs as in-process (:func:`fedaudit.federation.apps.
 server_main`, :func:`~fedaudit.federation.apps.make_client_app`): the strategy, built in the
@@ -51,7 +50,7 @@ fails the job at once, naming the center, the round in progress and the process'
 center trains in every round (full participation, paper 000), so the round cannot complete
 without it. (A SuperNode the job cannot watch, on another machine, is declared unavailable by
 the SuperLink after two missed 30 s heartbeats; the strategy then fails the round naming the
-center that did not reply.) ``train.deployment.timeout_s`` bounds the whole run.
+center that did not reply.) ``execution.train.deployment.timeout_s`` bounds the whole run.
 
 Cost: Flower's SuperNodes and ServerApp poll every 3 s and every message starts a ClientApp
 process (imports included), so a round of the tiny federation takes 30-60 s (on 2 busy cores)
@@ -354,8 +353,8 @@ def run_deployed(plan: TrainPlan, first_round: int
             if fed.exited():
                 break
             if time.monotonic() - t0 > plan.deployment_timeout_s:
-                failure = (f"the deployed run did not finish within "
-                           f"train.deployment.timeout_s = {plan.deployment_timeout_s:g} s "
+                failure = (f"the deployed run did not finish within execution.train."
+                           f"deployment.timeout_s = {plan.deployment_timeout_s:g} s "
                            f"({fed.status()})")
                 break
             time.sleep(POLL_S)
@@ -381,7 +380,7 @@ def run_deployed(plan: TrainPlan, first_round: int
         log.warning("scenario %s: processes %s outlived the deployment", name, fed.survivors)
     if failure is not None:
         raise FederationError(f"scenario {name}: training stopped after round {done} of "
-                              f"{plan.rounds} (train.backend deployment; logs in "
+                              f"{plan.rounds} (execution.train.backend deployment; logs in "
                               f"{folder / 'logs'}). {failure}")
     ck = checkpoint.latest(checkpoint_dir(plan), plan.fingerprint())
     if ck is None or ck.round != plan.rounds:

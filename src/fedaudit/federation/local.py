@@ -40,6 +40,7 @@ from fedaudit.data.slices import SliceDataset, Volume, axial_slices, plan_epoch
 from fedaudit.intensity import HU_RANGE
 
 _TRAIN = schema_defaults("train")
+_EXEC = schema_defaults("execution")["train"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class LocalConfig:
     augment: bool = _TRAIN["augment"]["enabled"]
     rotate_deg: float = _TRAIN["augment"]["rotate_deg"]
     translate_frac: float = _TRAIN["augment"]["translate_frac"]
-    num_workers: int = _TRAIN["num_workers"]
+    num_workers: int = _EXEC["num_workers"]
     val_max_slices: int | None = _TRAIN["val_max_slices"]
     lr_schedule: str = _TRAIN["lr_schedule"]
     optimizer: str = _TRAIN["optimizer"]

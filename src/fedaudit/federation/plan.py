@@ -11,7 +11,7 @@ from typing import Any
 
 from fedaudit.catalog import schema_defaults
 from fedaudit.federation.local import LocalConfig
-from fedaudit.scenarios import EXECUTION_KEYS, Scenario
+from fedaudit.scenarios import Scenario
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class ClientData:
 
 _DEFAULTS = schema_defaults()
 _TRAIN = _DEFAULTS["train"]
+_EXEC = _DEFAULTS["execution"]["train"]  # how a run runs (config section execution.train)
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,16 @@ class TrainPlan:
     rounds: int = _TRAIN["rounds"]
     model_base: int = _TRAIN["model"]["base"]
     local: LocalConfig = field(default_factory=LocalConfig)
-    device: str = _TRAIN["device"]
+    device: str = _EXEC["device"]
     amp: bool = _TRAIN["amp"]
-    threads: int = _TRAIN["threads"]
-    backend: str = _TRAIN["backend"]
-    ray_num_cpus: float = _TRAIN["ray"]["num_cpus"]
-    ray_num_gpus: float = _TRAIN["ray"]["num_gpus"]
+    threads: int = _EXEC["threads"]
+    backend: str = _EXEC["backend"]
+    ray_num_cpus: float = _EXEC["ray"]["num_cpus"]
+    ray_num_gpus: float = _EXEC["ray"]["num_gpus"]
     # backend "deployment" (fedaudit.federation.deployment): plain HTTP instead of TLS, and the
     # wall-clock limit of the whole deployed run
-    deployment_insecure: bool = _TRAIN["deployment"]["insecure"]
-    deployment_timeout_s: float = _TRAIN["deployment"]["timeout_s"]
+    deployment_insecure: bool = _EXEC["deployment"]["insecure"]
+    deployment_timeout_s: float = _EXEC["deployment"]["timeout_s"]
     log_rounds: str = _TRAIN["server_log"]["rounds"]  # all | last
     # plugin folders of the study (fedaudit.catalog): the client and server processes load
     # them to find the scenario's aggregation rule, defenses and client attacks
@@ -55,7 +56,7 @@ class TrainPlan:
     # the digest of the training code (fedaudit.code_digest; the train rule's param ``code``): a
     # checkpoint written by other code is never resumed
     code: str = ""
-    keep_checkpoints: bool = _TRAIN["keep_checkpoints"]
+    keep_checkpoints: bool = _EXEC["keep_checkpoints"]
     # under a privacy defense: weight FedAvg by the clients' reported counts instead of the
     # enrolment plan (and let them send those counts)
     trust_reported_counts: bool = _TRAIN["trust_reported_counts"]
@@ -171,13 +172,15 @@ def used_training_patients(center: str, train_split: list[str],
 def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str, dict],
                      preprocessed_root: str | Path, out_dir: str | Path, *, seed: int,
                      excluded: set[tuple[str, str]] | frozenset = frozenset(),
-                     plugins: tuple[str, ...] = (), code: str = "") -> TrainPlan:
+                     plugins: tuple[str, ...] = (), code: str = "",
+                     execution: dict[str, Any] | None = None) -> TrainPlan:
     """A plan from a validated config's ``train`` section (every key present: the schema fills
-    the defaults, which are written nowhere else), the training centers' split records
+    the defaults, which are written nowhere else) and its ``execution.train`` section (how the
+    run runs; None: the schema's defaults), the training centers' split records
     (``splits``: center -> record, in config order) and the patients QC excluded
     (``(center, patient)`` pairs, dropped from their center's lists). The aggregation rule's
     parameters and the defenses' settings travel in ``scenario``."""
-    t = train
+    t = {**train, **(_EXEC if execution is None else execution)}
     root = Path(preprocessed_root)
     clients = []
     for center, sp in splits.items():
@@ -221,8 +224,8 @@ def attacked_plan(params: Any, config: dict[str, Any], split_records: list[dict]
     ``split_records``: the centers' split files' contents). Execution-only settings come from
     the config, as in the train rule: they change how a federation is computed, not its result."""
     records = {rec["center"]: rec for rec in split_records}
-    train = {**params.train, **{k: config["train"][k] for k in EXECUTION_KEYS}}
-    return plan_from_config(train, Scenario.from_dict(params.scenario),
+    return plan_from_config(params.train, Scenario.from_dict(params.scenario),
                             {c: records[c] for c in params.centers}, "results/preprocessed",
                             f"results/train/{params.scenario['name']}", seed=params.seed,
-                            excluded=excluded, plugins=tuple(config["plugins"]))
+                            excluded=excluded, plugins=tuple(config["plugins"]),
+                            execution=config["execution"]["train"])

@@ -58,8 +58,8 @@ def flower_bin(name: str) -> str:
     local = Path(sys.executable).parent / name
     found = str(local) if local.exists() else shutil.which(name)
     if found is None:
-        raise FileNotFoundError(f"train.backend 'deployment' needs Flower's `{name}` command "
-                                f"(pip install flwr); not in {local.parent} nor on PATH")
+        raise FileNotFoundError(f"execution.train.backend 'deployment' needs Flower's `{name}` "
+                                f"command (pip install flwr); not in {local.parent} nor on PATH")
     return found
 
 

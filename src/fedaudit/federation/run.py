@@ -9,7 +9,7 @@ MAE, throughput and count per round, whatever the defense; the training curves r
 :mod:`fedaudit.federation.server_log`; written under ``checkpoints/server_log`` while training
 and published when the run ends) and ``checkpoints/`` (kept out of Snakemake's outputs so a
 killed job's checkpoints and log rounds survive and the re-run resumes from them; removed once the
-outputs are published unless ``train.keep_checkpoints``, so a forced re-run trains anew).
+outputs are published unless ``execution.train.keep_checkpoints``, so a forced re-run trains anew).
 
 The scenario's composition comes from the catalog (:mod:`fedaudit.catalog`): its aggregation
 rule runs in the strategy, its defenses add client mods and may replace the fit workflow, and
@@ -103,7 +103,7 @@ def _run_ray(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp) -> l
     try:
         from flwr.simulation import run_simulation
     except ImportError as err:  # pragma: no cover - depends on the install
-        raise RuntimeError("train.backend 'ray' needs Flower's simulation extra: "
+        raise RuntimeError("execution.train.backend 'ray' needs Flower's simulation extra: "
                            "pip install 'flwr[simulation]'") from err
     resources: dict[str, Any] = {"num_cpus": plan.ray_num_cpus, "num_gpus": plan.ray_num_gpus}
     run_simulation(server_app=server_app, client_app=client_app,
@@ -203,6 +203,6 @@ def train_federation(plan: TrainPlan, reference_hu: float | None = None) -> dict
     if not plan.keep_checkpoints:
         # published: a forced re-run trains anew instead of republishing the final checkpoint
         checkpoint.remove(ckpt_dir)
-        log.info("checkpoints removed (train.keep_checkpoints: false)")
+        log.info("checkpoints removed (execution.train.keep_checkpoints: false)")
     return {"seconds": seconds, "rounds_trained": max(remaining, 0),
             "resumed_from": start - 1, "history": hist, "records": records}

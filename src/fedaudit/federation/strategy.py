@@ -36,6 +36,7 @@ from flwr.server.strategy import Strategy
 
 from fedaudit.catalog import catalog, resolve
 from fedaudit.federation import server_log
+from fedaudit.logs import console
 from fedaudit.models.weights import add
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,7 @@ class AuditStrategy(Strategy):
             + (f"val accuracy {r['val_acc']:.3f}" if "val_acc" in r  # a classifier federation
                else f"val MAE {r.get('val_mae', float('nan')):.1f} HU") for r in rows)
         log.info("round %d/%d done in %.1f s — %s", rnd, self.total_rounds, seconds, summary)
+        console(f"round {rnd}/{self.total_rounds} done in {seconds:.1f} s")
         if self.on_round_end is not None:
             self.on_round_end(rnd, self.global_arrays, self.history)
         return None, {}

@@ -59,8 +59,10 @@ def center_montage(patients: list[PatientFiles], out_png: Path, title: str,
     if not rows:
         raise ValueError(f"{out_png}: no patients given for the montage")
     ncol = 4
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(2.4 * ncol, 2.5 * len(rows) + 0.5),
-                             squeeze=False)
+    # constrained layout: the two-line suptitle and the two-line column headers get rows of
+    # their own (a one-patient center left them no room)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(2.4 * ncol, 2.5 * len(rows) + 0.8),
+                             squeeze=False, layout="constrained")
     headers = ["MR (T1w)", "CT brain window\nW80 L40 HU", "CT wide window\nW2000 L0 HU",
                "head mask"]
     for r, (name, mr_path, ct_path, mask_path) in enumerate(rows):

@@ -39,7 +39,9 @@ def qc_png(mr: sitk.Image, ct: sitk.Image, mask: sitk.Image, out_png: str | Path
     ct_a = sitk.GetArrayViewFromImage(ct)
     m_a = sitk.GetArrayViewFromImage(mask)
     vmin, vmax = hu_limits(CT_WINDOW)
-    fig, axes = plt.subplots(3, 3, figsize=(9.5, 9.5))
+    # constrained layout: the colour bar (ticks down to -1000, its "HU" label) gets its own room
+    # instead of running under the overlay panel beside it
+    fig, axes = plt.subplots(3, 3, figsize=(10.5, 10), layout="constrained")
     for row, (view, take, origin) in enumerate(_VIEWS):
         mr_s, ct_s, m_s = take(mr_a), take(ct_a), take(m_a)
         ax = axes[row, 0]

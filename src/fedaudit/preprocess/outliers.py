@@ -99,16 +99,20 @@ def patient_key(center: str, patient: str) -> str:
     return f"{center}/{patient}"
 
 
-def flags_record(flagged: pd.DataFrame, *, policy: str, threshold: float) -> dict:
+def flags_record(flagged: pd.DataFrame, *, policy: str, threshold: float,
+                 left_out: list[str] | tuple[str, ...] = ()) -> dict:
     """What every downstream job reads (``results/preprocessed/qc_flags.json``): the flagged
     patients with their reasons, and those excluded under ``policy`` (``exclude``: all flagged;
-    ``keep``: none, each kept with a warning in the logs and the report)."""
+    ``keep``: none, each kept with a warning in the logs and the report); ``left_out``: the
+    ``center/patient`` entries the config's ``preprocess.exclude`` kept out of the study (never
+    preprocessed, so never in ``flagged``)."""
     if policy not in ("exclude", "keep"):
         raise ValueError(f"unknown QC policy {policy!r}; allowed: exclude, keep")
     rows = flagged[flagged["qc_flagged"]]
     reasons = {patient_key(r.center, r.patient): r.qc_reasons for r in rows.itertuples()}
     return {"policy": policy, "z_threshold": threshold, "flagged": reasons,
-            "excluded": sorted(reasons) if policy == "exclude" else []}
+            "excluded": sorted(reasons) if policy == "exclude" else [],
+            "left_out": sorted(left_out)}
 
 
 def excluded_patients(record: dict) -> set[tuple[str, str]]:

@@ -110,16 +110,21 @@ def data_quality_finding(flags: dict) -> Finding:
     (:func:`~fedaudit.preprocess.outliers.flags_record`)."""
     flagged = flags.get("flagged", {})
     topic = "Data quality (preprocessing QC)"
+    left_out = flags.get("left_out", [])
+    # patients the config left out (preprocess.exclude): never preprocessed, trained or attacked
+    prefix = (f"{len(left_out)} patient(s) left out of the study by the configuration "
+              f"(preprocess.exclude): {', '.join(left_out)}. " if left_out else "")
     if not flagged:
-        return Finding(topic, "info", "no patient's QC numbers are outliers of its center "
-                       f"(robust z below {flags['z_threshold']}).")
+        return Finding(topic, "info", prefix + "no patient's QC numbers are outliers of its "
+                       f"center (robust z below {flags['z_threshold']}).")
     excluded = set(flags.get("excluded", []))
     parts = [f"{key} ({'excluded' if key in excluded else 'kept'}: {why})"
              for key, why in flagged.items()]
     verb = ("excluded from training, evaluation and the attacks" if excluded
             else "kept (preprocess.qc.flagged: keep): results include them")
     return Finding(topic, "moderate" if not excluded else "info",
-                   f"{len(flagged)} patient(s) flagged as MR/CT pairs unlike their center's, "
+                   prefix + f"{len(flagged)} patient(s) flagged as MR/CT pairs unlike their "
+                   "center's, "
                    f"{verb}: " + "; ".join(parts) + ".")
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from fedaudit.attacks.views import ModelView
+from fedaudit.catalog import Job
 from fedaudit.data.slices import load_volume
 from fedaudit.intensity import hu_to_unit
 from fedaudit.io import read_json
@@ -30,9 +31,9 @@ def patient_loss(model: torch.nn.Module, folder: str, slices: int) -> float:
         return float(torch.mean(torch.abs(model(mr) - ct)))
 
 
-def attack(smk: Any, log: logging.Logger) -> None:
-    p = smk.params
-    model = ModelView(smk.input.model).model()
+def attack(job: Job, log: logging.Logger) -> None:
+    p = job.params
+    model = ModelView(job.input.model).model()
     rows = []
     for center, folder in p.candidates:
         rows.append({"center": center, "patient": Path(folder).name,
@@ -42,11 +43,11 @@ def attack(smk: Any, log: logging.Logger) -> None:
     med = scores.groupby("center")["loss"].transform("median")
     scores["predicted_member"] = scores["loss"] < med
     # evaluator: the truth from the splits
-    members = {(r["center"], x) for r in map(read_json, smk.input.splits) for x in r["train"]}
+    members = {(r["center"], x) for r in map(read_json, job.input.splits) for x in r["train"]}
     scores["member"] = [(c, q) in members for c, q in zip(scores.center, scores.patient,
                                                            strict=True)]
-    scores.insert(0, "scenario", smk.wildcards.scenario)
-    scores.to_csv(smk.output[0], index=False)
+    scores.insert(0, "scenario", job.wildcards.scenario)
+    scores.to_csv(job.output[0], index=False)
     log.info("%d candidates, accuracy %.2f", len(scores),
              (scores.predicted_member == scores.member).mean())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedaudit.attacks.gradinv.engine import Method
+from fedaudit.attacks.gradient_inversion import Method
 
 
 def build(settings: dict[str, Any], task: str, suite: dict[str, Any], batch_size: int = 1

@@ -61,9 +61,11 @@ def dlg_evolution_figure(results: dict[str, str | Path], out_png: str | Path,
     loaded = {c: load_result(p) for c, p in results.items()}
     n_snap = max(len(r["unet"].snapshot_iterations) for r in loaded.values())
     ncol = n_snap + 4  # snapshots, true MR, BN-free control, code check, loss curves
+    # constrained layout: the controls' two-line titles keep clear of the loss panel's label
     fig, axes = plt.subplots(len(loaded), ncol, squeeze=False,
                              figsize=(1.55 * ncol + 1.4, 1.9 * len(loaded) + 0.6),
-                             gridspec_kw={"width_ratios": [1] * (ncol - 1) + [1.9]})
+                             gridspec_kw={"width_ratios": [1] * (ncol - 1) + [1.9]},
+                             layout="constrained")
     for row, (center, res) in zip(axes, loaded.items(), strict=True):
         unet, control, check = res["unet"], res["control"], res["code_check"]
         true, mask = res["true_mr"][0, 0], res["mask"][0, 0]
@@ -101,5 +103,4 @@ def dlg_evolution_figure(results: dict[str, str | Path], out_png: str | Path,
             ax.set_title(f"UNet stopped at it {unet.final_iteration:,} (non-finite)",
                          fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
     save(fig, str(out_png))

@@ -62,7 +62,7 @@ from fedaudit.attacks.dlg.results import (  # noqa: F401 - part of this module's
     load_result,
     save_result,
 )
-from fedaudit.attacks.gradinv.engine import shared_gradient_on
+from fedaudit.attacks.gradient_inversion import shared_gradient_on
 from fedaudit.attacks.views import ServerView
 from fedaudit.catalog import fragment_defaults, schema_defaults
 from fedaudit.data.slices import Volume, load_volume, slice_indices

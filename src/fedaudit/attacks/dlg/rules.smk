@@ -47,7 +47,6 @@ rule dlg:
         model_base=config["train"]["model"]["base"],
         loss=config["train"]["loss"],
         seed=config["seed"],
-        device=config["attacks"]["device"],
     threads: 1
     resources:
         mem_mb=3000,
@@ -107,6 +106,7 @@ rule table_inversion:
 
 rule figure_dlg:
     """Paper 000 Fig. 2: DLG reconstruction evolution per center for one optimiser."""
+
     # attacks env: its step lives in DLG's steps module beside the attack (torch)
     input:
         results=lambda wc: expand(

@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from fedaudit.atomic import write_csv
 from fedaudit.attacks.dlg.inversion import NETWORKS, DLGConfig, run_dlg, save_result
+from fedaudit.catalog import Job
 from fedaudit.io import read_json, write_json
 from fedaudit.preprocess.outliers import read_excluded
 from fedaudit.runtime import derive_seed
 
 
-def attack(smk: Any, log: logging.Logger) -> None:
+def attack(job: Job, log: logging.Logger) -> None:
     """Rule dlg: DLG against one center's shared gradient: the UNet, the same UNet without
     BatchNorm (the positive control) and the MLP code check, one row each."""
-    p, wc = smk.params, smk.wildcards
+    p, wc = job.params, job.wildcards
     # The client's private slice comes from data it trained on: not from a QC-excluded patient.
-    excluded = read_excluded(smk.input.qc_flags)
+    excluded = read_excluded(job.input.qc_flags)
     train_folders = [f for f in p.train_folders if (wc.train_center, Path(f).name) not in excluded]
     opt = wc.optimizer
     spec = p.dlg[opt]
@@ -32,12 +32,12 @@ def attack(smk: Any, log: logging.Logger) -> None:
                     target=p.dlg["target"], loss=p.loss, **spec)
     # One seed per center (not per optimiser or scenario): every optimiser and scenario attacks
     # the same private slice from the same initial dummy, so their results compare directly.
-    outcome = run_dlg(server_log=smk.input.server_log, round=p.dlg["round"],
+    outcome = run_dlg(server_log=job.input.server_log, round=p.dlg["round"],
                       train_folders=train_folders, model_base=p.model_base, cfg=cfg,
-                      seed=derive_seed(p.seed, "dlg", wc.train_center), device=p.device,
+                      seed=derive_seed(p.seed, "dlg", wc.train_center), device=job.device(),
                       control_hidden=p.dlg["control_hidden"], batch_size=p.dlg["batch_size"],
                       log=log)
-    save_result(smk.output.result, outcome)
+    save_result(job.output.result, outcome)
     rows = []
     for network in NETWORKS:
         res = outcome[network]
@@ -57,16 +57,16 @@ def attack(smk: Any, log: logging.Logger) -> None:
                  "(gain %.3g, offset %.3g) SSIM %.3f, PSNR %.2f dB (%.1f it/s)", network,
                  q["ssim_raw"], q["psnr_raw"], q["gain"], q["offset"], q["ssim_fit"],
                  q["psnr_fit"], res.iterations_per_s)
-    write_json({"results": rows}, smk.output.metrics)
+    write_json({"results": rows}, job.output.metrics)
 
 
-def summary(smk: Any, log: logging.Logger) -> None:
+def summary(job: Job, log: logging.Logger) -> None:
     """Rule dlg_summary: one tidy table of every DLG result."""
-    rows = [r for f in smk.input.metrics for r in read_json(f)["results"]]
+    rows = [r for f in job.input.metrics for r in read_json(f)["results"]]
     wide = pd.DataFrame(rows).drop(columns=["slices"])
     keys = ["scenario", "center", "optimizer", "network", "round", "target", "batch_size"]
     tidy = wide.melt(id_vars=keys, var_name="metric", value_name="value")
-    write_csv(tidy, smk.output.table, index=False)
+    write_csv(tidy, job.output.table, index=False)
     for kind in ("raw", "fit"):
         log.info("DLG SSIM in the mask, %s:\n%s",
                  "as reconstructed" if kind == "raw" else "after the gain/offset fit",
@@ -74,14 +74,14 @@ def summary(smk: Any, log: logging.Logger) -> None:
                                   values=f"ssim_{kind}").round(3).to_string())
 
 
-def figure(smk: Any, log: logging.Logger) -> None:
+def figure(job: Job, log: logging.Logger) -> None:
     """Rule figure_dlg: the reconstruction evolution of one scenario and optimiser (Fig. 2)."""
     from fedaudit.attacks.dlg.figures import dlg_evolution_figure
     from fedaudit.attacks.dlg.report import OPTIMIZERS
 
-    wc = smk.wildcards
-    results = dict(zip(smk.params.centers, smk.input.results, strict=True))
-    dlg_evolution_figure(results, smk.output[0],
+    wc = job.wildcards
+    results = dict(zip(job.params.centers, job.input.results, strict=True))
+    dlg_evolution_figure(results, job.output[0],
                          f"DLG reconstruction, scenario {wc.scenario}, "
                          f"{OPTIMIZERS.get(wc.optimizer, wc.optimizer)}")
-    log.info("evolution figure %s (%d centers)", smk.output[0], len(results))
+    log.info("evolution figure %s (%d centers)", job.output[0], len(results))

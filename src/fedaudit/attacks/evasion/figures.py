@@ -99,7 +99,8 @@ def alpha_figure(rates: pd.DataFrame, scenario: str, path: str) -> None:
         eps = float(frame["epsilon"].iloc[0])
         _draw_curves(ax, frame, "alpha", colors)
         ax.axvline(eps / 4, color="grey", linestyle=":", linewidth=1)
-        ax.annotate("ε/4", (eps / 4, 0.02), fontsize=7, color="grey")
+        # at the top: the legend sits at the bottom right
+        ax.annotate(" ε/4", (eps / 4, 0.99), fontsize=7, color="grey", va="top")
         ax.set_xscale("log")
         alphas = sorted(frame["alpha"].unique())
         ax.set_xticks(alphas, [f"{a:.3g}" for a in alphas], rotation=35, fontsize=7)
@@ -140,13 +141,16 @@ def example_figure(arrays: dict[str, Any], scenario: str, path: str) -> None:
                         np.where(mask, arrays["global_sct_adv"] - arrays["global_sct"], 0.0)))
     lim = max(50.0, float(max(np.abs(c).max() for _, c in changes)))
     panels += [(t, c, "RdBu_r", (-lim, lim)) for t, c in changes]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.6))
+    # constrained layout: each colour bar's ticks get room of their own, clear of the next
+    # panel and its title (two-line titles keep the panels narrow)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels), 3.3),
+                             layout="constrained")
     for ax, (title, img, cmap, (vmin, vmax)) in zip(axes, panels, strict=True):
         im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
-        ax.set_title(title, fontsize=7)
+        ax.set_title(title.replace(", ", ",\n", 1), fontsize=8)
         ax.axis("off")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     fig.suptitle(f"{scenario}: patient {arrays['patient']}, axial slice "
                  f"{int(arrays['axial_index'])} (the median white-box ΔMAE); sCT window "
-                 f"[{lo:.0f}, {hi:.0f}] HU", fontsize=8)
+                 f"[{lo:.0f}, {hi:.0f}] HU", fontsize=9)
     save(fig, path)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fedaudit.attacks.trap_weights.report import clopper_pearson
+from fedaudit.report.intervals import clopper_pearson
 
 ROLES = ("whitebox", "global", "victim")
 # columns that identify one (scenario, setting, model) cell of the rates

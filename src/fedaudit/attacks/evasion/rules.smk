@@ -48,7 +48,9 @@ rule evasion:
         model=rules.train.output.model,
         # the attacker's test patients, and every client's training data: a local model the
         # server log does not hold (update noise, SecAgg+) is recomputed by its client's code
-        test=[f for p in SPLITS[EVASION_ATTACKER]["test"] for f in preprocessed(EVASION_ATTACKER, p)],
+        test=[
+            f for p in SPLITS[EVASION_ATTACKER]["test"] for f in preprocessed(EVASION_ATTACKER, p)
+        ],
         volumes=training_volumes,
         splits=expand(rules.splits.output[0], center=TRAIN_CENTERS),
         qc_flags=QC_FLAGS,
@@ -70,8 +72,7 @@ rule evasion:
         model_base=config["train"]["model"]["base"],
         seed=config["seed"],
         centers=TRAIN_CENTERS,
-        device=config["attacks"]["device"],
-    threads: config["attacks"]["threads"]
+    threads: EXECUTION["attacks"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,

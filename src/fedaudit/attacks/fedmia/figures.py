@@ -20,19 +20,23 @@ TEST_TITLES = {"membership": "membership: members vs same-center held-out",
 def fedmia_roc_figure(roc_files: dict[str, str | Path], table: pd.DataFrame, out_png: str,
                       unit: str | None = None) -> None:
     """One panel per test; the pooled unit-level ROC of every scenario and view in ``roc_files``
-    (scenario -> ``roc.npz``) read by its primary score, with the pooled patient-level AUC and
-    its 95 % CI in the legend, over the chance line."""
+    (scenario -> ``roc.npz``) read by its primary score, over the chance line. Each legend
+    entry gives the area under the curve drawn (units: slices or batches) and, named as such,
+    the pooled patient-level AUC with its 95 % CI that the verdict reads: a curve is never
+    labelled with another level's number."""
     unit = unit or str(table["unit"].iloc[0])
     pooled = table[(table["target"] == "all") & (table["level"] == "patient")
                    & (table["unit"] == unit)].set_index(["scenario", "view", "score", "test"])
+    units = "batch" if unit == "batch" else "slice"
     curves = {}
     for scenario, path in roc_files.items():
         curves[scenario] = load_npz(path)
     # rc_context: the theme must not leak into image montages drawn later in the same process.
     with plt.rc_context():
         sns.set_theme(**STAT_THEME)
-        fig, axes = plt.subplots(1, len(TEST_TITLES), figsize=(4.2 * len(TEST_TITLES), 4.4),
-                                 squeeze=False)
+        # constrained layout: the legends under the panels get the room their entries need
+        fig, axes = plt.subplots(1, len(TEST_TITLES), figsize=(5.0 * len(TEST_TITLES), 5.4),
+                                 squeeze=False, layout="constrained")
         for ax, (test, title) in zip(axes[0], TEST_TITLES.items(), strict=True):
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--", label="chance (AUC 0.5)")
             for scenario in roc_files:
@@ -45,9 +49,14 @@ def fedmia_roc_figure(roc_files: dict[str, str | Path], table: pd.DataFrame, out
                         continue
                     r = pooled.loc[(scenario, view, score, test)] \
                         if (scenario, view, score, test) in pooled.index else None
-                    auc = "" if r is None else (
-                        f": patient AUC {r['auc']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
-                        if np.isfinite(r["ci_low"]) else f": patient AUC {r['auc']:.2f}")
+                    # the area under this very curve (trapezoids over the ROC's points: the
+                    # ROC-AUC of the pooled ranks it was computed from)
+                    area = float(np.trapezoid(tpr, fpr))
+                    auc = f": {units} AUC {area:.2f}"
+                    if r is not None:
+                        auc += (f"; patients {r['auc']:.2f} [{r['ci_low']:.2f}, "
+                                f"{r['ci_high']:.2f}]" if np.isfinite(r["ci_low"])
+                                else f"; patients {r['auc']:.2f}")
                     # sort=False, estimator=None: the ROC's own point order, ties in fpr
                     # (vertical steps) included, with nothing averaged.
                     sns.lineplot(x=fpr, y=tpr, ax=ax, sort=False, estimator=None, lw=1.4,

@@ -38,17 +38,18 @@ rule fedmia_measure:
         patients=[[c, f"results/preprocessed/{c}/{p}"] for c, p in FEDMIA_PATIENTS],
         # the control may train a different number of rounds, so a numbered round, which is
         # the study's, becomes its last
-        rounds=lambda wc: "last"
-        if SCENARIOS[wc.scenario].control and FEDMIA["rounds"] not in ("last", "all")
-        else FEDMIA["rounds"],
+        rounds=lambda wc: (
+            "last"
+            if SCENARIOS[wc.scenario].control and FEDMIA["rounds"] not in ("last", "all")
+            else FEDMIA["rounds"]
+        ),
         per_orientation=FEDMIA["slices_per_orientation"],
         units=FEDMIA["units"],
         batch_size=FEDMIA["batch_size"],
         chunk_size=FEDMIA["chunk_size"],
         model_base=config["train"]["model"]["base"],
         loss=config["train"]["loss"],
-        device=config["attacks"]["device"],
-    threads: config["attacks"]["threads"]
+    threads: EXECUTION["attacks"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,

@@ -3,7 +3,8 @@ Inverting Gradients (each its own catalog folder holding its recipe) against the
 honest-but-curious server's view, on the sCT UNet, its BatchNorm-free control and paper 003's
 own target, a federated slice classifier; with the update-noise defenses (Laplace, DP-FedAvg)
 and their privacy budget in one privacy-utility table. Jobs: ``rules.smk``; code:
-:mod:`.engine` (the attacks), :mod:`.scoring`, :mod:`.steps`, :mod:`.report`."""
+:mod:`fedaudit.attacks.gradient_inversion` (the attacks' engine, shared with DLG and each
+method's folder), :mod:`.scoring`, :mod:`.steps`, :mod:`.report`."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedaudit.attacks.trap_weights.report import clopper_pearson
+from fedaudit.report.intervals import clopper_pearson
 from fedaudit.report.levels import Level, beyond_null
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding

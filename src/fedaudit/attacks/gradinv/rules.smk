@@ -32,9 +32,12 @@ GRADINV_READS = {
 # under noise, the UNet is attacked only where the same method recovers a slice of this
 # scenario's UNet (fedaudit.attacks.gradinv.steps.attack)
 GRADINV_REFERENCE = {
-    s: reference_scenario(s, GRADINV_SCENARIOS,
-                          {n: SCENARIOS[n].defenses for n in GRADINV_SCENARIOS},
-                          config["plugins"])
+    s: reference_scenario(
+        s,
+        GRADINV_SCENARIOS,
+        {n: SCENARIOS[n].defenses for n in GRADINV_SCENARIOS},
+        config["plugins"],
+    )
     for s in GRADINV_SCENARIOS
 }
 
@@ -128,7 +131,6 @@ rule gradinv:
         model_base=config["train"]["model"]["base"],
         loss=config["train"]["loss"],
         seed=config["seed"],
-        device=config["attacks"]["device"],
         plugins=tuple(config["plugins"]),
     threads: 1
     resources:

@@ -10,7 +10,7 @@
   successful attacks only ("failure cases ... might cause bias").
 * A batch of B > 1 slices gives B unordered reconstructions: they are matched to the true slices
   by the optimal one-to-one assignment on fitted SSIM that the trap-weight scoring uses
-  (:func:`fedaudit.attacks.trap_weights.matching.assign_one_to_one`), successes first.
+  (:func:`fedaudit.attacks.assignment.assign_one_to_one`), successes first.
 * **Null** (the trivial reference): each attacked slice is also scored against a different
   slice of the same center, fitted the same way -- what "looking like a brain slice of this
   center" earns without any leak. An ASR is read against the null's.
@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
+from fedaudit.attacks.assignment import assign_one_to_one
 from fedaudit.attacks.dlg.results import fit_gain_offset
-from fedaudit.attacks.trap_weights.matching import assign_one_to_one
 
 
 def _ssim_map(g: np.ndarray, r: np.ndarray) -> np.ndarray:

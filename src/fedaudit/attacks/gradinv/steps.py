@@ -31,25 +31,27 @@ from fedaudit.runtime import derive_seed
 if TYPE_CHECKING:
     import torch
 
+    from fedaudit.catalog import Job
+
 TARGETS = ("unet", "classifier")
 
 
-def _folders(smk: Any, key: str) -> dict[str, list[str]]:
+def _folders(job: Job, key: str) -> dict[str, list[str]]:
     """center -> its preprocessed patient folders of a split, QC-excluded patients left out
     (a client trains on what passed QC)."""
-    excluded = read_excluded(smk.input.qc_flags)
+    excluded = read_excluded(job.input.qc_flags)
     return {c: [f for f in folders if (c, Path(f).name) not in excluded]
-            for c, folders in getattr(smk.params, key).items()}
+            for c, folders in getattr(job.params, key).items()}
 
 
-def train_classifier(smk: Any, log: logging.Logger) -> None:
+def train_classifier(job: Job, log: logging.Logger) -> None:
     """Rule gradinv_classifier: the classifier federation of one scenario."""
     from fedaudit.catalog import catalog, resolve
     from fedaudit.defenses.noise_mod import noise_mod
     from fedaudit.federation.classifier import train_classifier_federation
     from fedaudit.scenarios import noise_defense
 
-    p = smk.params
+    p = job.params
     clf = p.classifier
     noise = noise_defense(p.defenses)
     mods, private = [], None
@@ -64,14 +66,14 @@ def train_classifier(smk: Any, log: logging.Logger) -> None:
     elif noise is not None:
         mods = [noise_mod(noise, derive_seed(p.seed, "classifier-noise"))]
     result = train_classifier_federation(
-        _folders(smk, "train_folders"), out_dir=smk.output.folder, rounds=clf["rounds"],
+        _folders(job, "train_folders"), out_dir=job.output.folder, rounds=clf["rounds"],
         local_epochs=clf["local_epochs"], lr=clf["lr"], batch_size=clf["batch_size"],
         classes=clf["classes"], seed=derive_seed(p.seed, "classifier"),
-        val_folders=_folders(smk, "val_folders"), test_folders=_folders(smk, "test_folders"),
-        max_slices_per_volume=clf["max_slices_per_volume"], threads=smk.threads,
+        val_folders=_folders(job, "val_folders"), test_folders=_folders(job, "test_folders"),
+        max_slices_per_volume=clf["max_slices_per_volume"], threads=job.threads,
         client_mods=mods, local_training=private)
     acc = result["accuracy"]
-    log.info("classifier federation (%s): %.1f s; accuracy\n%s", smk.wildcards.scenario,
+    log.info("classifier federation (%s): %.1f s; accuracy\n%s", job.wildcards.scenario,
              result["seconds"], acc.to_string(index=False))
 
 
@@ -88,11 +90,11 @@ def _method(name: str, settings: dict[str, Any], task: str, suite: dict[str, Any
     return resolve(spec.method, spec.package)(settings, task, suite, batch_size)
 
 
-def _unet_targets(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
+def _unet_targets(job: Job, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
     from fedaudit.attacks.dlg.inversion import bn_free_control
     from fedaudit.attacks.views import ServerView
 
-    view = ServerView(smk.input.target, p.model_base)
+    view = ServerView(job.input.target, p.model_base)
     rounds = view.rounds(p.gradinv["round"])
     if len(rounds) != 1:
         raise ValueError(f"the suite attacks one round; {p.gradinv['round']!r} gives {rounds}")
@@ -101,14 +103,14 @@ def _unet_targets(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
     return {k: nets[k] for k in p.gradinv["networks"]}, rounds[0]
 
 
-def _classifier_target(smk: Any, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
+def _classifier_target(job: Job, p: Any) -> tuple[dict[str, torch.nn.Module], int]:
     from fedaudit.federation.classifier import load_global_models
     from fedaudit.models.classifier import DLGConvNet
     from fedaudit.models.weights import exchanged_names, set_arrays
 
     clf = p.gradinv["classifier"]
     rnd = clf["attacked_round"]
-    arrays = load_global_models(Path(smk.input.target) / "global_models.npz")[rnd]
+    arrays = load_global_models(Path(job.input.target) / "global_models.npz")[rnd]
     net = DLGConvNet(num_classes=clf["classes"])
     set_arrays(net, [arrays[n] for n in exchanged_names(net)])
     return {"classifier": net}, rnd
@@ -179,33 +181,33 @@ def _nothing_to_degrade(reference: Any, method: str) -> str | None:
             "noise on the gradient cannot make it recover more")
 
 
-def attack(smk: Any, log: logging.Logger) -> None:
+def attack(job: Job, log: logging.Logger) -> None:
     """Rule gradinv: one method against one target, every training center."""
     import torch
 
-    from fedaudit.attacks.gradinv.engine import client_gradient, invert
+    from fedaudit.attacks.gradient_inversion import client_gradient, invert
     from fedaudit.attacks.gradinv.scoring import match_batch, slice_scores
     from fedaudit.defenses.update_noise import perturb_update
     from fedaudit.models.device import resolve_device
     from fedaudit.scenarios import noise_defense
 
-    p, wc = smk.params, smk.wildcards
+    p, wc = job.params, job.wildcards
     g = p.gradinv
-    torch.set_num_threads(max(1, smk.threads))
+    torch.set_num_threads(max(1, job.threads))
     torch.set_flush_denormal(True)  # sigmoid tails: denormal floats slow CPUs tenfold
-    dev = resolve_device(p.device)
+    dev = resolve_device(job.device())
     task = "classification" if wc.gradinv_target == "classifier" else "translation"
     noise = noise_defense(p.defenses)
     # decided before the target is loaded: a skipped job reads only the reference's metrics
-    skip = _nothing_to_degrade(smk.input.get("reference", []), wc.gradinv_method) \
+    skip = _nothing_to_degrade(job.input.get("reference", []), wc.gradinv_method) \
         if noise is not None and task == "translation" else None
     if skip is not None:
         log.info("%s on the UNet of %s not run: %s", wc.gradinv_method, wc.scenario, skip)
-        write_json({"results": [], "skipped": skip}, smk.output.metrics)
-        save_npz(Path(smk.output.arrays), compressed=True)
+        write_json({"results": [], "skipped": skip}, job.output.metrics)
+        save_npz(Path(job.output.arrays), compressed=True)
         return
-    nets, rnd = (_classifier_target(smk, p) if task == "classification"
-                 else _unet_targets(smk, p))
+    nets, rnd = (_classifier_target(job, p) if task == "classification"
+                 else _unet_targets(job, p))
     batch_sizes = p.method_settings.get("batch_sizes", [1])
     if noise is not None:
         # Under noise the question is how far the attack falls from its unperturbed result:
@@ -217,7 +219,7 @@ def attack(smk: Any, log: logging.Logger) -> None:
     num_classes = g["classifier"]["classes"] if task == "classification" else 0
     methods = {b: _method(wc.gradinv_method, p.method_settings, task, g, b, p.plugins)
                for b in batch_sizes}
-    folders = _folders(smk, "train_folders")
+    folders = _folders(job, "train_folders")
     rows: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
     for center, center_folders in folders.items():
@@ -284,26 +286,26 @@ def attack(smk: Any, log: logging.Logger) -> None:
                              "%.2f s/image", wc.gradinv_method, net_name, wc.scenario, center, b,
                              members, [round(s["ssim"], 3) for s in scores],
                              res.seconds / b)
-    write_json({"results": rows}, smk.output.metrics)
-    out = Path(smk.output.arrays)
+    write_json({"results": rows}, job.output.metrics)
+    out = Path(job.output.arrays)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_npz(out, compressed=True, **arrays)
 
 
-def summary(smk: Any, log: logging.Logger) -> None:
+def summary(job: Job, log: logging.Logger) -> None:
     """Rule gradinv_summary: every attacked slice in one CSV; the classifiers' accuracies."""
-    rows = [r for f in smk.input.metrics for r in read_json(f)["results"]]
+    rows = [r for f in job.input.metrics for r in read_json(f)["results"]]
     frame = pd.DataFrame(rows)
-    write_csv(frame, smk.output.table, index=False)
+    write_csv(frame, job.output.table, index=False)
     acc = []
-    for scenario, folder in zip(smk.params.classifier_scenarios, smk.input.classifiers,
+    for scenario, folder in zip(job.params.classifier_scenarios, job.input.classifiers,
                                 strict=True):
         a = pd.read_csv(Path(folder) / "accuracy.tsv", sep="\t")
         a.insert(0, "scenario", scenario)
         acc.append(a)
-    write_csv(pd.concat(acc) if acc else pd.DataFrame(), smk.output.classifier, index=False)
+    write_csv(pd.concat(acc) if acc else pd.DataFrame(), job.output.classifier, index=False)
     pooled = frame.groupby(["scenario", "target", "network", "method", "batch_size"]).agg(
         attacked=("success", "size"), asr=("success", "mean"), ssim=("ssim", "mean"),
         null_asr=("null_success", "mean"))
     log.info("gradient inversion, per setting:\n%s", pooled.round(3).to_string())
-    log.info("settings: %s", json.dumps(smk.params.settings, sort_keys=True))
+    log.info("settings: %s", json.dumps(job.params.settings, sort_keys=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedaudit.attacks.gradinv.engine import Method
+from fedaudit.attacks.gradient_inversion import Method
 
 # Why iDLG becomes joint-target DLG on the UNet (the suite's table prints it).
 NOT_APPLICABLE = ("iDLG's label extraction needs cross-entropy on a last fully connected layer; "

@@ -4,27 +4,27 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pandas as pd
 
 from fedaudit.atomic import write_csv
 from fedaudit.attacks.noise_replay.replay import attack_round, replayable, replayable_names
+from fedaudit.catalog import Job
 from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.scenarios import noise_defense
 
 
-def attack(smk: Any, log: logging.Logger) -> None:
+def attack(job: Job, log: logging.Logger) -> None:
     """Rule noise_replay: one row per logged round and client of one scenario. The attacker
     uses the server log, the scenario's defense entry and the config's seed: all server-side."""
-    p, wc = smk.params, smk.wildcards
+    p, wc = job.params, job.wildcards
     entry = noise_defense(p.defenses)
     if entry is None or not replayable(entry["name"]):
         raise ValueError(f"scenario {wc.scenario!r} adds no noise to its updates "
                          f"(replayable: {', '.join(replayable_names())})")
     rows = []
-    for rnd in resolve_rounds(smk.input.server_log, p.rounds):
-        logged = load_round(smk.input.server_log, rnd)
+    for rnd in resolve_rounds(job.input.server_log, p.rounds):
+        logged = load_round(job.input.server_log, rnd)
         got = attack_round(logged.updates, logged.names, logged.update_file, entry,
                            int(p.seed), rnd)
         for r in got:
@@ -37,4 +37,4 @@ def attack(smk: Any, log: logging.Logger) -> None:
         rows += got
     frame = pd.DataFrame(rows)
     frame.insert(0, "scenario", wc.scenario)
-    write_csv(frame, smk.output.table, index=False)
+    write_csv(frame, job.output.table, index=False)

@@ -137,8 +137,9 @@ def poisoning_heatmap_figure(grid: pd.DataFrame, out_png: str | Path) -> pd.Data
     # rc_context: the theme must not leak into image montages drawn later in the same process.
     with plt.rc_context():
         sns.set_theme(**STAT_THEME)
+        # at least as wide as the two-line title (one panel of a small grid is narrower)
         fig, axes = plt.subplots(nrow, ncol, squeeze=False, layout="constrained",
-                                 figsize=(panel_w * ncol + 1.4, panel_h * nrow + 0.9))
+                                 figsize=(max(panel_w * ncol + 1.4, 6.5), panel_h * nrow + 0.9))
         for r, agg in enumerate(aggs):
             for c, gamma in enumerate(gammas):
                 ax = axes[r][c]

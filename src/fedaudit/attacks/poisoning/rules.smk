@@ -2,6 +2,8 @@
 # scenarios (their client_attacks), trained and evaluated like the others; this file adds the
 # Table 3 layout, the MAE-change heatmaps and the sCT comparison figure.
 
+from pathlib import Path
+
 from fedaudit.report.selection import comparison_gamma, comparison_rows  # noqa: E402
 from fedaudit.federation.aggregation import trims_to_median  # noqa: E402
 
@@ -74,6 +76,7 @@ rule figure_poisoning:
 
 rule figure_sct:
     """Paper 000 Fig. 4: CT, sCT (FedAvg, FedMedian) and CT - sCT per poisoned center."""
+
     # attacks env: the SynthRAD metrics module imports torch
     input:
         metrics=f"results/eval/{SCT_REFERENCE}/metrics.csv",

@@ -26,9 +26,10 @@ def slices_figure(examples: Mapping[str, np.ndarray], path: str, title: str,
     clients = sorted({k.split("__")[0] for k in examples})
     n = min(max_slices, max(len(examples[f"{c}__truth"]) for c in clients))
     extra = 2 if volume is not None and len(volume) else 0
+    # constrained layout: the suptitle and the first row's titles get rows of their own
     fig, axes = plt.subplots(2 * len(clients) + extra, n,
                              figsize=(1.1 * n, 1.15 * (2 * len(clients) + extra)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.set_axis_off()
     for i, c in enumerate(clients):
@@ -57,15 +58,17 @@ def slices_figure(examples: Mapping[str, np.ndarray], path: str, title: str,
         planes = (("axial", lambda v: v[v.shape[0] // 2]),
                   ("coronal", lambda v: v[:, v.shape[1] // 2]),
                   ("sagittal", lambda v: v[:, :, v.shape[2] // 2]))
+        rec = np.asarray(volume["recovered"])
+        # the recovered count goes under the first reassembled plane's name: a panel of its own
+        # would share a row with narrow neighbours when few slices are shown
+        count = f"\n{int(rec.sum())}/{rec.size} slices recovered"
         for k, (name, cut) in enumerate(planes):
-            if 2 * k + 1 >= n:
+            if k and 2 * k >= n:
                 break
             for row, (label, vol) in enumerate((("original", truth),
                                                 ("reassembled", oracle))):
                 ax = axes[2 * len(clients) + row, 2 * k]
                 ax.imshow(cut(vol), cmap="gray", vmin=0, vmax=1)
-                ax.set_title(f"{label} {name}", loc="left")
-        rec = np.asarray(volume["recovered"])
-        axes[-1, -1].set_title(f"{int(rec.sum())}/{rec.size} slices", loc="left")
+                ax.set_title(f"{label} {name}" + (count if row and not k else ""), loc="left")
     fig.suptitle(title)
     save(fig, path)

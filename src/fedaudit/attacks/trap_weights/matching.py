@@ -49,10 +49,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+from fedaudit.attacks.assignment import assign_one_to_one
 
 PSNR_CAP_DB = 100.0  # PSNR reported for MSE == 0 (and the ceiling of every PSNR)
-ASR_SSIM_THRESHOLD = 0.9  # paper 003, ASR: a reconstruction with SSIM >= 0.9 is a success
 SSIM_WIN = 7  # scikit-image's default uniform window (gaussian_weights=False)
 _K1, _K2 = 0.01, 0.03  # scikit-image's (and Wang et al. 2004's) stability constants
 _CHUNK_BYTES = 64 * 2**20  # bound on pairwise_ssim's per-block (M, N) result and row buffers
@@ -240,26 +240,6 @@ class MatchResult:
             "mean_psnr_recovered": mean_rec(self.psnr),
             "mean_ssim_all": float(np.mean(np.nan_to_num(self.ssim, nan=0.0))) if n else math.nan,
         }
-
-
-def assign_one_to_one(ssim_matrix: np.ndarray,
-                      threshold: float = ASR_SSIM_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal one-to-one assignment of reconstructions (rows) to true slices (columns) on an
-    SSIM matrix: returns matched (row indices, column indices), ``min(M, N)`` pairs.
-
-    Lexicographic objective: first the most pairs with SSIM >= ``threshold`` (the ASR), then the
-    highest total SSIM among those. Plain maximal total SSIM can trade one success for a larger sum
-    of failures (rows 0.99 / 0.92 and 0.90 / 0.89 give 1 success instead of 2); greedy best-per-
-    slice can credit one reconstruction twice. Each SSIM lies in [-1, 1], so a sum over
-    ``<= min(M, N)`` pairs spans less than ``2 min(M, N)``, and a bonus of ``2 min(M, N) + 1``
-    per success outweighs any difference in total SSIM.
-    """
-    s = np.asarray(ssim_matrix, dtype=np.float64)
-    if s.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    bonus = 2.0 * min(s.shape) + 1.0
-    rows, cols = linear_sum_assignment(s + bonus * (s >= threshold), maximize=True)
-    return rows.astype(np.int64), cols.astype(np.int64)
 
 
 def match_reconstructions(recons: np.ndarray, truth: np.ndarray, threshold: float = 0.9,

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
 
 from fedaudit.defenses.weight_audit.verdict import is_alarm
+from fedaudit.report.intervals import clopper_pearson
 from fedaudit.report.levels import Level, beyond_null
 from fedaudit.report.tables import DASH, NO, YES, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
@@ -29,16 +29,6 @@ TRAP_HIGH = 0.5  # lower 95 % bound of the share of slices recovered, beyond the
 CONTROL_OK = 0.99  # the positive control's mean SSIM (an exact closed form gives ~1)
 MODES = {"gradient": "one SGD step", "local": "configured local training"}
 INITS = {"trap": "trap weights", "binning": "binning"}
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval for k successes in n trials (Clopper & Pearson 1934)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    a = (1 - level) / 2
-    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return lo, hi
 
 
 def _fmt(v: float, digits: int) -> str:

@@ -14,8 +14,7 @@ TRAP_SCENARIOS = TRAP["scenarios"] if TRAP["enabled"] else []
 TRAP_DEFENSE_SCENARIOS = TRAP_SCENARIOS + [
     s
     for s in (SCENARIOS if TRAP["enabled"] else [])
-    if s not in TRAP_SCENARIOS
-    and any(dp_on_update(d["name"]) for d in SCENARIOS[s].defenses)
+    if s not in TRAP_SCENARIOS and any(dp_on_update(d["name"]) for d in SCENARIOS[s].defenses)
 ]
 ATTACKED["trap_weights"] = TRAP_DEFENSE_SCENARIOS
 # 3-D needs one client's own update: under SecAgg+ the server holds only the sum.
@@ -59,7 +58,7 @@ rule trap_weights:
         train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
         centers=TRAIN_CENTERS,
-    threads: config["attacks"]["threads"]
+    threads: EXECUTION["attacks"]["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -89,7 +88,7 @@ rule trap_weights_volumes:
         train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
         centers=TRAIN_CENTERS,
-    threads: config["attacks"]["threads"]
+    threads: EXECUTION["attacks"]["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -119,7 +118,7 @@ rule trap_weights_defenses:
         train=lambda wc: scenario_train(wc.scenario),
         seed=config["seed"],
         centers=TRAIN_CENTERS,
-    threads: config["attacks"]["threads"]
+    threads: EXECUTION["attacks"]["threads"]
     resources:
         mem_mb=4000,
         runtime=20,
@@ -174,9 +173,7 @@ rule table_trap_weights_3d:
 rule table_trap_weights_defenses:
     """Detections on trap rounds and false alarms over every honest round of every scenario."""
     input:
-        defenses=expand(
-            rules.trap_weights_defenses.output.table, scenario=TRAP_DEFENSE_SCENARIOS
-        ),
+        defenses=expand(rules.trap_weights_defenses.output.table, scenario=TRAP_DEFENSE_SCENARIOS),
         histories=expand(rules.train.output.history, scenario=list(SCENARIOS)),
     output:
         **table_outputs("trap_weights_defenses", "report_captions/table_defenses.rst"),
@@ -201,9 +198,11 @@ rule figure_trap_weights:
         examples=lambda wc: expand(
             rules.trap_weights.output.examples, scenario=wc.scenario, trap_mode=TRAP["modes"][0]
         ),
-        volume=lambda wc: expand(rules.trap_weights_volumes.output.example, scenario=wc.scenario)
-        if wc.scenario in TRAP_VOLUME_SCENARIOS
-        else [],
+        volume=lambda wc: (
+            expand(rules.trap_weights_volumes.output.example, scenario=wc.scenario)
+            if wc.scenario in TRAP_VOLUME_SCENARIOS
+            else []
+        ),
     output:
         slices=report(
             f"{FIGURES}/trap_weights_slices_{{scenario}}.png",

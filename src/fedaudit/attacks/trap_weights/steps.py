@@ -28,6 +28,7 @@ from fedaudit.attacks.trap_weights.imprint import reconstruct
 from fedaudit.attacks.trap_weights.matching import match_reconstructions
 from fedaudit.attacks.trap_weights.server import TrapSettings
 from fedaudit.attacks.trap_weights.volumes3d import score_volume
+from fedaudit.catalog import Job
 from fedaudit.defenses.weight_audit.verdict import is_alarm
 from fedaudit.federation.plan import TrainPlan, attacked_plan
 from fedaudit.federation.server_log import load_round, resolve_rounds
@@ -36,10 +37,10 @@ from fedaudit.io import read_json
 from fedaudit.preprocess.outliers import read_excluded
 
 
-def scenario_plan(smk: Any) -> TrainPlan:
+def scenario_plan(job: Job) -> TrainPlan:
     """The attacked scenario's federation, as its train rule built it."""
-    return attacked_plan(smk.params, smk.config, [read_json(f) for f in smk.input.splits],
-                         read_excluded(smk.input.qc_flags))
+    return attacked_plan(job.params, job.config, [read_json(f) for f in job.input.splits],
+                         read_excluded(job.input.qc_flags))
 
 
 def server_state(server_log: str, which: Any) -> tuple[int, list[str], list[np.ndarray]]:
@@ -129,13 +130,13 @@ def round_key(plan: TrainPlan, batch: int, truths: dict[str, np.ndarray]) -> tup
     return (tuple(plan.centers), tuple(min(batch, len(t)) for t in truths.values()))
 
 
-def slices(smk: Any, log: logging.Logger) -> None:
+def slices(job: Job, log: logging.Logger) -> None:
     """Rule trap_weights: paper 002 Table 1's sweep (batch size × federation size) for every
     initialisation, in one training mode (``gradient``: one SGD step; ``local``: the configured
     local training)."""
-    p, wc = smk.params, smk.wildcards
-    base_plan = scenario_plan(smk)
-    rnd, names, arrays = server_state(smk.input.server_log, p.trap["round"])
+    p, wc = job.params, job.wildcards
+    base_plan = scenario_plan(job)
+    rnd, names, arrays = server_state(job.input.server_log, p.trap["round"])
     rows, example = [], {}
     null_memo: dict[tuple[bytes, bytes], int] = {}
     truth_memo: dict[tuple, dict[str, np.ndarray]] = {}
@@ -185,8 +186,8 @@ def slices(smk: Any, log: logging.Logger) -> None:
                                    for r in done), seconds)
     if wc.trap_mode == "gradient":
         rows += positive_control(base_plan, rnd, p.trap, wc.scenario, log)
-    write_csv(pd.DataFrame(rows), smk.output.table, index=False)
-    save_npz(smk.output.examples, compressed=True, **example)
+    write_csv(pd.DataFrame(rows), job.output.table, index=False)
+    save_npz(job.output.examples, compressed=True, **example)
 
 
 def positive_control(plan: TrainPlan, rnd: int, trap: dict[str, Any], scenario: str,
@@ -217,7 +218,7 @@ def positive_control(plan: TrainPlan, rnd: int, trap: dict[str, Any], scenario: 
     return rows
 
 
-def volumes(smk: Any, log: logging.Logger) -> None:
+def volumes(job: Job, log: logging.Logger) -> None:
     """Rule trap_weights_volumes: paper 002 Table 2 -- per client, its first training volume's
     head-containing axial slices sent in order, ``B`` at a time, by the server-supplied
     preprocessing (one trap round per slab, the server engaging that client alone, as paper
@@ -229,9 +230,9 @@ def volumes(smk: Any, log: logging.Logger) -> None:
     from fedaudit.data.slices import axial_slices
     from fedaudit.federation.client import SCTClient
 
-    p, wc = smk.params, smk.wildcards
-    plan = scenario_plan(smk)
-    rnd, names, arrays = server_state(smk.input.server_log, p.trap["round"])
+    p, wc = job.params, job.wildcards
+    plan = scenario_plan(job)
+    rnd, names, arrays = server_state(job.input.server_log, p.trap["round"])
     settings = TrapSettings.from_config(p.trap, init=p.trap["inits"][0], mode="gradient")
     rows, example = [], {}
     for center in plan.centers:
@@ -263,20 +264,20 @@ def volumes(smk: Any, log: logging.Logger) -> None:
                 vol, mask = reassemble_oracle(recovered, depth, true_volume.shape[1:])
                 example = {"truth": true_volume, "oracle": vol, "recovered": mask,
                            "center": np.array(center), "batch_size": np.array(batch)}
-    write_csv(pd.DataFrame(rows), smk.output.table, index=False)
-    save_npz(smk.output.example, compressed=True, **example)
+    write_csv(pd.DataFrame(rows), job.output.table, index=False)
+    save_npz(job.output.example, compressed=True, **example)
 
 
-def defenses(smk: Any, log: logging.Logger) -> None:
+def defenses(job: Job, log: logging.Logger) -> None:
     """Rule trap_weights_defenses: the two client-side defenses against both malicious
     servers, each in a federation that first runs one honest round (so the audit has the model
     before the trap): the architecture check (refuses the round?) and the weight audit (which
     clients raise an alarm?), and what the server recovers when nothing refuses."""
     from dataclasses import replace
 
-    p, wc = smk.params, smk.wildcards
-    plan = scenario_plan(smk)
-    rnd, names, arrays = server_state(smk.input.server_log, p.trap["round"])
+    p, wc = job.params, job.wildcards
+    plan = scenario_plan(job)
+    rnd, names, arrays = server_state(job.input.server_log, p.trap["round"])
     front = TrapSettings.from_config(p.trap, init=p.trap["inits"][0], mode="gradient")
     rows = []
     for server_kind, settings in (("front", front), ("stealth", replace(front,
@@ -321,18 +322,18 @@ def defenses(smk: Any, log: logging.Logger) -> None:
             rows.append(row)
             log.info("%s server vs %s: accepted, %s alarm(s), %s/%s slices recovered",
                      server_kind, defense, row["alarms"], row["recovered"], row["attacked"])
-    write_csv(pd.DataFrame(rows), smk.output.table, index=False)
+    write_csv(pd.DataFrame(rows), job.output.table, index=False)
 
 
-def figure(smk: Any, log: logging.Logger) -> None:
+def figure(job: Job, log: logging.Logger) -> None:
     """Rule figure_trap_weights: paper 002 Figs. 2-3 for one scenario."""
     from fedaudit.attacks.trap_weights.figures import slices_figure
 
-    (examples_file,) = smk.input.examples
+    (examples_file,) = job.input.examples
     examples = load_npz(examples_file)
-    volume = load_npz(smk.input.volume[0]) if smk.input.volume else None
-    threshold = smk.params.threshold
-    slices_figure(examples, smk.output.slices,
-                  f"Trap-weight reconstruction, scenario {smk.wildcards.scenario} (first "
+    volume = load_npz(job.input.volume[0]) if job.input.volume else None
+    threshold = job.params.threshold
+    slices_figure(examples, job.output.slices,
+                  f"Trap-weight reconstruction, scenario {job.wildcards.scenario} (first "
                   "setting of the sweep)", threshold, volume)
-    log.info("figure %s", smk.output.slices)
+    log.info("figure %s", job.output.slices)

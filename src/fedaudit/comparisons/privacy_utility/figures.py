@@ -34,6 +34,13 @@ def _label(row: pd.Series) -> str:
     return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε")
 
 
+def _right_part(x: float, xs: pd.Series) -> bool:
+    """Whether ``x`` lies in the right 40 % of the finite values of ``xs``."""
+    finite = xs[np.isfinite(xs)]
+    lo, hi = float(finite.min()), float(finite.max())
+    return hi > lo and (x - lo) / (hi - lo) > 0.6
+
+
 def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -48,7 +55,9 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
                  if fedmia else ("unet_", "_ssim", "best UNet mean SSIM of the attacks"))),
               ("accuracy", "classifier test accuracy", "classifier_", "_asr",
                "best classifier ASR (SSIM ≥ 0.9)")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    # constrained layout and one legend under both panels: the labels beside the points never
+    # run under a legend or into the other panel
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.8), layout="constrained")
     labels = legend_labels()
     palette = dict(zip(labels, sns.color_palette("colorblind", len(labels)), strict=True))
     # labels of different defenses go to different sides so coinciding points stay legible:
@@ -72,6 +81,10 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
             for _, r in sub.iterrows():
                 if np.isfinite(r["_x"]) and np.isfinite(r["_y"]):
                     dx, dy = offsets.get(defense, (6, 6))
+                    # a point in the right part of the panel is labelled on its left, so the
+                    # label stays inside the panel
+                    if _right_part(r["_x"], frame["_x"]):
+                        dx = -dx
                     ax.annotate(_label(r), (r["_x"], r["_y"]), textcoords="offset points",
                                 xytext=(dx, dy), ha="left" if dx >= 0 else "right",
                                 fontsize=7, color=palette.get(defense))
@@ -80,19 +93,21 @@ def privacy_utility_figure(table: pd.DataFrame, path: str) -> None:
         if missing:
             ax.text(0.02, 0.97, "not plotted (no usable model):\n" + "\n".join(missing),
                     transform=ax.transAxes, va="top", fontsize=7)
+        # the null lines are named in the legend, not beside the line, where a point's label
+        # could fall on them
         if prefix == "fedmia_auc":
-            ax.axhline(0.5, ls="--", color="grey", lw=1)
-            ax.text(ax.get_xlim()[0], 0.5, " chance", fontsize=7, va="bottom", color="grey")
+            ax.axhline(0.5, ls="--", color="grey", lw=1, label="chance (AUC 0.5)")
         if prefix == "unet_" and "null_unet_ssim" in table:
             null = float(table["null_unet_ssim"].max())
-            ax.axhline(null, ls="--", color="grey", lw=1)
-            ax.text(ax.get_xlim()[0], null, " a different slice of the center", fontsize=7,
-                    va="bottom", color="grey")
+            ax.axhline(null, ls="--", color="grey", lw=1,
+                       label="null: a different slice of the center")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_ylim(-0.05, 1.05)
-        # clear of the "not plotted" note (top left) and of the points
-        ax.legend(loc="upper center" if prefix == "classifier_" else "center right", fontsize=7)
+        ax.margins(x=0.12)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=max(len(names), 1), fontsize=8,
+               frameon=False)
     axes[0].set_title("sCT federation (UNet)")
     axes[1].set_title("paper 003's slice classifier (CNN)")
     fig.suptitle("Noise defenses: utility against attack success (one point per noise level)")

@@ -9,6 +9,8 @@ from fedaudit.catalog import ComparisonSpec, TableSpec
 COMPARISON = ComparisonSpec(
     name="privacy_utility", title="Noise defenses: privacy against utility",
     folder=Path(__file__).parent,
+    # the attacks whose rules its own read (their summaries, their scenario lists)
+    requires=("gradinv", "fedmia", "noise_replay"),
     # what it reads of each summary (the rule's inputs), checked before the table is built
     reads={"gradinv": ("scenario", "target", "network", "method", "batch_size", "success",
                        "ssim", "null_ssim"),

@@ -1,7 +1,11 @@
 # The noise defenses' privacy-utility comparison (fedaudit.comparisons.privacy_utility): its
 # table reads the inversion suite's, FedMIA's and the noise replay's summaries and the
 # evaluation's; the figure reads the table. Included after every attack's rules.
+from pathlib import Path
 
+# the noise levels the inversion suite attacks, and those the server's noise replay attacks
+PU_SCENARIOS = ATTACKED["gradinv"]
+PU_REPLAYED = [s for s in PU_SCENARIOS if s in ATTACKED["noise_replay"]]
 
 FIGURE_PRIVACY_UTILITY_SCRIPT = str(
     Path(workflow.basedir) / "workflow" / "scripts" / "figure_privacy_utility.py"
@@ -19,27 +23,21 @@ rule table_privacy_utility:
         gradinv=rules.gradinv_summary.output.table,
         classifier=rules.gradinv_summary.output.classifier,
         quality=rules.eval_summary.output.summary,
-        fedmia=(
-            rules.fedmia_summary.output.table if config["attacks"]["fedmia"]["enabled"] else []
-        ),
+        fedmia=(rules.fedmia_summary.output.table if config["attacks"]["fedmia"]["enabled"] else []),
         # DP-SGD's ε is per client, from the (q, steps) in each client's own record
-        histories=expand(rules.train.output.clients, scenario=GRADINV_SCENARIOS),
-        classifiers=expand(rules.gradinv_classifier.output.folder, scenario=GRADINV_SCENARIOS),
-        # the server's noise replay per noised scenario (fedaudit.attacks.noise_replay); its
-        # rules are included after these, so the files are named when the DAG is built
-        replay=lambda wc: expand(
-            rules.noise_replay.output.table,
-            scenario=[s for s in GRADINV_SCENARIOS if s in NOISE_REPLAY_SCENARIOS],
-        ),
+        histories=expand(rules.train.output.clients, scenario=PU_SCENARIOS),
+        classifiers=expand(rules.gradinv_classifier.output.folder, scenario=PU_SCENARIOS),
+        # the server's noise replay per noised scenario (fedaudit.attacks.noise_replay)
+        replay=expand(rules.noise_replay.output.table, scenario=PU_REPLAYED),
     output:
         **table_outputs("privacy_utility", "report_captions/privacy_utility.rst"),
     log:
         f"{LOGS}/report/table_privacy_utility.log",
     params:
         table="privacy_utility",
-        scenarios={s: SCENARIO_META[s] for s in GRADINV_SCENARIOS},
-        rounds={s: scenario_train(s)["rounds"] for s in GRADINV_SCENARIOS},
-        classifier_rounds=GRADINV["classifier"]["rounds"],
+        scenarios={s: SCENARIO_META[s] for s in PU_SCENARIOS},
+        rounds={s: scenario_train(s)["rounds"] for s in PU_SCENARIOS},
+        classifier_rounds=config["attacks"]["gradinv"]["classifier"]["rounds"],
         # DP-SGD's patient-level bound: every slice of a patient's cube in three orientations
         slices_per_patient=3 * config["preprocess"]["cube"]["size"],
         # a plugin defense's model hook names the UNet a scenario trains
@@ -79,5 +77,5 @@ rule figure_privacy_utility:
         FIGURE_PRIVACY_UTILITY_SCRIPT
 
 
-if GRADINV_SCENARIOS:
+if PU_SCENARIOS:
     register_outputs(tables=["privacy_utility"], figures=rules.figure_privacy_utility.output)

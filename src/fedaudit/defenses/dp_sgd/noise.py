@@ -25,3 +25,10 @@ def reference(settings: Mapping[str, Any]) -> tuple[str, tuple[dict[str, Any], .
     (``groupnorm``, :mod:`fedaudit.defenses.group_norm`), with DP-SGD's ``groups``, so the
     table separates the noise's cost from the architecture's."""
     return "groupnorm", ({"name": "group_norm", "groups": int(settings["groups"])},)
+
+
+def model(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The model DP-SGD trains (``DefenseSpec.model``): the GroupNorm UNet with ``groups``
+    (Opacus has no per-sample gradient under BatchNorm's batch statistics); the same entry as
+    its reference scenario's, so the two train one architecture."""
+    return {"norm": "group", "groups": int(settings["groups"])}

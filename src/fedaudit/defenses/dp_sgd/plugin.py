@@ -17,14 +17,9 @@ from pathlib import Path
 
 from fedaudit.catalog import DefenseSpec, NoiseFamily
 
-# What the defense changes in the agreed model definition: the GroupNorm UNet, the one its
-# reference scenario trains without DP
-GROUP_NORM_MODEL = "fedaudit.defenses.group_norm.plugin:model"
-
-
 DEFENSE = DefenseSpec(
     name="dp_sgd", title="DP-SGD inside the clients (Opacus)", folder=Path(__file__).parent,
-    local_training=".private:local_training", model=GROUP_NORM_MODEL,
+    local_training=".private:local_training", model=".noise:model",
     noise=NoiseFamily(level_key="noise_multiplier", prefix="dpsgd-z", symbol="σ",
                       label="DP-SGD", figure_label="DP-SGD (GroupNorm UNet)", rank=3,
                       where="noise in every local step (sample level)", on_update=False,
