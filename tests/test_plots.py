@@ -394,11 +394,18 @@ def test_the_text_check_sees_a_label_under_a_neighbour_and_a_legend(tmp_path: Pa
     a.text(0.5, 0.5, "under the legend", transform=a.transAxes, ha="center")
     a.text(0.1, 0.9, "twin", transform=a.transAxes)
     a.text(0.1, 0.9, "twin", transform=a.transAxes)
-    im = b.imshow(np.zeros((4, 4)))
-    fig.colorbar(im, ax=a, pad=0.0, fraction=0.5)  # a colour bar squeezed against the panel
     problems = text_overlaps(fig)
     assert "'twin' overlaps 'twin'" in problems
     assert "'under the legend' lies under a legend" in problems
+    plt.close(fig)
+    # the QC montage's old layout: a colour bar beside an image, the next image close by
+    fig, (a, b) = plt.subplots(1, 2, figsize=(4, 2))
+    im = a.imshow(np.zeros((4, 4)), vmin=-1000, vmax=1000)
+    b.imshow(np.zeros((4, 4)))
+    fig.colorbar(im, ax=a, fraction=0.046, pad=0.02, label="HU")
+    problems = text_overlaps(fig)
+    assert "'−1000' reaches into the panel ''" in problems
+    assert "'HU' reaches into the panel ''" in problems
     plt.close(fig)
     fig, ax = plt.subplots(layout="constrained")
     ax.plot([0, 1], [0, 1], label="x")

@@ -128,8 +128,9 @@ def _free_names(rules_file: Path) -> dict[str, int]:
     from snakemake.parser import parse
     from snakemake.sourcecache import LocalSourceFile, SourceCache
 
-    workflow = SimpleNamespace(sourcecache=SourceCache(Path(tempfile.mkdtemp())))
-    tree = ast.parse(parse(LocalSourceFile(str(rules_file)), workflow, {})[0])
+    with tempfile.TemporaryDirectory() as cache:
+        workflow = SimpleNamespace(sourcecache=SourceCache(Path(cache)))
+        tree = ast.parse(parse(LocalSourceFile(str(rules_file)), workflow, {})[0])
     bound, used = set(), {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):

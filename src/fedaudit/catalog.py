@@ -495,7 +495,7 @@ def noise_hook(name: str, hook: str) -> Callable[..., Any] | None:
     """The noise defense ``name``'s ``hook`` (a :class:`NoiseFamily` reference field) as a
     function; None when the family does not set it."""
     spec = noise_spec(name)
-    if spec is None or spec.noise is None:
+    if spec is None:
         raise CatalogError(f"{name!r} is not a noise defense")
     ref = getattr(spec.noise, hook)
     return None if ref is None else resolve(ref, spec.package)
