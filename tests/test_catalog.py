@@ -12,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
 
+from conftest import REPO, run_snakemake
 from fedaudit.catalog import CatalogError, catalog
 from fedaudit.config import ConfigError, load_config, validate_config
+from fedaudit.report.verdict import front_page
 
 TOY = Path(__file__).parent / "plugins" / "loss_threshold"
 
@@ -106,8 +107,43 @@ def test_a_broken_plugin_folder_is_named(tmp_path: Path) -> None:
     (tmp_path / "plugin.py").write_text(
         "from pathlib import Path\nfrom fedaudit.catalog import AttackSpec\n"
         "ATTACK = AttackSpec(name='x', title='x', view='telepathy', folder=Path('.'))\n")
-    with pytest.raises(CatalogError, match="declares view 'telepathy'; known views: server_log"):
+    with pytest.raises(CatalogError, match=f"{tmp_path}: attack 'x' declares view 'telepathy'; "
+                       "known views: server_log, malicious_server, client, trained_model"):
         catalog([tmp_path])
+
+
+def test_a_plugin_registers_its_own_view_and_the_front_page_lists_who_attacks(
+        tmp_path: Path) -> None:
+    """An attacker's view is a catalog entry like any other: a plugin folder may declare one
+    beside the attack that uses it; :meth:`ViewSpec.open` hands over its class; the front page
+    says, per view, what the attacker holds and which attacks ran with it."""
+    folder = tmp_path / "insider"
+    folder.mkdir()
+    (folder / "plugin.py").write_text(
+        "from pathlib import Path\n"
+        "from fedaudit.catalog import AttackSpec, ViewSpec\n"
+        "VIEW = ViewSpec(name='insider', title='Hospital insider', holds='one center\\'s "
+        "files', opens='.plugin:Files')\n"
+        "ATTACK = AttackSpec(name='peek', title='Peek', view='insider', folder=Path('.'))\n"
+        "class Files:\n"
+        "    def __init__(self, center):\n"
+        "        self.center = center\n")
+    cat = catalog([folder])
+    assert list(cat.views) == ["server_log", "malicious_server", "client", "trained_model",
+                               "insider"]
+    assert cat.views["insider"].open("A").center == "A"
+    assert "insider" not in catalog().views  # one study's view does not leak into another's
+    who = cat.attackers(["fedmia", "peek", "evasion", "dlg"])
+    assert [(v.name, [a.name for a in used]) for v, used in who] == [
+        ("server_log", ["fedmia", "dlg"]), ("client", ["evasion"]), ("insider", ["peek"])]
+    page = front_page("Intro.\n\nHow it works.", [], demo=False,
+                      attackers=[(v.title, v.holds, [a.title for a in used])
+                                 for v, used in who])
+    assert "How it works.\n\nThe attackers audited, each with only what it holds:" in page
+    assert "- **Hospital insider** (one center's files): Peek." in page
+    assert ("- **Honest-but-curious server** (every logged round's global model and what each "
+            "client sent back (under SecAgg+ only the masked vectors)): Membership inference "
+            "(FedMIA); Gradient inversion (DLG).") in page
 
 
 @pytest.mark.workflow
@@ -151,6 +187,10 @@ def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
                    strict=True)) == train
     page = (workdir / "results/report/front_page.rst").read_text()
     assert "**Membership by loss threshold (toy)**: baseline: accuracy" in page
+    # who attacks: the toy's attacker holds the deployed model, and only its attack ran
+    assert ("The attackers audited, each with only what it holds:\n\n- **User of the deployed "
+            "model** (the final global model, queried at test time): Membership by loss "
+            "threshold (toy).\n") in page
 
 
 def test_a_comparison_is_one_folder_and_checks_what_it_reads() -> None:

@@ -19,13 +19,11 @@ Built-in plugins live in ``fedaudit/attacks/<name>/``, ``fedaudit/defenses/<name
 called: importing the catalog -- which the config validation does -- loads no torch, Flower or
 pandas.
 
-The views an attack may declare (what its attacker legitimately holds):
-
-- ``server_log``: the honest-but-curious server's log (global model per round, what each client
-  sent; under SecAgg+ the masked vectors), :class:`fedaudit.attacks.views.ServerView`;
-- ``malicious_server``: a server that controls the model it sends (``server`` behaviours);
-- ``client``: one client's own data and the global models it received;
-- ``trained_model``: the final model at test time, :class:`fedaudit.attacks.views.ModelView`.
+Every attack declares the view its attacker holds (``AttackSpec.view``), one of the registered
+:class:`ViewSpec`s: the built-in ones (:mod:`fedaudit.attacks.view_specs`: the honest-but-curious
+server's log, a malicious server, one client, the trained model) or a plugin's own (``VIEW =
+ViewSpec(...)`` in its ``plugin.py``). The front page lists, per view, what it holds and the
+attacks run with it.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_ROOT.parents[1] / "workflow" / "schemas" / "config.schema.yaml"
-VIEWS = ("server_log", "malicious_server", "client", "trained_model")
 # In an attack's ``default_scenarios``: every scenario of the update-noise grid
 # (``scenarios.noise``), so a defense's privacy-utility point is attacked like the baseline.
 NOISE_GRID = "@noise"
@@ -110,6 +107,26 @@ class TableSpec:
     def call(self, what: str, *args: Any, default: Any = None) -> Any:
         ref = getattr(self, what)
         return default if ref is None else resolve(ref, self.package)(*args)
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """What one kind of attacker legitimately holds, and nothing more: an attack's run gets only
+    its view; the ground truth reaches only its scoring step. ``holds`` says what the attacker
+    holds (one phrase, for the front page); ``opens`` is the class that hands it over
+    (``"module:Class"``, relative to the plugin's package; :meth:`open`)."""
+
+    name: str
+    title: str
+    holds: str
+    opens: str | None = None
+    package: str = ""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        """An instance of the view's class (``opens``) for ``args``."""
+        if self.opens is None:
+            raise CatalogError(f"view {self.name!r} names no class that opens it")
+        return resolve(self.opens, self.package)(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -318,24 +335,37 @@ class Catalog:
     servers: dict[str, ServerSpec] = field(default_factory=lambda: {"honest": HONEST})
     tables: dict[str, TableSpec] = field(default_factory=dict)
     comparisons: dict[str, ComparisonSpec] = field(default_factory=dict)
+    views: dict[str, ViewSpec] = field(default_factory=dict)
 
     def add(self, spec: Any, origin: str) -> None:
         kinds = {AttackSpec: self.attacks, ClientAttackSpec: self.client_attacks,
                  DefenseSpec: self.defenses, AggregatorSpec: self.aggregators,
                  ServerSpec: self.servers, TableSpec: self.tables,
-                 ComparisonSpec: self.comparisons}
+                 ComparisonSpec: self.comparisons, ViewSpec: self.views}
         registry = kinds.get(type(spec))
         if registry is None:
             raise CatalogError(f"{origin}: {type(spec).__name__} is not a plugin spec")
         if spec.name in registry and registry[spec.name] != spec:
             raise CatalogError(f"{origin}: a {type(spec).__name__} named {spec.name!r} is "
                                "already registered")
-        if isinstance(spec, AttackSpec) and spec.view not in VIEWS:
-            raise CatalogError(f"{origin}: attack {spec.name!r} declares view {spec.view!r}; "
-                               f"known views: {', '.join(VIEWS)}")
         registry[spec.name] = spec
         for table in getattr(spec, "tables", ()):
             self.add(table, origin)
+
+    def check_views(self, origins: dict[str, str]) -> None:
+        """Every attack declares a registered view (checked once everything is loaded, so a
+        plugin may declare the view its own attack uses); ``origins``: attack -> its folder."""
+        for name, spec in self.attacks.items():
+            if spec.view not in self.views:
+                raise CatalogError(f"{origins.get(name, name)}: attack {name!r} declares view "
+                                   f"{spec.view!r}; known views: {', '.join(self.views)}")
+
+    def attackers(self, attacks: Iterable[str]) -> list[tuple[ViewSpec, list[AttackSpec]]]:
+        """The views of ``attacks`` (catalog names), each with its attacks, in the views'
+        registration order: who attacks with what."""
+        wanted = [self.attacks[a] for a in attacks]
+        return [(view, used) for view in self.views.values()
+                if (used := [a for a in wanted if a.view == view.name])]
 
     def defense_hook(self, scenario: Any, hook: str
                      ) -> tuple[dict[str, Any], DefenseSpec] | None:
@@ -379,8 +409,8 @@ class Catalog:
 _BUILTIN = Catalog()
 _BUILTIN_LOADED = False
 _FOLDERS: dict[str, list[Any]] = {}  # resolved plugin folder -> the specs it registered
-_SPEC_NAMES = ("ATTACK", "CLIENT_ATTACK", "DEFENSE", "AGGREGATOR", "SERVER", "COMPARISON",
-               "TABLES")
+_SPEC_NAMES = ("VIEW", "VIEWS", "ATTACK", "CLIENT_ATTACK", "DEFENSE", "AGGREGATOR", "SERVER",
+               "COMPARISON", "TABLES")
 
 
 def _with_package(spec: Any, package: str) -> Any:
@@ -410,7 +440,8 @@ def _load_builtins() -> None:
     global _BUILTIN_LOADED
     if _BUILTIN_LOADED:
         return
-    modules = ["fedaudit.report.core_tables"]  # quality: the evaluation's table
+    # quality (the evaluation's table) and the attackers' views every attack chooses from
+    modules = ["fedaudit.report.core_tables", "fedaudit.attacks.view_specs"]
     for root in BUILTIN_FOLDERS.values():
         for plugin in sorted(root.glob("*/plugin.py")):
             rel = plugin.parent.relative_to(PACKAGE_ROOT).parts
@@ -451,7 +482,7 @@ def _load_folder(folder: str | Path) -> list[Any]:
     return _FOLDERS[key]
 
 
-_VIEWS: dict[tuple[str, ...], Catalog] = {}  # plugin folders (resolved) -> their catalog
+_CATALOGS: dict[tuple[str, ...], Catalog] = {}  # plugin folders (resolved) -> their catalog
 
 
 def catalog(plugins: Iterable[str | Path] = ()) -> Catalog:
@@ -460,14 +491,17 @@ def catalog(plugins: Iterable[str | Path] = ()) -> Catalog:
     it), and one per set, so one study's plugins never leak into another's."""
     folders = [Path(f) for f in plugins]
     key = tuple(str(f.resolve()) for f in folders)
-    if key in _VIEWS:
-        return _VIEWS[key]
+    if key in _CATALOGS:
+        return _CATALOGS[key]
     _load_builtins()
     out = Catalog(**{k: dict(v) for k, v in vars(_BUILTIN).items()})
+    origins = {}
     for folder in folders:
         for spec in _load_folder(folder):
             out.add(spec, str(folder))
-    _VIEWS[key] = out
+            origins[spec.name] = str(folder)
+    out.check_views(origins)
+    _CATALOGS[key] = out
     return out
 
 

@@ -248,14 +248,17 @@ def closure(roots: Iterable[str | Path], skip: frozenset[str] = PROFILES["run"])
 
 def plugin_roots(folders: Iterable[str | Path]) -> list[Path]:
     """The files of the catalog's plugin folders that count: ``plugin.py`` of a built-in folder
-    (its references are followed), every ``.py`` file of a study's own folder."""
+    (its references are followed), every ``.py`` file of a study's own folder except its
+    tests (``tests/``, ``test_*.py``: no job runs them)."""
     out: list[Path] = []
     for folder in folders:
         folder = Path(folder).resolve()
         if _package_of(folder / "plugin.py") is not None:
             out.append(folder / "plugin.py")
         else:
-            out += sorted(folder.rglob("*.py"))
+            out += sorted(f for f in folder.rglob("*.py")
+                          if not f.name.startswith("test_")
+                          and "tests" not in f.relative_to(folder).parts)
     return out
 
 

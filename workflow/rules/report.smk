@@ -81,6 +81,11 @@ rule front_page:
         ),
         names=REPORT_TABLES,
         demo=DEMO_STUDY,
+        # who attacks with what: per attacker's view, what it holds and the attacks run with it
+        attackers=[
+            (view.title, view.holds, [a.title for a in used])
+            for view, used in CATALOG.attackers(a for a, s in ATTACKED.items() if s)
+        ],
         # what each table's findings read from the config (e.g. the membership verdict's unit,
         # fixed before any result): a param, so changing it re-runs this rule
         settings={

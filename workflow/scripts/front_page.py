@@ -26,7 +26,8 @@ with logged(snakemake) as log:
         findings += spec.call("findings", data[spec.name], p.settings[spec.name], default=[])
     thresholds = [t for spec in specs
                   if (t := spec.call("thresholds", p.settings[spec.name]))]
-    text = verdict.front_page(p.intro, findings, demo=p.demo, thresholds=thresholds)
+    text = verdict.front_page(p.intro, findings, demo=p.demo, thresholds=thresholds,
+                              attackers=p.attackers)
     write_text(text, snakemake.output[0])
     for f in findings:
         log.info("%s [%s]: %s", f.topic, f.level, f.sentence)

@@ -306,6 +306,77 @@ def _optimizer(method: Method, variables: list[torch.Tensor]
         opt, milestones=_lr_milestones(method.evaluations), gamma=0.1)
 
 
+class Watch:
+    """What a caller of :func:`descend` observes of an optimisation; the default observes
+    nothing. DLG's loop (:func:`fedaudit.attacks.dlg.inversion.reconstruct`) records every
+    step's objective, snapshots and log lines through it."""
+
+    def after_step(self, steps: int, value: torch.Tensor | None) -> bool:
+        """Called after every step with its objective (a device tensor, or None); True asks
+        for a finiteness check (and :meth:`kept`) now."""
+        return False
+
+    def finite(self, steps: int) -> list[torch.Tensor]:
+        """Further device booleans that must hold at a check (besides the dummies')."""
+        return []
+
+    def kept(self, steps: int, variables: list[torch.Tensor]) -> None:
+        """The dummies after ``steps`` steps passed a check."""
+
+
+@dataclass
+class Descent:
+    """How one optimisation of the dummies ended: the last dummies known to be finite (after
+    ``good_step`` steps), the steps and objective evaluations made, and whether it stopped on a
+    non-finite value."""
+
+    good: list[torch.Tensor]
+    good_step: int
+    steps: int
+    evaluations: int
+    stopped: bool
+
+
+def descend(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler | None,
+            closure: Callable[[], torch.Tensor], variables: list[torch.Tensor], *,
+            budget: int, evaluations: Callable[[], int], bar: tqdm, box: bool = False,
+            lbfgs_cap: int | None = None, check_every: int = CHECK_EVERY,
+            watch: Watch | None = None) -> Descent:
+    """The optimisation loop every gradient-matching attack runs (DLG and the suite): step the
+    optimiser on ``closure`` (which counts its calls, read by ``evaluations``) until ``budget``
+    evaluations are made, step the schedule, project onto [0, 1] when ``box``, and check the
+    dummies for non-finite values every ``check_every`` steps, at the end and when ``watch``
+    asks -- one host sync per check, not per step; a failed check stops the loop and keeps the
+    last finite dummies. ``lbfgs_cap``: L-BFGS inner iterations per step, capped so a step
+    (up to 1.25 × its iterations in evaluations) stays within the budget left."""
+    watch = watch or Watch()
+    good, good_step, steps = [v.detach().clone() for v in variables], 0, 0
+    while evaluations() < budget:
+        before = evaluations()
+        if lbfgs_cap is not None:
+            left = budget - before
+            opt.param_groups[0]["max_iter"] = max(1, min(lbfgs_cap, left * 4 // 5))
+            opt.param_groups[0]["max_eval"] = left
+        value = opt.step(closure)
+        if sched is not None:
+            sched.step()
+        if box:
+            with torch.no_grad():
+                variables[0].clamp_(0.0, 1.0)
+        steps += 1
+        bar.update(evaluations() - before)
+        if evaluations() == before:  # L-BFGS converged (no evaluation left to make progress)
+            break
+        wanted = watch.after_step(steps, value)
+        if wanted or steps % check_every == 0 or evaluations() >= budget:
+            checks = [torch.isfinite(v).all() for v in variables] + watch.finite(steps)
+            if not bool(torch.stack(checks).all()):
+                return Descent(good, good_step, steps, evaluations(), True)
+            good, good_step = [v.detach().clone() for v in variables], steps
+            watch.kept(steps, variables)
+    return Descent(good, good_step, steps, evaluations(), False)
+
+
 def _restart(problem: _Problem, variables: list[torch.Tensor], bar: tqdm
              ) -> tuple[list[torch.Tensor], int, bool]:
     """One restart's optimisation within ``method.evaluations`` objective evaluations: (the
@@ -322,30 +393,10 @@ def _restart(problem: _Problem, variables: list[torch.Tensor], bar: tqdm
         return value.detach()
 
     opt, sched = _optimizer(method, variables)
-    good = [v.detach().clone() for v in variables]
-    steps = 0
-    while evals < method.evaluations:
-        before = evals
-        if method.optimizer == "lbfgs":
-            # an L-BFGS step may take up to 1.25 × max_iter evaluations: cap it to the rest
-            left = method.evaluations - evals
-            opt.param_groups[0]["max_iter"] = max(1, min(LBFGS_INNER, left * 4 // 5))
-            opt.param_groups[0]["max_eval"] = left
-        opt.step(closure)
-        if sched is not None:
-            sched.step()
-        if method.box:
-            with torch.no_grad():
-                variables[0].clamp_(0.0, 1.0)
-        steps += 1
-        bar.update(evals - before)
-        if evals == before:  # L-BFGS converged (no evaluation left to make progress)
-            break
-        if steps % CHECK_EVERY == 0 or evals >= method.evaluations:
-            if not all(bool(torch.isfinite(v).all()) for v in variables):
-                return good, evals, True
-            good = [v.detach().clone() for v in variables]
-    return good, evals, False
+    done = descend(opt, sched, closure, variables, budget=method.evaluations,
+                   evaluations=lambda: evals, bar=bar, box=method.box,
+                   lbfgs_cap=LBFGS_INNER if method.optimizer == "lbfgs" else None)
+    return done.good, done.evaluations, done.stopped
 
 
 def invert(model: nn.Module, shared: Sequence[torch.Tensor | np.ndarray], method: Method, *,

@@ -1,4 +1,4 @@
-"""What an attacker holds, one class per view an attack declares (:data:`fedaudit.catalog.VIEWS`).
+"""What an attacker holds: the classes behind the views (:mod:`fedaudit.attacks.view_specs`).
 
 An attack's run gets only its view; the ground truth (who trained on what, the true slices) is
 the evaluator's and reaches only its scoring step.

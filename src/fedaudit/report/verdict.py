@@ -28,6 +28,7 @@ two patients is noise, not a finding.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,10 +196,23 @@ def thresholds_text(parts: list[str]) -> str:
             + " Verdict levels: " + rules_text() + ".")
 
 
+def attackers_text(attackers: Sequence[tuple[str, str, Sequence[str]]]) -> list[str]:
+    """Who attacks with what: per attacker's view (title, what it holds, the titles of the
+    attacks run with it), one RST list item."""
+    if not attackers:
+        return []
+    lines = ["The attackers audited, each with only what it holds:", ""]
+    lines += [f"- **{title}** ({holds}): {'; '.join(attacks)}."
+              for title, holds, attacks in attackers]
+    return lines + [""]
+
+
 def front_page(intro_rst: str, findings: list[Finding], *, demo: bool,
-               thresholds: list[str] = ()) -> str:
+               thresholds: list[str] = (),
+               attackers: Sequence[tuple[str, str, Sequence[str]]] = ()) -> str:
     """The report's front page: the introduction's first paragraph (what was audited), the
-    verdict as an RST list, then the rest of the introduction (how the audit works)."""
+    verdict as an RST list, then the rest of the introduction (how the audit works) with the
+    attackers audited (:func:`attackers_text`)."""
     first, _, rest = intro_rst.strip().partition("\n\n")
     lines = [first, "", "Audit verdict", "-------------", ""]
     if any(f.topic == UTILITY_TOPIC and f.level == Level.NO_MODEL for f in findings):
@@ -213,6 +227,7 @@ def front_page(intro_rst: str, findings: list[Finding], *, demo: bool,
     if not findings:
         lines.append("- No attack or scenario results were produced by this configuration.")
     lines += ["", thresholds_text(list(thresholds)), ""]
-    if rest:
-        lines += ["How the audit works", "-------------------", "", rest, ""]
+    if rest or attackers:
+        lines += ["How the audit works", "-------------------", ""]
+        lines += ([rest, ""] if rest else []) + attackers_text(attackers)
     return "\n".join(lines)

@@ -45,8 +45,8 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from fedaudit.attacks.dlg.results import (  # noqa: F401 - part of this module's
     load_result,
     save_result,
 )
-from fedaudit.attacks.gradient_inversion import shared_gradient_on
+from fedaudit.attacks.gradient_inversion import Descent, Watch, descend, shared_gradient_on
 from fedaudit.attacks.views import ServerView
 from fedaudit.catalog import fragment_defaults, schema_defaults
 from fedaudit.data.slices import Volume, load_volume, slice_indices
@@ -216,36 +216,50 @@ def _optimizer(cfg: DLGConfig, variables: list[torch.Tensor]
                              history_size=cfg.history_size), None
 
 
-@dataclass
-class _Trace:
-    """What the loop keeps between check points: the snapshots at ``schedule``'s iterations and
-    the last dummies known to be finite (checked every :data:`CHECK_EVERY` iterations, at each
-    snapshot and log line: one host sync per check, not per iteration)."""
+class _Trace(Watch):
+    """What DLG keeps of the shared loop (:func:`fedaudit.attacks.gradient_inversion.descend`):
+    every iteration's objective (on the device, read only at checks), the snapshots at
+    ``schedule``'s iterations, and a log line every :data:`LOG_EVERY_S` seconds. It asks for a
+    check at each snapshot and log line; the losses since the last check must be finite too."""
 
-    schedule: set[int]
-    snaps: list[np.ndarray] = field(default_factory=list)
-    iterations: list[int] = field(default_factory=list)
-    last_good: tuple[int, list[torch.Tensor]] = (0, [])
-    checked: int = 0
+    def __init__(self, schedule: set[int], n: int, dummy: Callable[[], torch.Tensor],
+                 device: torch.device, name: str, log: logging.Logger | None,
+                 bar: tqdm) -> None:
+        self.schedule, self.n, self.dummy, self.name, self.log, self.bar = (
+            schedule, n, dummy, name, log, bar)
+        self.losses = torch.empty(n, device=device)
+        self.snaps: list[np.ndarray] = []
+        self.iterations: list[int] = []
+        self.checked = 0
+        self.t0 = self.last_log = time.perf_counter()
+        self.want_log = False
+        self.snapshot(0)
 
-    def keep(self, iteration: int, variables: list[torch.Tensor]) -> None:
-        self.last_good = iteration, [v.detach().clone() for v in variables]
-
-    def snapshot(self, iteration: int, image: torch.Tensor) -> None:
+    def snapshot(self, iteration: int) -> None:
         if iteration in self.schedule:
-            self.snaps.append(image.detach().cpu().numpy())
+            self.snaps.append(self.dummy().detach().cpu().numpy())
             self.iterations.append(iteration)
 
-    def check(self, losses: torch.Tensor, done: int, variables: list[torch.Tensor]) -> bool:
-        """Whether the losses since the last check and the dummies are finite; if so, the
-        dummies become the last good ones."""
-        finite = torch.stack([torch.isfinite(losses[self.checked:done]).all()]
-                             + [torch.isfinite(v).all() for v in variables]).all()
-        if not bool(finite):
-            return False
-        self.checked = done
-        self.keep(done, variables)
-        return True
+    def after_step(self, steps: int, value: torch.Tensor | None) -> bool:
+        self.losses[steps - 1] = value
+        now = time.perf_counter()
+        self.want_log = self.log is not None and (now - self.last_log >= LOG_EVERY_S
+                                                  or steps == self.n)
+        return steps in self.schedule or self.want_log
+
+    def finite(self, steps: int) -> list[torch.Tensor]:
+        return [torch.isfinite(self.losses[self.checked:steps]).all()]
+
+    def kept(self, steps: int, variables: list[torch.Tensor]) -> None:
+        self.checked = steps
+        self.snapshot(steps)
+        current = float(self.losses[steps - 1])
+        self.bar.set_postfix(loss=f"{current:.4g}", refresh=False)
+        if self.want_log and self.log is not None:
+            now = time.perf_counter()
+            self.last_log = now
+            self.log.info("DLG %s: iteration %d/%d, gradient-matching loss %.4g, %.2f it/s",
+                          self.name, steps, self.n, current, steps / (now - self.t0))
 
 
 def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarray],
@@ -285,7 +299,11 @@ def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarr
         x = m * vs[0]
         return x, (m * vs[1] + (1 - m) * AIR_UNIT if known_ct is None else known_ct)
 
+    evals = 0
+
     def closure() -> torch.Tensor:
+        nonlocal evals
+        evals += 1
         x, y = dummies(variables)
         objective = gradient_matching_loss(net, x, y, shared, cfg.loss, create_graph=True)
         # Differentiate w.r.t. the dummies only: backward() would also fill the model's .grad,
@@ -296,63 +314,43 @@ def reconstruct(model: nn.Module, shared_grads: Sequence[torch.Tensor | np.ndarr
 
     opt, sched = _optimizer(cfg, variables)
     n = cfg.iterations
-    losses = torch.empty(n, device=dev)  # filled on the device; read only at check points
-    trace = _Trace({int(k) for k in snapshot_schedule(n, cfg.snapshots)})
-    trace.keep(0, variables)
-    trace.snapshot(0, dummies(variables)[0])
-    done, stopped = 0, False
     bar = tqdm(total=n, desc=f"DLG {cfg.optimizer}", file=sys.stderr, mininterval=5.0,
                disable=not progress)
-    t0 = last_log = time.perf_counter()
-    for i in range(n):
-        losses[i] = opt.step(closure)
-        if sched is not None:
-            sched.step()
-        done = i + 1
-        bar.update(1)
-        now = time.perf_counter()
-        want_log = log is not None and (now - last_log >= LOG_EVERY_S or done == n)
-        if not (done in trace.schedule or done % CHECK_EVERY == 0 or want_log or done == n):
-            continue
-        if not trace.check(losses, done, variables):
-            stopped = True
-            break
-        trace.snapshot(done, dummies(variables)[0])
-        current = float(losses[done - 1])
-        bar.set_postfix(loss=f"{current:.4g}", refresh=False)
-        if want_log:
-            last_log = now
-            log.info("DLG %s: iteration %d/%d, gradient-matching loss %.4g, %.2f it/s",
-                     cfg.optimizer, done, n, current, done / (now - t0))
+    trace = _Trace({int(k) for k in snapshot_schedule(n, cfg.snapshots)}, n,
+                   lambda: dummies(variables)[0], dev, cfg.optimizer, log, bar)
+    t0 = time.perf_counter()
+    done = descend(opt, sched, closure, variables, budget=n, evaluations=lambda: evals,
+                   bar=bar, check_every=CHECK_EVERY, watch=trace)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     bar.close()
 
-    if stopped and log is not None:
+    if done.stopped and log is not None:
         log.warning("DLG %s: non-finite objective or dummy by iteration %d; keeping the "
-                    "dummy of iteration %d", cfg.optimizer, done, trace.last_good[0])
-    x_final, ct_final = (t.cpu().numpy() for t in dummies(trace.last_good[1]))
-    return _result(trace, x_final, None if known_ct is not None else ct_final,
-                   losses[:done].cpu().numpy(), seconds, stopped)
+                    "dummy of iteration %d", cfg.optimizer, done.steps, done.good_step)
+    x_final, ct_final = (t.cpu().numpy() for t in dummies(done.good))
+    return _result(trace, done, x_final, None if known_ct is not None else ct_final,
+                   trace.losses[:done.steps].cpu().numpy(), seconds)
 
 
-def _result(trace: _Trace, x_final: np.ndarray, ct_final: np.ndarray | None,
-            losses: np.ndarray, seconds: float, stopped: bool) -> DLGResult:
+def _result(trace: _Trace, done: Descent, x_final: np.ndarray, ct_final: np.ndarray | None,
+            losses: np.ndarray, seconds: float) -> DLGResult:
     """The attack's result from the last finite dummies; a stopped run's final dummy is its
     last snapshot."""
-    final_iteration = trace.last_good[0]
+    final_iteration, stopped = done.good_step, done.stopped
     if stopped and (not trace.iterations or trace.iterations[-1] != final_iteration):
         trace.snaps.append(x_final)
         trace.iterations.append(final_iteration)
-    done = len(losses)
+    done_steps = len(losses)
     return DLGResult(
         reconstruction=x_final.astype(np.float32, copy=False),
         ct_reconstruction=None if ct_final is None else ct_final.astype(np.float32, copy=False),
         snapshots=np.stack(trace.snaps).astype(np.float32, copy=False),
         snapshot_iterations=np.asarray(trace.iterations, dtype=np.int64),
         loss=losses.astype(np.float32, copy=False),
-        seconds=seconds, iterations_per_s=done / seconds if seconds > 0 else float("inf"),
+        seconds=seconds,
+        iterations_per_s=done_steps / seconds if seconds > 0 else float("inf"),
         stopped_early=stopped, final_iteration=int(final_iteration))
 
 

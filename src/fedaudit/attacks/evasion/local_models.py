@@ -16,8 +16,8 @@ received at the start of round R plus the update it computed. Two ways to have i
   local training is re-run with the client's own code (:class:`fedaudit.federation.client.
   SCTClient`, its data, its poisoning if any) from ``w_global^R``. Clients seed numpy, torch
   and Python from (seed, center, round) at the start of every round, so this reproduces Δ_k
-  (on the CPU bit for bit: ``tests/test_evasion.py`` checks it against the log of a clean
-  federation, and against the log minus the client's own noise under Laplace noise).
+  (on the CPU bit for bit: ``tests/test_evasion.py`` in this folder checks it against the log
+  of a clean federation, and against the log minus the client's own noise under Laplace noise).
 
 Parties: the attacker's own local model is its white-box target (it computed it; recomputing
 it is the same computation). The victims' local models and the final global model are the

@@ -35,13 +35,6 @@ ATTACK = AttackSpec(
                                "every other client's local model: MAE, ASR, transfer rate"),
                   category="Integrity", subcategory=SUBCATEGORY,
                   build=".report:build_transfer_table", order=41),
-        TableSpec(name="evasion_dp",
-                  paper="paper 004, §VI",
-                  description=("per federation (baseline, FedMedian, each noise level): the "
-                               "headline attack's white-box ASR against the victims' AASR"),
-                  category="Integrity", subcategory=SUBCATEGORY,
-                  build=".report:build_defense_table", findings=".report:defense_findings",
-                  order=42),
     ))
 
 

@@ -35,7 +35,6 @@ localrules:
     evasion_summary,
     table_evasion,
     table_evasion_transfer,
-    table_evasion_dp,
     figure_evasion_epsilon,
     figure_evasion_alpha,
     figure_evasion_example,
@@ -154,33 +153,6 @@ rule table_evasion_transfer:
         TABLE_SCRIPT
 
 
-rule table_evasion_dp:
-    """Per scenario: the headline attack's white-box ASR against the victims' AASR."""
-    input:
-        rates=rules.evasion_summary.output.rates,
-        models=rules.evasion_summary.output.models,
-        # DP-SGD's ε is per client, from the (q, steps) in each client's own record
-        histories=expand(rules.train.output.clients, scenario=EVASION_SCENARIOS),
-    output:
-        **table_outputs("evasion_dp", "report_captions/dp.rst"),
-    log:
-        f"{LOGS}/report/table_evasion_dp.log",
-    params:
-        table="evasion_dp",
-        scenarios={s: SCENARIO_META[s] for s in EVASION_SCENARIOS},
-        rounds={s: scenario_train(s)["rounds"] for s in EVASION_SCENARIOS},
-        # a plugin defense's model hook names the UNet a scenario trains
-        plugins=config["plugins"],
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        CONDA_ENVS["report"]
-    script:
-        TABLE_SCRIPT
-
-
 rule figure_evasion_epsilon:
     """ASR against ε per attack: the attacker's own model, the global model, the victims."""
     input:
@@ -266,7 +238,7 @@ rule figure_evasion_example:
 if EVASION_SCENARIOS:
     register_outputs(
         outputs=rules.evasion_summary.output,
-        tables=["evasion", "evasion_transfer", "evasion_dp"],
+        tables=["evasion", "evasion_transfer"],
         figures=[
             *rules.figure_evasion_epsilon.output,
             *rules.figure_evasion_alpha.output,

@@ -124,7 +124,8 @@ class DPSGDTraining:
     # Opacus' per-sample Conv2d gradients (opacus 1.6.0, torch 2.13) are wrong when the
     # activations are channels_last: on the UNet every 3x3 convolution with more than one input
     # channel came out with a relative error of about 1 against single-slice backward passes
-    # (tests/test_dp_sgd.py), and the DP-SGD federations did not learn. Contiguous is right.
+    # (tests/test_dp_sgd.py in this folder), and the DP-SGD federations did not learn.
+    # Contiguous is right.
     memory_format = torch.contiguous_format
 
     def __init__(self, settings: dict[str, Any], seed: int) -> None:

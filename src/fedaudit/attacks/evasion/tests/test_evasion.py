@@ -16,6 +16,7 @@ import torch
 import torchattacks
 from fl_study import make_study, tiny_plan
 
+from conftest import REPO
 from fedaudit.attacks.evasion import metrics
 from fedaudit.attacks.evasion.algorithm import (
     Attack,
@@ -29,18 +30,12 @@ from fedaudit.attacks.evasion.algorithm import (
     sct_region_target,
 )
 from fedaudit.attacks.evasion.local_models import last_round_models, log_holds_updates
-from fedaudit.attacks.evasion.report import (
-    attack_table,
-    defense_finding,
-    defense_rows,
-    defense_table,
-    evasion_finding,
-    transfer_table,
-)
+from fedaudit.attacks.evasion.report import attack_table, evasion_finding, transfer_table
 from fedaudit.attacks.evasion.run import Slices, attack_slices, constant_mae, craft_all, score
 from fedaudit.attacks.evasion.sweep import settings_from_config
 from fedaudit.attacks.views import ClientView
 from fedaudit.catalog import catalog, fragment_defaults
+from fedaudit.comparisons.evasion_dp.report import defense_finding, defense_rows, defense_table
 from fedaudit.config import ConfigError, load_config
 from fedaudit.data.slices import Volume
 from fedaudit.defenses.dp_sgd.budget import epsilon as dp_sgd_epsilon
@@ -52,7 +47,6 @@ from fedaudit.models.classifier import DLGConvNet
 from fedaudit.models.unet import UNet2D
 from fedaudit.scenarios import Scenario, noise_name
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = fragment_defaults(catalog().attacks["evasion"].folder)
 
 

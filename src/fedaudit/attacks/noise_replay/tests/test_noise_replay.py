@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
 from fl_study import make_study, tiny_plan
 
+from conftest import REPO
 from fedaudit.attacks.noise_replay import steps
 from fedaudit.attacks.noise_replay.replay import attack_round, replay
 from fedaudit.attacks.noise_replay.report import findings, summarise

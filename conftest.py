@@ -1,5 +1,7 @@
-"""Shared fixtures: the repository root, a tiny-config helper for workflow tests, and one torch
-thread per test worker."""
+"""Shared fixtures of every test -- those in ``tests/`` and a plugin's own beside it
+(``src/fedaudit/<kind>/<name>/tests/``): the repository root, a tiny-config helper for workflow
+tests, and one torch thread per test worker. The shared test helpers (``fl_study``, ``phantoms``)
+live in ``tests/``, put on the import path here so a plugin's tests find them too."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
 
 
 def snakemake_cmd(*args: str) -> list[str]:

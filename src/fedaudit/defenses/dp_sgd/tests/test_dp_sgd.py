@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO
 from fl_study import make_study, tiny_plan
 from torch import nn
 
+from conftest import REPO
 from fedaudit.catalog import catalog
 from fedaudit.config import ConfigError, validate_config
 from fedaudit.data.slices import load_volume

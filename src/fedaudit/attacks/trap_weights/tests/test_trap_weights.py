@@ -13,6 +13,7 @@ import torch
 from fl_study import make_study, tiny_plan
 from skimage.metrics import structural_similarity
 
+from conftest import REPO
 from fedaudit.attacks.trap_weights.harness import (
     run_trap_round,
     split_clients,
@@ -314,4 +315,4 @@ def test_the_local_mode_takes_its_own_sweep_and_the_gradient_mode_the_main_one()
 def yaml_config() -> dict:
     import yaml
 
-    return yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
