@@ -150,7 +150,7 @@ def test_a_plugin_registers_its_own_view_and_the_front_page_lists_who_attacks(
 def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
         workdir: Path) -> None:
     shutil.copytree(TOY, workdir / "plugins" / "loss_threshold")
-    cfg = {"seed": 4, "plugins": ["plugins/loss_threshold"],
+    cfg = {"seed": 4, "seeds": 1, "plugins": ["plugins/loss_threshold"],
            "centers": {"A": {"role": "train", "source": {"type": "demo", "patients": 3}},
                        "B": {"role": "train", "source": {"type": "demo", "patients": 3}},
                        "E": {"role": "external", "source": {"type": "demo", "patients": 1}}},

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
 
+from conftest import REPO, run_snakemake
 from fedaudit.catalog import catalog
 
 # script -> env family (a set where one script serves rules of several families: the plugin
@@ -154,7 +154,7 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
     conda.write_text(FAKE_CONDA.format(python=sys.executable))
     conda.chmod(conda.stat().st_mode | stat.S_IEXEC)
     (fake / "bin" / "activate").write_text(ACTIVATE)
-    cfg = {"seed": 5, "demo": {"resolution_scale": 6.0},
+    cfg = {"seed": 5, "seeds": 1, "demo": {"resolution_scale": 6.0},
            "centers": {"A": {"role": "train", "source": {"type": "demo", "patients": 1}},
                        "E": {"role": "external", "source": {"type": "demo", "patients": 1}}},
            "preprocess": {"threads": 1, "n4": {"shrink": 2, "iterations": [10]},

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
 from fl_study import make_study, tiny_plan
 
+from conftest import REPO
 from fedaudit.config import ConfigError, validate_config
 from fedaudit.defenses.dp_fedavg.budget import epsilon, scenario_epsilon
 from fedaudit.defenses.noise_mod import noise_seed

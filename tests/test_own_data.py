@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import SimpleITK as sitk
 import yaml
-from conftest import REPO, copy_checkout, run_snakemake
 from phantoms import ct_phantom, euler, head_truth_mask, mr_phantom
 
+from conftest import REPO, copy_checkout, run_snakemake
 from fedaudit.config import ConfigError, Study, validate_config
 
 EXAMPLES = REPO / "config" / "examples"

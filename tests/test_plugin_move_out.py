@@ -27,9 +27,10 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import REPO, copy_checkout, run_snakemake
 from test_layers import layer_violations
 from test_workflow import TINY
+
+from conftest import REPO, copy_checkout, run_snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 
+from conftest import REPO
 from fedaudit.config import ConfigError, validate_config
 from fedaudit.scenarios import (
     Scenario,
@@ -28,14 +28,23 @@ def test_demo_runs_the_headline_and_the_full_grid_has_the_papers_27(demo) -> Non
     sc = scenarios_from_config(validate_config(demo))
     assert list(sc) == [
         "baseline", "secagg", "fedmedian", "poison-D-g1.0-fedavg", "poison-D-g1.0-fedmedian",
-        "laplace-b0.0001", "laplace-b0.01", "dp-z1.0", "memorise"]
-    assert evaluated(sc) == list(sc)[:-1]  # the membership control is trained, not evaluated
+        "laplace-b0.0001", "laplace-b0.01", "dp-z1.0", "memorise",
+        # the demo's second training seed (seeds: [42, 43]) repeats the headline ones
+        "baseline-seed43", "secagg-seed43", "fedmedian-seed43", "poison-D-g1.0-fedavg-seed43",
+        "poison-D-g1.0-fedmedian-seed43", "memorise-seed43"]
+    # the membership control (and its replica) is trained, not evaluated
+    assert evaluated(sc) == [n for n in sc if not n.startswith("memorise")]
     assert membership_control(sc) == "memorise" and sc["memorise"].reference is None
     full = copy.deepcopy(demo)
     full["scenarios"].update(yaml.safe_load((REPO / "config" / "demo-full.yaml").read_text())
                              ["scenarios"])
     sc = scenarios_from_config(validate_config(full))
-    assert len(evaluated(sc)) == 27 + 3  # the grid and the demo's three noise levels
+    # the grid and the demo's three noise levels, and the second seed's replicas of the
+    # unpoisoned three and of center A's γ = 1.0 pair
+    assert len([n for n in evaluated(sc) if sc[n].replica_of is None]) == 27 + 3
+    assert [n for n in evaluated(sc) if sc[n].replica_of] == [
+        "baseline-seed43", "secagg-seed43", "fedmedian-seed43",
+        "poison-A-g1.0-fedavg-seed43", "poison-A-g1.0-fedmedian-seed43"]
     s = sc["poison-C-g1.0-fedmedian"]
     assert (s.poison_center, s.gamma, s.aggregation, s.secagg) == ("C", 1.0, "fedmedian", False)
     # each poisoned federation is compared with the clean one using the same aggregation
@@ -55,8 +64,8 @@ def test_the_constant_predictors_name_is_reserved(demo) -> None:
 def test_only_subsets_and_unknown_names_are_errors(demo) -> None:
     cfg = copy.deepcopy(demo)
     cfg["scenarios"]["only"] = ["baseline", "poison-D-g1.0-fedavg"]
-    assert list(scenarios_from_config(validate_config(cfg))) == ["baseline",
-                                                                  "poison-D-g1.0-fedavg"]
+    assert list(scenarios_from_config(validate_config(cfg))) == [
+        "baseline", "poison-D-g1.0-fedavg", "baseline-seed43", "poison-D-g1.0-fedavg-seed43"]
     cfg["scenarios"]["only"] = ["baseline", "poison-Z-g1.0-fedavg"]
     with pytest.raises(ConfigError, match="unknown scenario.*poison-Z-g1.0-fedavg"):
         validate_config(cfg)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import BIN, REPO, run_snakemake
 
 pytestmark = [
@@ -38,6 +39,7 @@ pytestmark = [
 # compute the same numbers.
 CUT = {
     "seed": 3,
+    "seeds": 1,
     "centers": {"A": {"role": "train", "source": {"type": "demo", "patients": 3}},
                 "B": {"role": "train", "source": {"type": "demo", "patients": 3}},
                 "E": {"role": "external", "source": {"type": "demo", "patients": 1}}},

@@ -350,17 +350,17 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
 
     cost = verdict.secagg_cost_finding(quality_table(summary, external=["E"]).data)
     assert "+0.5 HU" in cost.sentence and "center E" in cost.sentence
-    # E's 0.5 HU on 115 HU is under 1 %: no cost; a lower MAE under SecAgg+ is never a cost
-    assert "costs no synthesis quality" in cost.sentence
+    # one training run per federation: no cost is claimed, whatever the difference (the
+    # cross-seed rule is tests/test_seeds.py's)
+    assert cost.sentence.startswith("no cost is claimed: on one training seed")
     better = summary.copy()
     better.loc[(better["scenario"] == "secagg") & (better["center"] == "B"), "mae_mean"] = 90.0
     gain = verdict.secagg_cost_finding(quality_table(better, external=["E"]).data)
-    assert "costs no synthesis quality" in gain.sentence and "-15.0 HU" in gain.sentence
-    assert "lower with SecAgg+" in gain.sentence
+    assert "-15.0 HU" in gain.sentence and "lower with SecAgg+" in gain.sentence
     worse = summary.copy()
     worse.loc[(worse["scenario"] == "secagg") & (worse["center"] == "A"), "mae_mean"] = 121.0
-    assert "a measurable" in verdict.secagg_cost_finding(
-        quality_table(worse, external=["E"]).data).sentence  # +10 %
+    tenth = verdict.secagg_cost_finding(quality_table(worse, external=["E"]).data).sentence
+    assert "+10.0%" in tenth and "no cost is claimed" in tenth  # +10 % on one run
     page = verdict.front_page("Intro.\n\nStages.", [mia, inv, fedavg], demo=True)
     assert page.startswith("Intro.") and "synthetic demo data" in page
     assert page.count("\n- **") == 3

@@ -14,12 +14,15 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
+
 from conftest import REPO, copy_checkout, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
 TINY = {
     "seed": 3,
+    # a second training seed for the federations the SecAgg+, FedMIA and poisoning lines read
+    "seeds": 2,
     "centers": {
         "A": {"role": "train", "source": {"type": "demo", "patients": 3}},
         "B": {"role": "train", "source": {"type": "demo", "patients": 3}},
@@ -38,7 +41,8 @@ TINY = {
                       "max_train_patients": 1, "optimizer": "sgd", "lr": 0.05,
                       "local_epochs": 2}},
                   # one privacy-utility point: DP-FedAvg noised on the clients
-                  "noise": {"dp_fedavg": [0.5]}},
+                  "noise": {"dp_fedavg": [0.5]},
+                  "replicated": ["baseline", "secagg", "poison-A-g1.0-fedavg"]},
     # how the jobs run: one thread each, on the CPU (re-runs nothing when changed)
     "execution": {"train": {"threads": 1, "device": "cpu"}, "evaluate": {"threads": 1},
                   "attacks": {"threads": 1, "device": "cpu"}},
@@ -89,9 +93,12 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     assert counts["qc_table"] == 1 and counts["all"] == 1
     # 3 unpoisoned + the largest center poisoned under FedAvg and FedMedian + 3 noise levels,
     # each trained and evaluated once, beside one constant predictor; the membership control
-    # is trained and attacked, never evaluated
-    assert counts["evaluate"] == 8 and counts["train"] == 9
-    assert counts["fedmia_measure"] == 6  # baseline, secagg, the control, the noise levels
+    # is trained and attacked, never evaluated; the second training seed (seeds: 2) repeats the
+    # five headline federations and the control
+    assert counts["evaluate"] == 8 + 5 and counts["train"] == 9 + 6
+    # baseline, secagg, the control, the noise levels; the second seed's baseline, secagg and
+    # control
+    assert counts["fedmia_measure"] == 6 + 3
     # paper 003's suite: baseline and the 3 noise levels x 2 targets x 4 methods
     assert counts["gradinv"] == 32 and counts["gradinv_classifier"] == 4
     # paper 004's evasion: baseline, FedMedian and the 3 noise levels
@@ -100,7 +107,8 @@ def test_default_config_plans_every_job(workdir: Path) -> None:
     # the full grid is one more config file away
     full = run_snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "config.yaml"),
                          str(REPO / "config" / "demo-full.yaml"))
-    assert _job_counts(full.stdout)["evaluate"] == 27 + 3, full.stderr[-2000:]
+    # (and the second seed's unpoisoned three and center A's γ = 1.0 pair)
+    assert _job_counts(full.stdout)["evaluate"] == 27 + 3 + 5, full.stderr[-2000:]
 
 
 def test_adding_krum_to_the_scenario_lists_needs_no_code(workdir: Path) -> None:
@@ -114,7 +122,8 @@ def test_adding_krum_to_the_scenario_lists_needs_no_code(workdir: Path) -> None:
                         "-p")
     assert res.returncode == 0, res.stderr[-2000:]
     counts = _job_counts(res.stdout)
-    assert counts["train"] == 11 and counts["evaluate"] == 10
+    # and the second training seed's replicas: the 4 unpoisoned, the 3 poisoned, the control
+    assert counts["train"] == 11 + 8 and counts["evaluate"] == 10 + 7
     for path in ("results/train/krum/model.pt", "results/train/poison-D-g1.0-krum/model.pt"):
         assert path in res.stdout
     cfg["aggregations"] = {"krum": {"f": 1}}
@@ -233,7 +242,7 @@ def _check_cache(ck: Path, cfg: dict) -> None:
     # the learning rate: every scenario re-trains, nothing upstream of training re-runs
     # (the membership control sets its own lr, so it is not among them)
     counts = plan(lambda c: c["train"].update(lr=0.002))
-    assert counts["train"] == 4 and counts["evaluate"] == 4, counts
+    assert counts["train"] == 7 and counts["evaluate"] == 7, counts  # 3 of them seed 4's
     # ... and the UNet attacks of the suite (2 scenarios x 4 methods), not its classifiers
     assert counts["gradinv"] == 8 and "gradinv_classifier" not in counts, counts
     # the control's own budget: its training and its FedMIA jobs, no evaluation
@@ -295,8 +304,9 @@ def _check_code(ck: Path, cfg: Path) -> None:
     counts = plan()
     local.write_text(text)
     # every federation (4 scenarios, the control, the suite's 2 classifiers) and what reads them
-    assert counts["train"] == 5 and counts["gradinv_classifier"] == 2, counts
-    assert counts["evaluate"] == 4 and counts["fedmia_measure"] == 4, counts
+    # (and the second seed's baseline, secagg and poisoned federation)
+    assert counts["train"] == 8 and counts["gradinv_classifier"] == 2, counts
+    assert counts["evaluate"] == 7 and counts["fedmia_measure"] == 6, counts
     assert not {"demo_patient", "register", "n4", "finalize", "splits"} & set(counts), counts
     roc = ck / "src/fedaudit/attacks/fedmia/figures.py"
     text = roc.read_text()
@@ -389,10 +399,13 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
                 str(workdir / f"results/preprocessed/{center}/{pid}/mask.nii.gz"))) > 0
             assert np.all(sct[~mask] == -1000.0) and sct.shape == mask.shape
     wil = pd.read_csv(workdir / "results/eval/wilcoxon.csv")
-    assert set(wil["scenario"]) == {"poison-A-g1.0-fedavg", "secagg", "dp-z0.5"}
-    assert set(wil["reference"]) == {"baseline"}
+    # the second training seed's SecAgg+ federation is read against its own seed's baseline
+    assert dict(zip(wil["scenario"], wil["reference"], strict=True)) == {
+        "poison-A-g1.0-fedavg": "baseline", "secagg": "baseline", "dp-z0.5": "baseline",
+        "secagg-seed4": "baseline-seed4", "poison-A-g1.0-fedavg-seed4": "baseline-seed4"}
     summary = pd.read_csv(workdir / "results/eval/summary.csv")
-    assert len(summary) == 5 * 3  # (scenarios + the constant predictor) x evaluated centers
+    # (scenarios + the second seed's three + the constant predictor) x evaluated centers
+    assert len(summary) == 8 * 3
     # the constant predictor: one value everywhere in the head, the training patients' median
     value = json.loads((workdir / "results/eval/constant/constant.json").read_text())["value_hu"]
     def head_hu(folder: Path) -> np.ndarray:
@@ -460,14 +473,21 @@ def _check_report(workdir: Path) -> None:
             assert (workdir / f"results/tables/{name}.{fmt}").stat().st_size > 100, (name, fmt)
     quality = (workdir / "results/tables/quality.md").read_text()
     assert "| E (External) | federation | ✗ |" in quality and "| federation | ✓ |" in quality
+    # the statistic each verdict line reads, fixed in the catalog, stated with its table
+    assert "Primary statistic, the one the verdict reads: the pooled patient-level AUC" in (
+        workdir / "results/tables/membership.md").read_text()
     assert "| constant predictor | – |" in quality
     grid = pd.read_csv(workdir / "results/tables/poisoning.csv")
     assert set(zip(grid["aggregation"], grid["gamma"], grid["poisoned"], strict=True)) == \
         {("fedavg", 1.0, "A")}
     summary = pd.read_csv(workdir / "results/eval/summary.csv").set_index(["scenario", "center"])
+    # both training seeds' runs, each read against its own seed's baseline
+    assert set(zip(grid["run"], grid["seed"], grid["reference"], strict=True)) == {
+        ("poison-A-g1.0-fedavg", 3, "baseline"),
+        ("poison-A-g1.0-fedavg-seed4", 4, "baseline-seed4")}
     for row in grid.itertuples():
-        assert row.mae == pytest.approx(summary.loc[(row.scenario, row.evaluated), "mae_mean"])
-        assert row.reference_mae == pytest.approx(summary.loc[("baseline", row.evaluated),
+        assert row.mae == pytest.approx(summary.loc[(row.run, row.evaluated), "mae_mean"])
+        assert row.reference_mae == pytest.approx(summary.loc[(row.reference, row.evaluated),
                                                               "mae_mean"])
     for fig in FIGURES:
         assert (workdir / f"results/figures/{fig}").stat().st_size > 10_000, fig
@@ -486,6 +506,16 @@ def _check_report(workdir: Path) -> None:
     assert (replay["noise_source"] == "os_entropy").all() and not replay["recovered"].any()
     assert replay["control_recovered"].all() and (replay["removed_share"].abs() < 0.2).all()
     assert "no guarantee against this server" not in front  # no simulation-noise scenario
+    # two training seeds of baseline and secagg: the lines that read them read both, the
+    # costly attacks' lines say they read the first
+    quality = pd.read_csv(workdir / "results/tables/quality.csv")
+    assert set(quality["seed"].dropna()) == {3, 4}
+    lines = {line.split("**: ")[0][4:]: line for line in front.splitlines()
+             if line.startswith("- **")}
+    assert "on 2 training seeds" in lines["Price of SecAgg+"]
+    assert "training seeds" in lines["Membership inference (FedMIA)"]
+    assert "Read on one training seed (3)" in lines["Gradient inversion (DLG)"]
+    assert "Holm" in front
     # under client noise and SecAgg+ the server's files hold no per-client side channel; the
     # clients' own records do
     for private in ("dp-z0.5", "secagg"):
@@ -505,7 +535,7 @@ def _check_report(workdir: Path) -> None:
 
     page = (workdir / "results/report/results.md").read_text()
     assert check_page(page, workdir / "results") == []
-    assert "- Seed: 3" in page and "## Audit verdict" in page and "## runtimes" in page
+    assert "- Seeds: 3, 4" in page and "## Audit verdict" in page and "## runtimes" in page
     assert total["job_minutes"] > 0 and total["wall_minutes"] > 0
     per_rule = runtimes[runtimes.level == "rule"].set_index("name")
     assert per_rule.loc["train", "jobs"] == sum(d.is_dir() for d in
@@ -534,14 +564,17 @@ def _check_report(workdir: Path) -> None:
 def _check_attacks(workdir: Path, split_a: dict, split_b: dict) -> None:
     """FedMIA on baseline and SecAgg+ logs, DLG on baseline: tables, raw arrays, figures."""
     fed = pd.read_csv(workdir / "results/attacks/fedmia/fedmia.csv")
-    assert set(fed["scenario"]) == {"baseline", "secagg", "memo", "dp-z0.5"}
+    # the second training seed's baseline and secagg are attacked too
+    assert set(fed["scenario"]) == {"baseline", "secagg", "memo", "dp-z0.5", "baseline-seed4",
+                                    "secagg-seed4"}
     assert set(fed["target"]) == {"A", "B", "all"}
     assert set(fed["rounds"].astype(str)) == {"1,2"}  # rounds: all
     assert set(fed["unit"]) == {"slice", "batch"}
     # the server's views: client updates; under SecAgg+ masked vectors and the aggregate
     views = fed.groupby("scenario")["view"].agg(set).to_dict()
     assert views == {"baseline": {"update"}, "secagg": {"masked", "aggregate"},
-                     "memo": {"update"}, "dp-z0.5": {"update"}}
+                     "memo": {"update"}, "dp-z0.5": {"update"}, "baseline-seed4": {"update"},
+                     "secagg-seed4": {"masked", "aggregate"}}
     assert fed["auc"].dropna().between(0, 1).all()
     assert fed[fed.scenario == "memo"]["control"].all()
     assert not fed[fed.scenario == "baseline"]["control"].any()
@@ -731,7 +764,7 @@ def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
               "source": {"type": "manifest", "path": str(workdir / "manifest.csv")}},
         "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}},
         # one train center: no SecAgg+ and no FedMIA (both need two)
-        "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}},
+        "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}}, "seeds": 1,
         "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False},
                     "trap_weights": {"enabled": False}}}
     res = run_snakemake(workdir, "--cores", "2", "--keep-going", "--configfile",
@@ -765,7 +798,7 @@ def test_a_swapped_pair_in_the_external_center_is_flagged_and_left_out(workdir: 
     cfg = {**TINY,
            "centers": {"A": TINY["centers"]["A"], "B": TINY["centers"]["B"],
                        "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}},
-           "train": {**TINY["train"], "rounds": 1},
+           "train": {**TINY["train"], "rounds": 1}, "seeds": 1,
            "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}}}
     # targets first: what follows --configfile is read as more config files
     res = run_snakemake(workdir, "results/eval/summary.csv", "--cores", "2", "--configfile",

@@ -102,6 +102,12 @@ class TableSpec:
     settings: str | None = None
     thresholds: str | None = None
     order: int = 50
+    # its findings read every training seed (config ``seeds``); the others read the first seed's
+    # federations and the front page says so on their lines
+    seeds: bool = False
+    # the one statistic its verdict line reads, fixed before any result (said in the table's
+    # notes and on the outputs page)
+    primary: str = ""
     package: str = ""
 
     def call(self, what: str, *args: Any, default: Any = None) -> Any:

@@ -245,6 +245,12 @@ def _check_semantics(config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"invalid FedAudit config:\n  - config key 'centers.{unknown[0]}.source': demo "
                 f"data exists for centers {', '.join(sorted(CENTER_PROFILES))} only")
+    seeds = config["seeds"]
+    if isinstance(seeds, list) and seeds[0] != config["seed"]:
+        raise ConfigError(f"invalid FedAudit config:\n  - config key 'seeds': {seeds} must "
+                          f"start with the study's seed (seed: {config['seed']}), which also "
+                          "draws the demo data and the splits; e.g. --config "
+                          f"seed={seeds[0]}, or a count: seeds={len(seeds)}")
     size = config["preprocess"]["cube"]["size"]
     if size % 16:
         raise ConfigError("invalid FedAudit config:\n  - config key 'preprocess.cube.size': "

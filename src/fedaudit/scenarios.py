@@ -120,6 +120,10 @@ class Scenario:
     # control's memorising budget); a control is trained and attacked but not evaluated.
     train: dict[str, Any] | None = None
     control: str | None = None  # "membership": the FedMIA positive control
+    # A replica (config ``seeds``): the same federation trained with another seed; None: the
+    # study's seed. ``replica_of`` names the scenario it repeats.
+    seed: int | None = None
+    replica_of: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -478,6 +482,71 @@ def _only(config: dict[str, Any], out: dict[str, Scenario]) -> dict[str, Scenari
     return {n: out[n] for n in out if n in only}
 
 
+def training_seeds(config: dict[str, Any]) -> list[int]:
+    """The config's training seeds, the study's ``seed`` first: ``seeds`` null -> [seed]; a
+    count N -> seed, seed + 1, ..., seed + N - 1 (so overriding ``seed`` alone moves them all);
+    a list as given (the config check makes sure it starts with ``seed``)."""
+    seed, seeds = int(config["seed"]), config.get("seeds")
+    if seeds is None:
+        return [seed]
+    if isinstance(seeds, int):
+        return [seed + i for i in range(seeds)]
+    return [int(s) for s in seeds]
+
+
+def replica_name(name: str, seed: int) -> str:
+    """``baseline`` trained with seed 43 -> ``baseline-seed43``."""
+    return f"{name}-seed{int(seed)}"
+
+
+def _headline(study: _Study, out: dict[str, Scenario]) -> list[str]:
+    """The scenarios every verdict line reads: the unpoisoned federations, the poisoning
+    grid's largest γ for its first poisoned center under every aggregation (the poisoned
+    pair of the demo), and the membership control."""
+    names = [n for n in _unpoisoned_names(study) if n in out]
+    poisoned = [s for s in out.values() if s.poison_center is not None and s.control is None
+                and s.name == poison_name(s.poison_center, s.gamma, s.aggregation)]
+    if poisoned:
+        first = poisoned[0].poison_center
+        top = max(s.gamma for s in poisoned if s.poison_center == first)
+        names += [s.name for s in poisoned if s.poison_center == first and s.gamma == top]
+    return names + [n for n, s in out.items() if s.control is not None]
+
+
+def _replicas(study: _Study, out: dict[str, Scenario]) -> dict[str, Scenario]:
+    """``seeds``: every replicated scenario once more per further seed, on the same data; a
+    replica's reference is its reference's replica of the same seed where there is one."""
+    seeds = training_seeds(study.config)
+    wanted = study.config["scenarios"]["replicated"]
+    names = _headline(study, out) if wanted is None else list(wanted)
+    unknown = [n for n in names if n not in out]
+    if unknown and wanted is not None:
+        raise ScenarioError(f"config key 'scenarios.replicated': unknown scenario(s) "
+                            f"{', '.join(unknown)} (known: {', '.join(out)})")
+    replicated = [n for n in names if n in out]
+    extra = {}
+    for seed in seeds[1:]:
+        for name in replicated:
+            new = replica_name(name, seed)
+            if new in out or new in RESERVED:
+                raise ScenarioError(f"config key 'seeds': replica {new!r} of {name!r} is "
+                                    "already a scenario's name")
+            ref = out[name].reference
+            ref = replica_name(ref, seed) if ref in replicated else ref
+            extra[new] = replace(out[name], name=new, seed=int(seed), replica_of=name,
+                                 reference=ref)
+    return extra
+
+
+def replicas(scenarios: dict[str, Scenario], names: Iterable[str]) -> list[str]:
+    """``names`` and, after each, its replicas among ``scenarios`` (the order of the seeds)."""
+    out = []
+    for name in names:
+        out.append(name)
+        out += [n for n, s in scenarios.items() if s.replica_of == name]
+    return out
+
+
 def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
     """All scenarios of a validated config, in a stable order (unpoisoned, poisoning grid,
     noise grid, custom, the membership control); raises ScenarioError if invalid. One
@@ -491,7 +560,9 @@ def scenarios_from_config(config: dict[str, Any]) -> dict[str, Scenario]:
     builtin = [n for n in _unpoisoned_names(study) if n in out]
     out = _with_references(out, builtin)
     out.update(_membership_control(study, out))
-    return _only(config, _watched(study, out))
+    out = _only(config, _watched(study, out))
+    out.update(_replicas(study, out))
+    return out
 
 
 def result_settings(train: dict[str, Any], scenario: Scenario) -> dict[str, Any]:

@@ -108,8 +108,10 @@ from fedaudit.scenarios import (  # noqa: E402
     is_noise,
     evaluated,
     membership_control,
+    replicas,
     result_settings,
     scenarios_from_config,
+    training_seeds,
 )
 from fedaudit.federation.aggregation import trims_to_median  # noqa: E402
 
@@ -128,6 +130,25 @@ SCENARIOS = scenarios_from_config(config)
 EVALUATED = evaluated(SCENARIOS)
 MEMBERSHIP_CONTROL = membership_control(SCENARIOS)
 TRAIN_CENTERS = STUDY.centers("train")
+# the training seeds of the replicated federations, the study's seed first (config seeds)
+TRAINING_SEEDS = training_seeds(config)
+
+
+def with_replicas(names):
+    """``names`` and, after each, its replicas of the config's further ``seeds`` (an attack
+    that reads every seed: FedMIA)."""
+    return replicas(SCENARIOS, names)
+
+
+def seed_runs(name):
+    """A federation's training runs, (seed, scenario), the study's seed first; None without
+    the config's ``seeds`` (one run per federation): a table's param, so the tables of a
+    one-seed study stay as they were."""
+    if config["seeds"] is None:
+        return None
+    return [(TRAINING_SEEDS[0], name)] + [
+        (SCENARIOS[r].seed, r) for r in replicas(SCENARIOS, [name])[1:]
+    ]
 
 
 def preprocessed(center, patient):

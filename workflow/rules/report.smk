@@ -24,6 +24,12 @@ rule table_quality:
         plain=PLAIN,
         secure=SECURE,
         external=EXTERNAL_CENTERS,
+        # each federation's runs, one per training seed (config seeds; None: one run)
+        seeds=(
+            None
+            if config["seeds"] is None
+            else {n: seed_runs(n) for n in (PLAIN, SECURE) if n is not None}
+        ),
     threads: 1
     resources:
         mem_mb=1000,
@@ -81,6 +87,8 @@ rule front_page:
         ),
         names=REPORT_TABLES,
         demo=DEMO_STUDY,
+        # the training seeds (config seeds): a line that reads only the first says so
+        seeds=TRAINING_SEEDS,
         # who attacks with what: per attacker's view, what it holds and the attacks run with it
         attackers=[
             (view.title, view.holds, [a.title for a in used])
@@ -156,7 +164,7 @@ rule results_page:
         f"{LOGS}/report/results_page.log",
     params:
         names=REPORT_TABLES + ["runtimes"],
-        seeds=[config["seed"]],
+        seeds=TRAINING_SEEDS,
         demo=DEMO_STUDY,
     threads: 1
     resources:

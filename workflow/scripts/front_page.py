@@ -22,8 +22,14 @@ with logged(snakemake) as log:
                 for f in spec.call("gate", data[spec.name], p.settings[spec.name], default=[])]
     flags = json.loads(Path(snakemake.input.qc_flags).read_text(encoding="utf-8"))
     findings.append(verdict.data_quality_finding(flags))
+    seeds = list(p.seeds)
     for spec in specs:
-        findings += spec.call("findings", data[spec.name], p.settings[spec.name], default=[])
+        found = spec.call("findings", data[spec.name], p.settings[spec.name], default=[])
+        # with several training seeds, the lines of a table that reads one say which
+        findings += (found if spec.seeds or len(seeds) == 1
+                     else [verdict.one_seed(f, seeds[0]) for f in found])
+    # significance claims corrected for their number across the page (Holm)
+    findings = verdict.holm_corrected(findings)
     thresholds = [t for spec in specs
                   if (t := spec.call("thresholds", p.settings[spec.name]))]
     text = verdict.front_page(p.intro, findings, demo=p.demo, thresholds=thresholds,

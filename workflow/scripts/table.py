@@ -9,6 +9,8 @@ with logged(snakemake) as log:
 
     spec = catalog(snakemake.config["plugins"]).tables[snakemake.params.table]
     table = spec.call("build", snakemake.input, snakemake.params)
+    if spec.primary:  # fixed in the catalog before any result, stated with every table
+        table.notes.append(f"Primary statistic, the one the verdict reads: {spec.primary}.")
     write_table(table, {fmt: snakemake.output[fmt] for fmt in FORMATS})
     log.info("%s:\n%s", table.title, "\n".join(b.frame.to_string(index=False)
                                                for b in table.blocks))

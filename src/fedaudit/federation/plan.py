@@ -179,7 +179,11 @@ def plan_from_config(train: dict[str, Any], scenario: Scenario, splits: dict[str
     run runs; None: the schema's defaults), the training centers' split records
     (``splits``: center -> record, in config order) and the patients QC excluded
     (``(center, patient)`` pairs, dropped from their center's lists). The aggregation rule's
-    parameters and the defenses' settings travel in ``scenario``."""
+    parameters and the defenses' settings travel in ``scenario``, and so does a replica's own
+    training seed (config ``seeds``), which replaces ``seed``: every job that rebuilds the plan
+    (an attack re-running a client) then trains with the seed the federation trained with."""
+    if scenario.seed is not None:
+        seed = scenario.seed
     t = {**train, **(_EXEC if execution is None else execution)}
     root = Path(preprocessed_root)
     clients = []

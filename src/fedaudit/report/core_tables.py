@@ -15,7 +15,9 @@ TABLES = [TableSpec(name="quality",
                                  "constant's"),
                     category="Training", subcategory="Synthesis quality",
                     build=".core_tables:quality_table", gate=".core_tables:utility_gate",
-                    findings=".core_tables:secagg_cost", order=100),
+                    findings=".core_tables:secagg_cost", order=100, seeds=True,
+                    primary=("the federation's MAE ÷ the constant predictor's on its worst "
+                             "center (the utility gate), every training seed")),
           TableSpec(name="runtimes",
                     description=("where the run's time went: job-minutes, wall span, CPU and peak "
                                  "memory per rule and per scenario, from every job's benchmark "
@@ -29,8 +31,11 @@ def quality_table(inputs: Any, params: Any) -> Any:
 
     from fedaudit.report import tables
 
+    seeds = getattr(params, "seeds", None)
     return tables.quality_table(pd.read_csv(inputs.summary), plain=params.plain,
-                                secagg=params.secure, external=params.external)
+                                secagg=params.secure, external=params.external,
+                                seeds=None if seeds is None else
+                                {k: [tuple(r) for r in v] for k, v in dict(seeds).items()})
 
 
 def utility_gate(data: Any, settings: dict[str, Any]) -> list[Any]:

@@ -7,7 +7,7 @@ distribution's quantiles. A verdict reads its lower end (CONTRIBUTING.md, "Findi
 
 from __future__ import annotations
 
-from scipy.stats import beta
+from scipy.stats import beta, binom
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -19,3 +19,13 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
     hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
     return lo, hi
+
+
+def binomial_tail(k: int, n: int, p0: float) -> float:
+    """The one-sided p-value of ``k`` or more successes in ``n`` trials when each succeeds with
+    the null's probability ``p0``: P(X ≥ k), X ~ Binomial(n, p0) (the exact binomial test,
+    Clopper & Pearson's dual); 1 when ``n`` is 0."""
+    if n == 0 or k <= 0:
+        return 1.0
+    p0 = min(max(float(p0), 0.0), 1.0)
+    return float(binom.sf(k - 1, n, p0))

@@ -24,6 +24,7 @@ attack must succeed. The levels say which of those held:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -78,3 +79,35 @@ def beyond_null(margin: float, high: float) -> Level | None:
 def rules_text() -> str:
     """The levels and their rules, one line for the report."""
     return "; ".join(f"{level.value}: {RULES[level]}" for level in Level)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the verdict: its topic, its level (:class:`~fedaudit.report.levels.Level`,
+    a level's name is accepted) and the numbers behind it. ``power`` says why the test could
+    have seen an effect; a level that claims the model held (:data:`NEEDS_POWER`) must give
+    it."""
+
+    topic: str
+    level: Level
+    sentence: str
+    power: str = ""
+    # A significance claim's one-sided p-value against its null (NaN: the line claims no
+    # significance); the front page corrects these for their number (Holm).
+    p_value: float = float("nan")
+
+    def __post_init__(self) -> None:
+        try:
+            level = Level(self.level)
+        except ValueError:
+            raise ValueError(f"finding {self.topic!r}: level {self.level!r} is not a verdict "
+                             f"level ({', '.join(v.value for v in Level)})") from None
+        object.__setattr__(self, "level", level)
+        if level in NEEDS_POWER and not self.power.strip():
+            raise ValueError(f"finding {self.topic!r}: a {level.value!r} finding states the "
+                             "test's power (power=...)")
+
+    @property
+    def text(self) -> str:
+        """The sentence, with the test's power when it has one."""
+        return self.sentence + (f" Power: {self.power}" if self.power else "")

@@ -83,8 +83,8 @@ def build_outputs_page(cat: Catalog) -> str:
         "Each is `results/tables/<name>.{csv,md,tex,html}` and a section of the report. Which "
         "ones a run makes depends on its configuration.",
         "",
-        "| table | report category | published counterpart | what |",
-        "|---|---|---|---|",
+        "| table | report category | published counterpart | what | primary statistic |",
+        "|---|---|---|---|---|",
     ]
     specs = sorted(cat.tables.values(), key=lambda t: (t.category, t.order, t.name))
     missing = [t.name for t in specs if not t.description]
@@ -92,8 +92,8 @@ def build_outputs_page(cat: Catalog) -> str:
         raise ValueError(f"table(s) {', '.join(missing)} declare no description (TableSpec."
                          "description): the outputs page would not say what they hold")
     lines += [f"| [`{t.name}`](results-demo.md#{t.name}) | {_cell(t.category)} — "
-              f"{_cell(t.subcategory)} | {_cell(t.paper)} | {_cell(t.description)} |"
-              for t in specs]
+              f"{_cell(t.subcategory)} | {_cell(t.paper)} | {_cell(t.description)} | "
+              f"{_cell(t.primary)} |" for t in specs]
     return "\n".join(lines) + "\n"
 
 

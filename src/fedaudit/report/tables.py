@@ -102,12 +102,19 @@ CONSTANT_LABEL = "constant predictor"
 
 
 def quality_table(summary: pd.DataFrame, *, plain: str = "baseline", secagg: str | None = "secagg",
-                  external: Sequence[str] = (), constant: str | None = "constant") -> Table:
+                  external: Sequence[str] = (), constant: str | None = "constant",
+                  seeds: Mapping[str, Sequence[tuple[int, str]]] | None = None) -> Table:
     """Paper 000 Table 2 from ``eval/summary.csv``: per evaluated center a row for the federation
     without SecAgg+ (``plain``), one with it (``secagg``, if it was run) and, as the reference a
     reader checks first, one for the ``constant`` predictor
     (:mod:`fedaudit.evaluation.reference`), with each federation's MAE divided by the
-    constant's (below 1: the federation beats predicting one HU everywhere in the head)."""
+    constant's (below 1: the federation beats predicting one HU everywhere in the head).
+
+    ``seeds``: per federation its training runs, (seed, scenario name), the study's seed first
+    (config ``seeds``; None: one run). The rows show the first seed's mean ± sd over patients
+    and, with several seeds, the range of the MAE over them; the data holds every seed's
+    numbers (``seed``: the training seed, ``run``: the scenario trained with it, ``scenario``:
+    the federation it repeats), which the verdict reads across seeds."""
     need(summary, ["scenario", "center", "n"] + [f"{m}_{s}" for m, _, _ in QUALITY_METRICS
                                                   for s in ("mean", "sd")], "eval summary")
     runs = [(plain, False)] + ([(secagg, True)] if secagg else [])
@@ -116,38 +123,64 @@ def quality_table(summary: pd.DataFrame, *, plain: str = "baseline", secagg: str
             raise TableError(f"eval summary has no rows for scenario {name!r}")
     centers = list(dict.fromkeys(summary[summary["scenario"] == plain]["center"]))
     ref = _summary_rows(summary, constant)["mae_mean"] if constant else pd.Series(dtype=float)
+    runs_of = {name: [(s, r) for s, r in (seeds or {}).get(name, [(None, name)])
+                      if (summary["scenario"] == r).any()] for name, _ in runs}
+    several = any(len(v) > 1 for v in runs_of.values())
     data, rows = [], []
     for center in centers:
         lines = [(name, "federation", YES if sa else NO, sa) for name, sa in runs]
         if constant:
             lines.append((constant, CONSTANT_LABEL, DASH, None))
         for i, (name, model, mark, with_secagg) in enumerate(lines):
-            rec = _summary_rows(summary, name).loc[center]
+            trained = runs_of.get(name, [(None, name)])
+            rec = _summary_rows(summary, trained[0][1]).loc[center]
             row = {"Center": center_label(center, external) if i == 0 else "", "Model": model,
                    "SecAgg+": mark}
             for m, label, digits in QUALITY_METRICS:
                 row[label] = mean_sd(rec[f"{m}_mean"], rec[f"{m}_sd"], digits)
-                data.append({"center": center, "scenario": name, "secagg": with_secagg,
-                             "metric": m, "mean": float(rec[f"{m}_mean"]),
-                             "sd": float(rec[f"{m}_sd"]), "n": int(rec["n"])})
+            for seed, run in trained:
+                data += _quality_rows(_summary_rows(summary, run).loc[center], center, name,
+                                      with_secagg, seed, run,
+                                      float(ref[center]) if constant and name != constant
+                                      and center in ref.index else None)
             if constant:
                 ratio = (float(rec["mae_mean"]) / float(ref[center])
                          if name != constant and center in ref.index else np.nan)
                 row["MAE ÷ constant"] = f"{ratio:.2f}" if np.isfinite(ratio) else DASH
-                if name != constant:
-                    data.append({"center": center, "scenario": name, "secagg": with_secagg,
-                                 "metric": "mae_vs_constant", "mean": ratio, "sd": np.nan,
-                                 "n": int(rec["n"])})
+            if several:
+                maes = [float(_summary_rows(summary, r).loc[center, "mae_mean"])
+                        for _, r in trained]
+                row["MAE over seeds (HU)"] = (DASH if name == constant else
+                                              f"{min(maes):.1f}–{max(maes):.1f} "
+                                              f"({len(maes)} seeds)")
             row["n"] = str(int(rec["n"]))
             rows.append(row)
     notes = ["Mean ± sd over each center's test patients (A-D test splits, all of the external "
              "center); n = patients. MAE, PSNR, SSIM as defined by SynthRAD2023."]
+    if several:
+        first = next(iter(runs_of.values()))[0][0]
+        notes.append(f"Each federation trained once per seed on the same patients: the columns "
+                     f"give seed {first}'s run, the range column the MAE of every seed's run.")
     if constant:
         notes.append("Constant predictor: the training patients' median in-mask HU everywhere "
                      "in the head, scored on the same patients; MAE ÷ constant below 1 means "
                      "the federation beats it.")
     return Table("quality", "Synthesis quality without and with SecAgg+ (paper 000 Table 2)",
                  pd.DataFrame(data), [Block(pd.DataFrame(rows))], notes)
+
+
+def _quality_rows(rec: pd.Series, center: str, name: str, with_secagg: bool | None,
+                  seed: int | None, run: str, constant_mae: float | None) -> list[dict]:
+    """The tidy rows of one run (``run``, trained with ``seed``) of federation ``name`` on one
+    center: each metric and, beside a constant predictor, MAE ÷ its MAE."""
+    head = {"center": center, "scenario": name, "secagg": with_secagg}
+    tail = {"n": int(rec["n"])} | ({} if seed is None else {"seed": seed, "run": run})
+    out = [{**head, "metric": m, "mean": float(rec[f"{m}_mean"]), "sd": float(rec[f"{m}_sd"]),
+            **tail} for m, _, _ in QUALITY_METRICS]
+    if constant_mae is not None:
+        out.append({**head, "metric": "mae_vs_constant",
+                    "mean": float(rec["mae_mean"]) / constant_mae, "sd": np.nan, **tail})
+    return out
 
 
 # -- Table 3 ---------------------------------------------------------------------------------
@@ -157,11 +190,17 @@ GRID_COLUMNS = ("aggregation", "gamma", "poisoned", "evaluated", "scenario", "n"
 
 
 def poisoning_grid(summary: pd.DataFrame, wilcoxon: pd.DataFrame,
-                   scenarios: Mapping[str, Scenario]) -> pd.DataFrame:
+                   scenarios: Mapping[str, Scenario], study_seed: int | None = None
+                   ) -> pd.DataFrame:
     """Tidy Table 3: one row per poisoned scenario and evaluated center with its MAE, the MAE of
     its no-poisoning reference (same aggregation), the paired Wilcoxon p-value against it, and
     ``better`` = this aggregation has the lowest MAE of all aggregations run for the same
-    (poisoned center, γ, evaluated center); ties mark none."""
+    (poisoned center, γ, evaluated center) and training seed; ties mark none.
+
+    With replicas among ``scenarios`` (config ``seeds``) every row also names its training
+    ``seed`` (``study_seed`` for the first run) and ``run`` (the scenario trained), and
+    ``scenario`` the federation it repeats."""
+    seeded = any(s.replica_of is not None for s in scenarios.values())
     need(summary, ["scenario", "center", "n", "mae_mean", "mae_sd"], "eval summary")
     need(wilcoxon, ["scenario", "center", "metric", "p_value"], "Wilcoxon table")
     mae_p = wilcoxon[wilcoxon["metric"] == "mae"].set_index(["scenario", "center"])["p_value"]
@@ -184,11 +223,15 @@ def poisoning_grid(summary: pd.DataFrame, wilcoxon: pd.DataFrame,
                 "reference_mae_sd": float(ref.loc[center, "mae_sd"]) if has_ref else np.nan,
                 "p_value": float(mae_p.get((s.name, center), np.nan)),
             })
-    grid = pd.DataFrame(rows, columns=list(GRID_COLUMNS[:-1]))
+            if seeded:
+                rows[-1].update(scenario=s.replica_of or s.name, run=s.name,
+                                seed=s.seed if s.seed is not None else study_seed)
+    columns = list(GRID_COLUMNS[:-1]) + (["run", "seed"] if seeded else [])
+    grid = pd.DataFrame(rows, columns=columns)
     if grid.empty:
         grid["better"] = pd.Series(dtype=bool)
         return grid
-    keys = ["gamma", "poisoned", "evaluated"]
+    keys = ["gamma", "poisoned", "evaluated"] + (["seed"] if seeded else [])
     best = grid.groupby(keys)["mae"].transform("min")
     n_best = grid.assign(is_min=grid["mae"] == best).groupby(keys)["is_min"].transform("sum")
     n_aggs = grid.groupby(keys)["aggregation"].transform("nunique")
@@ -209,6 +252,10 @@ def poisoning_table(grid: pd.DataFrame, summary: pd.DataFrame,
     (:func:`fedaudit.federation.aggregation.trims_to_median`), which a note then says."""
     if grid.empty:
         raise TableError("no poisoned scenario was run: the poisoning table is empty")
+    data, seeds = grid, []
+    if "seed" in grid.columns:  # several training seeds: the blocks show the study's seed
+        seeds = list(dict.fromkeys(int(v) for v in grid["seed"]))
+        grid = grid[grid["seed"] == seeds[0]]
     evaluated = sorted(grid["evaluated"].unique(), key=lambda c: (c in external, c))
     labels = [center_label(c, external) for c in evaluated]
     blocks = []
@@ -253,5 +300,9 @@ def poisoning_table(grid: pd.DataFrame, summary: pd.DataFrame,
     if trimmed_is_median and "trimmed_mean" in set(grid["aggregation"]):
         notes.append("Trimmed mean: with this many clients and aggregations.trimmed_mean.beta "
                      "it trims all but the middle value(s), so it is exactly FedMedian here.")
+    if len(seeds) > 1:
+        notes.append(f"Each federation trained once per seed ({', '.join(map(str, seeds))}) on "
+                     f"the same patients: the blocks show seed {seeds[0]}'s runs; the CSV holds "
+                     "every seed's, which the verdict reads.")
     return Table("poisoning", "Data poisoning: MAE under FedAvg and FedMedian "
-                 "(paper 000 Table 3)", grid, blocks, notes)
+                 "(paper 000 Table 3)", data, blocks, notes)

@@ -29,12 +29,20 @@ two patients is noise, not a finding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from fedaudit.report.levels import NEEDS_POWER, Level, rules_text
+from fedaudit.report.levels import Finding, Level, rules_text
+from fedaudit.report.seeds import (
+    across_seeds,
+    beyond_spread,
+    by_seed,
+    holm,
+    range_text,
+    spread,
+)
 from fedaudit.report.tables import pretty_aggregation
 
 # A federation whose MAE exceeds this fraction of the constant predictor's on any center has not
@@ -46,35 +54,6 @@ POISON_SEVERE, POISON_MEASURABLE = 0.25, 0.05
 SECAGG_NEGLIGIBLE = 0.01
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One line of the verdict: its topic, its level (:class:`~fedaudit.report.levels.Level`,
-    a level's name is accepted) and the numbers behind it. ``power`` says why the test could
-    have seen an effect; a level that claims the model held (:data:`NEEDS_POWER`) must give
-    it."""
-
-    topic: str
-    level: Level
-    sentence: str
-    power: str = ""
-
-    def __post_init__(self) -> None:
-        try:
-            level = Level(self.level)
-        except ValueError:
-            raise ValueError(f"finding {self.topic!r}: level {self.level!r} is not a verdict "
-                             f"level ({', '.join(v.value for v in Level)})") from None
-        object.__setattr__(self, "level", level)
-        if level in NEEDS_POWER and not self.power.strip():
-            raise ValueError(f"finding {self.topic!r}: a {level.value!r} finding states the "
-                             "test's power (power=...)")
-
-    @property
-    def text(self) -> str:
-        """The sentence, with the test's power when it has one."""
-        return self.sentence + (f" Power: {self.power}" if self.power else "")
-
-
 UTILITY_TOPIC = "Does the federation work? (utility gate)"
 
 
@@ -82,8 +61,21 @@ def utility_finding(quality: pd.DataFrame, *, plain: str = "baseline") -> Findin
     """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`. Level
     ``info`` when ``plain``'s MAE is at most :data:`UTILITY_GATE` x the constant predictor's on
     every center, else ``no usable model`` (the front page then warns before every other
-    finding).
+    finding). With several training seeds the gate is read on each
+    (:func:`fedaudit.report.seeds.across_seeds`): it holds only if it holds on every seed.
     None when the table has no constant predictor."""
+    per = [(seed, f, worst) for seed, q in by_seed(quality)
+           if (got := _utility_one(q, plain)) is not None for f, worst in [got]]
+    if not per:
+        return None
+    if per[0][0] is None:
+        return per[0][1]
+    return across_seeds([(s, f) for s, f, _ in per], number="worst MAE ÷ constant",
+                        values={s: w for s, _, w in per}, unit="×")
+
+
+def _utility_one(quality: pd.DataFrame, plain: str) -> tuple[Finding, float] | None:
+    """The gate on one training run: its finding and the worst MAE ÷ constant."""
     ratio = quality[(quality["metric"] == "mae_vs_constant") & (quality["scenario"] == plain)]
     mae = quality[quality["metric"] == "mae"].pivot_table(index="center", columns="scenario",
                                                           values="mean")
@@ -99,11 +91,12 @@ def utility_finding(quality: pd.DataFrame, *, plain: str = "baseline") -> Findin
                        f"predictor (the training patients' median HU everywhere in the head), "
                        f"above the gate of {UTILITY_GATE}×. The threat findings below are "
                        f"measured on a model that does not work and cannot be read as the "
-                       f"security of a working model.")
+                       f"security of a working model."), float(worst["mean"])
     return Finding(UTILITY_TOPIC, "info",
                    f"yes: on every evaluated center the federation's MAE is at most "
                    f"{worst['mean']:.2f}× the constant predictor's (worst {numbers}; best "
-                   f"{ratio['mean'].min():.2f}×), within the gate of {UTILITY_GATE}×.")
+                   f"{ratio['mean'].min():.2f}×), within the gate of {UTILITY_GATE}×."), \
+        float(worst["mean"])
 
 
 def data_quality_finding(flags: dict) -> Finding:
@@ -138,49 +131,114 @@ def _worst_clean(grid: pd.DataFrame) -> pd.Series | None:
 
 
 def poisoning_findings(grid: pd.DataFrame) -> list[Finding]:
-    """``grid``: :func:`~fedaudit.report.tables.poisoning_grid` (one finding per aggregation)."""
+    """``grid``: :func:`~fedaudit.report.tables.poisoning_grid` (one finding per aggregation).
+    With several training seeds each seed is read as one run -- its risk claimed only when the
+    increase on its worst clean center exceeds the seed-to-seed spread of the unpoisoned
+    federation's MAE there -- and the line reads across them
+    (:func:`fedaudit.report.seeds.across_seeds`: a level that varies is said to)."""
+    runs = by_seed(grid)
     gamma = float(grid["gamma"].max())
     out = []
     for agg in dict.fromkeys(grid["aggregation"]):
-        worst = _worst_clean(grid[(grid["aggregation"] == agg) & (grid["gamma"] == gamma)])
-        if worst is None:
+        cells = [(seed, g[(g["aggregation"] == agg) & (g["gamma"] == gamma)]) for seed, g in runs]
+        per = [(seed, w) for seed, g in cells if (w := _worst_clean(g)) is not None]
+        if not per:
             continue
-        rel = float(worst["rel"])
-        delta = worst["mae"] - worst["reference_mae"]
-        numbers = (f"noise γ = {gamma:.1f} on center {worst['poisoned']}'s data "
-                   f"{'raises' if delta >= 0 else 'changes'} the MAE on clean center "
-                   f"{worst['evaluated']} by {delta:+.0f} HU ({rel:+.0%}; "
-                   f"{worst['reference_mae']:.0f} → {worst['mae']:.0f} HU), the worst clean "
-                   "center")
         topic = f"Data poisoning under {pretty_aggregation(agg)}"
-        if rel < POISON_MEASURABLE:
-            out.append(Finding(topic, Level.NOT_DETECTED, f"not detected: {numbers}.",
-                               power=f"one training run per scenario: an increase below "
-                                     f"{POISON_MEASURABLE:.0%} is not told from run-to-run "
-                                     "variation."))
+        found = [(seed, _poisoning_one(topic, gamma, w, _reference_spread(cells, w)))
+                 for seed, w in per]
+        if per[0][0] is None:
+            out.append(found[0][1])
             continue
-        level = Level.HIGH if rel >= POISON_SEVERE else Level.MODERATE
-        out.append(Finding(topic, level, f"{level.value} risk: {numbers}."))
+        out.append(across_seeds(found, number="increase on the worst clean center",
+                                values={s: float(w["rel"]) * 100 for s, w in per},
+                                fmt="+.0f", unit=" %"))
     return out
 
 
+def _reference_spread(cells: list[tuple[int | None, pd.DataFrame]], worst: pd.Series) -> float:
+    """The seed-to-seed spread (HU) of the unpoisoned federation's MAE on ``worst``'s clean
+    center, over the seeds' grids ``cells``; NaN with one seed."""
+    return spread([float(r["reference_mae"].iloc[0]) for _, g in cells
+                   if len(r := g[(g["poisoned"] == worst["poisoned"])
+                                 & (g["evaluated"] == worst["evaluated"])])])
+
+
+def _poisoning_one(topic: str, gamma: float, worst: pd.Series, width: float) -> Finding:
+    """One run's poisoning line; ``width``: the unpoisoned federation's seed-to-seed spread at
+    the worst clean center (NaN: one seed), which a claimed increase must exceed."""
+    rel = float(worst["rel"])
+    delta = worst["mae"] - worst["reference_mae"]
+    numbers = (f"noise γ = {gamma:.1f} on center {worst['poisoned']}'s data "
+               f"{'raises' if delta >= 0 else 'changes'} the MAE on clean center "
+               f"{worst['evaluated']} by {delta:+.0f} HU ({rel:+.0%}; "
+               f"{worst['reference_mae']:.0f} → {worst['mae']:.0f} HU), the worst clean "
+               "center")
+    if rel < POISON_MEASURABLE:
+        return Finding(topic, Level.NOT_DETECTED, f"not detected: {numbers}.",
+                       power=f"an increase below {POISON_MEASURABLE:.0%} is not told from "
+                             "run-to-run variation.")
+    if np.isfinite(width) and not delta > width:
+        return Finding(topic, Level.NOT_DETECTED, f"not detected: {numbers}.",
+                       power=f"the increase does not exceed the unpoisoned federation's "
+                             f"seed-to-seed spread there ({width:.1f} HU).")
+    level = Level.HIGH if rel >= POISON_SEVERE else Level.MODERATE
+    return Finding(topic, level, f"{level.value} risk: {numbers}.")
+
+
 def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
-    """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`."""
-    fed = quality[quality["secagg"].isin([True, False])]  # the constant predictor is neither
-    mae = fed[fed["metric"] == "mae"].pivot_table(index="center", columns="secagg", values="mean")
-    if True not in mae.columns or False not in mae.columns:
+    """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`. SecAgg+
+    costs synthesis quality on a center only when its MAE increase exceeds, on every training
+    seed, the seed-to-seed spread of the federation's MAE without it
+    (:func:`fedaudit.report.seeds.beyond_spread`); with one seed that spread is unknown and no
+    cost is claimed, whatever the difference."""
+    runs = []
+    for seed, q in by_seed(quality):
+        fed = q[q["secagg"].isin([True, False])]  # the constant predictor is neither
+        mae = fed[fed["metric"] == "mae"].pivot_table(index="center", columns="secagg",
+                                                      values="mean")
+        if True in mae.columns and False in mae.columns:
+            runs.append((seed, mae))
+    if not runs:
         return None
+    mae = runs[0][1]
     rel = (mae[True] - mae[False]) / mae[False]
     worst = rel.abs().idxmax()
     delta = mae.loc[worst, True] - mae.loc[worst, False]
+    sign = " (negative: lower with SecAgg+)" if delta < 0 else ""
+    numbers = (f"the largest MAE change is {delta:+.1f} HU ({rel[worst]:+.1%}, center "
+               f"{worst}){sign}; the largest increase is {rel.max():+.1%}")
+    if len(runs) == 1:
+        seed = "" if runs[0][0] is None else f" ({runs[0][0]})"
+        return Finding("Price of SecAgg+", "info",
+                       f"no cost is claimed: on one training seed{seed} {numbers}, and with "
+                       "one seed the federation's run-to-run variation, which such a "
+                       "difference must exceed, is not measured (config seeds: two or more "
+                       "measure it).")
     # A cost is a loss of quality: a lower MAE with SecAgg+ (its quantisation nudges the training
     # trajectory) is no cost, whatever its size.
-    cost = "a measurable" if rel.max() >= SECAGG_NEGLIGIBLE else "no"
-    sign = " (negative: lower with SecAgg+)" if delta < 0 else ""
+    seeds = [s for s, _ in runs]
+    costs = {c: [float(m.loc[c, True] - m.loc[c, False]) for _, m in runs]
+             for c in mae.index if all(c in m.index for _, m in runs)}
+    plain = {c: [float(m.loc[c, False]) for _, m in runs] for c in costs}
+    costly = [c for c in costs if beyond_spread(costs[c], plain[c])
+              and min(costs[c]) / max(plain[c]) >= SECAGG_NEGLIGIBLE]
+    widths = {c: spread(plain[c]) for c in costs}
+    ranges = {c: range_text(dict(zip(seeds, costs[c], strict=True)), "+.1f") for c in costs}
+    if costly:
+        parts = "; ".join(f"center {c}: {ranges[c]} HU (spread without SecAgg+ "
+                          f"{widths[c]:.1f} HU)" for c in costly)
+        return Finding("Price of SecAgg+", "info",
+                       f"SecAgg+ costs a measurable synthesis quality, beyond the seed-to-seed "
+                       f"spread on all {len(seeds)} training seeds: {parts}. Seed {seeds[0]}: "
+                       f"{numbers}.")
+    c = worst
     return Finding("Price of SecAgg+", "info",
-                   f"SecAgg+ costs {cost} synthesis quality: the largest MAE change is "
-                   f"{delta:+.1f} HU ({rel[worst]:+.1%}, center {worst}){sign}; the largest "
-                   f"increase is {rel.max():+.1%}.")
+                   f"no cost beyond run-to-run variation: on {len(seeds)} training seeds the "
+                   f"MAE change on center {c} is {ranges[c]} HU, while "
+                   f"the federation's MAE without SecAgg+ varies by {widths[c]:.1f} HU from "
+                   f"seed to seed (no center's increase exceeds its spread on every seed). "
+                   f"Seed {seeds[0]}: {numbers}.")
 
 
 def poisoning_thresholds(settings: dict | None = None) -> str:
@@ -193,6 +251,8 @@ def thresholds_text(parts: list[str]) -> str:
     head = (f"Utility gate: federation MAE ≤ {UTILITY_GATE}× the constant predictor's on every "
             "center.")
     return (head + (" Risk levels: " + "; ".join(parts) + "." if parts else "")
+            + f" A line that claims significance is corrected for the page's number of such "
+            f"claims (Holm, family-wise α = {ALPHA}); one that loses it reads inconclusive."
             + " Verdict levels: " + rules_text() + ".")
 
 
@@ -205,6 +265,45 @@ def attackers_text(attackers: Sequence[tuple[str, str, Sequence[str]]]) -> list[
     lines += [f"- **{title}** ({holds}): {'; '.join(attacks)}."
               for title, holds, attacks in attackers]
     return lines + [""]
+
+
+def one_seed(finding: Finding, seed: int) -> Finding:
+    """``finding`` of an attack that reads the first training seed's federations only, while
+    the study trains the headline ones on several seeds: its line says so."""
+    return replace(finding, sentence=finding.sentence.rstrip()
+                   + f" Read on one training seed ({seed}): the attack runs on the first "
+                   "seed's federations only.")
+
+
+# The family-wise error rate the front page's significance claims are held to (Holm).
+ALPHA = 0.05
+
+
+def holm_corrected(findings: list[Finding], alpha: float = ALPHA) -> list[Finding]:
+    """The front page's significance claims corrected for their number: every finding with a
+    p-value (:attr:`Finding.p_value`) is one test; Holm's step-down adjustment
+    (:func:`fedaudit.report.seeds.holm`) keeps the family-wise error at ``alpha``. A high or
+    moderate risk whose adjusted p exceeds ``alpha`` becomes inconclusive; every tested line
+    states its adjusted p and the number of tests."""
+    tested = [i for i, f in enumerate(findings) if np.isfinite(f.p_value)]
+    if not tested:
+        return list(findings)
+    adjusted = holm([findings[i].p_value for i in tested])
+    m = len(tested)
+    tests = f"{m} test{'s' if m != 1 else ''}"
+    out = list(findings)
+    for i, adj in zip(tested, adjusted, strict=True):
+        f = findings[i]
+        p_text = "0 (the null gives no success)" if adj == 0 else f"{adj:.3g}"
+        note = f" (Holm-adjusted p = {p_text} over the page's {tests}.)"
+        if f.level in (Level.HIGH, Level.MODERATE) and adj > alpha:
+            out[i] = replace(f, level=Level.INCONCLUSIVE, p_value=adj,
+                             sentence=f"inconclusive after correction for the page's "
+                                      f"{tests}: {f.sentence.rstrip()} Its adjusted p = "
+                                      f"{p_text} exceeds {alpha} (Holm).")
+        else:
+            out[i] = replace(f, p_value=adj, sentence=f.sentence.rstrip() + note)
+    return out
 
 
 def front_page(intro_rst: str, findings: list[Finding], *, demo: bool,

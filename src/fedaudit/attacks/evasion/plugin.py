@@ -28,7 +28,10 @@ ATTACK = AttackSpec(
                                "toward soft tissue)"),
                   category="Integrity", subcategory=SUBCATEGORY,
                   build=".report:build_attack_table", findings=".report:findings",
-                  settings=".report:settings", thresholds=".report:thresholds", order=40),
+                  settings=".report:settings", thresholds=".report:thresholds", order=40,
+                  primary=("the final global model's ASR (slices whose in-mask MAE rises by "
+                           "more than threshold_hu), its exact lower bound (Bonferroni over the "
+                           "Table I attacks) minus the random ±ε null's ASR")),
         TableSpec(name="evasion_transfer",
                   paper="paper 004, Table II",
                   description=("per attack: the attacker's own model, the final global model and "

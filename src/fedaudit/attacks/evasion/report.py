@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.attacks.evasion.metrics import aasr, pooled_lower_bound
+from fedaudit.report.intervals import binomial_tail
 from fedaudit.report.levels import Level, beyond_null
 from fedaudit.report.tables import DASH, Block, Table, need
 from fedaudit.report.verdict import Finding
@@ -304,7 +305,9 @@ def evasion_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
         # the white-box attack works (checked above): the global model is the one that holds
         return Finding(TOPIC, Level.NOT_DETECTED, f"{text}.",
                        power=f"the same attacks work white-box: {control}.")
-    return Finding(TOPIC, level, f"{text}; {control}.")
+    null = float(best["null_asr"]) if np.isfinite(best["null_asr"]) else 0.0
+    return Finding(TOPIC, level, f"{text}; {control}.",
+                   p_value=min(1.0, k * binomial_tail(int(best["successes"]), n, null)))
 
 
 # ----------------------------------------------------------------------- catalog entry points

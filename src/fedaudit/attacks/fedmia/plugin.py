@@ -27,7 +27,10 @@ ATTACK = AttackSpec(
                                    "SecAgg+ masked vectors and aggregate, the memorising control"),
                       category="Privacy",
                       subcategory="Membership inference (FedMIA)", build=".report:build_table",
-                      findings=".report:findings", settings=".report:settings",
+                      findings=".report:findings", settings=".report:settings", seeds=True,
+                      primary=("the pooled patient-level AUC of the per-client view against "
+                               "same-center held-out patients, unit attacks.fedmia.units[0], "
+                               "with its permutation p"),
                       thresholds=".report:thresholds", order=10),))
 
 

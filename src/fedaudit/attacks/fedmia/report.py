@@ -7,6 +7,7 @@ non-members, read against the memorising positive control (issue 12).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 from fedaudit.attacks.membership_stats import MIN_PER_CLASS, detectable_auc
 from fedaudit.defenses.noise_source import SIMULATION_NOTE
 from fedaudit.report.levels import Level, worst
+from fedaudit.report.seeds import across_seeds
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
 
@@ -139,7 +141,7 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
                          f"{sorted(set(data['unit']))})")
     audited = data[~data["control"].astype(bool)]
     control = data[data["control"].astype(bool)]
-    parts, levels, sizes = [], [], []
+    parts, levels, sizes, p_values = [], [], [], []
     for view, label in (("update", "on the client updates"),
                         ("masked", "with SecAgg+, on the masked per-client vectors")):
         for scenario in dict.fromkeys(audited[audited["view"] == view]["scenario"]):
@@ -148,6 +150,7 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
                 continue
             level = _mia_level(r)
             levels.append(level)
+            p_values.append((level, float(r["p_value"])))
             if level == Level.NOT_DETECTED:
                 sizes.append((int(r["n_member_patients"]), int(r["n_nonmember_patients"])))
             note = f" ({SIMULATION_NOTE})" if scenario in simulation else ""
@@ -185,8 +188,13 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
         power = (f"{power}with {n1} member vs {n2} held-out patients the test detects an AUC "
                  f"of about {detectable_auc(n1, n2):.2f} or more with 80 % probability "
                  "(one-sided 5 %, normal approximation); smaller leaks go unseen.")
+    # the claim: the smallest p-value among the federations at the line's level, corrected
+    # for the federations tested (Bonferroni within the line)
+    claim = [pv for lv, pv in p_values if lv == level and np.isfinite(pv)]
+    p_line = min(1.0, min(claim) * len(p_values)) if claim and level in (
+        Level.HIGH, Level.MODERATE) else np.nan
     return Finding(topic, level, f"{text} (candidates: {what}).",
-                   power=power if level == Level.NOT_DETECTED else "")
+                   power=power if level == Level.NOT_DETECTED else "", p_value=p_line)
 
 
 def _mia_level(r: pd.Series) -> Level:
@@ -203,17 +211,73 @@ def build_table(inputs: Any, params: Any) -> Table:
 
 
 def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
-    return [membership_finding(data, unit=settings["unit"],
-                               simulation=settings["simulation"])]
+    """On one training seed, the membership finding. With replicas (config ``seeds``): the
+    finding over the federations trained on every seed, read across seeds
+    (:func:`fedaudit.report.seeds.across_seeds`), and, where others were attacked on the
+    first seed only (the noise levels), a second line on those that says so."""
+    unit, simulation = settings["unit"], settings["simulation"]
+    replicas = settings.get("replicas") or {}
+    if not replicas:
+        return [membership_finding(data, unit=unit, simulation=simulation)]
+    frames = seed_frames(data, replicas, int(settings["seed"]))
+    # a seed without its own memorising control (not replicated) reads the first seed's: it
+    # shows that the attack works on this pipeline and data
+    control = frames[0][1][frames[0][1]["control"].astype(bool)]
+    frames = [(s, f if f["control"].astype(bool).any() else pd.concat([f, control]))
+              for s, f in frames]
+    common = set.intersection(*(set(f["scenario"]) for _, f in frames))
+    per, aucs = [], {}
+    for seed, frame in frames:
+        mine = frame[frame["scenario"].isin(common)]
+        per.append((seed, membership_finding(mine, unit=unit, simulation=simulation)))
+        audited = mine[~mine["control"].astype(bool) & (mine["view"] == "update")]
+        if len(audited):
+            r = _pooled(audited, audited["scenario"].iloc[0], "update", unit)
+            if r is not None:
+                aucs[seed] = float(r["auc"])
+    first_seed, first = frames[0]
+    heads = first[~first["control"].astype(bool) & (first["view"] == "update")
+                  & first["scenario"].isin(common)]
+    name = heads["scenario"].iloc[0] if len(heads) else "the first federation"
+    out = [across_seeds(per, number=f"{name}'s pooled AUC", values=aucs)]
+    # federations attacked on the first seed only, read with the control for the test's power
+    rest = first[~first["scenario"].isin(common) | first["control"].astype(bool)]
+    if (~rest["control"].astype(bool)).any():
+        line = membership_finding(rest, unit=unit, simulation=simulation)
+        out.append(replace(line, topic=f"{line.topic}, federations trained on one seed",
+                           sentence=line.sentence.rstrip() + f" Read on one training seed "
+                           f"({first_seed}): these federations are not replicated."))
+    return out
+
+
+def seed_frames(data: pd.DataFrame, replicas: dict[str, list], study_seed: int
+                ) -> list[tuple[int, pd.DataFrame]]:
+    """The table's rows per training seed, each replica's under the name of the federation it
+    repeats (``replicas``: replica -> [federation, seed]); the study's seed holds every
+    federation's first run, each further seed its replicas."""
+    seed_of = {r: int(v[1]) for r, v in replicas.items()}
+    base_of = {r: str(v[0]) for r, v in replicas.items()}
+    seeds = [study_seed] + sorted(set(seed_of.values()) - {study_seed},
+                                  key=list(seed_of.values()).index)
+    tagged = data.assign(_seed=data["scenario"].map(seed_of).fillna(study_seed).astype(int),
+                         scenario=data["scenario"].map(lambda n: base_of.get(n, n)))
+    return [(s, tagged[tagged["_seed"] == s].drop(columns="_seed").reset_index(drop=True))
+            for s in seeds if (tagged["_seed"] == s).any()]
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
     """What the verdict reads from the config: one unit, fixed before any result (the first
-    configured), never the better of the units measured."""
+    configured), never the better of the units measured; the replicas of the config's further
+    training seeds (replica -> [federation, seed]) and the study's seed."""
     from fedaudit.defenses.noise_source import simulation_scenarios
+    from fedaudit.scenarios import scenarios_from_config
 
-    return {"unit": config["attacks"]["fedmia"]["units"][0],
-            "simulation": simulation_scenarios(config)}
+    replicas = {n: [s.replica_of, s.seed] for n, s in scenarios_from_config(config).items()
+                if s.replica_of is not None}
+    out = {"unit": config["attacks"]["fedmia"]["units"][0],
+           "simulation": simulation_scenarios(config)}
+    # only with replicas: a one-seed study's settings (a param of the front page) stay as they were
+    return out | ({"replicas": replicas, "seed": int(config["seed"])} if replicas else {})
 
 
 def thresholds(settings: dict[str, Any]) -> str:

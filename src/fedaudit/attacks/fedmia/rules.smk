@@ -7,6 +7,8 @@ FEDMIA_SCENARIOS = FEDMIA["scenarios"] if FEDMIA["enabled"] else []
 # The memorising positive control is attacked whenever FedMIA runs and it is configured.
 if FEDMIA_SCENARIOS and MEMBERSHIP_CONTROL and MEMBERSHIP_CONTROL not in FEDMIA_SCENARIOS:
     FEDMIA_SCENARIOS = [*FEDMIA_SCENARIOS, MEMBERSHIP_CONTROL]
+# every seed of the replicated federations (config seeds): the verdict reads across them
+FEDMIA_SCENARIOS = with_replicas(FEDMIA_SCENARIOS)
 ATTACKED["fedmia"] = FEDMIA_SCENARIOS
 # The attacker's candidate patients: every patient of every center (it does not know which are
 # members; the evaluator does). Validation patients were never trained on: they are same-center

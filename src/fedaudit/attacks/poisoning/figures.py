@@ -56,6 +56,8 @@ def poisoning_delta_table(grid: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"poisoning grid lacks column(s) {missing}; it has "
                          f"{list(grid.columns)}")
+    if "seed" in grid.columns:  # several training seeds: the study's (first), as the table's
+        grid = grid[grid["seed"] == grid["seed"].iloc[0]]
     key = ["aggregation", "gamma", "poisoned", "evaluated"]
     dup = grid.duplicated(key, keep=False)
     if dup.any():

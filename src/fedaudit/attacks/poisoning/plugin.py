@@ -19,5 +19,8 @@ CLIENT_ATTACK = ClientAttackSpec(
                                    "Wilcoxon p against the block's no-poisoning federation"),
                       category="Integrity", subcategory="Data poisoning",
                       build=".report:poisoning_table", findings=".report:poisoning_findings",
+                      seeds=True,
+                      primary=("the relative MAE increase on the worst clean center at the "
+                               "largest γ, per aggregation, every training seed"),
                       thresholds="fedaudit.report.verdict:poisoning_thresholds",
                       order=30),))

@@ -14,7 +14,8 @@ from fedaudit.scenarios import Scenario
 def poisoning_table(inputs: Any, params: Any) -> tables.Table:
     summary = pd.read_csv(inputs.summary)
     scenarios = {name: Scenario.from_dict(spec) for name, spec in params.scenarios.items()}
-    grid = tables.poisoning_grid(summary, pd.read_csv(inputs.wilcoxon), scenarios)
+    grid = tables.poisoning_grid(summary, pd.read_csv(inputs.wilcoxon), scenarios,
+                                 study_seed=getattr(params, "seed", None))
     return tables.poisoning_table(grid, summary, external=params.external,
                                   trimmed_is_median=params.trimmed_is_median)
 

@@ -36,6 +36,8 @@ rule table_poisoning:
     params:
         table="poisoning",
         scenarios=SCENARIO_META,
+        # the first run's training seed, named in the rows when there are replicas
+        seed=config["seed"],
         external=EXTERNAL_CENTERS,
         trimmed_is_median=trims_to_median(
             len(TRAIN_CENTERS), config["aggregations"]["trimmed_mean"]["beta"]

@@ -25,7 +25,10 @@ ATTACK = AttackSpec(
                       category=_CATEGORY, subcategory=_SUB,
                       build=".report:build_slices_table", findings=".report:findings",
                       settings=".report:settings", thresholds=".report:thresholds",
-                      order=15),
+                      order=15,
+                      primary=("the share of slices recovered at SSIM ≥ the threshold in the "
+                               "verdict's fixed setting, its lower 95 % bound minus the null's "
+                               "share")),
             TableSpec(name="trap_weights_3d",
                       paper="paper 002, Table 2",
                       description=("per client volume and batch: slices recovered / depth, 3-D "

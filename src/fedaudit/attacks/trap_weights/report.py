@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.defenses.weight_audit.verdict import is_alarm
-from fedaudit.report.intervals import clopper_pearson
+from fedaudit.report.intervals import binomial_tail, clopper_pearson
 from fedaudit.report.levels import Level, beyond_null
 from fedaudit.report.tables import DASH, NO, YES, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
@@ -251,7 +251,8 @@ def trap_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
     what = {Level.HIGH: "most private slices come back exactly",
             Level.MODERATE: "private slices come back beyond the null"}[level]
     return Finding(TOPIC, level, f"{level.value} risk: {what}: {counts}, {where}; what the "
-                   "clients' defenses stop is in the defense table.")
+                   "clients' defenses stop is in the defense table.",
+                   p_value=binomial_tail(int(r["recovered"]), int(r["attacked"]), null_share))
 
 
 def defense_finding(data: pd.DataFrame) -> list[Finding]:
