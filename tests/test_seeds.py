@@ -21,7 +21,7 @@ from fedaudit.evaluation.stats import summarize, wilcoxon_vs_reference
 from fedaudit.federation.plan import plan_from_config
 from fedaudit.report.levels import Finding, Level
 from fedaudit.report.seeds import across_seeds, beyond_spread, by_seed, holm, spread
-from fedaudit.report.tables import poisoning_grid, poisoning_table, quality_table
+from fedaudit.report.tables import DASH, poisoning_grid, poisoning_table, quality_table
 from fedaudit.report.verdict import poisoning_findings, secagg_cost_finding, utility_finding
 from fedaudit.scenarios import scenarios_from_config
 
@@ -152,7 +152,7 @@ def _summary_two_seeds(secagg_shift: float, seed_shift: float) -> tuple[pd.DataF
 def test_a_secagg_difference_inside_the_seed_spread_is_no_cost() -> None:
     summary, runs = _summary_two_seeds(secagg_shift=3.0, seed_shift=8.0)
     t = quality_table(summary, external=["E"], seeds=runs)
-    assert t.blocks[0].frame["MAE over seeds (HU)"].iloc[0] == "110.0–118.0 (2 seeds)"
+    assert t.blocks[0].frame["MAE over seeds (HU)"].iloc[0] == "114.0 (110.0–118.0; 2 seeds)"
     assert [s for s, _ in by_seed(t.data)] == [42, 43]
     line = secagg_cost_finding(t.data)
     assert line.sentence.startswith("no cost beyond run-to-run variation: on 2 training seeds")
@@ -203,6 +203,12 @@ def test_poisoning_reads_every_seed_and_names_a_varying_level() -> None:
     table = poisoning_table(grid, summarize(pd.concat(
         [_patients(s, OFFSETS[s]) for s in [*SCENARIOS, "constant"]])), external=["E"])
     assert "the blocks show seed 42's runs" in " ".join(table.notes)
+    # the last block: each poisoned federation's MAE increase over its own seed's reference,
+    # mean and range over the seeds (B under FedMedian: +18 HU on seed 42, +0 on seed 43)
+    over = table.blocks[-1].frame.set_index("Aggregation")
+    assert over.loc["FedAvg", "B"] == "+200.0 (+200.0 to +200.0; 2 seeds)"
+    assert over.loc["FedMedian", "B"] == "+9.0 (+0.0 to +18.0; 2 seeds)"
+    assert over.loc["FedMedian", "A"] == DASH  # the poisoned center itself
     # the heatmap draws the study's seed, as the table's blocks do
     from fedaudit.attacks.poisoning.figures import poisoning_delta_table
 
@@ -241,6 +247,21 @@ def test_fedmia_reads_every_seed_of_its_federations() -> None:
                                   "replicated.")
     # its power rests on the first seed's memorising control
     assert once.level == Level.NOT_DETECTED and "memorising control is detected" in once.power
+    # the table gives the pooled AUC's mean and range over the seeds on the federation's row
+    replicas = {k: tuple(v) for k, v in settings["replicas"].items()}
+    frame = membership_table(pd.concat([FEDMIA, seed43], ignore_index=True),
+                             replicas=replicas).blocks[0].frame
+    column = "Pooled AUC over seeds, slices"
+    base = frame[(frame["Target"] == "pooled")].iloc[0]
+    pooled_slice = {r.scenario: r.auc for r in data[(data["unit"] == "slice")
+                                                     & (data["target"] == "all")
+                                                     & (data["test"] == "membership")
+                                                     & (data["view"] == "update")].itertuples()}
+    lo, hi = sorted((pooled_slice["baseline"], pooled_slice["baseline-seed43"]))
+    assert base[column] == f"{(lo + hi) / 2:.2f} ({lo:.2f}–{hi:.2f}; 2 seeds)"
+    assert "baseline-seed43 (baseline, seed 43)" in set(frame["Scenario"])
+    # the memorising control has its replica too; secagg has one run: no range on its rows
+    assert frame[frame[column] != DASH]["Target"].tolist() == ["pooled", "pooled"]
 
 
 # ------------------------------------------------------------------------- multiplicity

@@ -337,6 +337,7 @@ def _check_forced_retrain(ck: Path, cfg: Path) -> None:
     assert weights_digest() == before
 
 
+@pytest.mark.starts_first
 def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
     ck = copy_checkout(tmp_path / "checkout")
     cfg = _write_config(ck, TINY)

@@ -6,7 +6,7 @@ non-members, read against the memorising positive control (issue 12).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +16,7 @@ import pandas as pd
 from fedaudit.attacks.membership_stats import MIN_PER_CLASS, detectable_auc
 from fedaudit.defenses.noise_source import SIMULATION_NOTE
 from fedaudit.report.levels import Level, worst
-from fedaudit.report.seeds import across_seeds
+from fedaudit.report.seeds import across_seeds, range_text
 from fedaudit.report.tables import DASH, Block, Table, TableError, need
 from fedaudit.report.verdict import Finding
 
@@ -47,11 +47,17 @@ def auc_ci(auc: float, lo: float, hi: float) -> str:
     return f"{auc:.2f}{ci}"
 
 
-def membership_table(fedmia: pd.DataFrame) -> Table:
+def membership_table(fedmia: pd.DataFrame, replicas: Mapping[str, Sequence] | None = None
+                     ) -> Table:
     """FedMIA per scenario, server view and target center (paper 000 Fig. 3 as numbers, measured
     as membership): patient-level AUC with a 95 % patient-bootstrap CI against the target's own
     held-out patients, per candidate unit, the permutation p-value, and center inference (members
-    vs the external center) apart. ``all`` pools the targets."""
+    vs the external center) apart. ``all`` pools the targets.
+
+    ``replicas`` (replica -> (federation, seed), config ``seeds``): each replica's rows say
+    which federation and seed they repeat, and the pooled row of a federation trained on
+    several seeds gives the mean and range of its pooled AUC over them (the first unit's), what
+    the verdict reads across seeds."""
     need(fedmia, MEMBERSHIP_COLUMNS, "FedMIA table")
     t = fedmia[[PRIMARY_SCORE.get(v) == s for v, s in zip(fedmia["view"], fedmia["score"],
                                                            strict=True)]]
@@ -65,10 +71,12 @@ def membership_table(fedmia: pd.DataFrame) -> Table:
             .sort_values(["o", "scenario"]))
     targets = sorted(set(t["target"]) - {"all"}) + ["all"]
     idx = t.set_index(["scenario", "view", "unit", "test", "target"])
+    over_seeds = _pooled_over_seeds(t, replicas or {}, units[0])
     rows, last = [], None
     for rec in keys.itertuples():
         for target in targets:
-            row = {"Scenario": (rec.scenario + (" (memorising control)" if rec.control else ""))
+            row = {"Scenario": (_run_label(rec.scenario, replicas)
+                                + (" (memorising control)" if rec.control else ""))
                    if (rec.scenario, rec.view) != last else "",
                    "Server view": VIEW_LABELS[rec.view] if (rec.scenario, rec.view) != last
                    else "",
@@ -85,6 +93,11 @@ def membership_table(fedmia: pd.DataFrame) -> Table:
             c = idx.loc[(rec.scenario, rec.view, units[0], "center", target)]
             row[f"Center inference AUC, {UNIT_LABELS[units[0]]}"] = auc_ci(c.auc, c.ci_low,
                                                                             c.ci_high)
+            if over_seeds:
+                aucs = over_seeds.get((rec.scenario, rec.view), {}) if target == "all" else {}
+                row[f"Pooled AUC over seeds, {UNIT_LABELS[units[0]]}"] = (
+                    f"{np.mean(list(aucs.values())):.2f} ({range_text(aucs)}; "
+                    f"{len(aucs)} seeds)" if len(aucs) > 1 else DASH)
             rows.append(row)
     notes = ["Membership: members are the patients the target center trained on; non-members "
              "its own held-out patients (validation and test, and train-split patients a capped "
@@ -100,10 +113,39 @@ def membership_table(fedmia: pd.DataFrame) -> Table:
              "Under SecAgg+ the server receives each client's masked vector (FedMIA per client) "
              "and the unmasked aggregate (only the uncalibrated cosine applies: membership in "
              "the federation as a whole)."]
+    if over_seeds:
+        notes.append("Training seeds (config seeds): a federation's replica trains on the same "
+                     "patients with another seed (its row names the federation and seed); the "
+                     "last column gives, on the federation's pooled row, the mean of its pooled "
+                     "AUC over the seeds and their range (min–max).")
     data = t[t["target"].isin(targets)].reset_index(drop=True)
     return Table("membership", "Membership inference (FedMIA) against same-center non-members",
                  data, [Block(pd.DataFrame(rows))], notes)
 
+
+
+def _run_label(scenario: str, replicas: Mapping[str, Sequence] | None) -> str:
+    if not replicas or scenario not in replicas:
+        return scenario
+    federation, seed = replicas[scenario]
+    return f"{scenario} ({federation}, seed {int(seed)})"
+
+
+def _pooled_over_seeds(t: pd.DataFrame, replicas: Mapping[str, Sequence], unit: str
+                       ) -> dict[tuple[str, str], dict[int, float]]:
+    """(federation, view) -> {seed: pooled patient-level membership AUC} for the federations
+    with replicas (empty without any); the federation's own run counts under seed -1 (its key
+    only matters for the range and the count)."""
+    if not replicas:
+        return {}
+    sel = t[(t["unit"] == unit) & (t["test"] == "membership") & (t["target"] == "all")]
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for r in sel.itertuples():
+        federation, seed = (replicas[r.scenario] if r.scenario in replicas
+                            else (r.scenario, -1))
+        out.setdefault((str(federation), str(r.view)), {})[int(seed)] = float(r.auc)
+    bases = {str(v[0]) for v in replicas.values()}
+    return {k: v for k, v in out.items() if k[0] in bases}
 
 
 def _pooled(data: pd.DataFrame, scenario: str, view: str, unit: str, test: str = "membership"
@@ -207,7 +249,9 @@ def _mia_level(r: pd.Series) -> Level:
 
 
 def build_table(inputs: Any, params: Any) -> Table:
-    return membership_table(pd.read_csv(inputs.fedmia))
+    replicas = getattr(params, "replicas", None)
+    return membership_table(pd.read_csv(inputs.fedmia),
+                            replicas=None if not replicas else dict(replicas))
 
 
 def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:

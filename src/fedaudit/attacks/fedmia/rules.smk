@@ -121,6 +121,12 @@ rule table_membership:
         f"{LOGS}/report/table_membership.log",
     params:
         table="membership",
+        # replica -> [federation, seed] (config seeds): the rows across seeds
+        replicas={
+            r: [SCENARIOS[r].replica_of, SCENARIOS[r].seed]
+            for r in FEDMIA_SCENARIOS
+            if SCENARIOS[r].replica_of is not None
+        },
     threads: 1
     resources:
         mem_mb=1000,
