@@ -94,7 +94,8 @@ def membership_table(fedmia: pd.DataFrame, replicas: Mapping[str, Sequence] | No
             row[f"Center inference AUC, {UNIT_LABELS[units[0]]}"] = auc_ci(c.auc, c.ci_low,
                                                                             c.ci_high)
             if over_seeds:
-                aucs = over_seeds.get((rec.scenario, rec.view), {}) if target == "all" else {}
+                aucs = {k: v for k, v in over_seeds.get((rec.scenario, rec.view), {}).items()
+                        if np.isfinite(v)} if target == "all" else {}
                 row[f"Pooled AUC over seeds, {UNIT_LABELS[units[0]]}"] = (
                     f"{np.mean(list(aucs.values())):.2f} ({range_text(aucs)}; "
                     f"{len(aucs)} seeds)" if len(aucs) > 1 else DASH)
