@@ -135,18 +135,17 @@ def _run_label(scenario: str, replicas: Mapping[str, Sequence] | None) -> str:
 def _pooled_over_seeds(t: pd.DataFrame, replicas: Mapping[str, Sequence], unit: str
                        ) -> dict[tuple[str, str], dict[int, float]]:
     """(federation, view) -> {seed: pooled patient-level membership AUC} for the federations
-    with replicas (empty without any); the federation's own run counts under seed -1 (its key
-    only matters for the range and the count)."""
+    with replicas (empty without any), split by :func:`seed_frames`; the federation's own run
+    counts under seed -1 (its key only matters for the range and the count)."""
     if not replicas:
         return {}
     sel = t[(t["unit"] == unit) & (t["test"] == "membership") & (t["target"] == "all")]
-    out: dict[tuple[str, str], dict[int, float]] = {}
-    for r in sel.itertuples():
-        federation, seed = (replicas[r.scenario] if r.scenario in replicas
-                            else (r.scenario, -1))
-        out.setdefault((str(federation), str(r.view)), {})[int(seed)] = float(r.auc)
     bases = {str(v[0]) for v in replicas.values()}
-    return {k: v for k, v in out.items() if k[0] in bases}
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for seed, frame in seed_frames(sel, {k: list(v) for k, v in replicas.items()}, -1):
+        for r in frame[frame["scenario"].isin(bases)].itertuples():
+            out.setdefault((str(r.scenario), str(r.view)), {})[seed] = float(r.auc)
+    return out
 
 
 def _pooled(data: pd.DataFrame, scenario: str, view: str, unit: str, test: str = "membership"
