@@ -119,10 +119,36 @@ def membership_table(fedmia: pd.DataFrame, replicas: Mapping[str, Sequence] | No
                      "patients with another seed (its row names the federation and seed); the "
                      "last column gives, on the federation's pooled row, the mean of its pooled "
                      "AUC over the seeds and their range (min–max).")
+    read = rounds_read(t)
+    if read:
+        notes.append("Rounds read (FedMIA averages a candidate's Φ(z) over them; "
+                     "attacks.fedmia.rounds, and every round the memorising control logs when "
+                     "its train.server_log is all): "
+                     + "; ".join(f"{_run_label(k, replicas)} {v}" for k, v in read.items())
+                     + ".")
     data = t[t["target"].isin(targets)].reset_index(drop=True)
     return Table("membership", "Membership inference (FedMIA) against same-center non-members",
                  data, [Block(pd.DataFrame(rows))], notes)
 
+
+
+def rounds_text(rounds: str) -> str:
+    """``"35"`` -> ``"round 35"``; ``"1,2,3"`` -> ``"rounds 1–3 (3)"``; other lists listed."""
+    nums = [int(r) for r in str(rounds).split(",") if r.strip()]
+    if len(nums) == 1:
+        return f"round {nums[0]}"
+    if nums == list(range(nums[0], nums[-1] + 1)):
+        return f"rounds {nums[0]}–{nums[-1]} ({len(nums)})"
+    return "rounds " + ", ".join(map(str, nums))
+
+
+def rounds_read(t: pd.DataFrame) -> dict[str, str]:
+    """scenario -> the rounds FedMIA read from its log, in words (empty when the frame has no
+    ``rounds`` column)."""
+    if "rounds" not in t.columns:
+        return {}
+    return {str(k): rounds_text(v) for k, v in
+            t[["scenario", "rounds"]].drop_duplicates("scenario").itertuples(index=False)}
 
 
 def _run_label(scenario: str, replicas: Mapping[str, Sequence] | None) -> str:
@@ -216,11 +242,14 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
     if not control.empty:
         c = _pooled(control, control["scenario"].iloc[0], "update", unit)
         if c is not None and np.isfinite(c["auc"]):
+            read = rounds_read(control).get(str(c["scenario"]))
+            on = f", read on {read} of its log," if read else ""
             if c["auc"] >= MIA_CONTROL_OK:
-                text += f". The memorising control reaches {_mia_numbers(c)}: the attack works"
+                text += (f". The memorising control{on} reaches {_mia_numbers(c)}: the "
+                         "attack works")
                 power = "the memorising control is detected; "
             else:
-                text += (f". The memorising control reaches only {_mia_numbers(c)} (needs ≥ "
+                text += (f". The memorising control{on} reaches only {_mia_numbers(c)} (needs ≥ "
                          f"{MIA_CONTROL_OK}): the attack's power is unproven here, so an AUC "
                          "not detected above does not show that the federation resists")
                 if level == Level.NOT_DETECTED:

@@ -2,6 +2,8 @@
 # honest-but-curious server on its log, with and without SecAgg+, and the memorising positive
 # control: measure (attacker side) -> evaluate (evaluator side) -> summary, table, ROC figure.
 
+from fedaudit.attacks.fedmia.rounds import rounds_read as fedmia_rounds_read  # noqa: E402
+
 FEDMIA = config["attacks"]["fedmia"]
 FEDMIA_SCENARIOS = FEDMIA["scenarios"] if FEDMIA["enabled"] else []
 # The memorising positive control is attacked whenever FedMIA runs and it is configured.
@@ -38,12 +40,12 @@ rule fedmia_measure:
         attack="fedmia",
         step="measure",
         patients=[[c, f"results/preprocessed/{c}/{p}"] for c, p in FEDMIA_PATIENTS],
-        # the control may train a different number of rounds, so a numbered round, which is
-        # the study's, becomes its last
-        rounds=lambda wc: (
-            "last"
-            if SCENARIOS[wc.scenario].control and FEDMIA["rounds"] not in ("last", "all")
-            else FEDMIA["rounds"]
+        # the audited federations' configured rounds; every round the control logs
+        # (fedaudit.attacks.fedmia.rounds)
+        rounds=lambda wc: fedmia_rounds_read(
+            FEDMIA["rounds"],
+            control=SCENARIOS[wc.scenario].control is not None,
+            log_rounds=scenario_train(wc.scenario)["server_log"]["rounds"],
         ),
         per_orientation=FEDMIA["slices_per_orientation"],
         units=FEDMIA["units"],
