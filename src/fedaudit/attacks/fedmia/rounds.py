@@ -4,7 +4,7 @@ The audited federations are read on ``attacks.fedmia.rounds``. The memorising co
 budget of its own (``scenarios.membership_control.train``): when its log holds every round
 (its ``train.server_log.rounds: all``) FedMIA reads them all and averages each candidate's
 Φ(z) over them (:mod:`fedaudit.attacks.fedmia.algorithm`, step 2). FedMIA exploits "aggregated
-update information across clients and rounds" (paper 000, Introduction, on Zhu et al., CVPR
+update information across clients and rounds" (paper 000, Related Work, on Zhu et al., CVPR
 2025); paper 000 reads the final round. One round is not a stable control:
 on the demo its last-round pooled AUC was 0.86 and 0.79 on seeds 42 and 43 (one CPU), its
 per-round AUCs 0.50–0.93, while every round together read 0.93 on both (config/README.md,
