@@ -243,7 +243,11 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
         c = _pooled(control, control["scenario"].iloc[0], "update", unit)
         if c is not None and np.isfinite(c["auc"]):
             read = rounds_read(control).get(str(c["scenario"]))
-            on = f", read on {read} of its log," if read else ""
+            # the control may be read on more rounds than the audited federations: say so
+            others = sorted(set(rounds_read(audited).values()) - {read})
+            on = (f", read on {read} of its log" + (f" (the federations above: "
+                                                     f"{' / '.join(others)})" if others else "")
+                  + "," if read else "")
             if c["auc"] >= MIA_CONTROL_OK:
                 text += (f". The memorising control{on} reaches {_mia_numbers(c)}: the "
                          "attack works")

@@ -62,9 +62,12 @@ def test_the_table_and_the_verdict_name_the_rounds_read() -> None:
     t = membership_table(fed)
     assert any("baseline round 35; memorise rounds 1–10 (10)" in n for n in t.notes)
     f = membership_finding(t.data, unit="slice")
-    assert "The memorising control, read on rounds 1–10 (10) of its log, reaches AUC 0.93" \
-        in f.sentence
+    assert ("The memorising control, read on rounds 1–10 (10) of its log (the federations "
+            "above: round 35), reaches AUC 0.93") in f.sentence
     assert f.level == "not detected"
+    # read on the same rounds as the audited federations: nothing more to say
+    same = membership_finding(membership_table(fed.assign(rounds="35")).data, unit="slice")
+    assert "The memorising control, read on round 35 of its log, reaches" in same.sentence
     # a frame without the rounds column (older results) reads as before
     old = membership_finding(membership_table(fed.drop(columns="rounds")).data, unit="slice")
     assert "The memorising control reaches AUC 0.93" in old.sentence
