@@ -188,10 +188,11 @@ def _poisoning_one(topic: str, gamma: float, worst: pd.Series, width: float) -> 
 
 def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
     """``quality``: the tidy frame of :func:`~fedaudit.report.tables.quality_table`. SecAgg+
-    costs synthesis quality on a center only when its MAE increase exceeds, on every training
-    seed, the seed-to-seed spread of the federation's MAE without it
-    (:func:`fedaudit.report.seeds.beyond_spread`); with one seed that spread is unknown and no
-    cost is claimed, whatever the difference."""
+    costs synthesis quality only when the increase of the MAE averaged over the evaluated
+    centers exceeds, on every training seed, the seed-to-seed spread of that average without it
+    (:func:`fedaudit.report.seeds.beyond_spread`): one claim, not the largest of one per
+    center, whose per-center numbers are reported beside it. With one seed the spread is
+    unknown and no cost is claimed, whatever the difference."""
     runs = []
     for seed, q in by_seed(quality):
         fed = q[q["secagg"].isin([True, False])]  # the constant predictor is neither
@@ -216,29 +217,34 @@ def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
                        "difference must exceed, is not measured (config seeds: two or more "
                        "measure it).")
     # A cost is a loss of quality: a lower MAE with SecAgg+ (its quantisation nudges the training
-    # trajectory) is no cost, whatever its size.
+    # trajectory) is no cost, whatever its size. One claim, on the MAE averaged over the evaluated
+    # centers: a cost on "any" center would be the largest of several comparisons, and with two
+    # seeds one center's increase exceeds its spread by chance often enough that such a claim
+    # appeared on one demo (center E, +4.1 / +4.9 HU against a 2.3 HU spread) and reversed on the
+    # next (E −9.4 / −9.2 HU). The centers are reported, not claimed one by one.
     seeds = [s for s, _ in runs]
-    costs = {c: [float(m.loc[c, True] - m.loc[c, False]) for _, m in runs]
-             for c in mae.index if all(c in m.index for _, m in runs)}
-    plain = {c: [float(m.loc[c, False]) for _, m in runs] for c in costs}
-    costly = [c for c in costs if beyond_spread(costs[c], plain[c])
-              and min(costs[c]) / max(plain[c]) >= SECAGG_NEGLIGIBLE]
-    widths = {c: spread(plain[c]) for c in costs}
-    ranges = {c: range_text(dict(zip(seeds, costs[c], strict=True)), "+.1f") for c in costs}
-    if costly:
-        parts = "; ".join(f"center {c}: {ranges[c]} HU (spread without SecAgg+ "
-                          f"{widths[c]:.1f} HU)" for c in costly)
+    centers = [c for c in mae.index if all(c in m.index for _, m in runs)]
+    cost = [float(m.loc[centers, True].mean() - m.loc[centers, False].mean()) for _, m in runs]
+    plain = [float(m.loc[centers, False].mean()) for _, m in runs]
+    width = spread(plain)
+    pooled = range_text(dict(zip(seeds, cost, strict=True)), "+.1f")
+    each = {c: [float(m.loc[c, True] - m.loc[c, False]) for _, m in runs] for c in centers}
+    top = max(centers, key=lambda c: max(each[c]))
+    top_text = (f"per center (not claimed one by one: the largest of {len(centers)} "
+                f"comparisons), the largest increase is on center {top}: "
+                f"{range_text(dict(zip(seeds, each[top], strict=True)), '+.1f')} HU against a "
+                f"spread of {spread([float(m.loc[top, False]) for _, m in runs]):.1f} HU there")
+    mean_of = f"the MAE averaged over the {len(centers)} evaluated centers"
+    if beyond_spread(cost, plain) and min(cost) / max(plain) >= SECAGG_NEGLIGIBLE:
         return Finding("Price of SecAgg+", "info",
                        f"SecAgg+ costs a measurable synthesis quality, beyond the seed-to-seed "
-                       f"spread on all {len(seeds)} training seeds: {parts}. Seed {seeds[0]}: "
-                       f"{numbers}.")
-    c = worst
+                       f"spread on all {len(seeds)} training seeds: {mean_of} rises by {pooled} "
+                       f"HU (spread without SecAgg+ {width:.1f} HU); {top_text}. Seed "
+                       f"{seeds[0]}: {numbers}.")
     return Finding("Price of SecAgg+", "info",
-                   f"no cost beyond run-to-run variation: on {len(seeds)} training seeds the "
-                   f"MAE change on center {c} is {ranges[c]} HU, while "
-                   f"the federation's MAE without SecAgg+ varies by {widths[c]:.1f} HU from "
-                   f"seed to seed (no center's increase exceeds its spread on every seed). "
-                   f"Seed {seeds[0]}: {numbers}.")
+                   f"no cost beyond run-to-run variation: on {len(seeds)} training seeds "
+                   f"{mean_of} changes by {pooled} HU, while without SecAgg+ it varies by "
+                   f"{width:.1f} HU from seed to seed; {top_text}. Seed {seeds[0]}: {numbers}.")
 
 
 def poisoning_thresholds(settings: dict | None = None) -> str:
