@@ -131,7 +131,6 @@ def membership_table(fedmia: pd.DataFrame, replicas: Mapping[str, Sequence] | No
                  data, [Block(pd.DataFrame(rows))], notes)
 
 
-
 def rounds_text(rounds: str) -> str:
     """``"35"`` -> ``"round 35"``; ``"1,2,3"`` -> ``"rounds 1–3 (3)"``; other lists listed."""
     nums = [int(r) for r in str(rounds).split(",") if r.strip()]
@@ -149,6 +148,18 @@ def rounds_read(t: pd.DataFrame) -> dict[str, str]:
         return {}
     return {str(k): rounds_text(v) for k, v in
             t[["scenario", "rounds"]].drop_duplicates("scenario").itertuples(index=False)}
+
+
+def _control_rounds(control: pd.DataFrame, name: str, audited: pd.DataFrame) -> str:
+    """``", read on rounds 1–10 (10) of its log,"``: the rounds the control was read on, and
+    the audited federations' when they differ (the control may be read on more); empty
+    without a ``rounds`` column."""
+    read = rounds_read(control).get(name)
+    if not read:
+        return ""
+    others = sorted(set(rounds_read(audited).values()) - {read})
+    above = f" (the federations above: {' / '.join(others)})" if others else ""
+    return f", read on {read} of its log{above},"
 
 
 def _run_label(scenario: str, replicas: Mapping[str, Sequence] | None) -> str:
@@ -242,12 +253,7 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
     if not control.empty:
         c = _pooled(control, control["scenario"].iloc[0], "update", unit)
         if c is not None and np.isfinite(c["auc"]):
-            read = rounds_read(control).get(str(c["scenario"]))
-            # the control may be read on more rounds than the audited federations: say so
-            others = sorted(set(rounds_read(audited).values()) - {read})
-            on = (f", read on {read} of its log" + (f" (the federations above: "
-                                                     f"{' / '.join(others)})" if others else "")
-                  + "," if read else "")
+            on = _control_rounds(control, str(c["scenario"]), audited)
             if c["auc"] >= MIA_CONTROL_OK:
                 text += (f". The memorising control{on} reaches {_mia_numbers(c)}: the "
                          "attack works")
