@@ -208,3 +208,16 @@ def test_a_comparison_is_one_folder_and_checks_what_it_reads() -> None:
     with pytest.raises(CatalogError, match=r"results/eval/summary.csv lacks .*ssim_mean"):
         spec.check_inputs({"quality": quality}, {"quality": "results/eval/summary.csv"})
     spec.check_inputs({"quality": quality.assign(ssim_mean=0.0), "fedmia": None})
+
+
+def test_schema_files_read_the_same_through_libyaml() -> None:
+    """The schema files are parsed with libyaml's parser (fedaudit.catalog._read_yaml, for
+    speed): the same values as PyYAML's pure-Python safe loader, file by file."""
+    from fedaudit.catalog import _read_yaml
+
+    files = [REPO / "workflow/schemas/config.schema.yaml",
+             *sorted((REPO / "src/fedaudit").rglob("schema.yaml"))]
+    assert len(files) > 5
+    for path in files:
+        with open(path) as fh:
+            assert _read_yaml(path) == yaml.safe_load(fh), path

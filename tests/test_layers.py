@@ -295,6 +295,10 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.attacks.noise_replay.steps", "flwr"),
     ("fedaudit.attacks.noise_replay.report", "torch"),
     ("fedaudit.defenses.noise_source", "torch"),
+    # the Snakefile imports the report modules while it parses; scipy.stats there would add ~1 s
+    # to every snakemake invocation (each dry run, each cluster job)
+    ("fedaudit.report.intervals", "scipy.stats"),
+    ("fedaudit.attacks.evasion.report", "scipy.stats"),
 ]
 
 # Runs in the child: a meta-path finder that sees every import not yet in sys.modules and, at the
@@ -303,44 +307,52 @@ LAYERS: list[tuple[str, str]] = [
 _PROBE = r"""
 import json, sys
 
-code, forbidden = sys.argv[1], sys.argv[2]
-chain = None
+code, forbidden = sys.argv[1], json.loads(sys.argv[2])
+chains = dict.fromkeys(forbidden)
 
 
-def _hit(name):
-    return name == forbidden or name.startswith(forbidden + ".")
+def _hit(name, f):
+    return name == f or name.startswith(f + ".")
 
 
 class _Spy:
     def find_spec(self, name, path=None, target=None):
-        global chain
-        if chain is None and _hit(name):
-            chain, frame = [], sys._getframe(1)
-            while frame is not None:
-                mod = frame.f_globals.get("__name__", "?")
-                if not mod.startswith(("importlib", "_frozen_importlib")):
-                    where = frame.f_code.co_qualname
-                    chain.append(mod if where == "<module>" else f"{mod}.{where}()")
-                frame = frame.f_back
-            chain = [m for m in reversed(chain)
-                     if m.split(".")[0] not in ("__main__", "__layer_check__")] + [name]
+        for f in forbidden:
+            if chains[f] is None and _hit(name, f):
+                chain, frame = [], sys._getframe(1)
+                while frame is not None:
+                    mod = frame.f_globals.get("__name__", "?")
+                    if not mod.startswith(("importlib", "_frozen_importlib")):
+                        where = frame.f_code.co_qualname
+                        chain.append(mod if where == "<module>" else f"{mod}.{where}()")
+                    frame = frame.f_back
+                chains[f] = [m for m in reversed(chain)
+                             if m.split(".")[0] not in ("__main__", "__layer_check__")] + [name]
         return None
 
 
 sys.meta_path.insert(0, _Spy())
 exec(compile(code, "<layer check>", "exec"), {"__name__": "__layer_check__"})
-print(json.dumps({"loaded": sorted(m for m in sys.modules if _hit(m)), "chain": chain}))
+print(json.dumps({f: {"loaded": sorted(m for m in sys.modules if _hit(m, f)),
+                      "chain": chains[f]} for f in forbidden}))
 """
 
+# One fresh interpreter per imported module, checking every forbidden module of LAYERS at once
+# (a torch-heavy import costs seconds; the answers are cached per test process).
+_PROBED: dict[str, dict] = {}
 
-def _forbidden_loaded(code: str, forbidden: str) -> dict:
-    """Run ``code`` in a fresh interpreter; which ``forbidden`` modules it loaded, and how."""
+
+def _forbidden_loaded(code: str, forbidden: str | list[str]) -> dict:
+    """Run ``code`` in a fresh interpreter; which ``forbidden`` modules it loaded, and how (one
+    name: its record; a list: a record per name)."""
+    names = [forbidden] if isinstance(forbidden, str) else forbidden
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
-    res = subprocess.run([sys.executable, "-c", _PROBE, code, forbidden], capture_output=True,
-                         text=True, cwd=REPO, env=env, timeout=300)
+    res = subprocess.run([sys.executable, "-c", _PROBE, code, json.dumps(names)],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert res.returncode == 0, f"{code!r} failed in a fresh interpreter:\n{res.stderr[-3000:]}"
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    found = json.loads(res.stdout.strip().splitlines()[-1])
+    return found[forbidden] if isinstance(forbidden, str) else found
 
 
 def _explain(what: str, forbidden: str, found: dict) -> str:
@@ -349,10 +361,17 @@ def _explain(what: str, forbidden: str, found: dict) -> str:
             f"loaded: {', '.join(found['loaded'][:8])}")
 
 
-@pytest.mark.parametrize(("module", "forbidden"), LAYERS,
-                         ids=[f"{m}-!{f}" for m, f in LAYERS])
+# grouped by module, so that one worker tends to get a module's pairs and probes it once
+_PAIRS = sorted(LAYERS, key=lambda pair: pair[0])
+
+
+@pytest.mark.parametrize(("module", "forbidden"), _PAIRS,
+                         ids=[f"{m}-!{f}" for m, f in _PAIRS])
 def test_import_does_not_load(module: str, forbidden: str) -> None:
-    found = _forbidden_loaded(f"import {module}", forbidden)
+    if module not in _PROBED:
+        _PROBED[module] = _forbidden_loaded(f"import {module}",
+                                            sorted({f for m, f in LAYERS if m == module}))
+    found = _PROBED[module][forbidden]
     assert not found["loaded"], _explain(f"import {module}", forbidden, found)
 
 

@@ -223,10 +223,9 @@ def test_a_plugin_folder_counts_by_its_code_not_its_comments(tmp_path: Path) -> 
 
 
 def _clear_digest_caches() -> None:
-    from fedaudit import code_digest as cd
+    from fedaudit.code_digest import clear_caches
 
-    for fn in (cd._record, cd._dependencies):
-        fn.cache_clear()
+    clear_caches()
 
 
 # ------------------------------------------------------------------ names and bounds

@@ -557,7 +557,9 @@ def _read_yaml(path: Path) -> Any:
     """A schema file, parsed once per process (config validation, scenario composition and
     the dataclasses' defaults all read the same few files); callers get a deep copy."""
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        # libyaml's parser where PyYAML has it: the same safe constructor, ~5x faster on the
+        # schema files every snakemake invocation reads
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def read_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:

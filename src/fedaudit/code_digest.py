@@ -250,6 +250,12 @@ def plugin_roots(folders: Iterable[str | Path]) -> list[Path]:
     """The files of the catalog's plugin folders that count: ``plugin.py`` of a built-in folder
     (its references are followed), every ``.py`` file of a study's own folder except its
     tests (``tests/``, ``test_*.py``: no job runs them)."""
+    return list(_plugin_roots(tuple(str(f) for f in folders)))
+
+
+@cache
+def _plugin_roots(folders: tuple[str, ...]) -> tuple[Path, ...]:
+    # memoised: the Snakefile asks once per rule (~60 times) for the same folders
     out: list[Path] = []
     for folder in folders:
         folder = Path(folder).resolve()
@@ -259,7 +265,7 @@ def plugin_roots(folders: Iterable[str | Path]) -> list[Path]:
             out += sorted(f for f in folder.rglob("*.py")
                           if not f.name.startswith("test_")
                           and "tests" not in f.relative_to(folder).parts)
-    return out
+    return tuple(out)
 
 
 def code_digest(roots: Iterable[str | Path], plugin_folders: Iterable[str | Path] = (),
@@ -267,6 +273,14 @@ def code_digest(roots: Iterable[str | Path], plugin_folders: Iterable[str | Path
     """The digest of the code a job runs: the closure of ``roots`` and of the plugin folders
     (:func:`plugin_roots`) under ``profile`` (:data:`PROFILES`). Paths enter it relative to src/
     or by name, so a moved checkout has the same digest."""
+    return _code_digest(tuple(str(r) for r in roots), tuple(str(f) for f in plugin_folders),
+                        profile)
+
+
+@cache
+def _code_digest(roots: tuple[str, ...], plugin_folders: tuple[str, ...], profile: str) -> str:
+    # memoised: rules that share a script and profile (every table, every step of an attack)
+    # share a digest, and the Snakefile asks for one per rule on every invocation
     skip = PROFILES[profile]
     files = closure([*roots, *plugin_roots(plugin_folders)], skip)
     h = hashlib.sha256()
@@ -276,6 +290,14 @@ def code_digest(roots: Iterable[str | Path], plugin_folders: Iterable[str | Path
     return h.hexdigest()[:16]
 
 
+def clear_caches() -> None:
+    """Forget every file record and digest of this process: for a caller that edits code
+    between two digests (the workflow parses once, so it never needs to)."""
+    for fn in (_record, _dependencies, _plugin_roots, _code_digest, _label):
+        fn.cache_clear()
+
+
+@cache
 def _label(path: Path) -> str:
     """A file's name in the digest, independent of where the checkout lies."""
     try:
