@@ -109,3 +109,16 @@ def test_unsampled_jobs_and_bad_files(tmp_path: Path) -> None:
     (root / "splits.tsv").unlink()
     with pytest.raises(TableError, match="no benchmark files"):
         summarise(collect(root, RULES, KNOWN)[0])
+
+
+def test_cpu_minutes_are_labelled_a_lower_bound_for_snakemakes_sampling(bench: Path) -> None:
+    """Snakemake keeps the last CPU sample of a job (every 0.5 s for ~15 s, then every 30 s),
+    so the column is a lower bound, and the table says so; if Snakemake's schedule changes,
+    this fails and the note (fedaudit.report.runtimes) must be re-measured."""
+    from snakemake import benchmark
+
+    assert (benchmark.BENCHMARK_INTERVAL, benchmark.BENCHMARK_INTERVAL_SHORT) == (30, 0.5)
+    jobs, _ = collect(bench, RULES, KNOWN)
+    table = runtime_table(summarise(jobs))
+    assert all("CPU minutes (≥)" in b.frame.columns for b in table.blocks)
+    assert any("lower bound" in n and "not idle time" in n for n in table.notes)
