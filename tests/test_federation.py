@@ -508,6 +508,30 @@ def test_ray_backend_runs_the_same_apps_to_the_same_model(baseline, study, tmp_p
     assert logged_rounds(tmp_path / "server_log") == [1, 2]
 
 
+def test_ray_workers_run_at_normal_priority(monkeypatch) -> None:
+    """Ray would start the clients' workers at nice 15, where other busy jobs starve them (290 s
+    instead of 16 s for the tiny federation beside two busy cores); FedAudit asks for nice 0
+    unless the user set RAY_worker_niceness."""
+    pytest.importorskip("ray")
+    import types
+
+    import flwr.simulation
+
+    from fedaudit.federation.run import _run_ray
+
+    seen = []
+    monkeypatch.setattr(flwr.simulation, "run_simulation",
+                        lambda **kw: seen.append(os.environ.get("RAY_worker_niceness")))
+    plan = types.SimpleNamespace(ray_num_cpus=1.0, ray_num_gpus=0.0, clients=[1, 2], threads=1)
+    # (set, then deleted: the test leaves the variable as it found it)
+    monkeypatch.setenv("RAY_worker_niceness", "unset")
+    monkeypatch.delenv("RAY_worker_niceness")
+    _run_ray(plan, None, None)
+    monkeypatch.setenv("RAY_worker_niceness", "5")
+    _run_ray(plan, None, None)
+    assert seen == ["0", "5"]
+
+
 class _LateClientManager:
     """Client manager whose nodes appear only after a delay, as under the Ray engine."""
 

@@ -106,6 +106,11 @@ def _run_ray(plan: TrainPlan, server_app: ServerApp, client_app: ClientApp) -> l
         raise RuntimeError("execution.train.backend 'ray' needs Flower's simulation extra: "
                            "pip install 'flwr[simulation]'") from err
     resources: dict[str, Any] = {"num_cpus": plan.ray_num_cpus, "num_gpus": plan.ray_num_gpus}
+    # Ray starts its workers -- where the clients train -- at nice 15, so beside other busy jobs
+    # (Snakemake runs several at once) they get a sliver of the CPU: the tiny two-client test
+    # federation took 290 s beside two busy cores instead of 16 s alone, and 33 s at nice 0
+    # (measured on a 2-core AMD EPYC). A user's own setting wins.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     run_simulation(server_app=server_app, client_app=client_app,
                    num_supernodes=len(plan.clients),
                    backend_config={"client_resources": resources,
