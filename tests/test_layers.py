@@ -342,17 +342,15 @@ print(json.dumps({f: {"loaded": sorted(m for m in sys.modules if _hit(m, f)),
 _PROBED: dict[str, dict] = {}
 
 
-def _forbidden_loaded(code: str, forbidden: str | list[str]) -> dict:
-    """Run ``code`` in a fresh interpreter; which ``forbidden`` modules it loaded, and how (one
-    name: its record; a list: a record per name)."""
-    names = [forbidden] if isinstance(forbidden, str) else forbidden
+def _forbidden_loaded(code: str, forbidden: list[str]) -> dict[str, dict]:
+    """Run ``code`` in a fresh interpreter; per name of ``forbidden``, which of its modules it
+    loaded, and how."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
-    res = subprocess.run([sys.executable, "-c", _PROBE, code, json.dumps(names)],
+    res = subprocess.run([sys.executable, "-c", _PROBE, code, json.dumps(forbidden)],
                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert res.returncode == 0, f"{code!r} failed in a fresh interpreter:\n{res.stderr[-3000:]}"
-    found = json.loads(res.stdout.strip().splitlines()[-1])
-    return found[forbidden] if isinstance(forbidden, str) else found
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _explain(what: str, forbidden: str, found: dict) -> str:
@@ -380,5 +378,5 @@ def test_loading_the_shipped_config_does_not_load_the_demo_generator() -> None:
     the Snakefile does on every invocation, needs only the center table."""
     code = ("from fedaudit.config import Study, load_config\n"
             "assert Study(load_config('config/config.yaml')).all_patients()\n")
-    found = _forbidden_loaded(code, "fedaudit.data.demo")
+    found = _forbidden_loaded(code, ["fedaudit.data.demo"])["fedaudit.data.demo"]
     assert not found["loaded"], _explain("loading config/config.yaml", "fedaudit.data.demo", found)

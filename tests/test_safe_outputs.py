@@ -20,7 +20,7 @@ import torch
 import yaml
 from fl_study import make_study, tiny_plan
 
-from fedaudit.code_digest import PROFILES, closure, code_digest
+from fedaudit.code_digest import PROFILES, clear_caches, closure, code_digest
 from fedaudit.config import ConfigError, Study, validate_config
 from fedaudit.federation import checkpoint, server_log
 from fedaudit.federation.server_settings import ServerSettingError, check_local, check_model
@@ -215,17 +215,11 @@ def test_a_plugin_folder_counts_by_its_code_not_its_comments(tmp_path: Path) -> 
     steps = plugin / "steps.py"
     text = steps.read_text()
     steps.write_text('"""Another docstring."""\n# a comment\n' + text.split('"""', 2)[2])
-    _clear_digest_caches()
+    clear_caches()
     assert code_digest([script], [plugin]) == before
     steps.write_text(text + "\nTHRESHOLD_SHIFT = 1\n")
-    _clear_digest_caches()
-    assert code_digest([script], [plugin]) != before
-
-
-def _clear_digest_caches() -> None:
-    from fedaudit.code_digest import clear_caches
-
     clear_caches()
+    assert code_digest([script], [plugin]) != before
 
 
 # ------------------------------------------------------------------ names and bounds
