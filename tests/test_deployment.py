@@ -113,6 +113,56 @@ def test_run_certificates_verify_with_openssl(tmp_path: Path) -> None:
     assert all(oct(k.stat().st_mode)[-3:] == "600" for k in certs.keys())
 
 
+def test_keys_are_private_from_creation_and_a_planted_path_is_refused(tmp_path: Path) -> None:
+    """No moment at which another account could read a key: the folder is 0700 (narrowed if it
+    existed wider), each key is created 0600 by the open itself, and a file or symlink planted
+    at a key's path is refused instead of written through."""
+    wide = tmp_path / "tls"
+    wide.mkdir(mode=0o755)
+    wide.chmod(0o755)
+    old = os.umask(0)  # the most permissive umask: the modes must come from the code
+    try:
+        certs = certificates.make_certificates(wide, ["superlink"])
+    finally:
+        os.umask(old)
+    assert oct(wide.stat().st_mode)[-3:] == "700"
+    assert oct(certs.pairs["superlink"][1].stat().st_mode)[-3:] == "600"
+    for planted in ("file", "symlink"):
+        folder = tmp_path / planted
+        folder.mkdir()
+        target = tmp_path / f"{planted}-readable-by-all"
+        target.write_text("")
+        path = certificates.key_path(folder, "superlink")
+        if planted == "file":
+            path.write_text("")
+        else:
+            path.symlink_to(target)
+        with pytest.raises(FileExistsError):
+            certificates.make_certificates(folder, ["superlink"])
+        assert target.read_text() == ""  # nothing written through the link
+
+
+def test_the_reaper_deletes_its_files_when_the_job_dies(tmp_path: Path) -> None:
+    """The reaper outlives a SIGKILLed job (its own session) and deletes the files then."""
+    secret = tmp_path / "secret.key"
+    job = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from fedaudit.federation.processes import "
+         "start_reaper; start_reaper([sys.argv[1]]); print('ready', flush=True); time.sleep(600)",
+         str(secret)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "ready"
+        secret.write_text("key")
+        time.sleep(0.5)
+        assert secret.exists()  # kept while the job lives
+    finally:
+        job.kill()
+        job.wait()
+    deadline = time.monotonic() + 30
+    while secret.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not secret.exists()
+
+
 def test_plan_travels_as_json_and_each_node_gets_only_its_centers_data(study, tmp_path) -> None:
     plan = tiny_plan(study, tmp_path)
     again = TrainPlan.from_json(json.loads(json.dumps(plan.to_json())))
@@ -142,15 +192,16 @@ import sys, time
 from pathlib import Path
 from fedaudit.federation.deployment import LocalFederation
 folder = Path(sys.argv[1])
-LocalFederation(folder, {"A": folder / "plan_A.json"}, insecure=True, threads=1).start()
+LocalFederation(folder, {"A": folder / "plan_A.json"}, insecure=False, threads=1).start()
 print("started", flush=True)
 time.sleep(600)
 """
 
 
-def test_a_killed_job_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_a_killed_job_leaves_no_process_or_key_behind(tmp_path: Path) -> None:
     """SIGKILL (a scheduler's) gives the job no chance to stop anything: the kernel's
-    parent-death signal and Flower's parent watch must take the deployment down."""
+    parent-death signal and Flower's parent watch must take the deployment down, and the
+    reaper must delete the TLS private keys."""
     folder = (tmp_path / "deployment").resolve()
     folder.mkdir()
     job = subprocess.Popen([sys.executable, "-c", _DRIVER, str(folder)], stdout=subprocess.PIPE,
@@ -161,13 +212,19 @@ def test_a_killed_job_leaves_no_process_behind(tmp_path: Path) -> None:
         while len(processes.marked_processes(folder)) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)  # the SuperLink, the SuperNode and their SuperExecs
         assert len(processes.marked_processes(folder)) >= 4
+        keys = sorted(p.name for p in (folder / "tls").glob("*.key"))
+        assert keys == ["superlink.key", "supernode-A.key"]
+        assert oct((folder / "tls").stat().st_mode)[-3:] == "700"
     finally:
         job.kill()
         job.wait()
     deadline = time.monotonic() + 60
-    while processes.marked_processes(folder) and time.monotonic() < deadline:
+    while ((processes.marked_processes(folder) or list((folder / "tls").glob("*.key")))
+           and time.monotonic() < deadline):
         time.sleep(0.2)
     assert processes.marked_processes(folder) == []
+    assert list((folder / "tls").glob("*.key")) == []
+    assert (folder / "tls/ca.pem").exists()  # public: only private keys are removed
 
 
 def test_deployed_federation_is_the_inprocess_one_and_feeds_the_attacks(

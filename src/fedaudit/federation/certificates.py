@@ -1,11 +1,15 @@
 """TLS for a deployed federation (:mod:`fedaudit.federation.deployment`): a certificate
-authority made for the run and one server certificate per process that serves, their private
-keys written with owner-only permissions and deleted when the run ends."""
+authority made for the run and one server certificate per process that serves. The folder is
+owner-only (0700) and each private key is created owner-only (0600) in one exclusive ``open``,
+so no other account can read it at any moment and a file or link planted at its path is refused;
+the keys are deleted when the run ends, by the job or, if the job is killed, by its reaper
+(:func:`fedaudit.federation.processes.start_reaper`)."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +39,21 @@ def _name(common_name: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def key_path(folder: str | Path, name: str) -> Path:
+    """Where :func:`make_certificates` writes ``name``'s private key (known before it exists, so
+    the reaper can be told first)."""
+    return Path(folder) / f"{name}.key"
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    """Created 0600 by the ``open`` itself (a write-then-chmod leaves the key readable by
+    everyone in between); ``O_EXCL`` refuses an existing file and ``O_NOFOLLOW`` a symlink, so a
+    path planted in advance cannot redirect or expose the key."""
+    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def make_certificates(folder: str | Path, names: Sequence[str],
@@ -54,10 +68,12 @@ def make_certificates(folder: str | Path, names: Sequence[str],
     match the address they dialled against (RFC 6125 §6) -- with ``extendedKeyUsage``
     serverAuth (§4.2.1.12) and the authority/subject key identifiers (§4.2.1.1-2). Keys are
     ECDSA P-256 (RFC 5480), signatures ECDSA with SHA-256. Valid from an hour ago (clock skew)
-    for ``days``; private keys are written mode 0600.
+    for ``days``. ``folder`` is created, or narrowed, owner-only (0700); each private key is
+    created 0600 and must not exist yet (:func:`_write_key`).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)  # mkdir's mode is masked by the umask and ignored for an existing folder
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -103,8 +119,8 @@ def make_certificates(folder: str | Path, names: Sequence[str],
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
-        cert_path, key_path = folder / f"{n}.pem", folder / f"{n}.key"
+        cert_path, key_file = folder / f"{n}.pem", key_path(folder, n)
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key_path, key)
-        pairs[n] = (cert_path, key_path)
+        _write_key(key_file, key)
+        pairs[n] = (cert_path, key_file)
     return Certificates(ca_path, pairs)

@@ -81,7 +81,7 @@ from fedaudit.federation import checkpoint
 from fedaudit.federation.apps import (
     checkpoint_dir,
 )
-from fedaudit.federation.certificates import Certificates, make_certificates
+from fedaudit.federation.certificates import Certificates, key_path, make_certificates
 from fedaudit.federation.deployed_app import node_plan, toml_table, write_app, write_json
 from fedaudit.federation.plan import TrainPlan
 from fedaudit.federation.processes import (
@@ -96,6 +96,8 @@ from fedaudit.federation.processes import (
     is_running,
     marked_processes,
     process_tree,
+    start_reaper,
+    stop_reaper,
 )
 from fedaudit.federation.strategy import FederationError
 
@@ -121,6 +123,7 @@ class LocalFederation:
         self.home = folder / "home"
         self.processes: list[Process] = []
         self.certs: Certificates | None = None
+        self.reaper: subprocess.Popen | None = None
         self.port = 0
         self.survivors: list[int] = []
 
@@ -168,8 +171,11 @@ class LocalFederation:
         center's node)."""
         centers = list(self.node_plans)
         if not self.insecure:
-            self.certs = make_certificates(self.folder / "tls",
-                                           ["superlink", *(f"supernode-{c}" for c in centers)])
+            names = ["superlink", *(f"supernode-{c}" for c in centers)]
+            tls = self.folder / "tls"
+            # told before the keys exist: a SIGKILL at any point after leaves none behind
+            self.reaper = start_reaper([key_path(tls, n) for n in names])
+            self.certs = make_certificates(tls, names)
         self.port = free_port()
         cmd = [flower_bin("flower-superlink"), "--host", HOST, "--port", str(self.port),
                "--disable-runtime-dependency-installation"]
@@ -291,6 +297,8 @@ class LocalFederation:
         if self.certs is not None:
             for key in self.certs.keys():
                 key.unlink(missing_ok=True)
+        if self.reaper is not None:
+            stop_reaper(self.reaper)
 
 
 # -- the backend ---------------------------------------------------------------------------

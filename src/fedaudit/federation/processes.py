@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,42 @@ def die_with(parent: int) -> Callable[[], None]:
         if os.getppid() != parent:
             os._exit(1)
     return setup
+
+
+# The reaper blocks on a pipe whose only write end the job holds. However the job ends (return,
+# exception, SIGTERM, SIGKILL), the kernel closes that end; the reaper reads end-of-file and
+# deletes the files it was given. Isolated mode (-I): no site packages or PYTHON* variables.
+_REAPER = """
+import os, sys
+sys.stdin.buffer.read()
+for path in sys.argv[1:]:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+"""
+
+
+def start_reaper(paths: Sequence[str | Path]) -> subprocess.Popen:
+    """A process that deletes ``paths`` once this job is gone, by whatever exit (a SIGKILL gives
+    the job no chance to delete them itself). Start it before the files exist. It runs in its
+    own session, so a signal to the job's process group does not stop it first; the job ends it
+    early with :func:`stop_reaper`. A child forked (not exec'd) by the job holds the pipe too
+    and delays the deletion until it exits."""
+    return subprocess.Popen([sys.executable, "-I", "-c", _REAPER, *map(str, paths)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_reaper(reaper: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Close the job's end of the pipe: the reaper deletes its files now and exits."""
+    if reaper.stdin is not None and not reaper.stdin.closed:
+        reaper.stdin.close()
+    try:
+        reaper.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        reaper.kill()
+        reaper.wait()
 
 
 def flower_bin(name: str) -> str:
