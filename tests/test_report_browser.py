@@ -89,7 +89,9 @@ def _probe(report: Path, browser: str) -> dict:
     head, tag, tail = html.rpartition("</body>")
     assert tag, f"{report}: no </body>"
     page.write_text(head + PROBE + tag + tail)
+    # --no-sandbox: CI runs as root; --disable-dev-shm-usage: containers with a small /dev/shm
     res = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--disable-dev-shm-usage",
                           "--hide-scrollbars", f"--window-size={WIDTH},{HEIGHT}",
                           "--virtual-time-budget=20000", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
