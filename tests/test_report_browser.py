@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WIDTH, HEIGHT = 1366, 768
 RULES = 40  # a chain of rules: a rule graph about 2,000 px high, as tall as the demo's
@@ -103,6 +104,8 @@ def _probe(report: Path, browser: str) -> dict:
 def test_the_report_opens_on_the_audit_verdict(tmp_path: Path) -> None:
     browser = _browser()
     _workflow(tmp_path)
+    # run inside the workflow's folder (not conftest.run_snakemake, which runs from the
+    # repository): the workflow profile and its stylesheet path are found from there
     for args in (["--cores", "1", "--quiet"], ["--report", "report.html"]):
         res = subprocess.run(["snakemake", *args], cwd=tmp_path, capture_output=True,
                              text=True, timeout=300)

@@ -294,10 +294,7 @@ class LocalFederation:
         log.info("stopped %d deployment process(es) in %.1f s", n, time.monotonic() - t0)
         if self.survivors:
             log.warning("deployment processes still running after SIGKILL: %s", self.survivors)
-        if self.certs is not None:
-            for key in self.certs.keys():
-                key.unlink(missing_ok=True)
-        if self.reaper is not None:
+        if self.reaper is not None:  # deletes the private keys, and has once it returns
             stop_reaper(self.reaper)
 
 
