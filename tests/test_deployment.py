@@ -56,7 +56,8 @@ def inprocess(study, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _deployed(study, out: Path, **kw) -> TrainPlan:
-    return tiny_plan(study, out, backend="deployment", deployment_timeout_s=300.0, **kw)
+    kw.setdefault("deployment_timeout_s", 300.0)
+    return tiny_plan(study, out, backend="deployment", **kw)
 
 
 def _arrays(path: Path) -> list[np.ndarray]:
@@ -322,7 +323,9 @@ def test_insecure_deployment_trains_and_a_killed_supernode_fails_the_round(
     killer.start()
     t0 = time.monotonic()
     with pytest.raises(FederationError) as err:
-        train_federation(_deployed(study, out, deployment_insecure=True))
+        # a timeout far above the bound below: failing "at once" must not be the timeout
+        train_federation(_deployed(study, out, deployment_insecure=True,
+                                   deployment_timeout_s=1200.0))
     killer.join(5)
     assert len(killed) == 1
     msg = str(err.value)
@@ -330,7 +333,8 @@ def test_insecure_deployment_trains_and_a_killed_supernode_fails_the_round(
     assert (f"the SuperNode of center B (pid {killed[0]}) was killed by SIGKILL during round 2 "
             "of 2: every center trains in every round") in msg
     assert str(folder / "logs" / "supernode_B.log") in msg
-    assert time.monotonic() - t0 < 200
+    # 60-100 s on a loaded 2-core machine, most of it starting the processes
+    assert time.monotonic() - t0 < 400
     _assert_no_process_left(out)
     assert "Uvicorn running on http://127.0.0.1" in (folder / "logs/superlink.log").read_text()
     assert not (folder / "tls").exists()
