@@ -207,8 +207,9 @@ def _flower_programs(folder: Path) -> list[str]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        names += [Path(a.decode()).name for a in argv[:2] if a.decode().startswith("/")
-                  and Path(a.decode()).name.startswith("flower-")]
+        # the interpreter, then the entry point's path: /venv/bin/flower-superlink ...
+        progs = [Path(a.decode()) for a in argv[:2]]
+        names += [p.name for p in progs if p.is_absolute() and p.name.startswith("flower-")]
     return sorted(names)
 
 
