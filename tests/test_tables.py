@@ -140,6 +140,15 @@ def test_data_quality_finding_names_flagged_patients() -> None:
     assert left.sentence.startswith("2 patient(s) left out of the study by the configuration "
                                      "(preprocess.exclude): A/A001, C/C004. 1 patient(s) flagged")
     assert "A/A001" in verdict.data_quality_finding({**none_rec, "left_out": ["A/A001"]}).sentence
+    # patients who failed preprocessing (preprocess.on_error: exclude) are named with the step
+    # and error; being excluded, they do not make a kept QC flag read as excluded
+    failed = {"A/trunc": "register: /data/trunc/ct.nii.gz: CT file cannot be read"}
+    out = verdict.data_quality_finding({**rec, "excluded": ["A/trunc"], "failed": failed})
+    assert out.sentence.startswith(
+        "1 patient(s) could not be preprocessed and were left out (preprocess.on_error: "
+        "exclude): A/trunc (failed at register: /data/trunc/ct.nii.gz: CT file cannot be "
+        "read). 1 patient(s) flagged")
+    assert out.level == "moderate" and "results include them" in out.sentence
 
 
 def test_poisoning_grid_reference_pvalue_and_better(grid: pd.DataFrame) -> None:

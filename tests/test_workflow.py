@@ -16,6 +16,8 @@ import SimpleITK as sitk
 import yaml
 
 from conftest import REPO, copy_checkout, run_snakemake
+from fedaudit.io import quarantine_record
+from fedaudit.report.verdict import data_quality_finding
 
 pytestmark = pytest.mark.workflow
 
@@ -733,9 +735,11 @@ def _demo_patient(tmp: Path, center: str, index: int) -> Path:
     return out
 
 
-def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
-    """A truncated CT, a missing CT, NaNs and an MR that cannot match its CT each fail only their
-    own patient, with a message naming the file; the good patients are completed."""
+def test_bad_patients_are_named_together_and_stop_the_study(workdir: Path) -> None:
+    """A truncated CT, a missing CT, NaNs and an MR that cannot match its CT: each is recorded
+    at the step that failed, every good patient is still preprocessed, and with
+    preprocess.on_error: fail (the default) the study stops at the QC table with one message
+    naming every bad patient and its file -- in one run, without --keep-going."""
     good = [_demo_patient(workdir, "A", i) for i in range(2)]
     trunc, nan_mr, wrong = (_demo_patient(workdir, "A", i) for i in range(2, 5))
     data = (trunc / "ct.nii.gz").read_bytes()
@@ -774,19 +778,29 @@ def test_bad_patients_fail_alone_with_keep_going(workdir: Path) -> None:
         "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}}, "seeds": 1,
         "attacks": {"fedmia": {"enabled": False}, "dlg": {"enabled": False},
                     "trap_weights": {"enabled": False}}}
-    res = run_snakemake(workdir, "--cores", "2", "--keep-going", "--configfile",
+    res = run_snakemake(workdir, "--cores", "2", "--configfile",
                         str(_write_config(workdir, cfg)))
     assert res.returncode != 0
     out = res.stdout + res.stderr
-    for pid in ("good1", "good2"):
-        assert (workdir / f"results/preprocessed/A/{pid}/qc.json").exists(), out[-3000:]
-    assert (workdir / "results/preprocessed/E/P1/qc.json").exists()
-    for pid in ("trunc", "nanmr", "wrongmr"):
-        assert not (workdir / f"results/preprocessed/A/{pid}/qc.json").exists()
-    assert f"{trunc / 'ct.nii.gz'}: CT file cannot be read" in out
+    for key in ("A/good1", "A/good2", "E/P1"):
+        record = json.loads((workdir / f"results/preprocessed/{key}/qc.json").read_text())
+        assert "fedaudit_quarantine" not in record and record["patient"] == key[2:], out[-3000:]
+    steps = {"A/trunc": "register", "A/nanmr": "register", "A/wrongmr": "head_mask",
+             "E/P2": "register"}
+    for key, step in steps.items():
+        record = json.loads((workdir / f"results/preprocessed/{key}/qc.json").read_text())
+        assert record["step"] == step, record
+        # no volume was made: the final cube holds the record, which no reader takes for one
+        assert quarantine_record(workdir / f"results/preprocessed/{key}/mr.nii.gz") == record
+        assert (workdir / f"results/preprocessed/{key}/qc.png").exists()
+    assert not (workdir / "results/preprocessed/qc.tsv").exists()
+    # the QC table's one message names all four, each with its file and problem
+    assert "4 patient(s) could not be preprocessed:" in out
+    assert f"A/trunc at register: {trunc / 'ct.nii.gz'}: CT file cannot be read" in out
     assert f"{nan_mr / 'mr.nii.gz'}: MR contains" in out and "NaN" in out
-    assert f"{ext / 'P2' / 'ct.nii.gz'}: CT file does not exist" in out
-    assert str(wrong / "mr.nii.gz") in out
+    assert f"E/P2 at register: {ext / 'P2' / 'ct.nii.gz'}: CT file does not exist" in out
+    assert "A/wrongmr at head_mask: " in out and str(wrong / "mr.nii.gz") in out
+    assert "preprocess.on_error: exclude" in out
     wrong_log = (workdir / "results/logs/head_mask/A/wrongmr.log").read_text()
     assert str(wrong / "mr.nii.gz") in wrong_log and "does not show this head" in wrong_log
 
@@ -802,6 +816,12 @@ def test_a_swapped_pair_in_the_external_center_is_flagged_and_left_out(workdir: 
     # P2's MR beside P4's CT passes the hard checks. Of the 20 swaps among these five patients
     # (measured), 6 fail the hard checks, 13 pass them and are flagged, one is missed.
     shutil.copy(ext / "P2" / "mr.nii.gz", ext / "P4" / "mr.nii.gz")
+    # P5: a CT cut short in transfer. preprocess.on_error: exclude records it as failed and the
+    # study goes on without it (its MR is P0's: it never gets far enough to be compared)
+    (ext / "P5").mkdir()
+    shutil.copy(ext / "P0" / "mr.nii.gz", ext / "P5" / "mr.nii.gz")
+    data = (ext / "P0" / "ct.nii.gz").read_bytes()
+    (ext / "P5" / "ct.nii.gz").write_bytes(data[: len(data) // 2])
     # two training centers of one patient each: a federation to evaluate E with (the flag and
     # the exclusion are E's)
     small = {"role": "train", "source": {"type": "demo", "patients": 1}}
@@ -809,20 +829,35 @@ def test_a_swapped_pair_in_the_external_center_is_flagged_and_left_out(workdir: 
            "centers": {"A": small, "B": small,
                        "E": {"role": "external", "source": {"type": "synthrad", "root": str(ext)}}},
            "train": {**TINY["train"], "rounds": 1}, "seeds": 1,
+           "preprocess": {**TINY["preprocess"], "on_error": "exclude"},
            "scenarios": {"unpoisoned": ["baseline"], "poisoning": {"gammas": []}}}
     # targets first: what follows --configfile is read as more config files
     res = run_snakemake(workdir, "results/eval/summary.csv", "--cores", "2", "--configfile",
                         str(_write_config(workdir, cfg)))
     assert res.returncode == 0, res.stderr[-3000:]
     flags = json.loads((workdir / "results/preprocessed/qc_flags.json").read_text())
-    assert list(flags["flagged"]) == ["E/P4"] and flags["excluded"] == ["E/P4"]
+    assert list(flags["flagged"]) == ["E/P4"] and flags["excluded"] == ["E/P4", "E/P5"]
     assert "Mattes MI after registration" in flags["flagged"]["E/P4"]
+    assert list(flags["failed"]) == ["E/P5"]
+    assert flags["failed"]["E/P5"].startswith(f"register: {ext / 'P5' / 'ct.nii.gz'}: CT file "
+                                              "cannot be read")
     qc = pd.read_csv(workdir / "results/preprocessed/qc.tsv", sep="\t")
-    assert list(qc.columns[:4]) == ["center", "patient", "qc_flagged", "qc_reasons"]
+    assert list(qc.columns[:6]) == ["center", "patient", "qc_flagged", "qc_reasons",
+                                    "failed_step", "error"]
     assert qc.set_index("patient")["qc_flagged"].to_dict()["P4"]
+    assert list(qc["patient"][qc["center"] == "E"]) == [f"P{i}" for i in range(6)]
+    p5 = qc.set_index("patient").loc["P5"]
+    assert p5["failed_step"] == "register" and "CT file cannot be read" in p5["error"]
+    # what the front page says (its data-quality line, from this run's record)
+    line = data_quality_finding(flags).sentence
+    assert line.startswith("1 patient(s) could not be preprocessed and were left out "
+                           f"(preprocess.on_error: exclude): E/P5 (failed at register: {ext}")
     metrics = pd.read_csv(workdir / "results/eval/baseline/metrics.csv").set_index("patient")
-    assert metrics.loc["P4", "excluded"] and not metrics.drop(index="P4")["excluded"].any()
+    assert metrics.loc["P4", "excluded"] and metrics.loc["P5", "excluded"]
+    assert not metrics.drop(index=["P4", "P5"])["excluded"].any()
+    assert np.isnan(metrics.loc["P5", "mae"]) and np.isfinite(metrics.loc["P4", "mae"])
     assert (workdir / "results/eval/baseline/sct/E/P4.nii.gz").exists()
+    assert quarantine_record(workdir / "results/eval/baseline/sct/E/P5.nii.gz") is not None
     summary = pd.read_csv(workdir / "results/eval/summary.csv").set_index(["scenario", "center"])
     assert summary.loc[("baseline", "E"), "n"] == 4  # P0-P3
     kept = metrics[(metrics["center"] == "E") & ~metrics["excluded"]]

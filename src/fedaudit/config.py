@@ -335,7 +335,7 @@ def discover_synthrad(center: str, root: str | Path,
     """Patients in the SynthRAD2023 Task 1 layout ``<root>/<patient>/{mr,ct[,mask]}.<ext>``.
 
     A folder counts as a patient when it holds an MR or a CT; a missing partner is reported by that
-    patient's job (so ``--keep-going`` still processes the others), not here. With
+    patient's first step (:mod:`fedaudit.preprocess.quarantine`), not here. With
     ``patient_prefix`` only the folders whose name starts with it count: the public release keeps
     every center in one folder and codes the center in the id (``1BA001`` = task 1, brain,
     center A).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:  # SimpleITK is imported where a volume is read or written, so
     import SimpleITK as sitk
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd")
+# The key that marks a preprocessing output written for a patient who failed a step
+# (fedaudit.preprocess.quarantine): a JSON text in place of the volume or record.
+QUARANTINE_KEY = "fedaudit_quarantine"
 
 
 class VolumeError(ValueError):
@@ -30,6 +34,42 @@ class VolumeError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def quarantine_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The quarantine record at ``path``, or None for any other file (a volume, a record, a
+    missing file). Only a file that starts with ``{`` is parsed, so a volume costs one read."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            if fh.read(1) != b"{":
+                return None
+            record = json.loads(b"{" + fh.read())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and QUARANTINE_KEY in record else None
+
+
+def write_quarantine(paths: Iterable[str | os.PathLike[str]], *, center: str, patient: str,
+                     step: str, error: str) -> dict[str, Any]:
+    """Write the record of ``center/patient``'s failure at ``step`` to every path in ``paths``
+    (atomic; :mod:`fedaudit.preprocess.quarantine` says when); returns it."""
+    record = {QUARANTINE_KEY: 1, "center": center, "patient": patient, "step": step,
+              "error": error}
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_text(text, path)
+    return record
+
+
+def _refuse_quarantined(p: Path, role: str) -> None:
+    record = quarantine_record(p)
+    if record is not None:
+        raise VolumeError(p, f"{role} of {record['center']}/{record['patient']} was never made: "
+                             f"the patient failed preprocessing at step {record['step']} "
+                             f"({record['error']}); preprocess.on_error: exclude leaves it "
+                             "out, and this reader should have skipped it")
 
 
 def is_volume_path(path: str | os.PathLike[str]) -> bool:
@@ -58,6 +98,7 @@ def read_volume(path: str | os.PathLike[str], role: str = "volume") -> sitk.Imag
         raise VolumeError(p, f"{role} file does not exist")
     if not is_volume_path(p):
         raise VolumeError(p, f"{role} file is not NIfTI (.nii, .nii.gz) or MetaImage (.mha, .mhd)")
+    _refuse_quarantined(p, role)
     if p.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti_voxels(p, role)
     import SimpleITK as sitk
@@ -91,6 +132,7 @@ def read_header(path: str | os.PathLike[str], role: str = "volume") -> sitk.Imag
     """A reader holding ``path``'s size and geometry, without reading the voxels."""
     import SimpleITK as sitk
 
+    _refuse_quarantined(Path(path), role)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

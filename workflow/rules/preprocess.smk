@@ -146,7 +146,7 @@ rule qc:
 
 
 rule qc_table:
-    """All patients' QC records in one table, per-center outlier flags, and who is excluded."""
+    """All patients' QC records in one table, outlier flags, who failed, who is excluded."""
     input:
         per_patient(rules.qc.output.record),
     output:
@@ -164,6 +164,8 @@ rule qc_table:
         policy=config["preprocess"]["qc"]["flagged"],
         # named in the record and on the front page; they were never preprocessed
         left_out=STUDY.excluded_by_config(),
+        # what a patient who failed a step does to the study (the steps record it either way)
+        on_error=config["preprocess"]["on_error"],
     threads: 1
     resources:
         mem_mb=1000,

@@ -6,7 +6,7 @@ from _common import logged
 with logged(snakemake) as log:
     from fedaudit.evaluation.run import evaluate_constant
     from fedaudit.io import write_json
-    from fedaudit.preprocess.outliers import read_excluded
+    from fedaudit.preprocess.outliers import read_excluded, read_failed
 
     p = snakemake.params
     excluded = read_excluded(snakemake.input.qc_flags)
@@ -14,7 +14,7 @@ with logged(snakemake) as log:
     value, table = evaluate_constant(
         train_patients=kept, patients=[tuple(x) for x in p.patients],
         preprocessed_root="results/preprocessed", metrics_path=snakemake.output.metrics,
-        excluded=excluded)
+        excluded=excluded, failed=read_failed(snakemake.input.qc_flags))
     write_json({"value_hu": value, "training_patients": len(kept),
                 "definition": "median in-mask HU of the training patients, pooled"},
                snakemake.output.value)

@@ -4,8 +4,10 @@ from _common import logged
 
 with logged(snakemake):
     from fedaudit.preprocess.pipeline import finalize_step
+    from fedaudit.preprocess.quarantine import run_rule_step
 
     out = snakemake.output
-    finalize_step(snakemake.params.source["ct"], snakemake.input.mr, snakemake.input.mask,
-                  out.mr, out.ct, out.mask, out.record,
-                  normalize=snakemake.params.normalize, cube=snakemake.params.cube)
+    run_rule_step(snakemake, "finalize", lambda: finalize_step(
+        snakemake.params.source["ct"], snakemake.input.mr, snakemake.input.mask,
+        out.mr, out.ct, out.mask, out.record,
+        normalize=snakemake.params.normalize, cube=snakemake.params.cube))

@@ -4,8 +4,9 @@ from _common import logged
 
 with logged(snakemake):
     from fedaudit.preprocess.pipeline import register_step
+    from fedaudit.preprocess.quarantine import run_rule_step
 
     src, out = snakemake.params.source, snakemake.output
-    register_step(src["mr"], src["ct"], out.mr, out.transform, out.record,
-                  backend=snakemake.params.backend, seed=snakemake.params.seed,
-                  threads=snakemake.threads)
+    run_rule_step(snakemake, "register", lambda: register_step(
+        src["mr"], src["ct"], out.mr, out.transform, out.record,
+        backend=snakemake.params.backend, seed=snakemake.params.seed, threads=snakemake.threads))

@@ -16,7 +16,7 @@ from fedaudit.data.slices import Volume, load_volume
 from fedaudit.evaluation.inference import predict_volume
 from fedaudit.evaluation.metrics import image_metrics
 from fedaudit.evaluation.reference import constant_hu, constant_sct
-from fedaudit.io import read_header, write_volume
+from fedaudit.io import read_header, write_quarantine, write_volume
 from fedaudit.models.device import resolve_device
 from fedaudit.models.store import load_model
 
@@ -40,17 +40,30 @@ def evaluate_predictor(predict: Callable[[Volume], np.ndarray], *,
                        patients: Sequence[tuple[str, str]], preprocessed_root: str | Path,
                        metrics_path: str | Path, scenario: str,
                        sct_paths: Sequence[str | Path] | None = None,
-                       excluded: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
+                       excluded: Collection[tuple[str, str]] = (),
+                       failed: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
     """MAE/PSNR/SSIM of ``predict``'s sCT (HU) for every test patient; one row per patient in
     ``metrics_path`` (columns :data:`COLUMNS`). ``sct_paths[i]``, when given, is where patient
     ``patients[i]``'s sCT is written (NIfTI, the CT's geometry). Patients QC ``excluded`` are
-    still predicted and scored, and marked ``excluded``: summaries leave them out."""
+    still predicted and scored, and marked ``excluded``: summaries leave them out. Patients who
+    ``failed`` preprocessing (``preprocess.on_error: exclude``) have no volumes: their row is
+    marked ``excluded`` with no metrics (NaN), and their sCT path holds the quarantine record
+    (:mod:`fedaudit.preprocess.quarantine`)."""
     if sct_paths is not None and len(sct_paths) != len(patients):
         raise ValueError("one sCT path per test patient is needed")
     rows = []
     root = Path(preprocessed_root)
     for i, (center, patient) in enumerate(patients):
         folder = root / center / patient
+        if (center, patient) in failed:
+            log.info("%s/%s: no sCT, the patient failed preprocessing", center, patient)
+            if sct_paths is not None:
+                write_quarantine([sct_paths[i]], center=center, patient=patient,
+                                 step="preprocessing",
+                                 error="no sCT: the patient failed preprocessing (qc.tsv)")
+            rows.append({"scenario": scenario, "center": center, "patient": patient,
+                         "excluded": True, "mae": np.nan, "psnr": np.nan, "ssim": np.nan})
+            continue
         vol = load_volume(folder)  # checks shapes, names the file at fault
         sct = predict(vol)
         if sct_paths is not None:
@@ -71,7 +84,8 @@ def evaluate_scenario(*, model_path: str | Path, patients: Sequence[tuple[str, s
                       preprocessed_root: str | Path, sct_paths: Sequence[str | Path],
                       metrics_path: str | Path, scenario: str, fusion: str = "axial",
                       batch_size: int = 16, device: str = "auto", amp: bool = True,
-                      excluded: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
+                      excluded: Collection[tuple[str, str]] = (),
+                      failed: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
     """The scenario's global model: sCT and metrics per patient (:func:`evaluate_predictor`)."""
     dev = resolve_device(device)
     model = load_model(model_path, dev)
@@ -79,7 +93,7 @@ def evaluate_scenario(*, model_path: str | Path, patients: Sequence[tuple[str, s
         lambda vol: predict_volume(model, vol.mr, vol.mask, fusion=fusion,
                                    batch_size=batch_size, device=dev, amp=amp),
         patients=patients, preprocessed_root=preprocessed_root, metrics_path=metrics_path,
-        scenario=scenario, sct_paths=sct_paths, excluded=excluded)
+        scenario=scenario, sct_paths=sct_paths, excluded=excluded, failed=failed)
 
 
 CONSTANT = "constant"  # the constant predictor's name in metrics and summaries
@@ -88,7 +102,8 @@ CONSTANT = "constant"  # the constant predictor's name in metrics and summaries
 def evaluate_constant(*, train_patients: Sequence[tuple[str, str]],
                       patients: Sequence[tuple[str, str]], preprocessed_root: str | Path,
                       metrics_path: str | Path,
-                      excluded: Collection[tuple[str, str]] = ()) -> tuple[float, pd.DataFrame]:
+                      excluded: Collection[tuple[str, str]] = (),
+                      failed: Collection[tuple[str, str]] = ()) -> tuple[float, pd.DataFrame]:
     """The constant predictor (:mod:`fedaudit.evaluation.reference`): its value from
     ``train_patients`` (those QC kept), scored on the test ``patients`` like a scenario, with
     the test patients QC ``excluded`` marked as such."""
@@ -98,5 +113,5 @@ def evaluate_constant(*, train_patients: Sequence[tuple[str, str]],
              len(train_patients))
     table = evaluate_predictor(lambda vol: constant_sct(vol.mask, value), patients=patients,
                                preprocessed_root=root, metrics_path=metrics_path,
-                               scenario=CONSTANT, excluded=excluded)
+                               scenario=CONSTANT, excluded=excluded, failed=failed)
     return value, table

@@ -65,3 +65,20 @@ def qc_png(mr: sitk.Image, ct: sitk.Image, mask: sitk.Image, out_png: str | Path
     size = "x".join(str(s) for s in mr.GetSize())
     fig.suptitle(f"{title}  ({size} @ {mr.GetSpacing()[0]:.2f} mm; patient right = image left)")
     save(fig, str(out_png))
+
+
+def failed_png(record: dict, out_png: str | Path) -> None:
+    """The QC figure of a patient who failed preprocessing (a quarantine record of
+    :mod:`fedaudit.preprocess.quarantine`): no cube to show, so the figure says which step
+    failed and why, where the report's QC gallery would show the cube."""
+    import textwrap
+
+    apply_style()
+    fig, ax = plt.subplots(figsize=(8, 2.5), layout="constrained")
+    ax.set_axis_off()
+    error = "\n".join(textwrap.wrap(str(record["error"]), 90))
+    ax.text(0.0, 1.0, f"Step that failed: {record['step']}\n\n{error}", va="top", ha="left",
+            family="monospace", fontsize=9, wrap=True, transform=ax.transAxes)
+    fig.suptitle(f"{record['center']}/{record['patient']}: could not be preprocessed "
+                 "(preprocess.on_error decides at the QC table)")
+    save(fig, str(out_png))

@@ -23,13 +23,18 @@ their center's median; coverage and outline agreement separate some swaps only.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fedaudit.io import QUARANTINE_KEY
+
+ON_ERROR = ("fail", "exclude")  # preprocess.on_error
 MIN_REFERENCE = 2  # other patients a center needs to be its own reference
 # MAD of a normal sample x 1/Phi^-1(3/4) = 1.4826 = its sd (Iglewicz & Hoaglin 1993)
 MAD_TO_SD = 1.0 / NormalDist().inv_cdf(0.75)
@@ -94,30 +99,118 @@ def flag_outliers(table: pd.DataFrame, threshold: float = 3.5) -> pd.DataFrame:
     return out
 
 
+QC_FIRST_COLUMNS = ["center", "patient", "qc_flagged", "qc_reasons", "failed_step", "error"]
+
+
+def qc_table(records: list[dict], threshold: float = 3.5) -> pd.DataFrame:
+    """``qc.tsv``: one row per patient in ``records``' order (the per-patient QC records, and
+    the quarantine records of patients who failed preprocessing,
+    :mod:`fedaudit.preprocess.quarantine`). Preprocessed patients carry their QC numbers and
+    outlier flags (:func:`flag_outliers`, among themselves only); a failed patient carries the
+    step that failed and its error, and no QC numbers. Lists read as space-separated values."""
+    done, failed = split_records(records)
+    if not done:
+        raise ValueError(f"no patient could be preprocessed ({len(failed)} failed)")
+    table = flag_outliers(pd.json_normalize(done, sep="."), threshold=threshold)
+    table["failed_step"], table["error"] = "", ""
+    if failed:
+        table = pd.concat([table, pd.DataFrame(
+            [{"center": r["center"], "patient": r["patient"], "qc_flagged": False,
+              "qc_reasons": "", "failed_step": r["step"], "error": r["error"]}
+             for r in failed.values()])], ignore_index=True)
+    order = {(r["center"], r["patient"]): i for i, r in enumerate(records)}
+    rank = [order[key] for key in zip(table["center"], table["patient"], strict=True)]
+    table = table.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
+    table = table[QC_FIRST_COLUMNS + [c for c in table.columns if c not in QC_FIRST_COLUMNS]]
+    for col in table.columns:  # lists (shapes, vectors) read better as compact strings
+        if table[col].map(lambda v: isinstance(v, list)).any():
+            table[col] = table[col].map(lambda v: " ".join(f"{x:g}" if isinstance(x, float)
+                                                             else str(x) for x in v)
+                                        if isinstance(v, list) else v)
+    return table
+
+
+class FailedPatientsError(ValueError):
+    """Patients failed preprocessing and ``preprocess.on_error`` is ``fail``."""
+
+
+def failure_text(record: dict[str, Any]) -> str:
+    """``step: error`` of a quarantine record, as ``qc_flags.json`` and the front page give it."""
+    return f"{record['step']}: {record['error']}"
+
+
+def split_records(records: Iterable[dict[str, Any]]
+                  ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The QC records of the patients who were preprocessed, and ``center/patient`` -> the
+    quarantine record (:mod:`fedaudit.preprocess.quarantine`) of those who were not."""
+    done, failed = [], {}
+    for record in records:
+        if QUARANTINE_KEY in record:
+            failed[patient_key(record["center"], record["patient"])] = record
+        else:
+            done.append(record)
+    return done, failed
+
+
+def apply_on_error(failed: dict[str, dict[str, Any]], on_error: str) -> dict[str, str]:
+    """``center/patient`` -> ``step: error`` of the failed patients, which ``on_error:
+    exclude`` leaves out; ``fail`` raises one error naming every one of them."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"config key 'preprocess.on_error': {on_error!r}; allowed: "
+                         f"{', '.join(ON_ERROR)}")
+    texts = {key: failure_text(rec) for key, rec in sorted(failed.items())}
+    if texts and on_error == "fail":
+        lines = "\n".join(f"  {key} at {text}" for key, text in texts.items())
+        raise FailedPatientsError(
+            f"{len(texts)} patient(s) could not be preprocessed:\n{lines}\n"
+            "Fix or remove their files, or set preprocess.on_error: exclude to go on without "
+            "them (they are then named in qc.tsv and on the report's front page), or list them "
+            "in preprocess.exclude.")
+    return texts
+
+
 def patient_key(center: str, patient: str) -> str:
     """How a patient is named in ``qc_flags.json`` and in the report: ``center/patient``."""
     return f"{center}/{patient}"
 
 
 def flags_record(flagged: pd.DataFrame, *, policy: str, threshold: float,
-                 left_out: list[str] | tuple[str, ...] = ()) -> dict:
+                 left_out: list[str] | tuple[str, ...] = (),
+                 failed: dict[str, str] | None = None) -> dict:
     """What every downstream job reads (``results/preprocessed/qc_flags.json``): the flagged
     patients with their reasons, and those excluded under ``policy`` (``exclude``: all flagged;
     ``keep``: none, each kept with a warning in the logs and the report); ``left_out``: the
     ``center/patient`` entries the config's ``preprocess.exclude`` kept out of the study (never
-    preprocessed, so never in ``flagged``)."""
+    preprocessed, so never in ``flagged``); ``failed``: ``center/patient`` -> ``step: error``
+    of the patients who could not be preprocessed (:mod:`fedaudit.preprocess.quarantine`), always
+    excluded: they have no volumes. ``flagged`` holds only patients who were preprocessed."""
     if policy not in ("exclude", "keep"):
         raise ValueError(f"unknown QC policy {policy!r}; allowed: exclude, keep")
+    failed = dict(sorted((failed or {}).items()))
     rows = flagged[flagged["qc_flagged"]]
     reasons = {patient_key(r.center, r.patient): r.qc_reasons for r in rows.itertuples()}
+    both = set(reasons) & set(failed)
+    if both:
+        raise ValueError(f"patients both flagged and failed: {sorted(both)}")
     return {"policy": policy, "z_threshold": threshold, "flagged": reasons,
-            "excluded": sorted(reasons) if policy == "exclude" else [],
-            "left_out": sorted(left_out)}
+            "excluded": sorted((list(reasons) if policy == "exclude" else []) + list(failed)),
+            "failed": failed, "left_out": sorted(left_out)}
 
 
 def excluded_patients(record: dict) -> set[tuple[str, str]]:
     """(center, patient) pairs a ``qc_flags.json`` record excludes."""
     return {tuple(key.split("/", 1)) for key in record.get("excluded", [])}  # type: ignore[misc]
+
+
+def failed_patients(record: dict) -> set[tuple[str, str]]:
+    """(center, patient) pairs a ``qc_flags.json`` record lists as failed preprocessing: they
+    have no volumes, so even a job that scores excluded patients (evaluation) skips them."""
+    return {tuple(key.split("/", 1)) for key in record.get("failed", {})}  # type: ignore[misc]
+
+
+def read_failed(path: str | Path) -> set[tuple[str, str]]:
+    """:func:`failed_patients` of the ``qc_flags.json`` at ``path``."""
+    return failed_patients(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def read_excluded(path: str | Path) -> set[tuple[str, str]]:

@@ -30,7 +30,8 @@ FOLDERS: tuple[tuple[str, str], ...] = (
     ("results/preprocessed/<center>/<patient>/steps/",
      "each preprocessing step's output and JSON record"),
     ("results/preprocessed/qc.tsv, qc_flags.json",
-     "QC per patient with per-center outlier flags; the flagged and excluded patients"),
+     "QC per patient with per-center outlier flags, and the patients who failed a step; the "
+     "flagged, failed and excluded patients"),
     ("results/splits/<center>.json", "patient-level train / val / test lists"),
     ("results/train/<scenario>/{model.pt,history.tsv,clients.tsv}",
      "the final global model; what the server recorded per round and center; the clients' own "

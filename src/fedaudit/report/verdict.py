@@ -108,10 +108,18 @@ def data_quality_finding(flags: dict) -> Finding:
     # patients the config left out (preprocess.exclude): never preprocessed, trained or attacked
     prefix = (f"{len(left_out)} patient(s) left out of the study by the configuration "
               f"(preprocess.exclude): {', '.join(left_out)}. " if left_out else "")
+    # patients whose data could not be preprocessed (preprocess.on_error: exclude): no volumes,
+    # so neither trained on, evaluated nor attacked; each with the step and error qc.tsv records
+    failed = flags.get("failed", {})
+    if failed:
+        prefix += (f"{len(failed)} patient(s) could not be preprocessed and were left out "
+                   "(preprocess.on_error: exclude): "
+                   + "; ".join(f"{key} (failed at {why})" for key, why in failed.items()) + ". ")
     if not flagged:
         return Finding(topic, "info", prefix + "no patient's QC numbers are outliers of its "
                        f"center (robust z below {flags['z_threshold']}).")
-    excluded = set(flags.get("excluded", []))
+    # of the flagged patients (the failed ones are excluded too, whatever the QC policy)
+    excluded = set(flags.get("excluded", [])) & set(flagged)
     parts = [f"{key} ({'excluded' if key in excluded else 'kept'}: {why})"
              for key, why in flagged.items()]
     verb = ("excluded from training, evaluation and the attacks" if excluded
