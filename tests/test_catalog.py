@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -187,7 +188,10 @@ def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
     assert set(zip(scores.center[scores.member], scores.patient[scores.member],
                    strict=True)) == train
     page = (workdir / "results/report/front_page.rst").read_text()
-    assert "**Membership by loss threshold (toy)**: baseline: accuracy" in page
+    assert re.search(r"- \*\*Membership by loss threshold \(toy\)\*\* \([a-z ]+\): baseline: "
+                     "accuracy", page)
+    # its row in the summary table: who attacks is the toy's own view
+    assert "   * - Membership by loss threshold (toy)\n     - User of the deployed model" in page
     # who attacks: the toy's attacker holds the deployed model, and only its attack ran
     assert ("The attackers audited, each with only what it holds:\n\n- **User of the deployed "
             "model** (the final global model, queried at test time): Membership by loss "

@@ -149,6 +149,32 @@ def test_the_results_page_matches_its_run_and_names_what_changed(tmp_path: Path)
         f"the verdict on the page differs from {front}"]
 
 
+def test_the_results_page_gives_the_verdicts_summary_table_in_markdown(tmp_path: Path) -> None:
+    """The front page's summary (an RST list-table) and its detail subsection reach the results
+    page as a pipe table and a ``###`` heading; the next section of the front page does not."""
+    from fedaudit.report.levels import Finding
+    from fedaudit.report.verdict import front_page
+
+    results = _run(tmp_path)
+    findings = [Finding("Utility", "info", "yes.", number="0.48× the constant's",
+                        control="the constant predictor"),
+                Finding("Trap weights | 2-D", "high", "32/32 slices.", number="32/32 slices",
+                        attacker="Malicious server", advice="turn on the weight audit")]
+    (results / "report" / "front_page.rst").write_text(
+        front_page("Intro.\n\nThe stages.", findings, demo=False))
+    page = build_page(results, ["quality"], seeds=[7], where="x")
+    assert check_page(page, results, complete=False) == []
+    verdict = page[page.index("## Audit verdict"):page.index("## quality")]
+    assert ("| Threat | Who attacks | Level | The number behind it | Control that licenses it "
+            "| What to do |\n|---|---|---|---|---|---|\n"
+            "| Trap weights \\| 2-D | Malicious server | **high** | 32/32 slices | — | turn on "
+            "the weight audit |\n"
+            "| Utility | — | **info** | 0.48× the constant's | the constant predictor | — |"
+            ) in verdict
+    assert "### Detail" in verdict and "- **Utility** (info): yes." in verdict
+    assert "list-table" not in verdict and "The stages" not in page
+
+
 def test_the_results_page_refuses_a_front_page_without_a_verdict(tmp_path: Path) -> None:
     results = _run(tmp_path)
     (results / "report" / "front_page.rst").write_text("Intro only\n")

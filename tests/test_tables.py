@@ -370,15 +370,36 @@ def test_verdict_levels_follow_the_numbers(grid: pd.DataFrame, summary: pd.DataF
     worse.loc[(worse["scenario"] == "secagg") & (worse["center"] == "A"), "mae_mean"] = 121.0
     tenth = verdict.secagg_cost_finding(quality_table(worse, external=["E"]).data).sentence
     assert "+10.0%" in tenth and "no cost is claimed" in tenth  # +10 % on one run
+    # the summary table's cells come with the findings: the number and the control
+    assert mia.number == "baseline: AUC 0.85 [0.70, 0.97], 8 vs 8 patients"
+    assert mia.control.startswith("memorising control AUC") and mia.control.endswith("works)")
+    assert fedavg.number == "clean center B +200 HU (+190%) at γ = 1.0"
+    assert inv.number.startswith("best UNet fitted SSIM") and "recovered" in inv.control
     page = verdict.front_page("Intro.\n\nStages.", [mia, inv, fedavg], demo=True)
     assert page.startswith("Intro.") and "synthetic demo data" in page
+    # the detail: one line per finding, most severe first, each with its level
     assert page.count("\n- **") == 3
-    # a level that says the model held carries its power; every level's rule is printed
+    assert page.index(f"- **{fedavg.topic}** (high)") \
+        < page.index(f"- **{mia.topic}** (moderate)") \
+        < page.index(f"- **{inv.topic}** (resists at this budget)")
+    # a level that says the model held carries its power
     assert f"{inv.sentence} Power: {inv.power}" in page
-    assert "Verdict levels: high: " in page and "resists at this budget: the attack fails" in page
+    # the summary first: a count, then the table, most severe first, then the levels that
+    # occur, each defined once
+    assert "3 findings: 1 high, 1 moderate, 1 resists at this budget. Most severe first" in page
+    table = page[page.index(".. list-table::"):page.index("Levels: ")]
+    rows = [r for r in table.splitlines() if r.startswith("   * - ")]
+    assert rows == ["   * - Threat", f"   * - {fedavg.topic}", f"   * - {mia.topic}",
+                    f"   * - {inv.topic}"]
+    assert f"     - {mia.number}" in table and f"     - {' '.join(mia.control.split())}" in table
+    assert "     - **high**" in table
+    levels = page[page.index("Levels: "):].splitlines()[0]
+    assert "**resists at this budget**: the attack fails here" in levels and "info" not in levels
+    assert page.count("the attack fails here while") == 1
     # the verdict comes right after the first paragraph, before how the audit works
-    assert page.index("Audit verdict") < page.index("How the audit works") < \
-        page.index("Stages.")
+    assert page.index("Audit verdict") < page.index(".. list-table::") \
+        < page.index("Detail\n~~~~~~") \
+        < page.index("How the audit works") < page.index("Stages.")
 
 
 def test_inversion_verdict_is_inconclusive_when_the_bn_free_unet_is_not_recovered() -> None:

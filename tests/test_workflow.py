@@ -517,8 +517,23 @@ def _check_report(workdir: Path) -> None:
     # costly attacks' lines say they read the first
     quality = pd.read_csv(workdir / "results/tables/quality.csv")
     assert set(quality["seed"].dropna()) == {3, 4}
-    lines = {line.split("**: ")[0][4:]: line for line in front.splitlines()
-             if line.startswith("- **")}
+    lines = {m.group(1): line for line in front.splitlines()
+             if (m := re.match(r"- \*\*(.+?)\*\* \(", line))}
+    # the summary table: a row per detail line, who attacks from the attack's view, the number
+    # and the control from the finding
+    rows, row = {}, []
+    for line in front[front.index(".. list-table::"):front.index("Levels: ")].splitlines():
+        if line.startswith("   * - "):
+            row = [line[7:]]
+            rows[row[0]] = row
+        elif line.startswith("     - "):
+            row.append(line[7:])
+    assert set(rows) - {"Threat"} == set(lines)
+    trap = rows["Malicious server (trap weights)"]
+    assert trap[1] == "Malicious server" and "slices" in trap[3] and "untrained UNet" in trap[4]
+    mia = rows["Membership inference (FedMIA)"]
+    assert mia[1] == "Honest-but-curious server" and mia[3].startswith("baseline: AUC")
+    assert "memorising control AUC" in mia[4] and mia[5] != "—"
     assert "on 2 training seeds" in lines["Price of SecAgg+"]
     assert "training seeds" in lines["Membership inference (FedMIA)"]
     assert "Read on one training seed (3)" in lines["Gradient inversion (DLG)"]

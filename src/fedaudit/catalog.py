@@ -108,6 +108,9 @@ class TableSpec:
     # the one statistic its verdict line reads, fixed before any result (said in the table's
     # notes and on the outputs page)
     primary: str = ""
+    # ``advice(level) -> str``: what a reader does about one of its findings at that level (the
+    # front page's summary table; empty: the level's own advice)
+    advice: str | None = None
     package: str = ""
 
     def call(self, what: str, *args: Any, default: Any = None) -> Any:
@@ -372,6 +375,17 @@ class Catalog:
         wanted = [self.attacks[a] for a in attacks]
         return [(view, used) for view in self.views.values()
                 if (used := [a for a in wanted if a.view == view.name])]
+
+    def attacker_of(self, table: str) -> str:
+        """Who attacks in the findings of ``table``: the title of its attack's view, a
+        malicious client for a client attack's, empty for a table of no attack (the quality,
+        a comparison)."""
+        for attack in self.attacks.values():
+            if any(t.name == table for t in attack.tables):
+                return self.views[attack.view].title
+        if any(any(t.name == table for t in c.tables) for c in self.client_attacks.values()):
+            return self.views["client"].title
+        return ""
 
     def defense_hook(self, scenario: Any, hook: str
                      ) -> tuple[dict[str, Any], DefenseSpec] | None:

@@ -26,8 +26,12 @@ with logged(snakemake) as log:
     for spec in specs:
         found = spec.call("findings", data[spec.name], p.settings[spec.name], default=[])
         # with several training seeds, the lines of a table that reads one say which
-        findings += (found if spec.seeds or len(seeds) == 1
-                     else [verdict.one_seed(f, seeds[0]) for f in found])
+        found = (found if spec.seeds or len(seeds) == 1
+                 else [verdict.one_seed(f, seeds[0]) for f in found])
+        # the summary table's who-attacks and what-to-do cells, from the table's plugin
+        findings += [verdict.with_table(f, cat.attacker_of(spec.name),
+                                        spec.call("advice", f.level, default=""))
+                     for f in found]
     # significance claims corrected for their number across the page (Holm)
     findings = verdict.holm_corrected(findings)
     thresholds = [t for spec in specs

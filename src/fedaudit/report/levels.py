@@ -52,6 +52,18 @@ RULES: dict[Level, str] = {
     Level.INFO: "a measurement, not a risk",
 }
 
+# What a reader does about a finding of each level, where its table gives no advice of its own.
+ADVICE: dict[Level, str] = {
+    Level.HIGH: "act before deployment: turn on a defense the detail shows stops it",
+    Level.MODERATE: "a real leak: turn on a defense the detail shows stops it",
+    Level.NOT_DETECTED: "not a clean bill: nothing seen at the stated power; keep auditing",
+    Level.RESISTS: "holds at this budget only; a stronger attacker may succeed",
+    Level.NO_MODEL: "fix training first: nothing else can be read",
+    Level.NOTHING: "none in this setting",
+    Level.INCONCLUSIVE: "no conclusion: its control or sample is too weak; do not read as safe",
+    Level.INFO: "",
+}
+
 # Levels that claim the model held: each must say why the test could have seen an effect.
 NEEDS_POWER = frozenset({Level.NOT_DETECTED, Level.RESISTS})
 
@@ -76,11 +88,6 @@ def beyond_null(margin: float, high: float) -> Level | None:
     return None
 
 
-def rules_text() -> str:
-    """The levels and their rules, one line for the report."""
-    return "; ".join(f"{level.value}: {RULES[level]}" for level in Level)
-
-
 @dataclass(frozen=True)
 class Finding:
     """One line of the verdict: its topic, its level (:class:`~fedaudit.report.levels.Level`,
@@ -95,6 +102,14 @@ class Finding:
     # A significance claim's one-sided p-value against its null (NaN: the line claims no
     # significance); the front page corrects these for their number (Holm).
     p_value: float = float("nan")
+    # For the front page's summary table, each a short phrase: the number the level rests on
+    # (with its interval where it has one), the control that licenses the level, who attacks
+    # (the attacker's view; the front page fills it from the table's attack) and what to do
+    # (the table's advice for the level, else the level's own).
+    number: str = ""
+    control: str = ""
+    attacker: str = ""
+    advice: str = ""
 
     def __post_init__(self) -> None:
         try:

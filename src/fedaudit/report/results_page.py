@@ -81,18 +81,56 @@ def code_version(checkout: str | os.PathLike[str]) -> str:
 
 
 def verdict_text(front_page: str) -> str:
-    """The verdict part of the report's front page (its "Audit verdict" section, up to the next
-    reST heading): the introduction before it holds the report's templates, not results, and
-    the sections after it describe the method."""
+    """The verdict part of the report's front page (its "Audit verdict" section with its
+    subsections, up to the next reST heading of its level), in Markdown: the introduction
+    before it holds the report's templates, not results, and the sections after it describe
+    the method. The summary's list-table becomes a pipe table, a subsection a ``###``
+    heading (:func:`rst_to_markdown`)."""
     lines = front_page.splitlines()
     heads = [i for i in range(len(lines) - 1)
              if lines[i].strip() and len(set(lines[i + 1].strip())) == 1
              and lines[i + 1].strip()[0] in "-=~" and len(lines[i + 1].strip()) >= 3]
     for k, i in enumerate(heads):
         if lines[i].strip() == VERDICT_HEADING:
-            end = heads[k + 1] if k + 1 < len(heads) else len(lines)
-            return "\n".join(lines[i + 2:end]).strip() + "\n"
+            mark = lines[i + 1].strip()[0]
+            end = next((j for j in heads[k + 1:] if lines[j + 1].strip()[0] == mark),
+                       len(lines))
+            return rst_to_markdown("\n".join(lines[i + 2:end])).strip() + "\n"
     raise ValueError(f"the front page has no '{VERDICT_HEADING}' section")
+
+
+def rst_to_markdown(text: str) -> str:
+    """The few reST constructs the verdict uses, in Markdown: a ``list-table`` (header row
+    first) as a pipe table, a heading underlined with ``~`` as ``###``. Bullets, ``**bold**``
+    and ``*emphasis*`` read the same in both."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() == ".. list-table::":
+            rows: list[list[str]] = []
+            i += 1
+            while i < len(lines) and (not lines[i].strip() or lines[i].startswith("   ")):
+                cell = lines[i].strip()
+                if cell.startswith("* - "):
+                    rows.append([cell[4:]])
+                elif cell.startswith("- ") and rows:
+                    rows[-1].append(cell[2:])
+                i += 1
+            if rows:
+                out += ["| " + " | ".join(rows[0]) + " |",
+                        "|" + "|".join("---" for _ in rows[0]) + "|"]
+                out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |"
+                        for r in rows[1:]]
+                out.append("")
+            continue
+        if (i + 1 < len(lines) and line.strip() and lines[i + 1].strip()
+                and set(lines[i + 1].strip()) == {"~"} and len(lines[i + 1].strip()) >= 3):
+            out.append(f"### {line.strip()}")
+            i += 2
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
 
 
 def _time_lines(tables: Path) -> list[str]:

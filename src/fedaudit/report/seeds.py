@@ -78,12 +78,14 @@ def across_seeds(by_seed: Sequence[tuple[int, Finding]], *, number: str = "",
     if len(topics) > 1:
         raise ValueError(f"across_seeds: findings of different topics {sorted(topics)}")
     seeds = [s for s, _ in by_seed]
-    rng = (f" ({number} {range_text(values, fmt, unit)} across {_seeds_text(seeds)})"
-           if number and values else "")
+    span = (f"{number} {range_text(values, fmt, unit)} across {_seeds_text(seeds)}"
+            if number and values else "")
+    rng = f" ({span})" if span else ""
     if len(by_seed) == 1:
         return replace(first, sentence=first.sentence.rstrip()
                        + f" Read on one training seed ({first_seed}): its run-to-run "
-                       "variation is not measured.")
+                       "variation is not measured.",
+                       number=f"{first.number} (one seed)" if first.number else "")
     levels = {s: f.level for s, f in by_seed}
     if len(set(levels.values())) == 1:
         # a claim that holds on every seed: the largest p-value (intersection-union test)
@@ -91,7 +93,7 @@ def across_seeds(by_seed: Sequence[tuple[int, Finding]], *, number: str = "",
         return replace(first, sentence=first.sentence.rstrip()
                        + f" The same level on all {len(seeds)} training seeds{rng}.",
                        p_value=max(p_all) if all(math.isfinite(p) for p in p_all)
-                       else math.nan)
+                       else math.nan, number=_with_span(first.number, span))
     level = worst(list(levels.values()))
     assert level is not None
     groups = {lv: [s for s in seeds if levels[s] == lv] for lv in SEVERITY
@@ -103,9 +105,18 @@ def across_seeds(by_seed: Sequence[tuple[int, Finding]], *, number: str = "",
                 f"Seed {first_seed}: {first.sentence.rstrip()} {others}")
     # the claim of the most severe seed(s), corrected for the seeds it was picked from
     p_worst = [f.p_value for _, f in by_seed if f.level == level and math.isfinite(f.p_value)]
+    severe = next(f for _, f in by_seed if f.level == level)
     return Finding(first.topic, level, sentence,
                    power=power if level in NEEDS_POWER else "",
-                   p_value=min(1.0, min(p_worst) * len(by_seed)) if p_worst else math.nan)
+                   p_value=min(1.0, min(p_worst) * len(by_seed)) if p_worst else math.nan,
+                   number=_with_span(severe.number, span or "varies across seeds"),
+                   control=severe.control, attacker=first.attacker, advice=first.advice)
+
+
+def _with_span(number: str, span: str) -> str:
+    """A finding's key number (the first seed's, or the most severe seed's) with its range
+    across the seeds, for the front page's summary table."""
+    return "; ".join(t for t in (number, span) if t)
 
 
 def by_seed(frame: pd.DataFrame) -> list[tuple[int | None, pd.DataFrame]]:

@@ -34,7 +34,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from fedaudit.report.levels import Finding, Level, rules_text
+from fedaudit.report.levels import ADVICE, RULES, SEVERITY, Finding, Level
 from fedaudit.report.seeds import (
     across_seeds,
     beyond_spread,
@@ -85,18 +85,22 @@ def _utility_one(quality: pd.DataFrame, plain: str) -> tuple[Finding, float] | N
     c = worst["center"]
     numbers = (f"{worst['mean']:.2f}× on center {c}: {mae.loc[c, plain]:.0f} HU vs "
                f"{mae.loc[c, 'constant']:.0f} HU")
+    # the summary table's cells
+    summary = {"number": f"worst MAE {worst['mean']:.2f}× the constant's (center {c}; gate "
+                         f"{UTILITY_GATE}×)",
+               "control": "the constant predictor (median HU everywhere in the head)"}
     if worst["mean"] > UTILITY_GATE:
         return Finding(UTILITY_TOPIC, Level.NO_MODEL,
                        f"the federation did not learn: its MAE is {numbers} for the constant "
                        f"predictor (the training patients' median HU everywhere in the head), "
                        f"above the gate of {UTILITY_GATE}×. The threat findings below are "
                        f"measured on a model that does not work and cannot be read as the "
-                       f"security of a working model."), float(worst["mean"])
+                       f"security of a working model.", **summary), float(worst["mean"])
     return Finding(UTILITY_TOPIC, "info",
                    f"yes: on every evaluated center the federation's MAE is at most "
                    f"{worst['mean']:.2f}× the constant predictor's (worst {numbers}; best "
-                   f"{ratio['mean'].min():.2f}×), within the gate of {UTILITY_GATE}×."), \
-        float(worst["mean"])
+                   f"{ratio['mean'].min():.2f}×), within the gate of {UTILITY_GATE}×.",
+                   **summary), float(worst["mean"])
 
 
 def data_quality_finding(flags: dict) -> Finding:
@@ -115,9 +119,12 @@ def data_quality_finding(flags: dict) -> Finding:
         prefix += (f"{len(failed)} patient(s) could not be preprocessed and were left out "
                    "(preprocess.on_error: exclude): "
                    + "; ".join(f"{key} (failed at {why})" for key, why in failed.items()) + ". ")
+    summary = {"number": f"{len(flagged)} flagged, {len(failed)} failed, {len(left_out)} "
+                         "left out by the config",
+               "control": f"each center's other patients (robust z {flags['z_threshold']})"}
     if not flagged:
         return Finding(topic, "info", prefix + "no patient's QC numbers are outliers of its "
-                       f"center (robust z below {flags['z_threshold']}).")
+                       f"center (robust z below {flags['z_threshold']}).", **summary)
     # of the flagged patients (the failed ones are excluded too, whatever the QC policy)
     excluded = set(flags.get("excluded", [])) & set(flagged)
     parts = [f"{key} ({'excluded' if key in excluded else 'kept'}: {why})"
@@ -127,7 +134,7 @@ def data_quality_finding(flags: dict) -> Finding:
     return Finding(topic, "moderate" if not excluded else "info",
                    prefix + f"{len(flagged)} patient(s) flagged as MR/CT pairs unlike their "
                    "center's, "
-                   f"{verb}: " + "; ".join(parts) + ".")
+                   f"{verb}: " + "; ".join(parts) + ".", **summary)
 
 
 def _worst_clean(grid: pd.DataFrame) -> pd.Series | None:
@@ -182,16 +189,21 @@ def _poisoning_one(topic: str, gamma: float, worst: pd.Series, width: float) -> 
                f"{worst['evaluated']} by {delta:+.0f} HU ({rel:+.0%}; "
                f"{worst['reference_mae']:.0f} → {worst['mae']:.0f} HU), the worst clean "
                "center")
+    # the summary table's cells
+    summary = {"number": f"clean center {worst['evaluated']} {delta:+.0f} HU ({rel:+.0%}) at "
+                         f"γ = {gamma:.1f}",
+               "control": "the same federation unpoisoned" + (
+                   f" (seed-to-seed spread {width:.1f} HU)" if np.isfinite(width) else "")}
     if rel < POISON_MEASURABLE:
         return Finding(topic, Level.NOT_DETECTED, f"not detected: {numbers}.",
                        power=f"an increase below {POISON_MEASURABLE:.0%} is not told from "
-                             "run-to-run variation.")
+                             "run-to-run variation.", **summary)
     if np.isfinite(width) and not delta > width:
         return Finding(topic, Level.NOT_DETECTED, f"not detected: {numbers}.",
                        power=f"the increase does not exceed the unpoisoned federation's "
-                             f"seed-to-seed spread there ({width:.1f} HU).")
+                             f"seed-to-seed spread there ({width:.1f} HU).", **summary)
     level = Level.HIGH if rel >= POISON_SEVERE else Level.MODERATE
-    return Finding(topic, level, f"{level.value} risk: {numbers}.")
+    return Finding(topic, level, f"{level.value} risk: {numbers}.", **summary)
 
 
 def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
@@ -217,13 +229,15 @@ def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
     sign = " (negative: lower with SecAgg+)" if delta < 0 else ""
     numbers = (f"the largest MAE change is {delta:+.1f} HU ({rel[worst]:+.1%}, center "
                f"{worst}){sign}; the largest increase is {rel.max():+.1%}")
+    first = {"number": f"largest MAE change {delta:+.1f} HU (center {worst})",
+             "control": "the same federation without SecAgg+"}
     if len(runs) == 1:
         seed = "" if runs[0][0] is None else f" ({runs[0][0]})"
         return Finding("Price of SecAgg+", "info",
                        f"no cost is claimed: on one training seed{seed} {numbers}, and with "
                        "one seed the federation's run-to-run variation, which such a "
                        "difference must exceed, is not measured (config seeds: two or more "
-                       "measure it).")
+                       "measure it).", **first)
     # A cost is a loss of quality: a lower MAE with SecAgg+ (its quantisation nudges the training
     # trajectory) is no cost, whatever its size. One claim, on the MAE averaged over the evaluated
     # centers: a cost on "any" center would be the largest of several comparisons, and with two
@@ -243,16 +257,19 @@ def secagg_cost_finding(quality: pd.DataFrame) -> Finding | None:
                 f"{range_text(dict(zip(seeds, each[top], strict=True)), '+.1f')} HU against a "
                 f"spread of {spread([float(m.loc[top, False]) for _, m in runs]):.1f} HU there")
     mean_of = f"the MAE averaged over the {len(centers)} evaluated centers"
+    summary = {"number": f"mean MAE {pooled} HU across {len(seeds)} seeds",
+               "control": f"without SecAgg+ (seed-to-seed spread {width:.1f} HU)"}
     if beyond_spread(cost, plain) and min(cost) / max(plain) >= SECAGG_NEGLIGIBLE:
         return Finding("Price of SecAgg+", "info",
                        f"SecAgg+ costs a measurable synthesis quality, beyond the seed-to-seed "
                        f"spread on all {len(seeds)} training seeds: {mean_of} rises by {pooled} "
                        f"HU (spread without SecAgg+ {width:.1f} HU); {top_text}. Seed "
-                       f"{seeds[0]}: {numbers}.")
+                       f"{seeds[0]}: {numbers}.", **summary)
     return Finding("Price of SecAgg+", "info",
                    f"no cost beyond run-to-run variation: on {len(seeds)} training seeds "
                    f"{mean_of} changes by {pooled} HU, while without SecAgg+ it varies by "
-                   f"{width:.1f} HU from seed to seed; {top_text}. Seed {seeds[0]}: {numbers}.")
+                   f"{width:.1f} HU from seed to seed; {top_text}. Seed {seeds[0]}: {numbers}.",
+                   **summary)
 
 
 def poisoning_thresholds(settings: dict | None = None) -> str:
@@ -266,8 +283,43 @@ def thresholds_text(parts: list[str]) -> str:
             "center.")
     return (head + (" Risk levels: " + "; ".join(parts) + "." if parts else "")
             + f" A line that claims significance is corrected for the page's number of such "
-            f"claims (Holm, family-wise α = {ALPHA}); one that loses it reads inconclusive."
-            + " Verdict levels: " + rules_text() + ".")
+            f"claims (Holm, family-wise α = {ALPHA}); one that loses it reads inconclusive.")
+
+
+def _cell(text: str) -> str:
+    """One summary-table cell: a phrase on one line (a list-table cell is one RST paragraph);
+    an empty one reads as a dash."""
+    return " ".join(str(text).split()) or "—"
+
+
+def by_severity(findings: Sequence[Finding]) -> list[Finding]:
+    """``findings`` most severe first (:data:`~fedaudit.report.levels.SEVERITY`), in their
+    given order within a level."""
+    return sorted(findings, key=lambda f: SEVERITY.index(f.level))
+
+
+def summary_lines(findings: Sequence[Finding]) -> list[str]:
+    """The front page's one-screen verdict: a count of the levels, then one row per finding,
+    most severe first -- the threat, who attacks, the level, the number it rests on, the
+    control that licenses it and what to do -- as an RST list-table; then each level's rule,
+    once."""
+    ordered = by_severity(findings)
+    counts = [(lv, sum(f.level == lv for f in ordered)) for lv in SEVERITY]
+    tally = ", ".join(f"{n} {lv.value}" for lv, n in counts if n)
+    lines = [f"{len(ordered)} finding{'s' if len(ordered) != 1 else ''}: {tally}. Most severe "
+             "first; each is explained under *Detail* below.", "",
+             ".. list-table::", "   :header-rows: 1", "   :class: fedaudit-summary",
+             "   :widths: 17 12 9 22 19 21", "",
+             "   * - Threat", "     - Who attacks", "     - Level", "     - The number behind it",
+             "     - Control that licenses it", "     - What to do"]
+    for f in ordered:
+        advice = f.advice or ADVICE[f.level]
+        lines += [f"   * - {_cell(f.topic)}", f"     - {_cell(f.attacker)}",
+                  f"     - **{f.level.value}**", f"     - {_cell(f.number)}",
+                  f"     - {_cell(f.control)}", f"     - {_cell(advice)}"]
+    lines += ["", "Levels: " + "; ".join(f"**{lv.value}**: {RULES[lv]}" for lv in Level
+                                         if any(f.level == lv for f in ordered)) + ".", ""]
+    return lines
 
 
 def attackers_text(attackers: Sequence[tuple[str, str, Sequence[str]]]) -> list[str]:
@@ -279,6 +331,14 @@ def attackers_text(attackers: Sequence[tuple[str, str, Sequence[str]]]) -> list[
     lines += [f"- **{title}** ({holds}): {'; '.join(attacks)}."
               for title, holds, attacks in attackers]
     return lines + [""]
+
+
+def with_table(finding: Finding, attacker: str, advice: str) -> Finding:
+    """``finding`` with who attacks and what to do from its table's plugin
+    (:meth:`fedaudit.catalog.Catalog.attacker_of`, ``TableSpec.advice``), where it does not
+    say them itself."""
+    return replace(finding, attacker=finding.attacker or attacker,
+                   advice=finding.advice or advice)
 
 
 def one_seed(finding: Finding, seed: int) -> Finding:
@@ -324,21 +384,25 @@ def front_page(intro_rst: str, findings: list[Finding], *, demo: bool,
                thresholds: list[str] = (),
                attackers: Sequence[tuple[str, str, Sequence[str]]] = ()) -> str:
     """The report's front page: the introduction's first paragraph (what was audited), the
-    verdict as an RST list, then the rest of the introduction (how the audit works) with the
-    attackers audited (:func:`attackers_text`)."""
+    verdict -- its summary table (:func:`summary_lines`), then each finding in detail, most
+    severe first -- then the rest of the introduction (how the audit works) with the attackers
+    audited (:func:`attackers_text`)."""
     first, _, rest = intro_rst.strip().partition("\n\n")
     lines = [first, "", "Audit verdict", "-------------", ""]
     if any(f.topic == UTILITY_TOPIC and f.level == Level.NO_MODEL for f in findings):
         lines += ["**The federation did not learn the task** (see the utility gate below): read "
                   "every threat finding as a property of a broken model, not of the framework.",
                   ""]
-    if demo:
-        lines += ["These numbers come from the synthetic demo data and a CPU-sized federation: "
-                  "they show how the audit reads, not the security of a real deployment.", ""]
-    for f in findings:
-        lines.append(f"- **{f.topic}**: {f.text}")
+    # the demo's caveat after the summary: the table is what the first screen must show
+    caveat = (["These numbers come from the synthetic demo data and a CPU-sized federation: "
+               "they show how the audit reads, not the security of a real deployment.", ""]
+              if demo else [])
     if not findings:
-        lines.append("- No attack or scenario results were produced by this configuration.")
+        lines += caveat + ["- No attack or scenario results were produced by this "
+                           "configuration."]
+    else:
+        lines += summary_lines(findings) + caveat + ["Detail", "~~~~~~", ""]
+        lines += [f"- **{f.topic}** ({f.level.value}): {f.text}" for f in by_severity(findings)]
     lines += ["", thresholds_text(list(thresholds)), ""]
     if rest or attackers:
         lines += ["How the audit works", "-------------------", ""]

@@ -22,7 +22,8 @@ ATTACK = AttackSpec(
                                    "without BatchNorm (positive control) and the MLP code check"),
                       category="Privacy",
                       subcategory="Gradient inversion (DLG)", build=".report:build_table",
-                      findings=".report:findings", thresholds=".report:thresholds", order=20),))
+                      findings=".report:findings", thresholds=".report:thresholds", order=20,
+                      advice=".report:advice"),))
 
 
 def check(config: dict[str, Any], scenarios: set[str]) -> None:

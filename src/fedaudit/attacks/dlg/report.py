@@ -129,6 +129,10 @@ def inversion_finding(data: pd.DataFrame) -> Finding:
 
     best_key = col["unet"].idxmax()
     best_unet = float(col["unet"].loc[best_key])
+    # the summary table's cells
+    summary = {"number": f"best UNet fitted SSIM {best_unet:.2f}",
+               "control": f"BatchNorm-free UNet: {control} "
+                          f"({'recovered' if ok.any() else 'not recovered'})"}
     whats = {"moderate": "recognisable anatomy comes back",
              "high": "the private slice comes back"}
     if best_unet >= DLG_MODERATE:
@@ -137,13 +141,13 @@ def inversion_finding(data: pd.DataFrame) -> Finding:
                        f"{level.value} risk: {whats[level.value]} (best UNet SSIM "
                        f"{best_unet:.2f} after a gain/offset fit, {where(best_key)}): a "
                        f"reconstruction this close shows the leak whatever the controls reach "
-                       f"(the BatchNorm-free UNet: best {control}); {code}.")
+                       f"(the BatchNorm-free UNet: best {control}); {code}.", **summary)
     if not ok.any():
         return Finding(topic, Level.INCONCLUSIVE,
                        f"inconclusive: DLG at this budget does not recover even the "
                        f"BatchNorm-free UNet ({control}; needs ≥ {DLG_CONTROL_OK}), so the "
                        f"UNet's best fitted SSIM of {best_unet:.2f} does not show that it "
-                       f"resists; {code}.")
+                       f"resists; {code}.", **summary)
     read = col["unet"][ok]
     read_key = read.idxmax()
     partly = "" if ok.all() else (
@@ -155,7 +159,7 @@ def inversion_finding(data: pd.DataFrame) -> Finding:
                    f"{where(read_key)}{partly}); {code}.",
                    power=f"the same attack on the same UNet without BatchNorm recovers its "
                          f"slice (fitted SSIM ≥ {col['control'][ok].min():.2f}), so it reaches "
-                         "this architecture at this budget.")
+                         "this architecture at this budget.", **summary)
 
 
 
@@ -174,3 +178,14 @@ def thresholds(settings: dict[str, Any]) -> str:
             f"UNet without BatchNorm (the positive control) reaches fitted SSIM ≥ "
             f"{DLG_CONTROL_OK} (else inconclusive); the MLP "
             f"code check must reach it for the attack code to count as working")
+
+
+def advice(level: str) -> str:
+    """What a reader does about a gradient-inversion finding (the front page's summary table)."""
+    return {
+        "high": "the server rebuilds a training slice from one update: add update noise (DP) "
+                "or larger batches; their price is in the privacy-utility table",
+        "moderate": "anatomy leaks from one update: add update noise (DP) or larger batches",
+        "inconclusive": "no conclusion: the attack fails its BatchNorm-free control at this "
+                        "budget; do not read as safe",
+    }.get(str(level), "")

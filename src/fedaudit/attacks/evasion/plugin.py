@@ -28,6 +28,7 @@ ATTACK = AttackSpec(
                                "toward soft tissue)"),
                   category="Integrity", subcategory=SUBCATEGORY,
                   build=".report:build_attack_table", findings=".report:findings",
+                  advice=".report:advice",
                   settings=".report:settings", thresholds=".report:thresholds", order=40,
                   primary=("the final global model's ASR (slices whose in-mask MAE rises by "
                            "more than threshold_hu), its exact lower bound (Bonferroni over the "

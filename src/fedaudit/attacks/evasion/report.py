@@ -268,11 +268,16 @@ def evasion_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
     control = (f"at the largest ε = {top:g} the best attack fools "
                f"{attacks_top['asr'].max():.0%} of slices on the attacker's own model "
                f"(random noise {null_top:.0%})")
-    if attacks_top.empty or not attacks_top["asr"].max() > (null_top if np.isfinite(null_top)
-                                                             else 0.0):
+    works = not attacks_top.empty and attacks_top["asr"].max() > (
+        null_top if np.isfinite(null_top) else 0.0)
+    # the summary table's control cell
+    white_box = (f"white-box at ε = {top:g}: {attacks_top['asr'].max():.0%} fooled (random "
+                 f"{null_top:.0%})")
+    if not works:
         return Finding(TOPIC, "inconclusive",
                        f"inconclusive: {control}, so the attack does not even work white-box "
-                       "at this budget and a low transfer says nothing about the models.")
+                       "at this budget and a low transfer says nothing about the models.",
+                       control=white_box)
     k = int(glob["setting"].nunique())
     glob = glob.assign(bound=pooled_lower_bound(glob["successes"], glob["n_slices"], k))
     glob = glob.assign(margin=glob["bound"] - glob["null_asr"].fillna(0.0))
@@ -301,13 +306,18 @@ def evasion_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
                  f"{t['shift']:.0f} HU toward soft tissue ({t['clean_region_hu']:.0f} → "
                  f"{t['adv_region_hu']:.0f} HU) while the head MAE changes by "
                  f"{t['delta_mae']:+.0f} HU")
+    summary = {"number": f"{int(best['successes'])}/{n} slices over +{threshold:g} HU at ε = "
+                         f"{best['epsilon']:g} (lower bound {best['bound']:.2f}; random "
+                         f"{best['null_asr']:.2f}; {p} patient{'s' if p != 1 else ''})",
+               "control": white_box}
     if level is None:
         # the white-box attack works (checked above): the global model is the one that holds
         return Finding(TOPIC, Level.NOT_DETECTED, f"{text}.",
-                       power=f"the same attacks work white-box: {control}.")
+                       power=f"the same attacks work white-box: {control}.", **summary)
     null = float(best["null_asr"]) if np.isfinite(best["null_asr"]) else 0.0
     return Finding(TOPIC, level, f"{text}; {control}.",
-                   p_value=min(1.0, k * binomial_tail(int(best["successes"]), n, null)))
+                   p_value=min(1.0, k * binomial_tail(int(best["successes"]), n, null)),
+                   **summary)
 
 
 # ----------------------------------------------------------------------- catalog entry points
@@ -336,3 +346,14 @@ def thresholds(settings: dict[str, Any]) -> str:
             f"Table I attacks) minus the random ±ε null's ASR ≥ {ASR_HIGH} high, above 0 "
             "moderate, else not detected; inconclusive when the white-box model itself is not "
             "fooled at the largest ε")
+
+
+def advice(level: str) -> str:
+    """What a reader does about an evasion finding (the front page's summary table)."""
+    return {
+        "high": "small MR changes corrupt the sCT: check input MR integrity before planning; "
+                "the federation gives no robustness",
+        "moderate": "some MR perturbations corrupt the sCT: check input MR integrity before "
+                    "planning",
+        "inconclusive": "no conclusion: the attack does not fool even its own model here",
+    }.get(str(level), "")

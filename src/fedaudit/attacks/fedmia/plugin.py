@@ -28,6 +28,7 @@ ATTACK = AttackSpec(
                       category="Privacy",
                       subcategory="Membership inference (FedMIA)", build=".report:build_table",
                       findings=".report:findings", settings=".report:settings", seeds=True,
+                      advice=".report:advice",
                       primary=("the pooled patient-level AUC of the per-client view against "
                                "same-center held-out patients, unit attacks.fedmia.units[0], "
                                "with its permutation p"),

@@ -193,6 +193,13 @@ def _pooled(data: pd.DataFrame, scenario: str, view: str, unit: str, test: str =
     return None if sel.empty else sel.iloc[0]
 
 
+def _mia_short(r: pd.Series) -> str:
+    """The pooled AUC with its interval and patient counts, for the summary table."""
+    ci = (f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if np.isfinite(r["ci_low"]) else "")
+    return (f"AUC {r['auc']:.2f}{ci}, {int(r['n_member_patients'])} vs "
+            f"{int(r['n_nonmember_patients'])} patients")
+
+
 def _mia_numbers(r: pd.Series) -> str:
     ci = (f"95% CI {r['ci_low']:.2f}–{r['ci_high']:.2f}" if np.isfinite(r["ci_low"])
           else "too few patients for a CI")
@@ -221,12 +228,14 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
     audited = data[~data["control"].astype(bool)]
     control = data[data["control"].astype(bool)]
     parts, levels, sizes, p_values = [], [], [], []
+    headline = ""  # the summary table's number: the first federation read
     for view, label in (("update", "on the client updates"),
                         ("masked", "with SecAgg+, on the masked per-client vectors")):
         for scenario in dict.fromkeys(audited[audited["view"] == view]["scenario"]):
             r = _pooled(audited, scenario, view, unit)
             if r is None or not np.isfinite(r["auc"]):
                 continue
+            headline = headline or f"{scenario}: {_mia_short(r)}"
             level = _mia_level(r)
             levels.append(level)
             p_values.append((level, float(r["p_value"])))
@@ -249,11 +258,13 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
         return Finding(topic, Level.INCONCLUSIVE,
                        f"{text}: only the uncalibrated aggregate cosine was measured "
                        f"(candidates: {what}).")
-    power = ""
+    power, control_cell = "", "no memorising control"
     if not control.empty:
         c = _pooled(control, control["scenario"].iloc[0], "update", unit)
         if c is not None and np.isfinite(c["auc"]):
             on = _control_rounds(control, str(c["scenario"]), audited)
+            control_cell = (f"memorising control AUC {c['auc']:.2f} (needs ≥ {MIA_CONTROL_OK}: "
+                            f"{'works' if c['auc'] >= MIA_CONTROL_OK else 'fails'})")
             if c["auc"] >= MIA_CONTROL_OK:
                 text += (f". The memorising control{on} reaches {_mia_numbers(c)}: the "
                          "attack works")
@@ -275,7 +286,8 @@ def membership_finding(data: pd.DataFrame, unit: str = "slice",
     p_line = min(1.0, min(claim) * len(p_values)) if claim and level in (
         Level.HIGH, Level.MODERATE) else np.nan
     return Finding(topic, level, f"{text} (candidates: {what}).",
-                   power=power if level == Level.NOT_DETECTED else "", p_value=p_line)
+                   power=power if level == Level.NOT_DETECTED else "", p_value=p_line,
+                   number=headline, control=control_cell)
 
 
 def _mia_level(r: pd.Series) -> Level:
@@ -367,3 +379,15 @@ def thresholds(settings: dict[str, Any]) -> str:
     return (f"membership, a pooled patient-level AUC with permutation p < 0.05: high when its "
             f"lower 95% bound is ≥ {MIA_HIGH}, else moderate; not detected otherwise, read "
             f"only when the memorising control reaches AUC ≥ {MIA_CONTROL_OK}")
+
+
+def advice(level: str) -> str:
+    """What a reader does about a membership finding (the front page's summary table)."""
+    return {
+        "high": "the server tells which patients trained: add client-side DP (DP-SGD or "
+                "DP-FedAvg) at a budget the privacy-utility table prices",
+        "moderate": "patients' participation leaks to the server: add client-side DP; its "
+                    "utility cost is in the privacy-utility table",
+        "inconclusive": "no conclusion: the memorising control or the patient count is too "
+                        "weak; do not read as safe",
+    }.get(str(level), "")

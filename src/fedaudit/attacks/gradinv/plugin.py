@@ -32,6 +32,7 @@ ATTACK = AttackSpec(
                   category="Privacy",
                   subcategory="Gradient inversion suite (paper 003)",
                   build=".report:build_suite_table", findings=".report:suite_findings",
+                  advice=".report:advice",
                   thresholds=".report:thresholds", order=21),
         TableSpec(name="inversion_classifier",
                   paper="paper 003, Table II",

@@ -215,19 +215,25 @@ def suite_finding(data: pd.DataFrame) -> Finding:
                 " of slices per method" + (" (the attack code works)" if worst > 0 else
                                            " (some method recovers nothing: check its budget)"))
     control_ok = bool(len(ctl)) and bool((ctl["successes"] > 0).any())
+    # the summary table's cells
+    summary = {"number": f"{int(r['successes'])}/{n} slices (lower bound {lo:.2f}; null "
+                         f"{int(r['null_successes'])}/{n})",
+               "control": "BatchNorm-free UNet: " + (
+                   f"{int(ctl['successes'].max())} slice(s) recovered" if control_ok
+                   else "nothing recovered")}
     if level is None and not control_ok:
         return Finding(TOPIC, Level.INCONCLUSIVE,
                        f"inconclusive: {counts}, but no method recovers a slice of the UNet "
                        f"without BatchNorm either (best control mean SSIM "
                        f"{fmt(ctl['ssim_all'].max() if len(ctl) else np.nan)}), so this "
-                       f"budget does not show that the UNet resists{code}.")
+                       f"budget does not show that the UNet resists{code}.", **summary)
     if level is None:
         return Finding(TOPIC, Level.RESISTS,
                        f"resists at this budget: the slices that come back do not exceed the "
                        f"null's share at the corrected level: {counts}{code}.",
                        power=f"a method recovers {int(ctl['successes'].max())} slice(s) of the "
-                             "UNet without BatchNorm at the same budget.")
-    return Finding(TOPIC, level, f"{level.value} risk: {counts}{code}.")
+                             "UNet without BatchNorm at the same budget.", **summary)
+    return Finding(TOPIC, level, f"{level.value} risk: {counts}{code}.", **summary)
 
 
 def build_suite_table(inputs: Any, params: Any) -> Table:
@@ -246,3 +252,15 @@ def thresholds(settings: dict[str, Any]) -> str:
     return (f"gradient inversion: lower bound of the UNet ASR (Bonferroni over methods) minus "
             f"the null's share ≥ {ASR_HIGH} high, above 0 moderate; at or below 0 it resists "
             "at this budget only where the BatchNorm-free UNet is recovered, else inconclusive")
+
+
+def advice(level: str) -> str:
+    """What a reader does about an inversion-suite finding (the front page's summary table)."""
+    return {
+        "high": "the server rebuilds training slices from one update: add update noise (DP) "
+                "or larger batches; their price is in the privacy-utility table",
+        "moderate": "slices leak from one update beyond the null: add update noise (DP) or "
+                    "larger batches",
+        "inconclusive": "no conclusion: no method recovers the BatchNorm-free control at this "
+                        "budget; do not read as safe",
+    }.get(str(level), "")

@@ -20,6 +20,7 @@ ATTACK = AttackSpec(
                                    "be recovered)"),
                       category="Privacy", subcategory="Noise replay",
                       build=".report:build_table", findings=".report:findings",
+                      advice=".report:advice",
                       thresholds=".report:thresholds", order=15),))
 
 

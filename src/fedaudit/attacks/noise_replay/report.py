@@ -109,6 +109,12 @@ def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
         return [Finding(TOPIC, Level.NOTHING, "nothing to attack: no logged update could be "
                         "replayed (the server holds only aggregates).")]
     recovered = hit[hit["recovered"] > 0]
+    # the summary table's cells
+    n_rec, n_all = int(hit["recovered"].sum()), int(hit["client_rounds"].sum())
+    ctl_ok = int((hit["control_recovered"] >= hit["client_rounds"]).sum())
+    summary = {"number": f"{n_rec}/{n_all} logged client-rounds' noise removed",
+               "control": f"seeded simulation noise recovered in {ctl_ok}/{len(hit)} "
+                          "scenarios"}
     if len(recovered):
         parts = []
         for _, r in recovered.iterrows():
@@ -124,7 +130,7 @@ def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
                         "high risk: the server regenerates the clients' noise from the config "
                         "and subtracts it, getting back each clipped update: "
                         + "; ".join(parts) + ". That noise protects nothing against the server, "
-                        "whatever its ε.")]
+                        "whatever its ε.", **summary)]
     weak = hit[hit["unpowered"] > 0]
     if len(weak):
         return [Finding(TOPIC, "inconclusive",
@@ -132,13 +138,13 @@ def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
                         f"{', '.join(weak['scenario'])} the noise is too weak against the "
                         "update for the replay test to tell regenerated noise from fresh noise "
                         f"(sd up to {weak['removed_sd_max'].max():.2g} against the threshold "
-                        f"{RECOVERED_SHARE}).")]
+                        f"{RECOVERED_SHARE}).", **summary)]
     failed = hit[hit["control_recovered"] < hit["client_rounds"]]
     if len(failed):
         return [Finding(TOPIC, "inconclusive",
                         "inconclusive: no update was recovered, but the control (simulation "
                         f"noise on the same updates) failed for {', '.join(failed['scenario'])}, "
-                        "so the replay code shows nothing.")]
+                        "so the replay code shows nothing.", **summary)]
     n = int(hit["client_rounds"].sum())
     return [Finding(TOPIC, Level.NOT_DETECTED,
                     f"not detected: replaying the clients' noise function with everything the "
@@ -151,10 +157,19 @@ def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
                           f"recovered at cosine {hit['control_cosine_min'].min():.4f} to the "
                           f"clipped update, and a replay that removed {RECOVERED_SHARE} of the "
                           f"noise would stand out (sd ≤ {hit['removed_sd_max'].max():.2g} if not "
-                          "regenerated).")]
+                          "regenerated).", **summary)]
 
 
 def thresholds(settings: dict[str, Any]) -> str:
     return (f"noise replay: high when the server's replay removes ≥ {RECOVERED_SHARE} of any "
             "logged update's noise energy; not detected only when none is removed and the control "
             "(seeded simulation noise on the same updates) is recovered")
+
+
+def advice(level: str) -> str:
+    """What a reader does about a noise-replay finding (the front page's summary table)."""
+    return {
+        "high": "the server removes the clients' DP noise: set noise_source: os_entropy; that "
+                "noise protects nothing against the server",
+        "inconclusive": "no conclusion: the replay test could not tell; do not read as safe",
+    }.get(str(level), "")

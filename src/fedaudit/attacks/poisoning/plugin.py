@@ -19,6 +19,7 @@ CLIENT_ATTACK = ClientAttackSpec(
                                    "Wilcoxon p against the block's no-poisoning federation"),
                       category="Integrity", subcategory="Data poisoning",
                       build=".report:poisoning_table", findings=".report:poisoning_findings",
+                      advice=".report:advice",
                       seeds=True,
                       primary=("the relative MAE increase on the worst clean center at the "
                                "largest γ, per aggregation, every training seed"),

@@ -22,3 +22,13 @@ def poisoning_table(inputs: Any, params: Any) -> tables.Table:
 
 def poisoning_findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[verdict.Finding]:
     return verdict.poisoning_findings(data)
+
+
+def advice(level: str) -> str:
+    """What a reader does about a poisoning finding (the front page's summary table)."""
+    return {
+        "high": "one client's bad data harms other hospitals' sCT: use an aggregation the "
+                "poisoning table shows holding, and check each client's data",
+        "moderate": "one client's bad data measurably degrades other hospitals' sCT: prefer an "
+                    "aggregation the poisoning table shows holding",
+    }.get(str(level), "")

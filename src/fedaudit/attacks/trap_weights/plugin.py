@@ -24,6 +24,7 @@ ATTACK = AttackSpec(
                                    "size; the null and the untrained-UNet control"),
                       category=_CATEGORY, subcategory=_SUB,
                       build=".report:build_slices_table", findings=".report:findings",
+                      advice=".report:advice",
                       settings=".report:settings", thresholds=".report:thresholds",
                       order=15,
                       primary=("the share of slices recovered at SSIM ≥ the threshold in the "

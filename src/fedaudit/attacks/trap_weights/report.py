@@ -236,23 +236,30 @@ def trap_finding(data: pd.DataFrame, settings: dict[str, Any]) -> Finding:
     # what the criterion grants without a leak (the null) is not credited to the attack
     null_share = r["null_recovered"] / r["attacked"] if np.isfinite(r["null_recovered"]) else 0.0
     level = beyond_null(r["ci_low"] - null_share, TRAP_HIGH)
+    # the summary table's cells
+    null = DASH if not np.isfinite(r["null_recovered"]) else int(r["null_recovered"])
+    summary = {"number": f"{int(r['recovered'])}/{int(r['attacked'])} slices (95% CI "
+                         f"{r['ci_low']:.2f}–{r['ci_high']:.2f}; null {null})",
+               "control": "untrained UNet, batch 1: " + ("every slice recovered" if control_ok
+                                                         else "not every slice recovered")}
     if level is None and not control_ok:
         return Finding(TOPIC, Level.INCONCLUSIVE,
                        f"inconclusive: {counts}, {where}, but the positive control (untrained "
                        "UNet, batch 1) does not recover every slice, so the attack code or "
-                       "setting is broken.")
+                       "setting is broken.", **summary)
     if level is None:
         return Finding(TOPIC, Level.RESISTS,
                        f"resists at this budget: the slices that come back do not exceed the "
                        f"null's share at 95 %: {counts}, {where}; what the clients' defenses "
                        "stop is in the defense table.",
                        power="the positive control (untrained UNet, batch 1) recovers every "
-                             "slice.")
+                             "slice.", **summary)
     what = {Level.HIGH: "most private slices come back exactly",
             Level.MODERATE: "private slices come back beyond the null"}[level]
     return Finding(TOPIC, level, f"{level.value} risk: {what}: {counts}, {where}; what the "
                    "clients' defenses stop is in the defense table.",
-                   p_value=binomial_tail(int(r["recovered"]), int(r["attacked"]), null_share))
+                   p_value=binomial_tail(int(r["recovered"]), int(r["attacked"]), null_share),
+                   **summary)
 
 
 def defense_finding(data: pd.DataFrame) -> list[Finding]:
@@ -320,3 +327,14 @@ def thresholds(settings: dict[str, Any]) -> str:
             f"study's clients, the smallest batch) ≥ {TRAP_HIGH} high, above 0 moderate; "
             f"at or below 0 it resists at this budget only when the untrained-UNet control "
             f"recovers every slice (SSIM ≥ {CONTROL_OK}), else inconclusive")
+
+
+def advice(level: str) -> str:
+    """What a reader does about a malicious-server finding (the front page's summary table)."""
+    return {
+        "high": "a malicious server rebuilds private slices: turn on the clients' architecture "
+                "check and weight audit (the defenses line says what they stop)",
+        "moderate": "private slices leak to a malicious server: turn on the clients' "
+                    "architecture check and weight audit",
+        "inconclusive": "no conclusion: the attack's own control fails; fix it before reading",
+    }.get(str(level), "")
