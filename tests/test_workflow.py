@@ -517,7 +517,8 @@ def _check_report(workdir: Path) -> None:
     # costly attacks' lines say they read the first
     quality = pd.read_csv(workdir / "results/tables/quality.csv")
     assert set(quality["seed"].dropna()) == {3, 4}
-    lines = {m.group(1): line for line in front.splitlines()
+    detail = front[front.index("Detail\n~~~~~~"):front.index("How the audit works")]
+    lines = {m.group(1): line for line in detail.splitlines()
              if (m := re.match(r"- \*\*(.+?)\*\* \(", line))}
     # the summary table: a row per detail line, who attacks from the attack's view, the number
     # and the control from the finding

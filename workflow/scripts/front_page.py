@@ -22,18 +22,22 @@ with logged(snakemake) as log:
                 for f in spec.call("gate", data[spec.name], p.settings[spec.name], default=[])]
     flags = json.loads(Path(snakemake.input.qc_flags).read_text(encoding="utf-8"))
     findings.append(verdict.data_quality_finding(flags))
+    owners = [None] * len(findings)  # the table whose plugin a finding comes from
     seeds = list(p.seeds)
     for spec in specs:
         found = spec.call("findings", data[spec.name], p.settings[spec.name], default=[])
         # with several training seeds, the lines of a table that reads one say which
-        found = (found if spec.seeds or len(seeds) == 1
-                 else [verdict.one_seed(f, seeds[0]) for f in found])
-        # the summary table's who-attacks and what-to-do cells, from the table's plugin
-        findings += [verdict.with_table(f, cat.attacker_of(spec.name),
-                                        spec.call("advice", f.level, default=""))
-                     for f in found]
+        findings += (found if spec.seeds or len(seeds) == 1
+                     else [verdict.one_seed(f, seeds[0]) for f in found])
+        owners += [spec] * len(found)
     # significance claims corrected for their number across the page (Holm)
     findings = verdict.holm_corrected(findings)
+    # the summary table's who-attacks and what-to-do cells, from the table's plugin, for the
+    # level each line has after the correction
+    findings = [f if spec is None else
+                verdict.with_table(f, cat.attacker_of(spec.name),
+                                   spec.call("advice", f.level, default=""))
+                for f, spec in zip(findings, owners, strict=True)]
     thresholds = [t for spec in specs
                   if (t := spec.call("thresholds", p.settings[spec.name]))]
     text = verdict.front_page(p.intro, findings, demo=p.demo, thresholds=thresholds,
