@@ -268,6 +268,7 @@ def test_fedmia_reads_every_seed_of_its_federations() -> None:
 
 
 def test_the_front_page_holds_its_significance_claims_to_holm() -> None:
+    from fedaudit.report import verdict
     from fedaudit.report.verdict import holm_corrected
 
     page = [Finding("A", "high", "a.", p_value=0.001), Finding("B", "moderate", "b.",
@@ -280,6 +281,12 @@ def test_the_front_page_holds_its_significance_claims_to_holm() -> None:
     for t in "BC":
         assert out[t].level == Level.INCONCLUSIVE and out[t].p_value == pytest.approx(0.06)
         assert out[t].sentence.startswith("inconclusive after correction for the page's 3 tests")
+        # its summary row says why, whatever its table advises for an inconclusive line
+        assert out[t].advice.startswith("a moderate signal that does not survive the "
+                                        "correction for the page's 3 tests")
+        kept = verdict.with_table(out[t], "Honest-but-curious server", "the control failed")
+        assert kept.advice == out[t].advice and kept.attacker == "Honest-but-curious server"
+    assert out["A"].advice == "" and verdict.with_table(out["A"], "", "act").advice == "act"
     assert out["D"] == page[3]
 
 

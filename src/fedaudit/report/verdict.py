@@ -371,10 +371,14 @@ def holm_corrected(findings: list[Finding], alpha: float = ALPHA) -> list[Findin
         p_text = "0 (the null gives no success)" if adj == 0 else f"{adj:.3g}"
         note = f" (Holm-adjusted p = {p_text} over the page's {tests}.)"
         if f.level in (Level.HIGH, Level.MODERATE) and adj > alpha:
+            # its own advice, not the table's for an inconclusive line (a failed control)
             out[i] = replace(f, level=Level.INCONCLUSIVE, p_value=adj,
                              sentence=f"inconclusive after correction for the page's "
                                       f"{tests}: {f.sentence.rstrip()} Its adjusted p = "
-                                      f"{p_text} exceeds {alpha} (Holm).")
+                                      f"{p_text} exceeds {alpha} (Holm).",
+                             advice=f"a {f.level.value} signal that does not survive the "
+                                    f"correction for the page's {tests}: more patients or "
+                                    "seeds decide it; do not read as safe")
         else:
             out[i] = replace(f, p_value=adj, sentence=f.sentence.rstrip() + note)
     return out
