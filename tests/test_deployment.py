@@ -204,13 +204,12 @@ def _flower_programs(folder: Path) -> list[str]:
     one of them that has not yet run its own program (the SuperExec's ``file -b``, started by
     ``platform``) still shows its parent's command line: it is not counted."""
     names = []
+    parent_of = {pid: ppid for ppid, pids in processes._children().items() for pid in pids}
     for pid in processes.marked_processes(folder):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            # the parent's pid: the field after the parenthesised command name and the state
-            ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-            parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
-        except (OSError, IndexError):
+            parent = Path(f"/proc/{parent_of[pid]}/cmdline").read_bytes()
+        except (OSError, KeyError):
             continue
         if parent == cmdline:
             continue
