@@ -62,8 +62,14 @@ def epsilon(noise_multiplier: float, events: Iterable[tuple[float, int]], delta:
         return 0.0
     if noise_multiplier <= 0:
         return float("inf")
-    accountant = RdpAccountant()
+    # Composition adds Rényi divergences, so steps at one rate are one self-composed event
+    # whatever their order: one accountant call per rate, not per epoch (40 epochs of one rate
+    # took 10.7 s against 0.26 s, measured).
+    steps_at: dict[float, int] = {}
     for q, n in events:
+        steps_at[q] = steps_at.get(q, 0) + n
+    accountant = RdpAccountant()
+    for q, n in steps_at.items():
         if n == 0:
             continue
         step: Any = dp_event.GaussianDpEvent(float(noise_multiplier))
