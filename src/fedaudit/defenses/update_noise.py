@@ -106,6 +106,15 @@ def perturb_update(arrays: Sequence[np.ndarray], defense: Mapping[str, Any],
     return perturb(arrays, defense, rng)
 
 
+def regenerate(shapes: Sequence[tuple[int, ...]], defense: Mapping[str, Any],
+               seed: int) -> list[np.ndarray]:
+    """The noise :func:`perturb_update` draws from ``seed``: its output on a zero update (the
+    draws do not depend on the update; a zero update is not clipped). What a server that knows
+    the seed subtracts (the noise replay, and the privacy audit's replay attack)."""
+    zeros = [np.zeros(s, np.float32) for s in shapes]
+    return perturb_update(zeros, defense, seed)
+
+
 def update_noise_std(defense: Mapping[str, Any]) -> float:
     """Per-coordinate std of the noise :func:`perturb_update` adds to a client's update
     (``z·C`` for DP-FedAvg, ``√2·b`` for Laplace); a family whose noise is inside the local

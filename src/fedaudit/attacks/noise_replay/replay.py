@@ -45,6 +45,7 @@ from fedaudit.defenses.update_noise import (
     global_norm,
     level_of,
     perturb_update,
+    regenerate,
     update_noise_std,
 )
 from fedaudit.scenarios import noise_on_update
@@ -71,14 +72,6 @@ CONTROL_ROUND_OFFSET = 2_000_003
 # the "not regenerated" case must sit this many standard deviations below RECOVERED_SHARE for
 # a row to have the power to tell the cases apart
 POWER_SDS = 5.0
-
-
-def regenerate(shapes: Sequence[tuple[int, ...]], defense: Mapping[str, Any],
-               seed: int) -> list[np.ndarray]:
-    """The noise the client's function draws from ``seed``: its output on a zero update (the
-    draws do not depend on the update; a zero update is not clipped)."""
-    zeros = [np.zeros(s, np.float32) for s in shapes]
-    return perturb_update(zeros, defense, seed)
 
 
 def _flat(arrays: Sequence[np.ndarray]) -> np.ndarray:

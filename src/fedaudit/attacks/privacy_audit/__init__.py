@@ -1,0 +1,1 @@
+"""Empirical privacy audit: an ε lower bound from one run (README.md in this folder)."""
