@@ -43,8 +43,6 @@ ATTACKS = ("direct", "replay")
 CONSISTENT, VIOLATED, NO_CLAIM = "consistent", "violated", "no claim"
 # a client's noise generator for (canary, round); the default is the client's real source
 ClientRng = Callable[[int, int], np.random.Generator]
-# the transform a canary client applies to its update: (arrays, entry, rng) -> arrays
-Perturb = Callable[[list[np.ndarray], Mapping[str, Any], np.random.Generator], list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -127,15 +125,16 @@ def client_generator(entry: Mapping[str, Any], seed: int) -> ClientRng:
 
 
 def run_canaries(entry: Mapping[str, Any] | None, design: CanaryDesign, seed: int, *,
-                 clip: float, client_rng: ClientRng | None = None,
-                 perturb: Perturb | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 clip: float, client_rng: ClientRng | None = None
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Run every canary client through the noise defense ``entry`` (None: no defense, the
     positive control) and score its messages as the server (module docstring). Returns each
     attack's scores ``[m]`` and the auditor's inclusion flags.
 
     ``clip`` is the claimed clip C (the canary's norm is ``norm_factor · C``; under Laplace, which
-    has none, any scale); ``perturb`` replaces the defense's hook (the bug suite); ``client_rng``
-    the clients' generators (tests: a seeded source the server cannot derive)."""
+    has none, any scale); a bug is an ``entry`` the accountant was not told about (noise off,
+    a larger clip); ``client_rng`` the clients' generators (tests: a seeded source the server
+    cannot derive)."""
     u, included = canary_directions(design, seed)
     rng_of = client_rng or (client_generator(entry, seed) if entry is not None else None)
     scores = {a: np.zeros(design.m) for a in ATTACKS}
@@ -147,9 +146,8 @@ def run_canaries(entry: Mapping[str, Any] | None, design: CanaryDesign, seed: in
             if entry is None:
                 message = np.asarray(update[0], np.float64)
             else:
-                sent = (perturb(update, entry, rng_of(i, t)) if perturb is not None
-                        else perturb_update(update, entry, rng_of(i, t)))
-                message = np.asarray(sent[0], np.float64)
+                message = np.asarray(perturb_update(update, entry, rng_of(i, t))[0],
+                                     np.float64)
             scores["direct"][i] += float(message @ u[i])
             if entry is None:
                 scores["replay"][i] += float(message @ u[i])
