@@ -177,8 +177,8 @@ def test_without_a_defense_the_control_reaches_the_ceiling_and_laplace_claims_no
 def test_dp_sgd_sample_canaries_flag_an_accountant_told_a_smaller_sampling_rate():
     """Item 3's DP-SGD bug at the mechanism level: the client's real DP-SGD (Opacus' per-sample
     clip, Poisson lots, noise) trains a linear model on the included canaries; its accountant
-    is told the sampling rate ÷ 50. The true events' ε (≈ 38 at σ = 1 over 80 steps at q ≈ 0.4)
-    is consistent with the bound; the understated one (≈ 1.2) is violated."""
+    is told the sampling rate ÷ 50. The true events' ε (≈ 31 at σ = 1 over 80 steps at
+    q ≈ 0.41) is consistent with the bound; the understated one (≈ 1.1) is violated."""
     from fedaudit.attacks.privacy_audit.canaries import run_sample_canaries
     from fedaudit.defenses.dp_sgd.budget import epsilon as dp_sgd_epsilon
 
