@@ -1,5 +1,5 @@
 """Client-level canaries through the clients' real noise code: the one-run audit of an update-noise
-defense at the mechanism level (issue "Empirical privacy auditing", items 3 and 4).
+defense at the mechanism level, and sample-level canaries through the clients' DP-SGD.
 
 Each of ``m`` canary clients holds a random unit direction ``u_i`` of the update space (drawn by
 the auditor) and is *in* the run with probability ½ by a draw the attacker never sees. In every
