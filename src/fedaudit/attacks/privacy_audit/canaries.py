@@ -83,9 +83,6 @@ class AuditResult:
     status: str
     confidence: float
 
-    def as_row(self) -> dict[str, Any]:
-        return dict(vars(self))
-
 
 def canary_directions(design: CanaryDesign, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The auditor's secret draw: unit directions ``[m, dim]`` and inclusion flags ``[m]``.

@@ -97,10 +97,6 @@ class Guesses:
     r: int  # guesses made (the rest abstained)
     v: int  # correct guesses
 
-    @property
-    def accuracy(self) -> float:
-        return self.v / self.r if self.r else math.nan
-
 
 def guess(scores: np.ndarray, included: np.ndarray, k_in: int, k_out: int) -> Guesses:
     """Guess "included" on the ``k_in`` highest scores and "excluded" on the ``k_out`` lowest
