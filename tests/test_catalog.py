@@ -25,11 +25,13 @@ TOY = Path(__file__).parent / "plugins" / "loss_threshold"
 def test_builtin_registries_hold_paper_000s_threats() -> None:
     cat = catalog()
     assert set(cat.attacks) == {"fedmia", "dlg", "trap_weights", "gradinv", "cpl", "idlg",
-                                "inverting_gradients", "evasion", "noise_replay"}
+                                "inverting_gradients", "evasion", "noise_replay",
+                                "privacy_audit"}
     assert {a.name: a.view for a in cat.attacks.values()} == {
         "fedmia": "server_log", "dlg": "server_log", "trap_weights": "malicious_server",
         "gradinv": "server_log", "cpl": "server_log", "idlg": "server_log",
-        "inverting_gradients": "server_log", "evasion": "client", "noise_replay": "server_log"}
+        "inverting_gradients": "server_log", "evasion": "client", "noise_replay": "server_log",
+        "privacy_audit": "server_log"}
     # paper 003's methods: recipes the gradient-inversion suite runs (DLG has jobs of its own)
     assert {n for n, a in cat.attacks.items() if a.method} == {"dlg", "cpl", "idlg",
                                                                "inverting_gradients"}
@@ -54,7 +56,8 @@ def test_builtin_registries_hold_paper_000s_threats() -> None:
     assert set(cat.tables) == {"quality", "poisoning", "membership", "inversion", "trap_weights",
                                "trap_weights_3d", "trap_weights_defenses", "inversion_suite",
                                "inversion_classifier", "privacy_utility", "evasion",
-                               "evasion_transfer", "evasion_dp", "runtimes", "noise_replay"}
+                               "evasion_transfer", "evasion_dp", "runtimes", "noise_replay",
+                               "privacy_audit"}
     for spec in cat.attacks.values():
         assert spec.rules.is_file() or spec.method, spec.name
 
@@ -168,7 +171,8 @@ def test_a_toy_attack_from_a_test_folder_reaches_dag_tables_and_front_page(
            # pipeline test runs them all)
            "attacks": {"fedmia": {"enabled": False},
                        "dlg": {"enabled": False}, "trap_weights": {"enabled": False},
-                       "gradinv": {"enabled": False}, "evasion": {"enabled": False}}}
+                       "gradinv": {"enabled": False}, "evasion": {"enabled": False},
+                       "privacy_audit": {"enabled": False}}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     plan = run_snakemake(workdir, "-n", "--configfile", str(workdir / "c.yaml"))
     assert plan.returncode == 0, plan.stderr[-3000:]

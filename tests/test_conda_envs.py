@@ -170,7 +170,8 @@ def test_use_conda_runs_each_rule_in_its_env(workdir: Path) -> None:
                                "control_hidden": 4}, "trap_weights": {"enabled": False},
                        # the suite and evasion run in the same env through the same scripts
                        # (step, table) as DLG: they would add minutes and no env
-                       "gradinv": {"enabled": False}, "evasion": {"enabled": False}}}
+                       "gradinv": {"enabled": False}, "evasion": {"enabled": False},
+                       "privacy_audit": {"enabled": False}}}
     (workdir / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {"PATH": f"{fake / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"}
     res = run_snakemake(workdir, "--cores", "2", "--use-conda", "--conda-prefix",

@@ -295,6 +295,10 @@ LAYERS: list[tuple[str, str]] = [
     ("fedaudit.attacks.noise_replay.steps", "flwr"),
     ("fedaudit.attacks.noise_replay.report", "torch"),
     ("fedaudit.defenses.noise_source", "torch"),
+    # the privacy audit's table and the privacy-utility table that reads it: the report
+    # environment (no torch, no Flower)
+    ("fedaudit.attacks.privacy_audit.report", "torch"),
+    ("fedaudit.attacks.privacy_audit.report", "flwr"),
     # the Snakefile imports the report modules while it parses; scipy.stats there would add ~1 s
     # to every snakemake invocation (each dry run, each cluster job)
     ("fedaudit.report.intervals", "scipy.stats"),

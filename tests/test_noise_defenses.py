@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -30,6 +31,9 @@ from fedaudit.scenarios import (
     noise_name,
     scenarios_from_config,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LAP = {"name": "laplace_noise", "scale": 0.01}
 
@@ -362,6 +366,27 @@ def test_every_epsilon_is_cross_checked_by_the_pld_accountant() -> None:
     assert not vacuous(group_privacy(0.01, 1e-5, 10))
 
 
+def _canary_rows() -> pd.DataFrame:
+    """The privacy audit's per-canary rows (fedaudit.attacks.privacy_audit.steps) of the
+    control (no noise: every score separates) and of DP-FedAvg at z = 1 (μ = 1)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for scenario, defense, m, mu, claimed in (("baseline", "none", 150, 1e3, np.nan),
+                                              ("dp-z1.0", "dp_fedavg", 300, 1.0, 4.73)):
+        included = rng.random(m) < 0.5
+        score = rng.standard_normal(m) + mu * included
+        frames.append(pd.DataFrame({
+            "scenario": scenario, "defense": defense, "level": 1.0,
+            "noise_source": "os_entropy", "canaries": m, "rounds": 10, "canary_norm": 50.0,
+            "norm_basis": "x", "clip": 5.0, "noise_std": 0.0 if defense == "none" else 5.0,
+            "parameters": 100, "epsilon_claimed": claimed, "epsilon_run": np.nan,
+            "delta": 1e-5, "canary": range(m), "round": 1, "included": included,
+            "score_direct": score, "score_replay": score}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def test_a_noise_family_is_one_folder(demo, tmp_path: Path) -> None:
     """tests/plugins/uniform_noise declares a family (U(−a, a) on the update) in its folder
     only; the config grid, the scenario, the transform, the privacy-utility table, figure and
@@ -410,17 +435,25 @@ def test_a_noise_family_is_one_folder(demo, tmp_path: Path) -> None:
     acc = pd.DataFrame({"scenario": names, "split": "test", "center": "all",
                         "accuracy": [0.8, 0.6, 0.3], "majority_class_accuracy": 0.26})
     data = privacy_utility(gradinv, quality, acc, None, meta, dict.fromkeys(names, 10), 5,
-                           plugins=[str(plugin)])
+                           plugins=[str(plugin)], audit=_canary_rows())
     # ranked after the built-ins: baseline, DP-FedAvg (rank 2), the toy (rank 50)
     assert list(data["scenario"]) == ["baseline", "dp-z1.0", "unif-a0.01"]
     table = privacy_utility_table(data)
     frame = table.blocks[0].frame.set_index("Defense")
     assert frame.loc["Uniform", "Level"] == "a = 0.01"
+    # the privacy audit's measured ε beside the claim: the control at its ceiling, DP-FedAvg
+    # consistent, the toy not audited
+    measured = frame["ε measured (≥, 95 %, one round)"]
+    assert measured["none"] == "3.39 of 150 canaries' 3.39; no noise (control)"
+    assert measured["DP-FedAvg"].endswith("claimed 4.73: consistent")
+    assert measured["Uniform"] == "–"
     eps_col = next(c for c in frame.columns if c.startswith("ε (sCT)"))
     assert frame.loc["Uniform", eps_col] == "no ε (bounded noise, no clipping)"
     assert any("Uniform (a toy family)" in n for n in table.notes)
     lines = {f.topic: f.sentence for f in defense_finding(data)}
     assert "1.00 → 0.25" in lines["Defense: Uniform noise on client updates"]
+    assert "measured in one run (95 % lower bound, one round): ε ≥ " in lines[
+        "Defense: DP-FedAvg noise on client updates"]
     assert legend_labels()["uniform_noise"] == "Uniform"
     privacy_utility_figure(data, str(tmp_path / "pu.png"))
     assert (tmp_path / "pu.png").stat().st_size > 10_000

@@ -64,7 +64,9 @@ TINY = {
                 # paper 004's evasion: 2 slices, two ε, 2 and 4 steps, one α
                 "evasion": {"slices": 2, "batch_size": 2, "epsilons": [0.03, 0.1],
                             "alpha_fractions": [0.25], "steps": [2, 4],
-                            "targeted": {"min_voxels": 2}}},
+                            "targeted": {"min_voxels": 2}},
+                # the one-run privacy audit: baseline (the control) and dp-z0.5
+                "privacy_audit": {"canaries": 150, "unclaimed_canaries": 50}},
 }
 
 
@@ -464,7 +466,7 @@ def test_tiny_pipeline_caching_and_a_moved_checkout(tmp_path: Path) -> None:
 
 TABLES = ("quality", "poisoning", "membership", "inversion", "trap_weights", "trap_weights_3d",
           "trap_weights_defenses", "inversion_suite", "inversion_classifier", "privacy_utility",
-          "evasion", "evasion_transfer", "evasion_dp", "noise_replay")
+          "evasion", "evasion_transfer", "evasion_dp", "noise_replay", "privacy_audit")
 FIGURES = ("training/baseline.png", "training/secagg.png", "training/poison-A-g1.0-fedavg.png",
            "poisoning_heatmap.png", "sct_comparison.png", "fedmia_roc.png",
            "dlg_evolution_baseline_adam.png", "dlg_evolution_baseline_lbfgs.png",
@@ -505,7 +507,8 @@ def _check_report(workdir: Path) -> None:
                   "Malicious server (trap weights)", "Malicious-server defenses",
                   "Gradient inversion suite", "Defense: DP-FedAvg noise on client updates",
                   "Test-time evasion by a malicious client", "Evasion across the attacked",
-                  "Noise replay: can the server regenerate the clients' noise?"):
+                  "Noise replay: can the server regenerate the clients' noise?",
+                  "Privacy audit (one run): DP-FedAvg"):
         assert topic in front, topic
     # the default noise source: the server's replay of dp-z0.5's noise removes none of it,
     # while the control (the same updates with seeded simulation noise) is recovered
@@ -513,6 +516,14 @@ def _check_report(workdir: Path) -> None:
     assert (replay["noise_source"] == "os_entropy").all() and not replay["recovered"].any()
     assert replay["control_recovered"].all() and (replay["removed_share"].abs() < 0.2).all()
     assert "no guarantee against this server" not in front  # no simulation-noise scenario
+    # the one-run audit: without noise every guess is right; dp-z0.5's one-round claim is
+    # above what 150 canaries certify: consistent, and its verdict line inconclusive
+    audit = pd.read_csv(workdir / "results/tables/privacy_audit.csv").set_index("scenario")
+    assert set(audit.index) == {"baseline", "dp-z0.5"}
+    assert audit.loc["baseline", "correct"] == audit.loc["baseline", "guesses"]
+    assert audit.loc["dp-z0.5", "status"] == "consistent"
+    assert audit.loc["dp-z0.5", "epsilon_claimed"] > audit.loc["dp-z0.5", "ceiling"]
+    assert "ε measured" in (workdir / "results/tables/privacy_utility.md").read_text()
     # two training seeds of baseline and secagg: the lines that read them read both, the
     # costly attacks' lines say they read the first
     quality = pd.read_csv(workdir / "results/tables/quality.csv")

@@ -1,5 +1,6 @@
 """The privacy-utility figure of the update-noise defenses: utility on the x axis, attack
-success on the y axis, one point per noise level (baseline included), ε as labels; one panel
+success on the y axis, one point per noise level (baseline included), ε as labels (the
+accountant's, and the one-run audit's lower bound for one round); one panel
 for the sCT federation (MAE against FedMIA's AUC, or the best UNet inversion SSIM without
 FedMIA) and one for paper 003's slice classifier (accuracy against the best inversion ASR)."""
 
@@ -27,11 +28,15 @@ def _best(frame: pd.DataFrame, prefix: str, suffix: str) -> np.ndarray:
 
 
 def _label(row: pd.Series) -> str:
+    """A point's label: the level and its accountant's ε, and the ε the privacy audit measured
+    for one round (a lower bound) where it ran."""
+    measured = row.get("epsilon_measured", np.nan)
+    audit = f" (≥{measured:.2f}/round measured)" if np.isfinite(measured) else ""
     if row["defense"] == "none":  # the baseline, or DP-SGD's GroupNorm reference
-        return str(row.get("scenario", "baseline"))
+        return str(row.get("scenario", "baseline")) + audit
     eps = row.get("epsilon", np.nan)
     lvl = f"{level_symbol(row['defense'])}={row['level']:g}"
-    return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε")
+    return lvl + (f", ε={eps:.3g}" if np.isfinite(eps) else ", no ε") + audit
 
 
 def _right_part(x: float, xs: pd.Series) -> bool:

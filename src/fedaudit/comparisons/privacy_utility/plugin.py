@@ -10,7 +10,7 @@ COMPARISON = ComparisonSpec(
     name="privacy_utility", title="Noise defenses: privacy against utility",
     folder=Path(__file__).parent,
     # the attacks whose rules its own read (their summaries, their scenario lists)
-    requires=("gradinv", "fedmia", "noise_replay"),
+    requires=("gradinv", "fedmia", "noise_replay", "privacy_audit"),
     # what it reads of each summary (the rule's inputs), checked before the table is built
     reads={"gradinv": ("scenario", "target", "network", "method", "batch_size", "success",
                        "ssim", "null_ssim"),
@@ -20,11 +20,14 @@ COMPARISON = ComparisonSpec(
            "fedmia": ("scenario", "view", "unit", "level", "target", "test", "score", "auc",
                       "ci_low", "ci_high"),
            # the noise replay's summary reads the rest (fedaudit.attacks.noise_replay.report)
-           "replay": ("scenario", "attacked", "recovered", "removed_share")},
+           "replay": ("scenario", "attacked", "recovered", "removed_share"),
+           # and the privacy audit's (fedaudit.attacks.privacy_audit.report)
+           "audit": ("scenario", "epsilon_claimed", "included", "score_direct")},
     tables=(TableSpec(name="privacy_utility",
                       paper="paper 003, Table III",
-                      description=("per noise level: ε with its adjacency and unit, the server's "
-                                   "noise replay, sCT MAE / SSIM, classifier accuracy, FedMIA "
+                      description=("per noise level: ε with its adjacency and unit, the ε "
+                                   "measured in one run (a lower bound), the server's noise "
+                                   "replay, sCT MAE / SSIM, classifier accuracy, FedMIA "
                                    "AUC, each attack's classifier ASR and UNet SSIM"),
                       category="Privacy",
                       subcategory="Noise defenses: privacy-utility",

@@ -20,6 +20,7 @@ import pandas as pd
 
 from fedaudit.attacks.gradinv.report import CONSTANT, METHODS, fmt, pooled_rows
 from fedaudit.attacks.noise_replay.report import summarise as summarise_replay
+from fedaudit.attacks.privacy_audit.report import summarise as summarise_audit
 from fedaudit.defenses.budgets import (
     NO_NOISE,
     budget_note,
@@ -44,7 +45,8 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
                     histories: dict[str, pd.DataFrame] | None = None,
                     classifier_histories: dict[str, pd.DataFrame] | None = None,
                     plugins: Sequence[str] = (), slices_per_patient: int | None = None,
-                    replay: pd.DataFrame | None = None) -> pd.DataFrame:
+                    replay: pd.DataFrame | None = None, audit: pd.DataFrame | None = None,
+                    audit_confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """One row per attacked scenario: its noise (defense, level, ε at δ over the sCT
     federation's rounds and over the classifier's), the utility (sCT MAE / SSIM pooled over
     test patients, classifier test accuracy), FedMIA's pooled patient-level AUC, and per
@@ -55,10 +57,14 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
     Every ε comes with its adjacency and unit (:func:`fedaudit.defenses.budgets.scenario_budget`:
     DP-FedAvg add/remove and replace-one hospital, DP-SGD per slice and the group bound over
     ``slices_per_patient``); ``replay``: the noise replay's per-client rows, whose outcome each
-    noised scenario's row carries."""
+    noised scenario's row carries; ``audit``: the privacy audit's per-canary rows, whose
+    measured ε (a lower bound at ``audit_confidence``, one round) and status each audited
+    scenario's row carries (``seed``: its simulated references)."""
     histories, classifier_histories = histories or {}, classifier_histories or {}
     replayed = (None if replay is None else
                 summarise_replay(replay).set_index("scenario"))
+    audited = (None if audit is None else
+               summarise_audit(audit, audit_confidence, seed).set_index("scenario"))
     rows = []
     for scenario, meta in scenarios.items():
         defenses = list(meta.get("defenses", ()))
@@ -81,6 +87,12 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
             row.update(replay_recovered=int(r["recovered"]),
                        replay_client_rounds=int(r["client_rounds"]),
                        replay_removed=float(r["removed_median"]))
+        if audited is not None and scenario in audited.index:
+            a = audited.loc[scenario]
+            row.update(epsilon_measured=float(a["epsilon_lower_bound"]),
+                       epsilon_claimed_round=float(a["epsilon_claimed"]),
+                       audit_status=str(a["status"]), audit_canaries=int(a["canaries"]),
+                       audit_ceiling=float(a["ceiling"]))
         q = quality[(quality["scenario"] == scenario) & (quality["center"] != "center")]
         if len(q):
             # a federation whose model outputs NaN has NaN metrics: its utility is NaN, not
@@ -154,6 +166,19 @@ def _versus_constant(row: pd.Series) -> str:
     return f"{ratio:.2f}" + ("" if ratio < 1 else " (not beaten: no usable model)")
 
 
+def _measured(row: pd.Series) -> str:
+    """The privacy audit's cell: the one-run lower bound on one round's ε beside the one round
+    the accountant claims, and the status (a control without noise says so)."""
+    bound = row.get("epsilon_measured", np.nan)
+    if not np.isfinite(bound):
+        return DASH
+    claimed = row.get("epsilon_claimed_round", np.nan)
+    text = f"{bound:.2f} of {int(row['audit_canaries'])} canaries' {row['audit_ceiling']:.2f}"
+    if np.isfinite(claimed):
+        return f"{text}; claimed {claimed:.3g}: {row['audit_status']}"
+    return text + ("; no noise (control)" if row["defense"] == "none" else "; no claim")
+
+
 def privacy_utility_table(data: pd.DataFrame) -> Table:
     deltas = sorted({f"{d:g}" for d in data.get("delta", pd.Series([])).dropna()})
     delta_text = " / ".join(deltas) if deltas else DASH
@@ -179,6 +204,7 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
                       f"not recovered 0/{n}") + f", {r['replay_removed']:.2f} removed"
         util.append({**head,
                      f"ε (sCT) at δ = {delta_text}": epsilon_text(r, defense),
+                     "ε measured (≥, 95 %, one round)": _measured(r),
                      f"ε (classifier) at δ = {delta_text}": epsilon_text(clf_budget, defense),
                      "Noise replay by the server": replay,
                      "sCT MAE (HU)": _utility(r, "mae", 1),
@@ -209,6 +235,10 @@ def privacy_utility_table(data: pd.DataFrame) -> Table:
                     if f.on_update and f.note)
     notes = ["One row per attacked federation: baseline, then each noise level of the update-"
              "noise grid." + (" " + grid if grid else ""),
+             "ε measured: the one-run privacy audit's 95 % lower bound on one round's ε (its "
+             "table: Privacy audit) out of the most its canaries can certify, beside the "
+             "one-round ε the accountant claims (the whole run's composes the rounds); "
+             "violated means the noise code or its accounting is wrong.",
              "Noise source: the clients draw their noise from the operating system's entropy "
              "(noise_source: os_entropy), which the server cannot regenerate; the noise replay "
              "column is the server's attempt (its table: Noise replay). A scenario with seeded "
@@ -293,6 +323,14 @@ def defense_finding(data: pd.DataFrame) -> list[Finding]:
             n = int(sub["replay_client_rounds"].fillna(0).sum())
             budget += (f"; the server's noise replay recovered {k}/{n} client-rounds"
                        + (" (it removes the noise)" if k else ""))
+        if "audit_status" in sub and sub["audit_status"].notna().any():
+            measured = sub[sub["audit_status"].notna()]
+            budget += ("; measured in one run (95 % lower bound, one round): "
+                       + ", ".join(f"ε ≥ {r['epsilon_measured']:.2f}"
+                                   + (f" vs {r['epsilon_claimed_round']:.3g} claimed, "
+                                      f"{r['audit_status']}"
+                                      if np.isfinite(r["epsilon_claimed_round"]) else "")
+                                   for _, r in measured.iterrows()))
         where = noise_family(defense).where
         out.append(Finding(f"Defense: {label} {where}", "info",
                            "; ".join(parts) + budget + "."))
@@ -308,9 +346,12 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     frames = {k: pd.read_csv(path) for k, path in paths.items()}
     replay = (pd.concat([pd.read_csv(f) for f in inputs.replay], ignore_index=True)
               if len(inputs.replay) else None)
+    audit = (pd.concat([pd.read_csv(f) for f in inputs.audit], ignore_index=True)
+             if len(inputs.audit) else None)
     catalog(params.plugins).comparisons["privacy_utility"].check_inputs(
-        {**frames, "fedmia": fedmia, "replay": replay},
-        {**paths, "fedmia": str(inputs.fedmia), "replay": "the noise replay's tables"})
+        {**frames, "fedmia": fedmia, "replay": replay, "audit": audit},
+        {**paths, "fedmia": str(inputs.fedmia), "replay": "the noise replay's tables",
+         "audit": "the privacy audit's tables"})
     scenarios = dict(params.scenarios)
     # the DP-SGD scenarios' training histories: their ε is per client, from the steps reported
     dp = {s for s, meta in scenarios.items() if needs_history(meta.get("defenses", ()))}
@@ -322,7 +363,8 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     data = privacy_utility(frames["gradinv"], frames["quality"], frames["classifier"], fedmia,
                            scenarios, dict(params.rounds), int(params.classifier_rounds),
                            histories, classifier_histories, tuple(params.plugins),
-                           int(params.slices_per_patient), replay)
+                           int(params.slices_per_patient), replay, audit,
+                           float(params.audit_confidence), int(params.seed))
     return privacy_utility_table(data)
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 # the noise levels the inversion suite attacks, and those the server's noise replay attacks
 PU_SCENARIOS = ATTACKED["gradinv"]
 PU_REPLAYED = [s for s in PU_SCENARIOS if s in ATTACKED["noise_replay"]]
+# and those the one-run privacy audit measures (fedaudit.attacks.privacy_audit)
+PU_AUDITED = [s for s in PU_SCENARIOS if s in ATTACKED["privacy_audit"]]
 
 FIGURE_PRIVACY_UTILITY_SCRIPT = str(
     Path(workflow.basedir) / "workflow" / "scripts" / "figure_privacy_utility.py"
@@ -29,6 +31,8 @@ rule table_privacy_utility:
         classifiers=expand(rules.gradinv_classifier.output.folder, scenario=PU_SCENARIOS),
         # the server's noise replay per noised scenario (fedaudit.attacks.noise_replay)
         replay=expand(rules.noise_replay.output.table, scenario=PU_REPLAYED),
+        # the canaries' scores per audited scenario: the measured ε beside the claimed one
+        audit=expand(rules.privacy_audit.output.table, scenario=PU_AUDITED),
     output:
         **table_outputs("privacy_utility", "report_captions/privacy_utility.rst"),
     log:
@@ -42,6 +46,9 @@ rule table_privacy_utility:
         slices_per_patient=3 * config["preprocess"]["cube"]["size"],
         # a plugin defense's model hook names the UNet a scenario trains
         plugins=config["plugins"],
+        # how the measured ε is bounded (the privacy audit's table reads the same)
+        audit_confidence=config["attacks"]["privacy_audit"]["confidence"],
+        seed=config["seed"],
     threads: 1
     resources:
         mem_mb=1000,

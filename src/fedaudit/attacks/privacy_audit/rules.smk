@@ -1,0 +1,76 @@
+# The one-run privacy audit (fedaudit.attacks.privacy_audit): per audited scenario one job of
+# canary clients through the scenario's client mods, scored by the server; one table.
+
+from fedaudit.attacks.privacy_audit.plugin import auditable  # noqa: E402
+
+PRIVACY_AUDIT = config["attacks"]["privacy_audit"]
+# the control (no noise) and the update-noise levels; not SecAgg+ nor DP-SGD (plugin.py)
+PRIVACY_AUDIT_SCENARIOS = (
+    [s for s in PRIVACY_AUDIT["scenarios"] if auditable(SCENARIOS[s].defenses) is None]
+    if PRIVACY_AUDIT["enabled"]
+    else []
+)
+ATTACKED["privacy_audit"] = PRIVACY_AUDIT_SCENARIOS
+
+
+localrules:
+    table_privacy_audit,
+
+
+rule privacy_audit:
+    """Run the canary clients of one scenario and score their messages as the server."""
+    input:
+        # the model's arrays the canaries' updates span, and the clients' update norms
+        server_log=rules.train.output.server_log,
+    output:
+        table="results/attacks/privacy_audit/{scenario}.csv",
+    log:
+        f"{LOGS}/attacks/privacy_audit/{{scenario}}.log",
+    params:
+        attack="privacy_audit",
+        step="attack",
+        scenario=lambda wc: SCENARIO_META[wc.scenario],
+        rounds=lambda wc: scenario_train(wc.scenario)["rounds"],
+        canaries=PRIVACY_AUDIT["canaries"],
+        unclaimed_canaries=PRIVACY_AUDIT["unclaimed_canaries"],
+        norm_factor=PRIVACY_AUDIT["norm_factor"],
+        delta=PRIVACY_AUDIT["delta"],
+        seed=config["seed"],
+        plugins=config["plugins"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=lambda wc: 5 + PRIVACY_AUDIT["canaries"] // 200,
+    conda:
+        CONDA_ENVS["attacks"]
+    script:
+        STEP_SCRIPT
+
+
+rule table_privacy_audit:
+    """Per audited scenario: the measured ε lower bound beside the claimed ε."""
+    input:
+        audits=expand(rules.privacy_audit.output.table, scenario=PRIVACY_AUDIT_SCENARIOS),
+    output:
+        **table_outputs("privacy_audit", "report_captions/table.rst"),
+    log:
+        f"{LOGS}/report/table_privacy_audit.log",
+    params:
+        table="privacy_audit",
+        confidence=PRIVACY_AUDIT["confidence"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        CONDA_ENVS["report"]
+    script:
+        TABLE_SCRIPT
+
+
+if PRIVACY_AUDIT_SCENARIOS:
+    register_outputs(
+        outputs=expand(rules.privacy_audit.output.table, scenario=PRIVACY_AUDIT_SCENARIOS),
+        tables=["privacy_audit"],
+    )
