@@ -229,3 +229,33 @@ def canary_norm(defense: Mapping[str, Any] | None, updates: Sequence[Sequence[np
         raise ValueError("the clients' updates in the server log have no measurable norm "
                          "above their noise: nothing to size the canaries by")
     return norm, f"median client update, {len(norms)} clients, noise removed"
+
+
+# a client's update carries the claimed noise unless its energy is this many standard
+# deviations below the noise's own (module docstring of :func:`noise_energy`)
+MISSING_SDS = 5.0
+
+
+def noise_energy(defense: Mapping[str, Any], updates: Sequence[Sequence[np.ndarray]]
+                 ) -> list[tuple[float, bool]]:
+    """Whether the federation's own clients' updates (as the server logged them) carry the
+    noise the accountant is told about: per update, its energy over the noise's expected
+    energy ‖y‖² / (dσ²), and whether it is too low for noise of std σ to be in it.
+
+    For y = c + n with n ~ N(0, σ²I), ‖y‖²/σ² is non-central χ²_d, which grows with ‖c‖:
+    the worst case of a real update is c = 0, where ‖y‖² has mean dσ² and standard deviation
+    σ²√(2d). An update ``MISSING_SDS`` standard deviations below that mean (taken with the
+    fourth moment of Laplace noise, 5σ⁴ per coordinate, so one threshold serves both) did not
+    get the noise, whatever the client's update. Powered where the clip bounds the update:
+    without noise ‖y‖² ≤ C², far below dσ² at any z above 5√(5/d)."""
+    from fedaudit.defenses.update_noise import update_noise_std
+
+    var = update_noise_std(defense) ** 2
+    out = []
+    for arrays in updates:
+        y = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
+        expected = y.size * var
+        floor = expected - MISSING_SDS * var * np.sqrt(5.0 * y.size)
+        energy = float(y @ y)
+        out.append((energy / expected, bool(energy < floor)))
+    return out

@@ -125,7 +125,13 @@ def summarise(rows: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd
             "mu": mu, "perfect_bound": reference_bound(mu, per_attack, seed, delta),
             "p_claim": (_bonferroni_p(scores, included, design, claimed, delta)
                         if claim is not None else np.nan),
-            "p_zero": _bonferroni_p(scores, included, design, 0.0, delta)}
+            "p_zero": _bonferroni_p(scores, included, design, 0.0, delta),
+            # the federation's own clients' logged updates (DP-FedAvg): with the noise?
+            "clients_checked": int(first.get("clients_checked", 0) or 0),
+            "clients_without_noise": int(first.get("clients_without_noise", 0) or 0),
+            "noise_energy_min": float(first.get("noise_energy_min", np.nan))}
+        if row["clients_without_noise"]:
+            row["status"] = VIOLATED
         if claim is not None:
             mu_flag = detectable_mu(claimed, per_attack, seed, delta)
             row.update(detectable_mu=mu_flag,
@@ -150,6 +156,9 @@ def _noise(r: pd.Series) -> str:
 
 
 def _status(r: pd.Series) -> str:
+    if r["clients_without_noise"]:
+        return (f"violated: {int(r['clients_without_noise'])} of the federation's client "
+                "updates carry less energy than the claimed noise alone")
     if r["status"] == VIOLATED:
         return (f"violated: the bound is above the claim (p = {r['p_claim']:.2g}, "
                 f"{len(ATTACKS)} attacks)")
@@ -183,6 +192,10 @@ def audit_table(data: pd.DataFrame) -> Table:
                 if math.isfinite(r.get("detectable_mu", np.nan)) else
                 ("the claim is above the ceiling: nothing can be flagged"
                  if r["status"] != NO_CLAIM else DASH)),
+            "Clients' updates with the noise": (
+                f"{int(r['clients_checked']) - int(r['clients_without_noise'])}/"
+                f"{int(r['clients_checked'])} (energy ≥ {r['noise_energy_min']:.3f} of the "
+                "noise's)" if r["clients_checked"] else DASH),
             "Status": _status(r)})
     notes = [
         "Canary clients run the scenario's own client mods (its noise defense, with its noise "
@@ -200,6 +213,10 @@ def audit_table(data: pd.DataFrame) -> Table:
         "accounting, is wrong. Consistent is not a proof: the audit flags only what it can "
         "certify (\"Most m certifies\"), and \"Flagged from\" is the leak (μ-GDP, one "
         "round) at which a perfect attacker's bound passes the claim.",
+        "Clients' updates with the noise (DP-FedAvg): the federation's own clients' updates "
+        "in the last logged round, each checked to carry at least the energy of the claimed "
+        "noise (dσ², less five standard deviations): an update clipped to C without noise has "
+        "at most C², far below; one below is a violation whatever the canaries show.",
         "Andrew et al. (ICLR 2024): ε of Gaussians fitted to the two groups' scores, a point "
         "estimate, not a bound; it can exceed a correct claim by chance."]
     return Table("privacy_audit", "Privacy audit: ε measured in one run beside the ε claimed",
@@ -259,17 +276,28 @@ def _claim_finding(topic: str, rows: pd.DataFrame, control_ok: bool, control: st
     number = (f"ε ≥ {_eps(worst['epsilon_lower_bound'])} measured vs "
               f"{worst['epsilon_claimed']:.3g} claimed (one round)")
     if len(bad):
-        parts = [f"{_row_text(r)} against a claimed one-round ε of {r['epsilon_claimed']:.3g} "
-                 f"(p = {r['p_claim']:.2g})"
+        parts = [(f"{r['scenario']}: {int(r['clients_without_noise'])}/"
+                  f"{int(r['clients_checked'])} of the federation's client updates carry less "
+                  f"energy than the claimed noise alone ({r['noise_energy_min']:.3g} of it)"
+                  if r["clients_without_noise"] else
+                  f"{_row_text(r)} against a claimed one-round ε of {r['epsilon_claimed']:.3g} "
+                  f"(p = {r['p_claim']:.2g})")
                  + (f"; {SIMULATION_NOTE}" if r["noise_source"] == SIMULATION else "")
                  for _, r in bad.iterrows()]
+        # a client update without its noise is certain (five standard deviations), not a
+        # significance claim to correct: only the canaries' p-values enter Holm's family
+        canary = bad[bad["clients_without_noise"] == 0]
         return Finding(topic, Level.HIGH,
                        "violated: the clients' noise leaks more than its accountant claims — "
                        + "; ".join(parts) + ". The noise code or its accounting is wrong: "
                        "every ε it reports is void.",
-                       p_value=float(bad["p_claim"].min()), number=number, **summary)
+                       p_value=(float(canary["p_claim"].min()) if len(canary) == len(bad)
+                                else float("nan")), number=number, **summary)
     parts = [f"{_row_text(r)}, claimed {r['epsilon_claimed']:.3g} for one round "
-             f"({r['epsilon_run']:.3g} over {int(r['rounds'])})" for _, r in rows.iterrows()]
+             f"({r['epsilon_run']:.3g} over {int(r['rounds'])})"
+             + (f", and {int(r['clients_checked'])}/{int(r['clients_checked'])} of its "
+                "clients' updates carry the noise" if r["clients_checked"] else "")
+             for _, r in rows.iterrows()]
     if not control_ok:
         return Finding(topic, Level.INCONCLUSIVE,
                        "inconclusive: no bound passes its claim (" + "; ".join(parts) + "), "

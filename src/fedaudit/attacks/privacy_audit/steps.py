@@ -11,7 +11,12 @@ import pandas as pd
 
 from fedaudit.atomic import write_csv
 from fedaudit.attacks.privacy_audit.canaries import canary_name
-from fedaudit.attacks.privacy_audit.federation import canary_norm, noise_mods, run_canaries
+from fedaudit.attacks.privacy_audit.federation import (
+    canary_norm,
+    noise_energy,
+    noise_mods,
+    run_canaries,
+)
 from fedaudit.catalog import Job
 from fedaudit.defenses.budgets import scenario_budget
 from fedaudit.defenses.noise_source import source_of
@@ -42,8 +47,15 @@ def attack(job: Job, log: logging.Logger) -> None:
     global_arrays = [logged.global_arrays[n] for n in logged.names]
     own = [c for c in sorted(logged.updates)
            if logged.update_file[c].startswith(f"update_{c}.")]
-    norm, basis = canary_norm(entry, [[logged.updates[c][n] for n in logged.names]
-                                      for c in own], float(p.norm_factor))
+    updates = [[logged.updates[c][n] for n in logged.names] for c in own]
+    norm, basis = canary_norm(entry, updates, float(p.norm_factor))
+    # the federation's own clients: did their logged updates get the noise the claim assumes?
+    # (powered where the clip bounds the update: DP-FedAvg)
+    energy = noise_energy(entry, updates) if entry is not None and "clip" in entry else []
+    if energy:
+        log.info("round %d: %d/%d client updates without the claimed noise (energy over the "
+                 "noise's: %s)", rnd, sum(m for _, m in energy), len(energy),
+                 ", ".join(f"{c} {r:.3f}" for c, (r, _) in zip(own, energy, strict=True)))
     rounds = int(p.rounds)
     one_round = scenario_budget(scenario.defenses, 1)
     whole = scenario_budget(scenario.defenses, rounds)
@@ -69,7 +81,10 @@ def attack(job: Job, log: logging.Logger) -> None:
             "clip": float(entry["clip"]) if entry is not None and "clip" in entry else np.nan,
             "parameters": size, "epsilon_claimed": claimed,
             "epsilon_run": float(whole["epsilon"]), "delta": delta,
-            "inclusion_source": INCLUSION_SOURCE, "seconds": run.seconds}
+            "inclusion_source": INCLUSION_SOURCE, "seconds": run.seconds,
+            "clients_checked": len(energy),
+            "clients_without_noise": sum(missing for _, missing in energy),
+            "noise_energy_min": min((r for r, _ in energy), default=np.nan)}
     if entry is not None:
         from fedaudit.defenses.update_noise import level_of, update_noise_std
 

@@ -23,7 +23,7 @@ from fl_study import make_study, tiny_plan
 from conftest import REPO
 from fedaudit.attacks.privacy_audit import steps
 from fedaudit.attacks.privacy_audit.canaries import CONSISTENT, NO_CLAIM, VIOLATED
-from fedaudit.attacks.privacy_audit.federation import canary_norm, run_canaries
+from fedaudit.attacks.privacy_audit.federation import canary_norm, noise_energy, run_canaries
 from fedaudit.attacks.privacy_audit.gaussian import gdp_epsilon
 from fedaudit.attacks.privacy_audit.one_run import ceiling
 from fedaudit.attacks.privacy_audit.report import findings, summarise
@@ -32,7 +32,7 @@ from fedaudit.config import ConfigError, validate_config
 from fedaudit.defenses import noise_mod
 from fedaudit.defenses.dp_fedavg import noise as dp_noise
 from fedaudit.defenses.dp_fedavg.budget import epsilon
-from fedaudit.defenses.update_noise import clip_and_noise, clip_update
+from fedaudit.defenses.update_noise import clip_and_noise, clip_update, perturb_update
 from fedaudit.federation.run import train_federation
 from fedaudit.federation.server_log import load_round
 from fedaudit.scenarios import Scenario
@@ -103,6 +103,8 @@ def test_the_correct_clients_are_consistent_and_every_planted_bug_is_flagged(
         "os_entropy"
     (good,) = summarise(rows).to_dict("records")
     assert good["status"] == CONSISTENT and good["epsilon_lower_bound"] < claim
+    # the federation's own clients (trained with the correct code) sent their noise
+    assert good["clients_checked"] == 3 and good["clients_without_noise"] == 0
     for name, (module, attr, bug) in BUGS.items():
         with monkeypatch.context() as patch:
             patch.setattr(module, attr, bug)
@@ -159,6 +161,22 @@ def test_the_estimate_approaches_the_exact_epsilon_of_a_correct_mechanism() -> N
     assert row["status"] == CONSISTENT
 
 
+def test_a_client_update_without_the_claimed_noise_is_told_from_one_with_it() -> None:
+    """The energy test on the federation's own updates: a clipped update (norm C) without noise
+    is far below the noise's energy, any update with the noise is not (its worst case, a zero
+    update, sits at the noise's mean; 20 draws stay above five standard deviations below)."""
+    rng = np.random.default_rng(0)
+    shapes = [(50, 40), (3000,)]
+    entry = {**DP, "noise_multiplier": 0.5}
+    clipped = clip_update([rng.normal(0, 1, s) for s in shapes], 1.0)
+    noised = [perturb_update(clipped, entry, rng) for _ in range(10)]
+    zero = [perturb_update([np.zeros(s) for s in shapes], entry, rng) for _ in range(10)]
+    got = noise_energy(entry, [clipped, *noised, *zero])
+    assert got[0][1] and got[0][0] < 1e-3
+    assert not any(missing for _, missing in got[1:])
+    assert all(abs(r - 1) < 0.1 for r, _ in got[1:])
+
+
 def test_canary_norm_is_the_clip_multiple_or_the_clients_median_norm() -> None:
     assert canary_norm(DP, [], 10.0)[0] == 10.0
     ups = [[np.full(100, v, np.float32)] for v in (0.1, 0.2, 0.3)]
@@ -176,7 +194,8 @@ def _summary(status: str, bound: float, ceiling_: float, defense: str = "dp_feda
             "epsilon_estimate": 1.0, "epsilon_claimed": 4.73, "epsilon_run": 44.3,
             "delta": 1e-5, "status": status, "confidence": 0.95, "ceiling": ceiling_, "mu": 1.0,
             "perfect_bound": 0.7, "p_claim": 0.5, "p_zero": 0.01, "detectable_mu": 4.2,
-            "detectable_epsilon": 26.0, **kw}
+            "detectable_epsilon": 26.0, "clients_checked": 4, "clients_without_noise": 0,
+            "noise_energy_min": 0.99, **kw}
 
 
 def test_the_verdict_lines_read_the_status_against_the_control() -> None:
@@ -189,6 +208,13 @@ def test_the_verdict_lines_read_the_status_against_the_control() -> None:
     (line,) = findings(pd.DataFrame([control, _summary(VIOLATED, 5.2, 5.46, p_claim=0.01)]),
                        {})
     assert line.level == "high" and line.sentence.startswith("violated") and line.p_value == 0.01
+    # a federation client whose update lacks the claimed noise is a violation whatever the
+    # canaries show; it is certain, not a significance claim for Holm's correction
+    (line,) = findings(pd.DataFrame([control, _summary(VIOLATED, 0.7, 5.46,
+                                                       clients_without_noise=1,
+                                                       noise_energy_min=1e-6)]), {})
+    assert line.level == "high" and "1/4 of the federation's client updates" in line.sentence
+    assert math.isnan(line.p_value)
     # a failed control leaves a consistent level inconclusive; a violation stands without it
     failed = {**control, "epsilon_lower_bound": 1.0}
     (line,) = findings(pd.DataFrame([failed, dp_ok]), {})
