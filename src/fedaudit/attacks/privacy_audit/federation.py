@@ -40,7 +40,7 @@ from flwr.app import Context, Message
 from flwr.app.message_type import MessageType
 from flwr.client import Client, NumPyClient
 from flwr.clientapp import ClientApp
-from flwr.common import FitIns, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common import FitIns, ndarrays_to_parameters
 from flwr.compat.common import recorddict_compat as compat
 
 from fedaudit.attacks.privacy_audit.canaries import ATTACKS, canary_name
@@ -74,11 +74,11 @@ def canary_round(i: int, rounds: int) -> int:
 
 def canary_direction(seed: int, i: int, size: int) -> np.ndarray:
     """Canary ``i``'s unit direction over ``size`` coordinates (float64): a normalised Gaussian
-    vector, uniform on the sphere, from the study's ``seed``. Canaries never share a message,
-    so unlike the sample-level canaries (:func:`.canaries.canary_directions`) they need not be
-    orthogonal."""
+    vector (drawn in float32, twice as fast), uniform on the sphere, from the study's ``seed``.
+    Canaries never share a message, so unlike the sample-level canaries
+    (:func:`.canaries.canary_directions`) they need not be orthogonal."""
     g = np.random.default_rng(derive_seed(seed, "privacy_audit", "client_canary", i)
-                              ).standard_normal(size)
+                              ).standard_normal(size, dtype=np.float32).astype(np.float64)
     return g / np.linalg.norm(g)
 
 
@@ -192,11 +192,41 @@ def _reply(grid: Any, msg: Message, name: str) -> Message:
     return reply
 
 
+# .npy header bytes -> (dtype, shape, Fortran order, data offset): every canary's reply has the
+# model's headers, which numpy parses with ast.literal_eval at every array (a fifth of the audit)
+_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], bool, int]] = {}
+
+
+def decode_tensor(tensor: bytes) -> np.ndarray:
+    """One serialised array of a Flower ``Parameters`` (``.npy`` bytes), as Flower's
+    ``bytes_to_ndarray`` (``np.load``, no pickles) reads it, each distinct header parsed once."""
+    import io
+
+    from numpy.lib import format as npy
+
+    size = 2 if tensor[6] == 1 else 4  # the header length's bytes: 2 in format 1.0, else 4
+    offset = 8 + size + int.from_bytes(tensor[8:8 + size], "little")
+    key = bytes(tensor[:offset])
+    meta = _HEADERS.get(key)
+    if meta is None:
+        stream = io.BytesIO(tensor)
+        version = npy.read_magic(stream)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = read(stream)
+        if dtype.hasobject:
+            raise CanaryError("a canary reply holds an object array (a pickle): refused")
+        meta = _HEADERS[key] = (dtype, tuple(shape), bool(fortran), stream.tell())
+    dtype, shape, fortran, start = meta
+    flat = np.frombuffer(tensor, dtype=dtype, count=int(np.prod(shape)), offset=start)
+    return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
+
+
 def _received(reply: Message, shapes: Sequence[tuple[int, ...]], name: str) -> np.ndarray:
     """The update the server holds from a canary's reply, flat (float64): the ``FitRes``
-    parameters, as the strategy reads a client's."""
+    parameters, as the strategy reads a client's (:func:`decode_tensor`: what Flower's
+    ``parameters_to_ndarrays`` gives, faster)."""
     fitres = compat.recorddict_to_fitres(reply.content, keep_input=False)
-    arrays = parameters_to_ndarrays(fitres.parameters)
+    arrays = [decode_tensor(t) for t in fitres.parameters.tensors]
     got = [tuple(np.shape(a)) for a in arrays]
     if got != list(shapes):
         raise CanaryError(f"canary client {name} replied with {len(got)} arrays of shapes "

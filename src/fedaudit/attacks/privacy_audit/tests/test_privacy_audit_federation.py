@@ -23,7 +23,12 @@ from fl_study import make_study, tiny_plan
 from conftest import REPO
 from fedaudit.attacks.privacy_audit import steps
 from fedaudit.attacks.privacy_audit.canaries import CONSISTENT, NO_CLAIM, VIOLATED
-from fedaudit.attacks.privacy_audit.federation import canary_norm, noise_energy, run_canaries
+from fedaudit.attacks.privacy_audit.federation import (
+    canary_norm,
+    decode_tensor,
+    noise_energy,
+    run_canaries,
+)
 from fedaudit.attacks.privacy_audit.gaussian import gdp_epsilon
 from fedaudit.attacks.privacy_audit.one_run import ceiling
 from fedaudit.attacks.privacy_audit.report import findings, summarise
@@ -175,6 +180,23 @@ def test_a_client_update_without_the_claimed_noise_is_told_from_one_with_it() ->
     assert got[0][1] and got[0][0] < 1e-3
     assert not any(missing for _, missing in got[1:])
     assert all(abs(r - 1) < 0.1 for r, _ in got[1:])
+
+
+def test_the_server_decodes_a_reply_as_flower_does() -> None:
+    """The server's faster read of a reply's arrays (each header parsed once) against Flower's
+    own ``bytes_to_ndarray``: dtypes, shapes, Fortran order, a scalar; twice each (the cached
+    header)."""
+    from flwr.common import bytes_to_ndarray, ndarray_to_bytes
+
+    rng = np.random.default_rng(0)
+    for a in (rng.normal(size=(3, 4)).astype(np.float32),
+              np.asfortranarray(rng.normal(size=(3, 4, 2))), np.array(3.5),
+              np.arange(7, dtype=np.int64), rng.normal(size=(2, 3)).astype(np.float16)):
+        blob = ndarray_to_bytes(a)
+        for _ in range(2):
+            got, want = decode_tensor(blob), bytes_to_ndarray(blob)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
 
 
 def test_canary_norm_is_the_clip_multiple_or_the_clients_median_norm() -> None:
