@@ -340,12 +340,14 @@ def _no_claim_finding(topic: str, label: str, rows: pd.DataFrame, control_ok: bo
                        f"canary client's update from none as well as without noise: {parts}. "
                        f"At {', '.join(exposed['scenario'])} the noise hides no client's "
                        "update from the server.",
-                       p_value=float(exposed["p_zero"].min()), number=number, **summary)
+                       p_value=float(exposed["p_zero"].min()), number=number,
+                       advice=NO_CLAIM_ADVICE, **summary)
     if len(leak):
         return Finding(topic, Level.MODERATE,
                        f"no claim ({label} noise has no clip and no ε); the server tells canary "
                        f"clients apart beyond chance: {parts}.",
-                       p_value=float(leak["p_zero"].min()), number=number, **summary)
+                       p_value=float(leak["p_zero"].min()), number=number,
+                       advice=NO_CLAIM_ADVICE, **summary)
     if not control_ok:
         return Finding(topic, Level.INCONCLUSIVE, f"inconclusive: {parts}, but {control}.",
                        number=number, **summary)
@@ -366,12 +368,18 @@ def thresholds(settings: dict[str, Any]) -> str:
             f"≥ {CONTROL_SHARE:.0%} of its ceiling")
 
 
+# what to do about a level without an ε claim whose canaries the server tells apart
+NO_CLAIM_ADVICE = ("this noise does not hide a client's update from the server: use DP-FedAvg, "
+                   "whose clip bounds what one update shows, at an ε you accept")
+
+
 def advice(level: str) -> str:
-    """What a reader does about a privacy-audit finding (the front page's summary table)."""
+    """What a reader does about a privacy-audit finding (the front page's summary table); a
+    level without an ε claim gives its own (:data:`NO_CLAIM_ADVICE`)."""
     return {
-        "high": "do not trust this ε: fix the noise code or its accounting (a no-claim "
-                "level: use DP-FedAvg, whose clip bounds what one update shows)",
-        "moderate": "the noise does not hide a client's update: use DP-FedAvg with an ε",
+        "high": "do not trust this ε: the noise code or its accounting is wrong; fix it "
+                "before reading any ε of this defense",
+        "moderate": NO_CLAIM_ADVICE,
         "not detected": "no violation at this power; only a gross leak would show",
         "inconclusive": "no conclusion: the control failed; do not read as safe",
     }.get(str(level), "")
