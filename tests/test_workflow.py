@@ -66,7 +66,7 @@ TINY = {
                             "alpha_fractions": [0.25], "steps": [2, 4],
                             "targeted": {"min_voxels": 2}},
                 # the one-run privacy audit: baseline (the control) and dp-z0.5
-                "privacy_audit": {"canaries": 150, "unclaimed_canaries": 50}},
+                "privacy_audit": {"canaries": 60, "unclaimed_canaries": 40}},
 }
 
 
@@ -517,7 +517,7 @@ def _check_report(workdir: Path) -> None:
     assert replay["control_recovered"].all() and (replay["removed_share"].abs() < 0.2).all()
     assert "no guarantee against this server" not in front  # no simulation-noise scenario
     # the one-run audit: without noise every guess is right; dp-z0.5's one-round claim is
-    # above what 150 canaries certify: consistent, and its verdict line inconclusive
+    # above what 60 canaries certify: consistent, and its verdict line inconclusive
     audit = pd.read_csv(workdir / "results/tables/privacy_audit.csv").set_index("scenario")
     assert set(audit.index) == {"baseline", "dp-z0.5"}
     assert audit.loc["baseline", "correct"] == audit.loc["baseline", "guesses"]

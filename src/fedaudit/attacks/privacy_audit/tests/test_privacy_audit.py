@@ -179,7 +179,7 @@ def test_dp_sgd_sample_canaries_flag_an_accountant_told_a_smaller_sampling_rate(
     clip, Poisson lots, noise) trains a linear model on the included canaries; its accountant
     is told the sampling rate ÷ 50. The true events' ε (≈ 31 at σ = 1 over 80 steps at
     q ≈ 0.41) is consistent with the bound; the understated one (≈ 1.1) is violated."""
-    from fedaudit.attacks.privacy_audit.canaries import run_sample_canaries
+    from fedaudit.attacks.privacy_audit.sample import run_sample_canaries
     from fedaudit.defenses.dp_sgd.budget import epsilon as dp_sgd_epsilon
 
     entry = {"name": "dp_sgd", "max_grad_norm": CLIP, "noise_multiplier": 1.0, "delta": DELTA}
