@@ -367,8 +367,9 @@ def test_every_epsilon_is_cross_checked_by_the_pld_accountant() -> None:
 
 
 def _canary_rows() -> pd.DataFrame:
-    """The privacy audit's per-canary rows (fedaudit.attacks.privacy_audit.steps) of the
-    control (no noise: every score separates) and of DP-FedAvg at z = 1 (μ = 1)."""
+    """The privacy audit's per-canary rows (fedaudit.attacks.privacy_audit.steps), which its
+    table summarises, of the control (no noise: every score separates) and of DP-FedAvg at
+    z = 1 (μ = 1)."""
     import pandas as pd
 
     rng = np.random.default_rng(0)
@@ -393,6 +394,7 @@ def test_a_noise_family_is_one_folder(demo, tmp_path: Path) -> None:
     the front page's defense line take it from the catalog."""
     import pandas as pd
 
+    from fedaudit.attacks.privacy_audit.report import summarise
     from fedaudit.comparisons.privacy_utility.figures import legend_labels, privacy_utility_figure
     from fedaudit.comparisons.privacy_utility.report import (
         defense_finding,
@@ -435,7 +437,7 @@ def test_a_noise_family_is_one_folder(demo, tmp_path: Path) -> None:
     acc = pd.DataFrame({"scenario": names, "split": "test", "center": "all",
                         "accuracy": [0.8, 0.6, 0.3], "majority_class_accuracy": 0.26})
     data = privacy_utility(gradinv, quality, acc, None, meta, dict.fromkeys(names, 10), 5,
-                           plugins=[str(plugin)], audit=_canary_rows())
+                           plugins=[str(plugin)], audit=summarise(_canary_rows()))
     # ranked after the built-ins: baseline, DP-FedAvg (rank 2), the toy (rank 50)
     assert list(data["scenario"]) == ["baseline", "dp-z1.0", "unif-a0.01"]
     table = privacy_utility_table(data)

@@ -29,7 +29,6 @@ with the client mod's seed derivation).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,8 +46,6 @@ from fedaudit.attacks.privacy_audit.canaries import ATTACKS, canary_name
 from fedaudit.defenses.noise_source import noise_seed
 from fedaudit.defenses.update_noise import regenerate
 from fedaudit.runtime import derive_seed
-
-log = logging.getLogger(__name__)
 
 
 class CanaryError(RuntimeError):
@@ -80,6 +77,11 @@ def canary_direction(seed: int, i: int, size: int) -> np.ndarray:
     g = np.random.default_rng(derive_seed(seed, "privacy_audit", "client_canary", i)
                               ).standard_normal(size, dtype=np.float32).astype(np.float64)
     return g / np.linalg.norm(g)
+
+
+def flat64(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Every array as one float64 vector, in order (what a score or a norm is taken over)."""
+    return np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
 
 
 def split_like(flat: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
@@ -175,8 +177,7 @@ def run_canaries(mods: Sequence[Callable], defense: Mapping[str, Any] | None, se
                 scores["replay"][i] = scores["direct"][i]
                 continue
             noise = regenerate(shapes, defense, noise_seed(seed, name, who, t))
-            scores["replay"][i] = scores["direct"][i] - float(
-                np.concatenate([n.ravel() for n in noise]).astype(np.float64) @ u)
+            scores["replay"][i] = scores["direct"][i] - float(flat64(noise) @ u)
         if progress is not None and (t == rounds or t % max(1, rounds // 5) == 0):
             progress(f"round {t}/{rounds}: {int((rounds_of <= t).sum())}/{m} canaries sent "
                      f"and scored ({time.perf_counter() - start:.1f} s)")
@@ -231,7 +232,7 @@ def _received(reply: Message, shapes: Sequence[tuple[int, ...]], name: str) -> n
     if got != list(shapes):
         raise CanaryError(f"canary client {name} replied with {len(got)} arrays of shapes "
                           f"{got[:3]}..., not the model's {len(shapes)}")
-    return np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
+    return flat64(arrays)
 
 
 def canary_norm(defense: Mapping[str, Any] | None, updates: Sequence[Sequence[np.ndarray]],
@@ -252,7 +253,7 @@ def canary_norm(defense: Mapping[str, Any] | None, updates: Sequence[Sequence[np
         var = update_noise_std(defense) ** 2
     norms = []
     for arrays in updates:
-        y = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
+        y = flat64(arrays)
         norms.append(float(np.sqrt(max(float(y @ y) - y.size * var, 0.0))))
     norm = float(np.median(norms))
     if not norm > 0:
@@ -283,7 +284,7 @@ def noise_energy(defense: Mapping[str, Any], updates: Sequence[Sequence[np.ndarr
     var = update_noise_std(defense) ** 2
     out = []
     for arrays in updates:
-        y = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
+        y = flat64(arrays)
         expected = y.size * var
         floor = expected - MISSING_SDS * var * np.sqrt(5.0 * y.size)
         energy = float(y @ y)

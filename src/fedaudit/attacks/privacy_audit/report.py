@@ -34,7 +34,7 @@ from fedaudit.attacks.privacy_audit.canaries import (
     simulated_gaussian_bound,
 )
 from fedaudit.attacks.privacy_audit.gaussian import gdp_epsilon
-from fedaudit.attacks.privacy_audit.one_run import ceiling, guess, p_value
+from fedaudit.attacks.privacy_audit.one_run import Guesses, ceiling, guess, p_value
 from fedaudit.defenses.budgets import level_symbol, noise_label
 from fedaudit.defenses.noise_source import SIMULATION, SIMULATION_NOTE
 from fedaudit.report.levels import Level
@@ -54,14 +54,12 @@ REFERENCE_SEEDS = 5
 MU_MAX = 40.0
 
 
-def _bonferroni_p(scores: dict[str, np.ndarray], included: np.ndarray, design: CanaryDesign,
-                  eps: float, delta: float) -> float:
-    """The audit's p-value for "the mechanism is (ε, δ)-DP": the smaller attack's p-value
-    times the number of attacks (each attack is read at level α/|attacks|)."""
-    k_in, k_out = design.guesses()
-    best = min(p_value(g.m, g.r, g.v, eps, delta)
-               for g in (guess(s, included, k_in, k_out) for s in scores.values()))
-    return min(1.0, best * len(scores))
+def _bonferroni_p(guessed: list[Guesses], eps: float, delta: float) -> float:
+    """The audit's p-value for "the mechanism is (ε, δ)-DP" from each attack's guesses: the
+    smaller attack's p-value times the number of attacks (each attack is read at level
+    α/|attacks|)."""
+    best = min(p_value(g.m, g.r, g.v, eps, delta) for g in guessed)
+    return min(1.0, best * len(guessed))
 
 
 @lru_cache(maxsize=256)
@@ -106,6 +104,8 @@ def summarise(rows: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd
         claim = claimed if math.isfinite(claimed) else None
         delta = float(first["delta"])
         res = audit(scores, included, design, claim, delta)
+        k_in, k_out = design.guesses()
+        guessed = [guess(s, included, k_in, k_out) for s in scores.values()]
         std, norm = float(first["noise_std"]), float(first["canary_norm"])
         clip = float(first["clip"])
         sent = min(norm, clip) if math.isfinite(clip) else norm
@@ -123,9 +123,9 @@ def summarise(rows: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd
             "confidence": confidence,
             "ceiling": ceiling(m, res.guesses, delta, per_attack.confidence),
             "mu": mu, "perfect_bound": reference_bound(mu, per_attack, seed, delta),
-            "p_claim": (_bonferroni_p(scores, included, design, claimed, delta)
-                        if claim is not None else np.nan),
-            "p_zero": _bonferroni_p(scores, included, design, 0.0, delta),
+            "p_claim": (_bonferroni_p(guessed, claimed, delta) if claim is not None
+                        else np.nan),
+            "p_zero": _bonferroni_p(guessed, 0.0, delta),
             # the federation's own clients' logged updates (DP-FedAvg): with the noise?
             "clients_checked": int(first.get("clients_checked", 0) or 0),
             "clients_without_noise": int(first.get("clients_without_noise", 0) or 0),

@@ -21,8 +21,9 @@ COMPARISON = ComparisonSpec(
                       "ci_low", "ci_high"),
            # the noise replay's summary reads the rest (fedaudit.attacks.noise_replay.report)
            "replay": ("scenario", "attacked", "recovered", "removed_share"),
-           # and the privacy audit's (fedaudit.attacks.privacy_audit.report)
-           "audit": ("scenario", "epsilon_claimed", "included", "score_direct")},
+           # and the privacy audit's table (fedaudit.attacks.privacy_audit.report)
+           "audit": ("scenario", "epsilon_lower_bound", "epsilon_claimed", "status",
+                     "canaries", "ceiling")},
     tables=(TableSpec(name="privacy_utility",
                       paper="paper 003, Table III",
                       description=("per noise level: ε with its adjacency and unit, the ε "

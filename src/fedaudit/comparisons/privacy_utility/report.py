@@ -20,7 +20,6 @@ import pandas as pd
 
 from fedaudit.attacks.gradinv.report import CONSTANT, METHODS, fmt, pooled_rows
 from fedaudit.attacks.noise_replay.report import summarise as summarise_replay
-from fedaudit.attacks.privacy_audit.report import summarise as summarise_audit
 from fedaudit.defenses.budgets import (
     NO_NOISE,
     budget_note,
@@ -45,8 +44,8 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
                     histories: dict[str, pd.DataFrame] | None = None,
                     classifier_histories: dict[str, pd.DataFrame] | None = None,
                     plugins: Sequence[str] = (), slices_per_patient: int | None = None,
-                    replay: pd.DataFrame | None = None, audit: pd.DataFrame | None = None,
-                    audit_confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                    replay: pd.DataFrame | None = None,
+                    audit: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per attacked scenario: its noise (defense, level, ε at δ over the sCT
     federation's rounds and over the classifier's), the utility (sCT MAE / SSIM pooled over
     test patients, classifier test accuracy), FedMIA's pooled patient-level AUC, and per
@@ -57,14 +56,13 @@ def privacy_utility(gradinv: pd.DataFrame, quality: pd.DataFrame, classifier: pd
     Every ε comes with its adjacency and unit (:func:`fedaudit.defenses.budgets.scenario_budget`:
     DP-FedAvg add/remove and replace-one hospital, DP-SGD per slice and the group bound over
     ``slices_per_patient``); ``replay``: the noise replay's per-client rows, whose outcome each
-    noised scenario's row carries; ``audit``: the privacy audit's per-canary rows, whose
-    measured ε (a lower bound at ``audit_confidence``, one round) and status each audited
-    scenario's row carries (``seed``: its simulated references)."""
+    noised scenario's row carries; ``audit``: the privacy audit's table (one row per audited
+    scenario, :func:`fedaudit.attacks.privacy_audit.report.summarise`), whose measured ε (a
+    lower bound on one round's) and status each audited scenario's row carries."""
     histories, classifier_histories = histories or {}, classifier_histories or {}
     replayed = (None if replay is None else
                 summarise_replay(replay).set_index("scenario"))
-    audited = (None if audit is None else
-               summarise_audit(audit, audit_confidence, seed).set_index("scenario"))
+    audited = None if audit is None else audit.set_index("scenario")
     rows = []
     for scenario, meta in scenarios.items():
         defenses = list(meta.get("defenses", ()))
@@ -346,12 +344,12 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     frames = {k: pd.read_csv(path) for k, path in paths.items()}
     replay = (pd.concat([pd.read_csv(f) for f in inputs.replay], ignore_index=True)
               if len(inputs.replay) else None)
-    audit = (pd.concat([pd.read_csv(f) for f in inputs.audit], ignore_index=True)
-             if len(inputs.audit) else None)
+    # an empty input when no scenario is audited
+    audit = pd.read_csv(inputs.audit) if len(inputs.audit) else None
     catalog(params.plugins).comparisons["privacy_utility"].check_inputs(
         {**frames, "fedmia": fedmia, "replay": replay, "audit": audit},
         {**paths, "fedmia": str(inputs.fedmia), "replay": "the noise replay's tables",
-         "audit": "the privacy audit's tables"})
+         "audit": str(inputs.audit)})
     scenarios = dict(params.scenarios)
     # the DP-SGD scenarios' training histories: their ε is per client, from the steps reported
     dp = {s for s, meta in scenarios.items() if needs_history(meta.get("defenses", ()))}
@@ -363,8 +361,7 @@ def build_privacy_utility_table(inputs: Any, params: Any) -> Table:
     data = privacy_utility(frames["gradinv"], frames["quality"], frames["classifier"], fedmia,
                            scenarios, dict(params.rounds), int(params.classifier_rounds),
                            histories, classifier_histories, tuple(params.plugins),
-                           int(params.slices_per_patient), replay, audit,
-                           float(params.audit_confidence), int(params.seed))
+                           int(params.slices_per_patient), replay, audit)
     return privacy_utility_table(data)
 
 
