@@ -11,14 +11,13 @@ and two references for power:
 - the *perfect attacker* on the mechanism itself: Gaussian scores N(μ·1[in], 1) with the
   level's μ (the clipped canary's norm over the noise's per-coordinate std: 1/z for DP-FedAvg;
   for Laplace the score's noise is a sum over many coordinates, near Gaussian), guessed and
-  bounded as the audit is (:func:`.canaries.simulated_gaussian_bound`); and the smallest μ at
+  bounded as the audit is (:mod:`.references`); and the smallest μ at
   which that attacker's bound exceeds the claim (the leak the audit would flag), with its ε.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -31,10 +30,16 @@ from fedaudit.attacks.privacy_audit.canaries import (
     VIOLATED,
     CanaryDesign,
     audit,
-    simulated_gaussian_bound,
 )
-from fedaudit.attacks.privacy_audit.gaussian import gdp_epsilon
 from fedaudit.attacks.privacy_audit.one_run import Guesses, ceiling, guess, p_value
+from fedaudit.attacks.privacy_audit.references import eps_cell as _eps
+from fedaudit.attacks.privacy_audit.references import flagged_from, reference_bound
+from fedaudit.attacks.privacy_audit.sample_report import NOTES as SAMPLE_NOTES
+from fedaudit.attacks.privacy_audit.sample_report import (
+    sample_block,
+    sample_findings,
+    summarise_sample,
+)
 from fedaudit.defenses.budgets import level_symbol, noise_label
 from fedaudit.defenses.noise_source import SIMULATION, SIMULATION_NOTE
 from fedaudit.report.levels import Level
@@ -49,9 +54,6 @@ NEEDED = ["scenario", "defense", "level", "noise_source", "canaries", "rounds", 
 # asks of the positive control; a no-claim level this close to its ceiling is as exposed as an
 # update without noise
 CONTROL_SHARE = 0.8
-# seeds of the simulated perfect attacker (its median is the reference)
-REFERENCE_SEEDS = 5
-MU_MAX = 40.0
 
 
 def _bonferroni_p(guessed: list[Guesses], eps: float, delta: float) -> float:
@@ -60,33 +62,6 @@ def _bonferroni_p(guessed: list[Guesses], eps: float, delta: float) -> float:
     α/|attacks|)."""
     best = min(p_value(g.m, g.r, g.v, eps, delta) for g in guessed)
     return min(1.0, best * len(guessed))
-
-
-@lru_cache(maxsize=256)
-def reference_bound(mu: float, design: CanaryDesign, seed: int, delta: float) -> float:
-    """The perfect attacker's bound on the Gaussian mechanism of ``mu`` with this design: the
-    median over :data:`REFERENCE_SEEDS` simulated runs, at the audit's per-attack confidence."""
-    if not math.isfinite(mu):
-        mu = MU_MAX * 10
-    return float(np.median([simulated_gaussian_bound(mu, design, seed + k, delta)
-                            for k in range(REFERENCE_SEEDS)]))
-
-
-@lru_cache(maxsize=64)
-def detectable_mu(claimed: float, design: CanaryDesign, seed: int, delta: float) -> float:
-    """The smallest μ whose perfect attacker's bound (:func:`reference_bound`) exceeds
-    ``claimed``: a mechanism leaking less than that is not flagged by this design (∞ when the
-    claim is above what any attacker can certify)."""
-    if reference_bound(MU_MAX, design, seed, delta) <= claimed:
-        return math.inf
-    lo, hi = 0.0, MU_MAX
-    for _ in range(12):
-        mid = 0.5 * (lo + hi)
-        if reference_bound(mid, design, seed, delta) > claimed:
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def summarise(rows: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
@@ -111,7 +86,8 @@ def summarise(rows: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd
         sent = min(norm, clip) if math.isfinite(clip) else norm
         mu = sent / std if std > 0 else math.inf
         row: dict[str, Any] = {
-            "scenario": scenario, "defense": first["defense"], "level": float(first["level"]),
+            "scenario": scenario, "canary_level": "client", "defense": first["defense"],
+            "level": float(first["level"]),
             "noise_source": first["noise_source"], "canaries": m,
             "rounds": int(first["rounds"]), "included": int(included.sum()),
             "canary_norm": norm, "norm_basis": first["norm_basis"], "clip": clip,
@@ -133,19 +109,10 @@ def summarise(rows: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd
         if row["clients_without_noise"]:
             row["status"] = VIOLATED
         if claim is not None:
-            mu_flag = detectable_mu(claimed, per_attack, seed, delta)
-            row.update(detectable_mu=mu_flag,
-                       detectable_epsilon=(gdp_epsilon(mu_flag, delta)
-                                           if math.isfinite(mu_flag) else math.inf))
+            mu_flag, eps_flag = flagged_from(claimed, per_attack, seed, delta)
+            row.update(detectable_mu=mu_flag, detectable_epsilon=eps_flag)
         out.append(row)
     return pd.DataFrame(out)
-
-
-def _eps(v: float) -> str:
-    """An ε cell: two decimals; above 100 (an estimate of groups that do not overlap) "> 100"."""
-    if not math.isfinite(v):
-        return "∞" if v > 0 else DASH
-    return "> 100" if v > 100 else f"{v:.2f}"
 
 
 def _noise(r: pd.Series) -> str:
@@ -168,6 +135,21 @@ def _status(r: pd.Series) -> str:
 
 
 def audit_table(data: pd.DataFrame) -> Table:
+    """The client-level rows' block, then the sample-level rows' (:mod:`.sample_report`)."""
+    sample = data[data["canary_level"] == "sample"] if "canary_level" in data else data.iloc[:0]
+    client = data.drop(sample.index)
+    blocks, notes = [], []
+    if len(client):
+        blocks.append(_client_block(client, titled=bool(len(sample))))
+        notes += CLIENT_NOTES
+    if len(sample):
+        blocks.append(sample_block(sample))
+        notes += SAMPLE_NOTES
+    return Table("privacy_audit", "Privacy audit: ε measured in one run beside the ε claimed",
+                 data, blocks, notes)
+
+
+def _client_block(data: pd.DataFrame, titled: bool) -> Block:
     view = []
     for _, r in data.iterrows():
         claimed = r["epsilon_claimed"]
@@ -197,7 +179,12 @@ def audit_table(data: pd.DataFrame) -> Table:
                 f"{int(r['clients_checked'])} (energy ≥ {r['noise_energy_min']:.3f} of the "
                 "noise's)" if r["clients_checked"] else DASH),
             "Status": _status(r)})
-    notes = [
+    return Block(pd.DataFrame(view), title=(
+        "Client level: canary clients in the federation (the server's view of their messages)"
+        if titled else None))
+
+
+CLIENT_NOTES = [
         "Canary clients run the scenario's own client mods (its noise defense, with its noise "
         "source) and are left out of aggregation; each takes part in one round, with its "
         "update (a random direction at the norm shown) or nothing, by a draw from the "
@@ -219,15 +206,21 @@ def audit_table(data: pd.DataFrame) -> Table:
         "at most C², far below; one below is a violation whatever the canaries show.",
         "Andrew et al. (ICLR 2024): ε of Gaussians fitted to the two groups' scores, a point "
         "estimate, not a bound; it can exceed a correct claim by chance."]
-    return Table("privacy_audit", "Privacy audit: ε measured in one run beside the ε claimed",
-                 data, [Block(pd.DataFrame(view))], notes)
 
 
 def build_table(inputs: Any, params: Any) -> Table:
-    if not len(inputs.audits):
+    samples = list(getattr(inputs, "samples", []) or [])
+    if not len(inputs.audits) and not samples:
         raise TableError("no audited scenario")
-    rows = pd.concat([pd.read_csv(f) for f in inputs.audits], ignore_index=True)
-    return audit_table(summarise(rows, float(params.confidence), int(params.seed)))
+    confidence, seed = float(params.confidence), int(params.seed)
+    parts = []
+    if len(inputs.audits):
+        rows = pd.concat([pd.read_csv(f) for f in inputs.audits], ignore_index=True)
+        parts.append(summarise(rows, confidence, seed))
+    if samples:
+        rows = pd.concat([pd.read_csv(f) for f in samples], ignore_index=True)
+        parts.append(summarise_sample(rows, confidence, seed))
+    return audit_table(pd.concat(parts, ignore_index=True))
 
 
 def _control(data: pd.DataFrame) -> tuple[bool, str]:
@@ -249,8 +242,13 @@ def _row_text(r: pd.Series) -> str:
 
 
 def findings(data: pd.DataFrame, settings: dict[str, Any]) -> list[Finding]:
+    if "canary_level" not in data:
+        data = data.assign(canary_level="client")
+    sample = data[data["canary_level"] == "sample"]
+    data = data[data["canary_level"] != "sample"]
     control_ok, control = _control(data)
-    out = []
+    out = [sample_findings(TOPIC.format(label=noise_label(defense)) + " (sample level)", sub)
+           for defense, sub in sample.groupby("defense", sort=False)]
     for defense, sub in data[data["defense"] != "none"].groupby("defense", sort=False):
         label = noise_label(defense)
         topic = TOPIC.format(label=label)

@@ -10,7 +10,24 @@ PRIVACY_AUDIT_SCENARIOS = (
     if PRIVACY_AUDIT["enabled"]
     else []
 )
-ATTACKED["privacy_audit"] = PRIVACY_AUDIT_SCENARIOS
+SAMPLE_AUDIT = PRIVACY_AUDIT["sample_level"]
+
+
+def trains_dp_sgd(scenario):
+    return any(d["name"] == "dp_sgd" for d in scenario.defenses)
+
+
+# sample-level canaries: the scenarios that train with DP-SGD (sample_round.py)
+SAMPLE_AUDIT_SCENARIOS = (
+    (
+        SAMPLE_AUDIT["scenarios"]
+        if SAMPLE_AUDIT["scenarios"] is not None
+        else [s for s, sc in SCENARIOS.items() if trains_dp_sgd(sc)]
+    )
+    if SAMPLE_AUDIT["enabled"]
+    else []
+)
+ATTACKED["privacy_audit"] = PRIVACY_AUDIT_SCENARIOS + SAMPLE_AUDIT_SCENARIOS
 
 
 localrules:
@@ -47,10 +64,44 @@ rule privacy_audit:
         STEP_SCRIPT
 
 
+rule privacy_audit_sample:
+    """Re-run one client's DP-SGD round of one scenario with sample-level canaries, and its
+    noise-free control; score them as the server (white-box) and from the model's loss."""
+    input:
+        # the global model of the audited round
+        server_log=rules.train.output.server_log,
+        # the client's data and its federation as trained
+        volumes=training_volumes,
+        splits=expand(rules.splits.output[0], center=TRAIN_CENTERS),
+        qc_flags=QC_FLAGS,
+    output:
+        table="results/attacks/privacy_audit/sample/{scenario}.csv",
+    log:
+        f"{LOGS}/attacks/privacy_audit/sample/{{scenario}}.log",
+    params:
+        attack="privacy_audit",
+        step="attack_sample",
+        scenario=lambda wc: SCENARIOS[wc.scenario].as_dict(),
+        train=lambda wc: scenario_train(wc.scenario),
+        sample_level=SAMPLE_AUDIT,
+        seed=config["seed"],
+        centers=TRAIN_CENTERS,
+        plugins=config["plugins"],
+    threads: EXECUTION["attacks"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        CONDA_ENVS["attacks"]
+    script:
+        STEP_SCRIPT
+
+
 rule table_privacy_audit:
     """Per audited scenario: the measured ε lower bound beside the claimed ε."""
     input:
         audits=expand(rules.privacy_audit.output.table, scenario=PRIVACY_AUDIT_SCENARIOS),
+        samples=expand(rules.privacy_audit_sample.output.table, scenario=SAMPLE_AUDIT_SCENARIOS),
     output:
         **table_outputs("privacy_audit", "report_captions/table.rst"),
     log:
@@ -69,8 +120,9 @@ rule table_privacy_audit:
         TABLE_SCRIPT
 
 
-if PRIVACY_AUDIT_SCENARIOS:
+if PRIVACY_AUDIT_SCENARIOS or SAMPLE_AUDIT_SCENARIOS:
     register_outputs(
-        outputs=expand(rules.privacy_audit.output.table, scenario=PRIVACY_AUDIT_SCENARIOS),
+        outputs=expand(rules.privacy_audit.output.table, scenario=PRIVACY_AUDIT_SCENARIOS)
+        + expand(rules.privacy_audit_sample.output.table, scenario=SAMPLE_AUDIT_SCENARIOS),
         tables=["privacy_audit"],
     )

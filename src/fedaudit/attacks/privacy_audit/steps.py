@@ -94,3 +94,26 @@ def attack(job: Job, log: logging.Logger) -> None:
     for i, (k, v) in enumerate(meta.items()):
         frame.insert(i, k, v)
     write_csv(frame, job.output.table, index=False)
+
+
+
+def attack_sample(job: Job, log: logging.Logger) -> None:
+    """Rule privacy_audit_sample: one client's DP-SGD round of a scenario re-run with sample-level
+    canaries and again without noise (:func:`.sample_round.audit_rows`); one row per canary and
+    run."""
+    import torch
+
+    from fedaudit.attacks.privacy_audit.sample_round import audit_rows
+    from fedaudit.federation.plan import attacked_plan
+    from fedaudit.io import read_json
+    from fedaudit.preprocess.outliers import read_excluded
+
+    p, wc = job.params, job.wildcards
+    torch.set_num_threads(max(1, job.threads))
+    plan = attacked_plan(p, job.config, [read_json(f) for f in job.input.splits],
+                         read_excluded(job.input.qc_flags))
+    rnd = resolve_rounds(job.input.server_log, "last")[0]
+    logged = load_round(job.input.server_log, rnd)
+    frame = audit_rows(plan, wc.scenario, [logged.global_arrays[n] for n in logged.names], rnd,
+                       p.sample_level, progress=log.info)
+    write_csv(frame, job.output.table, index=False)

@@ -42,10 +42,10 @@ from fedaudit.federation.run import train_federation
 from fedaudit.federation.server_log import load_round
 from fedaudit.scenarios import Scenario
 
-# z = 3 for one round claims ε ≈ 1.39 at δ = 1e-5; 150 canaries certify up to 3.39 (measured:
-# the correct clients 0.22, each bug 2.97-3.39)
+# z = 3 for one round claims ε ≈ 1.39 at δ = 1e-5; 100 canaries certify up to 2.91 (measured:
+# the correct clients 0-0.2, each bug 2.91)
 DP = {"name": "dp_fedavg", "clip": 1.0, "noise_multiplier": 3.0, "delta": 1e-5}
-M = 150
+M = 100
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +74,6 @@ def _no_noise(arrays, entry, rng):
     return [a.astype(np.float32) for a in clip_update(arrays, float(entry["clip"]))]
 
 
-def _no_clip(arrays, entry, rng):
-    std = float(entry["noise_multiplier"]) * float(entry["clip"])
-    return [(np.asarray(a, np.float64) + rng.normal(0.0, std, np.shape(a))).astype(np.float32)
-            for a in arrays]
-
-
 def _clip_x100(arrays, entry, rng):
     # the clip raised a hundredfold, the noise still calibrated to the C the accountant knows
     wide = {**entry, "clip": 100 * float(entry["clip"]),
@@ -87,8 +81,8 @@ def _clip_x100(arrays, entry, rng):
     return clip_and_noise(arrays, wide, "clip", rng)
 
 
+# clipping off is in the mechanism-level suite (test_privacy_audit.py); here the clip ×100
 BUGS = {"noise off": (dp_noise, "perturb", _no_noise),
-        "clipping off": (dp_noise, "perturb", _no_clip),
         "clip x100": (dp_noise, "perturb", _clip_x100),
         # the client seeds its noise from what the server can derive, whatever the config says
         "seeded noise": (noise_mod, "numpy_generator",
@@ -99,7 +93,7 @@ def test_the_correct_clients_are_consistent_and_every_planted_bug_is_flagged(
         federation, tmp_path, monkeypatch) -> None:
     """The bug suite in the clients' own code, on a real federation's Flower client stack: the
     accountant is told the correct DP-FedAvg (z = 3, C = 1: one round claims ε ≈ 1.39, which
-    150 canaries can contradict up to 3.39)."""
+    100 canaries can contradict up to 2.91)."""
     claim = epsilon(3.0, 1, 1e-5)
     scenario = Scenario("dp", defenses=(DP,))
     rows = _audit(federation, tmp_path, scenario)
