@@ -43,6 +43,11 @@ def auditable(defenses: Any) -> str | None:
     return None
 
 
+def trains_dp_sgd(defenses: Any) -> bool:
+    """Whether a scenario's clients train with DP-SGD (the sample level's scenarios)."""
+    return any(d["name"] == "dp_sgd" for d in defenses)
+
+
 def check(config: dict[str, Any], scenarios: set[str]) -> None:
     """Every listed scenario must be auditable (:func:`auditable`); the default (the control and
     the noise grid) keeps those that are. The sample level's scenarios must train with DP-SGD
@@ -76,7 +81,7 @@ def _check_sample(config: dict[str, Any], sample: dict[str, Any], known: dict[st
             raise SettingError(f"{key}.scenarios", f"{name!r} is not among the trained "
                                f"scenarios ({', '.join(sorted(scenarios))})")
         names = [d["name"] for d in known[name].defenses]
-        if "dp_sgd" not in names or "secagg" in names:
+        if not trains_dp_sgd(known[name].defenses) or "secagg" in names:
             raise SettingError(f"{key}.scenarios", f"{name!r} cannot carry sample-level "
                                "canaries: they audit DP-SGD, on the update the server receives "
                                f"(its defenses: {', '.join(names) or 'none'})")

@@ -1,7 +1,7 @@
 # The one-run privacy audit (fedaudit.attacks.privacy_audit): per audited scenario one job of
 # canary clients through the scenario's client mods, scored by the server; one table.
 
-from fedaudit.attacks.privacy_audit.plugin import auditable  # noqa: E402
+from fedaudit.attacks.privacy_audit.plugin import auditable, trains_dp_sgd  # noqa: E402
 
 PRIVACY_AUDIT = config["attacks"]["privacy_audit"]
 # the control (no noise) and the update-noise levels; not SecAgg+ nor DP-SGD (plugin.py)
@@ -11,18 +11,12 @@ PRIVACY_AUDIT_SCENARIOS = (
     else []
 )
 SAMPLE_AUDIT = PRIVACY_AUDIT["sample_level"]
-
-
-def trains_dp_sgd(scenario):
-    return any(d["name"] == "dp_sgd" for d in scenario.defenses)
-
-
 # sample-level canaries: the scenarios that train with DP-SGD (sample_round.py)
 SAMPLE_AUDIT_SCENARIOS = (
     (
         SAMPLE_AUDIT["scenarios"]
         if SAMPLE_AUDIT["scenarios"] is not None
-        else [s for s, sc in SCENARIOS.items() if trains_dp_sgd(sc)]
+        else [s for s, sc in SCENARIOS.items() if trains_dp_sgd(sc.defenses)]
     )
     if SAMPLE_AUDIT["enabled"]
     else []
@@ -65,8 +59,7 @@ rule privacy_audit:
 
 
 rule privacy_audit_sample:
-    """Re-run one client's DP-SGD round of one scenario with sample-level canaries, and its
-    noise-free control; score them as the server (white-box) and from the model's loss."""
+    """One client's DP-SGD round re-run with sample-level canaries, and without noise."""
     input:
         # the global model of the audited round
         server_log=rules.train.output.server_log,

@@ -227,12 +227,17 @@ def run_round(plan: Any, center: str, global_arrays: Sequence[np.ndarray], rnd: 
     from fedaudit.federation.client import _model_from as model_from
     from fedaudit.federation.local import train_local
     from fedaudit.models import definition
-    from fedaudit.models.weights import get_arrays, set_arrays, subtract
+    from fedaudit.models.weights import exchanged_names, get_arrays, set_arrays, subtract
 
     client = SCTClient(plan, center)
     seed = derive_seed(plan.seed, "train", center, rnd)
     seed_everything(seed)
     model = model_from(definition.to_json(plan.model_definition()))
+    # a canary's coordinate indexes the exchanged arrays (the update) and the trainable
+    # parameters (Opacus' rows) alike: only where they are the same tensors in the same order
+    if exchanged_names(model) != [n for n, p in model.named_parameters() if p.requires_grad]:
+        raise SampleAuditError("the model exchanges other tensors than its trainable "
+                               "parameters (buffers?): gradient canaries cannot be placed")
     set_arrays(model, list(global_arrays))
     local, lr, max_batches = round_training(plan, {"round": rnd})
     base = local_training(plan, seed)
