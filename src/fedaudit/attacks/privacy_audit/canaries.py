@@ -42,6 +42,8 @@ from fedaudit.runtime import derive_seed
 
 ATTACKS = ("direct", "replay")
 CONSISTENT, VIOLATED, NO_CLAIM = "consistent", "violated", "no claim"
+# the auditor's inclusion draw in a real run: fresh OS entropy (the server holds the seed)
+INCLUSION_SOURCE = "os_entropy"
 # a client's noise generator for (canary, round); the default is the client's real source
 ClientRng = Callable[[int, int], np.random.Generator]
 

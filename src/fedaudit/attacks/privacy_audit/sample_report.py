@@ -77,10 +77,10 @@ def simulated_sum_bound(events: list[tuple[float, int]], noise_multiplier: float
     return float(np.median(out))
 
 
-def _guessed(sub: pd.DataFrame) -> tuple[Guesses, np.ndarray, np.ndarray]:
+def _guessed(sub: pd.DataFrame, k_in: int, k_out: int
+             ) -> tuple[Guesses, np.ndarray, np.ndarray]:
     scores = sub["score"].to_numpy(float)
     included = sub["included"].astype(bool).to_numpy()
-    k_in, k_out = CanaryDesign(m=len(sub)).guesses()
     return guess(scores, included, k_in, k_out), scores, included
 
 
@@ -113,12 +113,13 @@ def summarise_sample(rows: pd.DataFrame, confidence: float = 0.95, seed: int = 0
         p_claim, p_zero = [], []
         for kind in kinds:
             name = ATTACKERS[kind]
-            g, scores, included = _guessed(audited[audited["kind"] == kind])
+            mine = audited[audited["kind"] == kind]
+            k_in, k_out = CanaryDesign(m=len(mine)).guesses()
+            g, scores, included = _guessed(mine, k_in, k_out)
             bound = epsilon_lower_bound(g.m, g.r, g.v, delta, per_attack)
             ctl_sub = sub[(sub["run"] == "control") & (sub["kind"] == kind)]
-            cg, _, _ = _guessed(ctl_sub)
+            cg, _, _ = _guessed(ctl_sub, k_in, k_out)
             ctl_events = [tuple(e) for e in json.loads(ctl_sub["events"].iloc[0])]
-            k_in, k_out = CanaryDesign(m=g.m).guesses()
             row.update({
                 f"{kind}_canaries": g.m, f"{kind}_included": int(included.sum()),
                 f"{kind}_guesses": g.r, f"{kind}_correct": g.v, f"{kind}_bound": bound,

@@ -44,11 +44,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from fedaudit.attacks.privacy_audit.canaries import INCLUSION_SOURCE, canary_name
 from fedaudit.federation.local import LOSSES, LocalTraining
 from fedaudit.runtime import derive_seed
-
-# the audit's secret draws: fresh OS entropy (module docstring)
-INCLUSION_SOURCE = "os_entropy"
 
 
 class SampleAuditError(ValueError):
@@ -272,10 +270,9 @@ def audit_rows(plan: Any, scenario: str, global_arrays: Sequence[np.ndarray], rn
     ε of the round's reported events at the scenario's δ). ``settings``: the config's
     ``attacks.privacy_audit.sample_level``; ``rng``: the auditor's secret source, called once
     per run (fresh OS entropy; tests pass a seeded one)."""
-    from fedaudit.attacks.privacy_audit.canaries import canary_name
-    from fedaudit.data.slices import load_volume
     from fedaudit.defenses.dp_sgd.budget import epsilon
     from fedaudit.defenses.noise_source import source_of
+    from fedaudit.federation.client import SCTClient
 
     entry = dp_sgd_entry(plan.scenario)
     center = settings["center"] or sorted(plan.centers)[0]
@@ -285,7 +282,8 @@ def audit_rows(plan: Any, scenario: str, global_arrays: Sequence[np.ndarray], rn
                                f"({', '.join(sorted(plan.centers))})")
     clip = float(entry["max_grad_norm"])
     m, n = int(settings["gradient_canaries"]), int(settings["slice_canaries"])
-    first = load_volume(plan.client(center).train[0])
+    # the client's own volumes (cached: the round reads the same), for the slices' shape
+    first = SCTClient(plan, center)._train_volumes()[0]
     canaries = make_canaries([np.shape(a) for a in global_arrays], tuple(first.mr.shape[1:]),
                              m, n, float(settings["norm_factor"]) * clip, plan.seed)
     progress(f"{scenario}: client {center}, round {rnd} from the server log; {m} gradient "
@@ -330,7 +328,8 @@ def _losses(model: nn.Module, canaries: SampleCanaries, loss_fn: Any) -> np.ndar
     out = []
     for i in range(0, canaries.mr.shape[0], 32):
         pred = model(canaries.mr[i:i + 32].contiguous()).float()
-        target = canaries.ct[i:i + 32]
-        out.append(np.array([float(loss_fn(p, t)) for p, t in zip(pred, target, strict=True)]))
+        # the training loss per slice: its elementwise values averaged over each slice
+        per_pixel = loss_fn(pred, canaries.ct[i:i + 32], reduction="none")
+        out.append(per_pixel.mean(dim=(1, 2, 3)).double().numpy())
     model.train()
     return np.concatenate(out)

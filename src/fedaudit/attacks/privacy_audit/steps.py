@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fedaudit.atomic import write_csv
-from fedaudit.attacks.privacy_audit.canaries import canary_name
+from fedaudit.attacks.privacy_audit.canaries import INCLUSION_SOURCE, canary_name
 from fedaudit.attacks.privacy_audit.federation import (
     canary_norm,
     noise_energy,
@@ -22,9 +22,6 @@ from fedaudit.defenses.budgets import scenario_budget
 from fedaudit.defenses.noise_source import source_of
 from fedaudit.federation.server_log import load_round, resolve_rounds
 from fedaudit.scenarios import Scenario, noise_defense
-
-# the auditor's inclusion draw: fresh OS entropy (federation.py's docstring)
-INCLUSION_SOURCE = "os_entropy"
 
 
 def attack(job: Job, log: logging.Logger) -> None:
